@@ -1,0 +1,77 @@
+"""closekit: live experiments on how a TCP connection is torn down, drawn from what the kernel did.
+
+>>> import closekit
+>>> trace = closekit.run("close-unread")
+>>> trace.first("RST").src
+'server'
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from closekit.errors import (
+    CloseKitError,
+    ExperimentError,
+    SandboxUnavailableError,
+    ScenarioError,
+    SyncTimeoutError,
+    UnknownScenarioError,
+)
+from closekit.scenario import Options, Scenario
+from closekit.trace import Segment, StateChange, Syscall, Trace
+
+if TYPE_CHECKING:
+    from closekit.sandbox.client import Lab
+
+__all__ = [
+    "CloseKitError",
+    "ExperimentError",
+    "Options",
+    "SandboxUnavailableError",
+    "Scenario",
+    "ScenarioError",
+    "Segment",
+    "StateChange",
+    "SyncTimeoutError",
+    "Syscall",
+    "Trace",
+    "UnknownScenarioError",
+    "get",
+    "lab",
+    "run",
+    "scenarios",
+]  # fmt: skip
+__version__ = "0.1.0"
+
+
+def run(scenario: str | Scenario, lab: Lab | None = None) -> Trace:
+    """Run a built-in scenario (by name) or your own Scenario on the real kernel; returns its Trace."""
+    from closekit.sandbox.client import default_lab
+
+    if isinstance(scenario, str):
+        scenario = get(scenario)
+    elif not isinstance(scenario, Scenario):
+        raise ScenarioError(f"run() takes a scenario name or a closekit.Scenario, not {type(scenario).__name__}")
+    return (lab or default_lab()).run(scenario)
+
+
+def get(name: str) -> Scenario:
+    """The built-in scenario called `name`."""
+    from closekit.library import get as library_get
+
+    return library_get(name)
+
+
+def scenarios() -> dict[str, Scenario]:
+    """Every built-in scenario, by name, in the course's order."""
+    from closekit.library import SCENARIOS
+
+    return dict(SCENARIOS)
+
+
+def lab() -> Lab:
+    """The process-wide Lab (its `mode` says how experiments run here)."""
+    from closekit.sandbox.client import default_lab
+
+    return default_lab()

@@ -1,0 +1,139 @@
+"""The lab's helper process: lives in its own user + network namespace and runs experiments.
+
+Started by closekit.sandbox.client with pipes on stdin/stdout. It decides the mode once, answers
+("ready", info), then runs one scenario per request. In netns mode every experiment gets a
+fresh network namespace, prepared (loopback up, packet socket open) while the helper waits for
+the next request, so a request does not pay for it. It exits when its parent goes away.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import select
+import sys
+
+from closekit.errors import CloseKitError
+from closekit.sandbox.channel import read_frame, write_frame
+from closekit.sandbox.namespace import configure_namespace, enter_user_namespace, new_network_namespace
+from closekit.sandbox.orchestrator import Environment, reap_children, run_scenario
+
+PR_SET_CHILD_SUBREAPER = 36
+FORCED_MODES = ("netns", "host", "host-nocapture")
+
+
+def choose_mode(forced: str | None) -> tuple[str, list[str]]:
+    """Enter the best sandbox this machine allows; returns the mode and why better ones failed."""
+    why: list[str] = []
+    if forced not in (None, "", "netns", "auto") and forced not in FORCED_MODES:
+        raise CloseKitError(f"CLOSEKIT_SANDBOX={forced!r} is not one of auto, {', '.join(FORCED_MODES)}")
+    if forced in (None, "", "auto", "netns"):
+        try:
+            enter_user_namespace()
+            configure_namespace()
+            return "netns", why
+        except OSError as e:
+            if forced == "netns":
+                raise CloseKitError(f"CLOSEKIT_SANDBOX=netns, but this machine refuses user namespaces: {e}") from e
+            why.append(f"no user+network namespace ({e.strerror or e})")
+    if forced != "host-nocapture":
+        try:
+            from closekit.sandbox.capture import Capture
+
+            Capture().close()
+            return "host", why
+        except OSError as e:
+            if forced == "host":
+                raise CloseKitError(f"CLOSEKIT_SANDBOX=host, but packet capture is refused: {e}") from e
+            why.append(f"no packet capture ({e.strerror or e})")
+    return "host-nocapture", why
+
+
+def unobserved_in(mode: str) -> tuple[str, ...]:
+    if mode == "netns":
+        return ()
+    missing = ["TCP MIB counters (shared with the whole host)"]
+    if mode == "host-nocapture":
+        missing.insert(0, "segments on the wire (no packet capture)")
+    return tuple(missing)
+
+
+def prepare(mode: str, kernel: str, fresh_namespace: bool) -> Environment:
+    from closekit.sandbox.capture import Capture
+    from closekit.sandbox.diag import Diag
+
+    if fresh_namespace:
+        new_network_namespace()
+    capture = Capture() if mode != "host-nocapture" else None
+    return Environment(mode=mode, kernel=kernel, diag=Diag(), capture=capture, unobserved=unobserved_in(mode))
+
+
+MAX_DEFERRED = 16
+
+
+class Retired:
+    """Captures of finished experiments, closed while the helper is idle.
+
+    Closing a packet socket waits for an RCU grace period (~8 ms); doing it between a reply
+    and the next request would add that to every experiment run back to back.
+    """
+
+    def __init__(self) -> None:
+        self.captures: list = []
+
+    def add(self, env: Environment) -> None:
+        env.diag.close()
+        if env.capture is not None:
+            self.captures.append(env.capture)
+        while len(self.captures) > MAX_DEFERRED:
+            self.captures.pop(0).close()
+
+    def close_while_idle(self, requests: int) -> None:
+        while self.captures and not select.select([requests], [], [], 0)[0]:
+            self.captures.pop(0).close()
+
+
+def main() -> None:
+    ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1)
+    requests, replies = sys.stdin.fileno(), sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing else may write into the reply pipe
+    kernel = os.uname().release
+    try:
+        mode, why = choose_mode(os.environ.get("CLOSEKIT_SANDBOX"))
+        env = prepare(mode, kernel, fresh_namespace=False)
+    except CloseKitError as e:
+        write_frame(replies, ("error", type(e).__name__, str(e)))
+        return
+    write_frame(replies, ("ready", {"mode": mode, "kernel": kernel, "why": why, "pid": os.getpid()}))
+    retired = Retired()
+    while True:
+        retired.close_while_idle(requests)
+        try:
+            request = read_frame(requests)
+        except EOFError:
+            return
+        kind, payload = request
+        if kind == "stats":
+            write_frame(replies, ("ok", _stats()))
+            continue
+        try:
+            write_frame(replies, ("ok", run_scenario(payload, env)))
+        except CloseKitError as e:
+            write_frame(replies, ("error", type(e).__name__, str(e)))
+        reap_children()
+        if mode == "netns":  # the next experiment gets a new namespace, made now while we wait
+            retired.add(env)
+            env = prepare(mode, kernel, fresh_namespace=True)
+
+
+def _stats() -> dict[str, int]:
+    """Counts a leak test compares: this helper's open fds and child processes."""
+    children = 0
+    for task in os.listdir(f"/proc/{os.getpid()}/task"):
+        with open(f"/proc/{os.getpid()}/task/{task}/children") as f:
+            children += len(f.read().split())
+    return {"fds": len(os.listdir("/proc/self/fd")), "children": children}
+
+
+if __name__ == "__main__":
+    main()

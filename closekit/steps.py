@@ -1,0 +1,56 @@
+"""Step constructors for writing scenarios, named as in a scenario script.
+
+from closekit.steps import send, wait_recv_queue, close, recv
+steps = [send("client", 6), wait_recv_queue("server", 6), close("server"), recv("client")]
+"""
+
+from closekit.scenario import (
+    Close as close,
+)
+from closekit.scenario import (
+    Epoll as epoll,
+)
+from closekit.scenario import (
+    Exit as exit,
+)
+from closekit.scenario import (
+    Fork as fork,
+)
+from closekit.scenario import (
+    Linger as linger,
+)
+from closekit.scenario import (
+    Nonblocking as nonblocking,
+)
+from closekit.scenario import (
+    ReadToEof as read_to_eof,
+)
+from closekit.scenario import (
+    Recv as recv,
+)
+from closekit.scenario import (
+    Send as send,
+)
+from closekit.scenario import (
+    Shutdown as shutdown,
+)
+from closekit.scenario import (
+    Sleep as sleep,
+)
+from closekit.scenario import (
+    WaitDone as wait_done,
+)
+from closekit.scenario import (
+    WaitRecvQueue as wait_recv_queue,
+)
+from closekit.scenario import (
+    WaitSegment as wait_segment,
+)
+from closekit.scenario import (
+    WaitState as wait_state,
+)
+
+__all__ = [
+    "close", "epoll", "exit", "fork", "linger", "nonblocking", "read_to_eof", "recv", "send",
+    "shutdown", "sleep", "wait_done", "wait_recv_queue", "wait_segment", "wait_state",
+]  # fmt: skip

@@ -1,0 +1,256 @@
+"""A Trace: what the kernel did during one experiment, as immutable typed events on one clock.
+
+Everything that reads a trace (queries, transcripts, diagrams, claims, exercise checks) is a
+pure function of it, so a Trace can also be loaded from JSON recorded on another machine.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Union
+
+MODES = ("netns", "host", "host-nocapture")
+Mode = Literal["netns", "host", "host-nocapture"]
+FLAG_ORDER = ("SYN", "FIN", "RST", "PSH", "ACK", "URG")
+
+MODE_NOTICES = {
+    "netns": "",
+    "host": (
+        "Fallback mode 'host': this machine does not allow a private network namespace, so the "
+        "experiment ran on the host loopback. Segments were captured, but the TCP counters are "
+        "shared with everything else on the host and were not recorded."
+    ),
+    "host-nocapture": (
+        "Fallback mode 'host-nocapture': no private network namespace and no packet capture here. "
+        "Syscalls and socket states are real; the segments on the wire could not be observed."
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Syscall:
+    """One system call made by one side: what was asked, what the kernel answered, and when."""
+
+    t: float = field(compare=False)
+    side: str
+    call: str
+    args: dict[str, Any]
+    result: Any
+    errno: str | None
+    duration: float = field(compare=False)
+    kind: Literal["syscall"] = "syscall"
+
+    @property
+    def failed(self) -> bool:
+        return self.errno is not None
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One TCP segment seen on the namespace's loopback (seq/ack relative, like tcpdump)."""
+
+    t: float = field(compare=False)
+    src: str
+    flags: tuple[str, ...]
+    seq: int
+    ack: int
+    len: int
+    win: int
+    raw: bytes = field(default=b"", compare=False, repr=False)
+    kind: Literal["segment"] = "segment"
+
+    @property
+    def dst(self) -> str:
+        return "server" if self.src == "client" else "client"
+
+    def has(self, flag: str) -> bool:
+        return flag.upper() in self.flags
+
+    @property
+    def tcpdump_flags(self) -> str:
+        """Flags the way tcpdump prints them: S, F, R, P and '.' for ACK."""
+        letters = "".join({"SYN": "S", "FIN": "F", "RST": "R", "PSH": "P", "URG": "U"}.get(f, "") for f in self.flags)
+        return letters + ("." if "ACK" in self.flags else "")
+
+
+@dataclass(frozen=True)
+class StateChange:
+    """A TCP state the kernel reported for one side's socket (RFC 9293 names)."""
+
+    t: float = field(compare=False)
+    side: str
+    state: str
+    kind: Literal["state"] = "state"
+
+
+@dataclass(frozen=True)
+class Signal:
+    """A signal the kernel delivered to one side's process (e.g. SIGPIPE on a write)."""
+
+    t: float = field(compare=False)
+    side: str
+    signal: str
+    kind: Literal["signal"] = "signal"
+
+
+Event = Union[Syscall, Segment, StateChange, Signal]
+_EVENT_TYPES: dict[str, type] = {
+    "syscall": Syscall,
+    "segment": Segment,
+    "state": StateChange,
+    "signal": Signal,
+}
+
+
+@dataclass(frozen=True)
+class Trace:
+    """The record of one experiment. Equality ignores times, so two runs compare by what happened."""
+
+    scenario: str
+    kernel: str
+    mode: Mode
+    counters: dict[str, int]
+    events: tuple[Event, ...]
+    description: str = field(default="", compare=False)
+    unobserved: tuple[str, ...] = field(default=(), compare=False)
+
+    # ---- queries -------------------------------------------------------------------------
+    def segments(self, src: str | None = None, flags: str | Iterable[str] | None = None) -> list[Segment]:
+        """Segments, optionally only those sent by `src` and carrying every flag in `flags`."""
+        wanted = _flag_set(flags)
+        return [
+            e
+            for e in self.events
+            if isinstance(e, Segment) and (src is None or e.src == src) and wanted.issubset(e.flags)
+        ]
+
+    def syscalls(self, side: str | None = None, call: str | None = None) -> list[Syscall]:
+        return [
+            e
+            for e in self.events
+            if isinstance(e, Syscall) and (side is None or e.side == side) and (call is None or e.call == call)
+        ]
+
+    def states(self, side: str) -> list[str]:
+        """The states `side`'s socket went through, in order (as observed)."""
+        return [e.state for e in self.events if isinstance(e, StateChange) and e.side == side]
+
+    def final_state(self, side: str) -> str | None:
+        path = self.states(side)
+        return path[-1] if path else None
+
+    def signals(self, side: str | None = None) -> list[str]:
+        return [e.signal for e in self.events if isinstance(e, Signal) and (side is None or e.side == side)]
+
+    def first(self, flag: str, src: str | None = None) -> Segment | None:
+        """The first segment carrying `flag` (e.g. "RST", "FIN"), or None if none was seen."""
+        found = self.segments(src=src, flags=flag)
+        return found[0] if found else None
+
+    def sent(self, src: str, flag: str) -> bool:
+        """Did `src` send a segment with `flag`? (False in host-nocapture mode: nothing was seen.)"""
+        return self.first(flag, src=src) is not None
+
+    def counter(self, name: str) -> int:
+        """A MIB counter delta, e.g. 'TcpExt:TCPAbortOnClose' (0 when it did not move)."""
+        return self.counters.get(name, 0)
+
+    @property
+    def sides(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for e in self.events:
+            if isinstance(e, (Syscall, StateChange, Signal)):
+                seen.setdefault(e.side, None)
+        return list(seen)
+
+    @property
+    def captured(self) -> bool:
+        return self.mode != "host-nocapture"
+
+    @property
+    def notice(self) -> str:
+        return MODE_NOTICES[self.mode]
+
+    def __iter__(self) -> Iterator[Event]:
+        return iter(self.events)
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    # ---- export --------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        events = []
+        for e in self.events:
+            d = asdict(e)
+            d.pop("raw", None)
+            if isinstance(e, Segment):
+                d["flags"] = list(e.flags)
+            events.append(d)
+        return {
+            "scenario": self.scenario,
+            "description": self.description,
+            "kernel": self.kernel,
+            "mode": self.mode,
+            "unobserved": list(self.unobserved),
+            "counters": dict(self.counters),
+            "events": events,
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Trace:
+        events: list[Event] = []
+        for raw in data["events"]:
+            d = dict(raw)
+            kind = d.pop("kind")
+            if kind == "segment":
+                d["flags"] = tuple(d["flags"])
+            events.append(_EVENT_TYPES[kind](**d))
+        return cls(
+            scenario=data["scenario"],
+            kernel=data["kernel"],
+            mode=data["mode"],
+            counters=dict(data["counters"]),
+            events=tuple(events),
+            description=data.get("description", ""),
+            unobserved=tuple(data.get("unobserved", ())),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Trace:
+        return cls.from_dict(json.loads(text))
+
+    def to_pcap(self, path: str) -> int:
+        """Write the captured packets as a pcap file (tcpdump -r, Wireshark); returns the count."""
+        from closekit.pcap import write_pcap
+
+        return write_pcap(path, [(s.t, s.raw) for s in self.segments() if s.raw])
+
+    # ---- display -------------------------------------------------------------------------
+    def transcript(self) -> str:
+        from closekit.transcript import text_transcript
+
+        return text_transcript(self)
+
+    def __str__(self) -> str:
+        return self.transcript()
+
+    def _repr_html_(self) -> str:
+        from closekit.transcript import html_transcript
+
+        return html_transcript(self)
+
+    def __repr__(self) -> str:
+        return f"<Trace {self.scenario!r} mode={self.mode} kernel={self.kernel} events={len(self.events)}>"
+
+
+def _flag_set(flags: str | Iterable[str] | None) -> frozenset[str]:
+    if flags is None:
+        return frozenset()
+    if isinstance(flags, str):
+        flags = flags.replace(",", " ").split()
+    return frozenset(f.upper() for f in flags)
