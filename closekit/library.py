@@ -279,7 +279,8 @@ _ALL = (
     ),
     Scenario(
         "time-wait",
-        "the active closer ends in TIME_WAIT, the passive closer passes through LAST_ACK",
+        "the active closer ends in TIME_WAIT; the passive closer goes through LAST_ACK, which lasts only "
+        "until the peer's immediate ACK on loopback",
         section="3.1",
         options=Options(),
         steps=(

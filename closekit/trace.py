@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 MODES = ("netns", "host", "host-nocapture")
 Mode = Literal["netns", "host", "host-nocapture"]
@@ -95,7 +95,7 @@ class Signal:
     kind: Literal["signal"] = "signal"
 
 
-Event = Union[Syscall, Segment, StateChange, Signal]
+Event = Syscall | Segment | StateChange | Signal
 _EVENT_TYPES: dict[str, type] = {
     "syscall": Syscall,
     "segment": Segment,
