@@ -58,9 +58,10 @@ def _lab(args: argparse.Namespace) -> int:
     notebooks = Path(args.notebooks).resolve()
     if not notebooks.is_dir():
         raise CloseKitError(f"no notebooks folder at {notebooks}; pass --notebooks DIR")
-    command = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={notebooks}", "--no-browser" if args.no_browser else "",
-               f"--port={args.port}", "00-start-here.ipynb"]  # fmt: skip
-    os.execv(sys.executable, [c for c in command if c])
+    command = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={notebooks}", f"--port={args.port}"]
+    if args.no_browser:
+        command.append("--no-browser")
+    os.execv(sys.executable, [*command, "00-start-here.ipynb"])
     return 0
 
 

@@ -64,8 +64,8 @@ def checks() -> list[Check]:
     found.append(Check("packet capture (AF_PACKET)", capture, "yes" if capture else "refused",
                        "" if capture else "allow user namespaces (above), or give python CAP_NET_RAW"))  # fmt: skip
     found.append(_dot_check())
-    found.append(Check("experiments will run in mode", mode == "netns", mode,
-                       "" if mode == "netns" else "fallback: results still come from the real kernel, with less seen"))  # fmt: skip
+    fallback = "" if mode == "netns" else "fallback: results still come from the real kernel, with less seen"
+    found.append(Check("experiments will run in mode", mode == "netns", mode, fallback))
     return found
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from closekit.trace import Event, Segment, Signal, StateChange, Syscall, Trace
 
-SHOW_DURATION = 0.001  # a call that took longer than this shows how long
+SHOW_DURATION = 0.05  # a call that blocked longer than this shows how long (shorter is noise)
 
 
 def format_ms(seconds: float) -> str:
@@ -95,7 +95,7 @@ def html_transcript(trace: Trace) -> str:
     """Three columns, client | wire | server, so who did what reads at a glance."""
     rows = []
     for e in trace.events:
-        who, _marker, text = _line(e)
+        _who, _marker, text = _line(e)
         css = _css(e)
         cell = f'<td class="{css}">{html.escape(text)}</td>'
         if isinstance(e, Segment):

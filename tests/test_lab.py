@@ -127,7 +127,7 @@ def test_a_sync_point_never_met_times_out_with_what_was_seen_and_the_lab_recover
 def test_a_step_that_runs_past_the_time_limit_is_stopped():
     slow = closekit.Scenario("slow", "", steps=(s.sleep("server", 5),), time_limit=0.5)
     started = time.monotonic()
-    with pytest.raises(closekit.ExperimentError, match="time limit of 0.5 s"):
+    with pytest.raises(closekit.ExperimentError, match=r"time limit of 0\.5 s"):
         closekit.run(slow)
     assert time.monotonic() - started < 2
     assert closekit.run("close-default").states("client")[-1] == "TIME_WAIT"
@@ -177,7 +177,10 @@ def test_the_lab_works_for_an_unprivileged_user():
         pytest.skip("already unprivileged: every other test here covers it")
     if shutil.which("setpriv") is None:
         pytest.skip("setpriv (util-linux) is needed to drop privileges")
-    code = "import closekit; t = closekit.run('close-unread'); print(t.mode, t.first('RST').src, t.counters['TcpExt:TCPAbortOnClose'])"
+    code = (
+        "import closekit; t = closekit.run('close-unread'); "
+        "print(t.mode, t.first('RST').src, t.counters['TcpExt:TCPAbortOnClose'])"
+    )
     out = subprocess.run(
         ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", code],
         capture_output=True, text=True, timeout=60, cwd="/", env={"PATH": os.environ["PATH"], "HOME": "/tmp"},

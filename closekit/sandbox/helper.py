@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import ctypes
 import os
-import select
+import socket
 import sys
 
 from closekit.errors import CloseKitError
 from closekit.sandbox.channel import read_frame, write_frame
+from closekit.sandbox.endpoint import die_with_parent
 from closekit.sandbox.namespace import configure_namespace, enter_user_namespace, new_network_namespace
 from closekit.sandbox.orchestrator import Environment, reap_children, run_scenario
 
@@ -68,29 +69,32 @@ def prepare(mode: str, kernel: str, fresh_namespace: bool) -> Environment:
     return Environment(mode=mode, kernel=kernel, diag=Diag(), capture=capture, unobserved=unobserved_in(mode))
 
 
-MAX_DEFERRED = 16
+class Closer:
+    """A child process that closes packet sockets for the helper.
 
-
-class Retired:
-    """Captures of finished experiments, closed while the helper is idle.
-
-    Closing a packet socket waits for an RCU grace period (~8 ms); doing it between a reply
-    and the next request would add that to every experiment run back to back.
+    Closing a packet socket waits for an RCU grace period (~8 ms). The helper hands each old
+    capture's descriptor to this process and drops its own copy at once, so the wait happens
+    here, beside the next experiment instead of before it.
     """
 
     def __init__(self) -> None:
-        self.captures: list = []
+        self._channel, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        if os.fork() == 0:
+            die_with_parent()
+            self._channel.close()
+            while True:
+                message, fds, _flags, _address = socket.recv_fds(theirs, 1, 64)
+                if not message:
+                    os._exit(0)
+                for fd in fds:
+                    os.close(fd)
+        theirs.close()
 
-    def add(self, env: Environment) -> None:
+    def retire(self, env: Environment) -> None:
         env.diag.close()
         if env.capture is not None:
-            self.captures.append(env.capture)
-        while len(self.captures) > MAX_DEFERRED:
-            self.captures.pop(0).close()
-
-    def close_while_idle(self, requests: int) -> None:
-        while self.captures and not select.select([requests], [], [], 0)[0]:
-            self.captures.pop(0).close()
+            socket.send_fds(self._channel, [b"c"], [env.capture.fileno()])
+            env.capture.close()
 
 
 def main() -> None:
@@ -105,9 +109,8 @@ def main() -> None:
         write_frame(replies, ("error", type(e).__name__, str(e)))
         return
     write_frame(replies, ("ready", {"mode": mode, "kernel": kernel, "why": why, "pid": os.getpid()}))
-    retired = Retired()
+    closer = Closer()
     while True:
-        retired.close_while_idle(requests)
         try:
             request = read_frame(requests)
         except EOFError:
@@ -122,7 +125,7 @@ def main() -> None:
             write_frame(replies, ("error", type(e).__name__, str(e)))
         reap_children()
         if mode == "netns":  # the next experiment gets a new namespace, made now while we wait
-            retired.add(env)
+            closer.retire(env)
             env = prepare(mode, kernel, fresh_namespace=True)
 
 

@@ -124,7 +124,7 @@ class _Run:
             if fresh:
                 self.packets.extend(fresh)
                 self.last_change = time.time()
-        self._observe_sockets(self.env.diag.dump())
+        self._observe_sockets()
 
     def _take_reply(self, channel: socket.socket) -> None:
         side = next(s for s, c in self.channels.items() if c is channel)
@@ -150,21 +150,18 @@ class _Run:
                     if record.get("call") == "exit":
                         self.exited.add(side)
 
-    def _socket_of(self, side: str, found: list[DiagSocket]) -> DiagSocket | None:
+    def _socket_of(self, side: str) -> DiagSocket | None:
         local, remote = ("client", "server") if side == "client" else ("server", "client")
         if local not in self.ports or remote not in self.ports:
             return None
-        for s in found:
-            if s.sport == self.ports[local] and s.dport == self.ports[remote]:
-                return s
-        return None
+        return self.env.diag.lookup(self.ports[local], self.ports[remote])
 
-    def _observe_sockets(self, found: list[DiagSocket]) -> None:
+    def _observe_sockets(self) -> None:
         now = time.time()
         snapshot = []
         for side in SOCKET_SIDES:
             view = self.views[side]
-            s = self._socket_of(side, found)
+            s = self._socket_of(side)
             if s is not None:
                 view.seen = True
             state = s.state if s is not None else ("CLOSED" if view.seen else None)

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# closekit's two entry points, for a fresh Debian/Ubuntu machine with Python 3.11+:
+#   bash course.sh open   set everything up, then open the course in JupyterLab
+#   bash course.sh test   set everything up, then run the whole test suite (pytest + nbval)
+# Run as root, it installs the system pieces it needs with apt-get; otherwise it says which.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+VENV=${CLOSEKIT_VENV:-.venv}
+SYSTEM_PACKAGES=(python3-venv graphviz tcpdump)
+
+system_setup() {
+    local missing=()
+    python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
+    command -v dot >/dev/null || missing+=(graphviz)
+    command -v tcpdump >/dev/null || missing+=(tcpdump)
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    else
+        echo "closekit needs these system packages: ${missing[*]}" >&2
+        echo "install them with: sudo apt-get install ${SYSTEM_PACKAGES[*]}" >&2
+        [[ " ${missing[*]} " == *" python3-venv "* ]] && exit 1
+    fi
+}
+
+python_setup() {
+    local extra=$1
+    [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+    "$VENV/bin/python" -m pip install -q -e ".[$extra]"
+}
+
+case "${1:-}" in
+    open)
+        system_setup
+        python_setup lab
+        exec "$VENV/bin/closekit" lab "${@:2}"
+        ;;
+    test)
+        system_setup
+        python_setup test
+        "$VENV/bin/ruff" check .
+        "$VENV/bin/ruff" format --check .
+        exec "$VENV/bin/python" -m pytest -n 2 --dist loadfile \
+            --nbval --nbval-current-env --nbval-sanitize-with tests/nbval.cfg \
+            tests notebooks "${@:2}"
+        ;;
+    *)
+        echo "usage: bash course.sh open | test" >&2
+        exit 2
+        ;;
+esac
