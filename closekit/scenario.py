@@ -10,6 +10,7 @@ points: they wait for a condition the kernel can be asked about, never for a gue
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -41,7 +42,9 @@ class Step:
 
     def describe(self) -> str:
         args = ", ".join(
-            f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name not in ("side", "background")
+            f"{f.name}={getattr(self, f.name)!r}"
+            for f in fields(self)
+            if f.name not in ("side", "background", "source")
         )
         bg = ", background=True" if self.background else ""
         return f"{self.call}({self.side!r}{', ' + args if args else ''}{bg})"
@@ -115,6 +118,19 @@ class Epoll(Step):
 
 
 @dataclass(frozen=True)
+class Call(Step):
+    """Your own function, `function(sock)`, run on this side's connected socket in the sandbox.
+
+    `source` holds the function's code (closekit.steps.call takes it from a function). The
+    result is what it returns; an exception is recorded as "raised Type: message" (an OSError
+    also by its errno name).
+    """
+
+    source: str = ""
+    function: str = ""
+
+
+@dataclass(frozen=True)
 class WaitRecvQueue(Step):
     """Sync point: `side`'s socket holds at least `nbytes` unread bytes."""
 
@@ -144,7 +160,7 @@ class WaitDone(Step):
 _STEP_NAMES: dict[type, str] = {
     Send: "send", Recv: "recv", ReadToEof: "read_to_eof", Close: "close", Shutdown: "shutdown",
     Linger: "linger", Nonblocking: "nonblocking", Sleep: "sleep", Fork: "fork", Exit: "exit",
-    Epoll: "epoll", WaitRecvQueue: "wait_recv_queue", WaitState: "wait_state",
+    Epoll: "epoll", Call: "call", WaitRecvQueue: "wait_recv_queue", WaitState: "wait_state",
     WaitSegment: "wait_segment", WaitDone: "wait_done",
 }  # fmt: skip
 SYNC_STEPS = (WaitRecvQueue, WaitState, WaitSegment, WaitDone)
@@ -252,7 +268,9 @@ def validate(scenario: Scenario) -> None:
 
 
 def _check_step(step: Step, where: str, sides: list[str]) -> None:
-    if isinstance(step, (Send, Recv, WaitRecvQueue)):
+    if isinstance(step, Call):
+        _check_call(step, where)
+    elif isinstance(step, (Send, Recv, WaitRecvQueue)):
         _check_int(f"{where}: nbytes", step.nbytes, 0 if isinstance(step, WaitRecvQueue) else 1, MAX_BYTES)
     elif isinstance(step, Shutdown):
         if step.how not in SHUTDOWN_HOWS:
@@ -276,6 +294,26 @@ def _check_step(step: Step, where: str, sides: list[str]) -> None:
             raise ScenarioError(f"{where}: flags must be a non-empty tuple of {', '.join(SEGMENT_FLAGS)}")
         if step.win is not None:
             _check_int(f"{where}: win", step.win, 0, 1 << 30)
+
+
+def _check_call(step: Call, where: str) -> None:
+    """The code must parse and define `function` taking the socket as its one required argument."""
+    if not isinstance(step.source, str) or not isinstance(step.function, str) or not step.function.isidentifier():
+        raise ScenarioError(f"{where}: give a function, e.g. call('client', my_function)")
+    try:
+        tree = ast.parse(step.source)
+    except SyntaxError as e:
+        raise ScenarioError(f"{where}: the function's code does not parse: {e.msg} (line {e.lineno})") from None
+    found = [n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name == step.function]
+    if not found or isinstance(found[0], ast.AsyncFunctionDef):
+        raise ScenarioError(f"{where}: the code defines no plain function called {step.function!r}")
+    arguments = found[0].args
+    required = len(arguments.posonlyargs) + len(arguments.args) - len(arguments.defaults)
+    if required != 1 and not (required == 0 and arguments.vararg):
+        raise ScenarioError(
+            f"{where}: {step.function}() must take exactly one argument, the connected socket "
+            f"(it takes {required} required arguments)"
+        )
 
 
 def _check_int(what: str, value: Any, low: int, high: int) -> None:

@@ -4,6 +4,14 @@ from closekit.steps import send, wait_recv_queue, close, recv
 steps = [send("client", 6), wait_recv_queue("server", 6), close("server"), recv("client")]
 """
 
+import inspect
+import textwrap
+from collections.abc import Callable
+
+from closekit.errors import ScenarioError
+from closekit.scenario import (
+    Call,
+)
 from closekit.scenario import (
     Close as close,
 )
@@ -50,7 +58,22 @@ from closekit.scenario import (
     WaitState as wait_state,
 )
 
+
+def call(side: str, function: Callable, *, background: bool = False) -> Call:
+    """A step that runs `function(sock)` on `side`'s socket, in the sandbox (its source is sent)."""
+    if not callable(function) or not hasattr(function, "__code__"):
+        raise ScenarioError(f"call() needs a function defined with def, not {type(function).__name__}")
+    try:
+        source = textwrap.dedent(inspect.getsource(function))
+    except (OSError, TypeError):
+        raise ScenarioError(
+            f"the source of {function.__name__}() cannot be found; define it with def in a cell"
+        ) from None
+    return Call(side, source=source, function=function.__name__, background=background)
+
+
 __all__ = [
+    "call",
     "close", "epoll", "exit", "fork", "linger", "nonblocking", "read_to_eof", "recv", "send",
     "shutdown", "sleep", "wait_done", "wait_recv_queue", "wait_segment", "wait_state",
 ]  # fmt: skip

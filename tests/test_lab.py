@@ -207,3 +207,73 @@ def test_doctor_reports_namespaces_capture_and_mode():
     assert "ok  user + network namespaces: yes" in out.stdout
     assert "experiments will run in mode: netns" in out.stdout
     assert os.uname().release in out.stdout
+
+
+def graceful_close(sock):
+    sock.sendall(b"x" * 100_000)
+    sock.shutdown(1)
+    while sock.recv(65536):
+        pass
+    sock.close()
+    return "done"
+
+
+def loops_forever(sock):
+    while True:
+        pass
+
+
+def gives_up(sock):
+    raise ValueError("no idea")
+
+
+def exits(sock):
+    import os
+
+    os._exit(3)
+
+
+def test_your_own_function_runs_in_the_sandbox_on_the_live_socket():
+    scenario = closekit.Scenario(
+        "mine",
+        "",
+        steps=(
+            s.send("server", 13),
+            s.wait_recv_queue("client", 13),
+            s.call("client", graceful_close, background=True),
+            s.read_to_eof("server"),
+            s.close("server"),
+            s.wait_done("client"),
+        ),
+    )
+    trace = closekit.run(scenario)
+    (called,) = trace.syscalls("client", "call")
+    assert called.result == "done" and called.args == {"function": "graceful_close"}
+    assert trace.syscalls("server", "recv")[0].result == 100_000
+    assert not trace.segments(flags="RST")
+
+
+def test_an_exception_in_your_function_is_its_result_and_the_lab_goes_on():
+    trace = closekit.run(closekit.Scenario("raises", "", steps=(s.call("client", gives_up),)))
+    assert trace.syscalls("client", "call")[0].result == "raised ValueError: no idea"
+
+
+@pytest.mark.parametrize(
+    ("function", "message"),
+    [(loops_forever, r"time limit of 0\.5 s \(still running: client: call"), (exits, "client process died")],
+)
+def test_a_function_that_hangs_or_exits_is_stopped_with_a_clear_error(function, message):
+    scenario = closekit.Scenario("bad", "", steps=(s.call("client", function),), time_limit=0.5)
+    with pytest.raises(closekit.ExperimentError, match=message):
+        closekit.run(scenario)
+    assert closekit.run("close-unread").first("RST").src == "server"
+
+
+def test_a_function_with_the_wrong_signature_is_rejected_before_running():
+    def two(sock, extra):
+        return 0
+
+    with pytest.raises(closekit.ScenarioError, match="must take exactly one argument"):
+        closekit.Scenario("x", "", steps=(s.call("client", two),))
+    with pytest.raises(closekit.ScenarioError, match="needs a function"):
+        s.call("client", print)

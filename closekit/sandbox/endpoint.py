@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import errno as errno_names
 import os
+import resource
 import select
 import signal
 import socket
@@ -29,6 +30,7 @@ EPOLL_BITS = (
 )  # fmt: skip
 SHUT = {"SHUT_RD": socket.SHUT_RD, "SHUT_WR": socket.SHUT_WR, "SHUT_RDWR": socket.SHUT_RDWR}
 CHUNK = 65536
+MEMORY_LIMIT = 1 << 30  # bytes of address space an endpoint (and code it runs) may use
 _PAYLOAD = bytes(range(256)) * (CHUNK // 256)
 
 
@@ -156,6 +158,8 @@ class Endpoint:
             self.record("sleep", {"seconds": step.seconds}, lambda: time.sleep(step.seconds) or 0)
         elif isinstance(step, sc.Epoll):
             self.record("epoll_wait", {"timeout": 0}, lambda: _epoll_bits(s))
+        elif isinstance(step, sc.Call):
+            self.record("call", {"function": step.function}, lambda: _call(step, s))
         elif isinstance(step, sc.Fork):
             self._fork(step.child)
         elif isinstance(step, sc.Exit):
@@ -210,6 +214,19 @@ def _read_to_eof(s: socket.socket) -> int:
         total += n
 
 
+def _call(step: sc.Call, s: socket.socket | None) -> Any:
+    """Run a scenario's own function; any exception other than OSError becomes its result."""
+    namespace: dict[str, Any] = {"__name__": "closekit_call"}
+    try:
+        exec(compile(step.source, f"<{step.function}>", "exec"), namespace)
+        value = namespace[step.function](s)
+    except OSError:
+        raise
+    except BaseException as e:  # SystemExit, MemoryError, anything: report it, keep the process
+        return f"raised {type(e).__name__}: {e}"
+    return value if isinstance(value, int | float | str | bool | type(None)) else repr(value)
+
+
 def _epoll_bits(s: socket.socket) -> list[str]:
     with select.epoll() as ep:
         ep.register(s.fileno(), select.EPOLLIN | select.EPOLLOUT | select.EPOLLRDHUP | select.EPOLLPRI)
@@ -225,6 +242,8 @@ def start_endpoint(side: str, scenario: sc.Scenario, channel: socket.socket, chi
         return pid
     try:
         die_with_parent()
+        os.setpgid(0, 0)  # a process group of its own, so whatever it forks is stopped with it
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
         signal.alarm(int(scenario.time_limit) + 5)  # an endpoint never outlives its experiment for long
         devnull = os.open(os.devnull, os.O_RDWR)
         os.dup2(devnull, 0)

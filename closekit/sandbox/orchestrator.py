@@ -93,8 +93,8 @@ class _Run:
             channel.close()
         for pid in self.pids.values():
             try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
+                os.killpg(pid, signal.SIGKILL)  # the endpoint and anything it forked
+            except (ProcessLookupError, PermissionError):
                 pass
         reap_children()
 
