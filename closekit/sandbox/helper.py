@@ -131,6 +131,7 @@ def main() -> None:
 
 def _stats() -> dict[str, int]:
     """Counts a leak test compares: this helper's open fds and child processes."""
+    reap_children()
     children = 0
     for task in os.listdir(f"/proc/{os.getpid()}/task"):
         with open(f"/proc/{os.getpid()}/task/{task}/children") as f:

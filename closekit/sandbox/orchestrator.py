@@ -96,7 +96,12 @@ class _Run:
                 os.killpg(pid, signal.SIGKILL)  # the endpoint and anything it forked
             except (ProcessLookupError, PermissionError):
                 pass
-        reap_children()
+        for side in SOCKET_SIDES:  # our own children: wait until they are gone
+            try:
+                os.waitpid(self.pids[side], 0)
+            except ChildProcessError:
+                pass
+        reap_children()  # grandchildren handed to us as subreaper
 
     def command(self, side: str, command: str, argument: Any, label: str) -> None:
         self.running[side] = label

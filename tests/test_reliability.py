@@ -1,0 +1,169 @@
+"""The lab holds under repetition, concurrency, faults and malformed input, and keeps students in."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import closekit
+from closekit import steps as s
+from closekit.sandbox.client import Lab
+from closekit.scenario import STEP_TYPES
+
+REPEATS = 20
+
+
+@pytest.mark.parametrize("name", list(closekit.scenarios()))
+def test_every_built_in_scenario_gives_the_same_trace_every_run(live, name):
+    first = live(name)
+    runs = REPEATS if first.events[-1].t < 0.2 else 3  # the slow ones (sleeps, lingering) are covered by the soak
+    differing = [i for i in range(runs) if closekit.run(name) != first]
+    assert differing == []
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def test_hundreds_of_experiments_leak_no_fd_process_or_thread():
+    lab = Lab()
+    try:
+        closekit.run("close-default", lab=lab)
+        before = (_open_fds(), _threads(), lab.stats())
+        for name in ["close-default", "close-unread", "linger-zero", "close-shared", "write-after-peer-close"] * 60:
+            closekit.run(name, lab=lab)
+        after = (_open_fds(), _threads(), lab.stats())
+    finally:
+        lab.close()
+    assert after == before
+    assert before[2]["children"] == 1  # only the helper's closer: every endpoint was reaped
+
+
+def test_thirty_two_experiments_from_threads_all_complete_correctly():
+    names = ["close-unread", "linger-zero", "close-default", "shutdown-wr"] * 8
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        traces = list(pool.map(closekit.run, names))
+    assert [t.scenario for t in traces] == names
+    for trace in traces:
+        assert trace == closekit.run(trace.scenario)
+
+
+def test_experiments_from_concurrent_processes_stay_apart():
+    code = "import closekit; t = closekit.run('close-unread'); print(t.first('RST').src, t.counter('Tcp:OutRsts'))"
+    processes = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(8)]
+    outputs = [p.communicate(timeout=60)[0].strip() for p in processes]
+    assert outputs == ["server 1"] * 8  # one RST each: no namespace saw another's traffic
+
+
+def _listener_on_host() -> socket.socket:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    return listener
+
+
+def test_code_in_the_sandbox_cannot_reach_the_hosts_loopback():
+    listener = _listener_on_host()
+    port = listener.getsockname()[1]
+    source = (
+        "def reach_out(sock):\n"
+        "    import socket\n"
+        "    try:\n"
+        f"        socket.create_connection(('127.0.0.1', {port}), timeout=1)\n"
+        "    except OSError as e:\n"
+        "        return type(e).__name__\n"
+        "    return 'connected'\n"
+    )
+    scenario = closekit.Scenario(
+        "escape", "", steps=(closekit.scenario.Call("client", source=source, function="reach_out"),)
+    )
+    try:
+        trace = closekit.run(scenario)
+    finally:
+        listener.close()
+    assert trace.mode == "netns"
+    assert trace.syscalls("client", "call")[0].result == "ConnectionRefusedError"
+
+
+def test_code_in_the_sandbox_cannot_use_unbounded_memory():
+    def hog(sock):
+        blocks = []
+        while True:
+            blocks.append(bytearray(64 << 20))
+
+    trace = closekit.run(closekit.Scenario("hog", "", steps=(s.call("client", hog),), time_limit=5))
+    assert trace.syscalls("client", "call")[0].result.startswith("raised MemoryError")
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        (s.send("client", 10_000_000),),  # the server never reads: send blocks for ever
+        (s.recv("client"),),  # the server never sends nor closes
+        (s.sleep("server", 30),),
+    ],
+    ids=["peer-never-reads", "peer-never-closes", "runs-too-long"],
+)
+def test_a_stuck_experiment_ends_within_its_time_limit_and_the_lab_recovers(steps):
+    with pytest.raises(closekit.ExperimentError, match=r"time limit of 0\.5 s"):
+        closekit.run(closekit.Scenario("stuck", "", steps=steps, time_limit=0.5))
+    assert closekit.run("close-unread").first("RST").src == "server"
+
+
+def test_a_ten_minute_scenario_is_refused_before_it_runs():
+    with pytest.raises(closekit.ScenarioError, match="out of range"):
+        closekit.Scenario("long", "", steps=(s.sleep("server", 600),))
+    with pytest.raises(closekit.ScenarioError, match="time_limit=600"):
+        closekit.Scenario("long", "", steps=(s.sleep("server", 1),), time_limit=600)
+
+
+# ---- malformed scenarios, generated ---------------------------------------------------------
+sides = st.sampled_from(["client", "server", "server-child", "nobody", "", 3, None])
+values = st.one_of(
+    st.integers(-(2**40), 2**40), st.floats(allow_nan=True), st.text(max_size=8), st.none(), st.booleans(),
+    st.sampled_from(["SHUT_WR", "SHUT_RD", "CLOSED", "TIME_WAIT", ("FIN",), ("RST", "ACK")]),
+)  # fmt: skip
+
+
+@st.composite
+def any_step(draw):
+    cls = draw(st.sampled_from(sorted(STEP_TYPES.values(), key=lambda c: c.__name__)))
+    fields = [f for f in cls.__dataclass_fields__ if f not in ("side", "background")]
+    kwargs = {f: draw(values) for f in fields if draw(st.booleans())}
+    return cls(draw(sides), background=draw(st.sampled_from([False, True, "yes"])), **kwargs)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(any_step(), max_size=6))
+def test_malformed_scenarios_are_rejected_with_a_closekit_error(steps):
+    try:
+        closekit.Scenario("fuzz", "", steps=tuple(steps), sync_timeout=0.2, time_limit=1.0)
+    except closekit.ScenarioError as e:
+        assert str(e)
+        return
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(any_step(), min_size=1, max_size=4))
+def test_scenarios_that_pass_validation_run_or_fail_with_a_closekit_error(steps):
+    try:
+        scenario = closekit.Scenario("fuzz", "", steps=tuple(steps), sync_timeout=0.2, time_limit=1.0)
+    except closekit.ScenarioError:
+        return
+    try:
+        trace = closekit.run(scenario)
+    except closekit.CloseKitError as e:
+        assert str(e)
+    else:
+        assert trace.scenario == "fuzz"
