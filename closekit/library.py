@@ -232,7 +232,7 @@ _ALL = (
         "million-bytes",
         "part 5: the writer closes with the reader's request unread; the reader loses data to an RST",
         section="5",
-        options=Options(server_rcvbuf=65536),
+        options=Options(server_rcvbuf=SMALL_BUFFER),
         steps=(
             send("server", 13),
             wait_recv_queue("client", 13),
@@ -248,12 +248,11 @@ _ALL = (
         "million-bytes-fixed",
         "part 5, fixed: send, shutdown(SHUT_WR), read to EOF, then close: all 1,000,000 bytes arrive",
         section="5",
-        options=Options(server_rcvbuf=65536),
         steps=(
             send("server", 13),
             wait_recv_queue("client", 13),
             send("client", MILLION),
-            wait_segment("server", ("ACK",), win=0),
+            wait_recv_queue("server", MILLION),
             shutdown("client", "SHUT_WR"),
             read_to_eof("server"),
             close("server"),

@@ -49,7 +49,12 @@ class Syscall:
 
 @dataclass(frozen=True)
 class Segment:
-    """One TCP segment seen on the namespace's loopback (seq/ack relative, like tcpdump)."""
+    """One TCP segment seen on the namespace's loopback (seq/ack relative, like tcpdump).
+
+    Equality leaves out the time and the advertised window: a window is the receiver's free
+    buffer memory, which moves by a few KB with how the kernel happened to batch buffers during a
+    bulk transfer, while which segments were sent (flags, seq, ack, length) does not.
+    """
 
     t: float = field(compare=False)
     src: str
@@ -57,7 +62,7 @@ class Segment:
     seq: int
     ack: int
     len: int
-    win: int
+    win: int = field(compare=False)
     raw: bytes = field(default=b"", compare=False, repr=False)
     kind: Literal["segment"] = "segment"
 

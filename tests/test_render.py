@@ -12,7 +12,7 @@ from closekit import render, tcp
 from closekit.render.evidence import lit_path
 
 FIXTURES = Path(__file__).parent / "fixtures"
-LIVE = ("close-default", "close-unread", "linger-zero", "million-bytes", "return-shutdown-read")
+LIVE = ("close-default", "close-unread", "linger-zero", "million-bytes", "million-bytes-fixed", "return-shutdown-read")
 
 
 @pytest.fixture(scope="module")
@@ -77,11 +77,11 @@ def test_linger_zero_sequence_has_rst_from_client_and_no_fin(live, get) -> None:
     assert "ECONNRESET" in source
 
 
-def test_million_bytes_collapses_the_data_segments(live) -> None:
-    source = render.sequence_diagram(live["million-bytes"]).source
+def test_a_bulk_transfer_collapses_its_data_segments(live) -> None:
+    source = render.sequence_diagram(live["million-bytes-fixed"]).source
     assert "data/ACK segments" in source
     arrows = [line for line in source.splitlines() if " win " in line or "segments" in line]
-    assert len(arrows) < len(live["million-bytes"].segments())
+    assert len(arrows) < len(live["million-bytes-fixed"].segments())
 
 
 def test_long_pause_gets_a_row(live) -> None:

@@ -67,6 +67,7 @@ class Lab:
         self._process = subprocess.Popen(
             [sys.executable, "-m", "closekit.sandbox.helper"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True,
+            start_new_session=True,  # a Ctrl-C meant for the notebook is handled here, not in it
         )  # fmt: skip
         self.info = self._receive()
 

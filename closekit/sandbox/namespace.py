@@ -38,10 +38,14 @@ def enter_user_namespace() -> None:
         f.write(f"0 {gid} 1")
 
 
-# Per-namespace sysctls set in every fresh namespace: a send buffer large enough that a
-# 1,000,000-byte send() completes without the peer reading, so bulk experiments do not depend
-# on how the two processes happen to be scheduled.
-NAMESPACE_SYSCTLS = {"/proc/sys/net/ipv4/tcp_wmem": "4096 4194304 4194304"}
+# Per-namespace sysctls set in every fresh namespace: send and receive buffers that start large
+# enough to hold 1,000,000 bytes, so a bulk send() completes, and its data arrives, without the
+# peer reading at the same time; bulk experiments then do not depend on how the two processes
+# happen to be scheduled. (SO_RCVBUF/SO_SNDBUF in a scenario's Options still set small ones.)
+NAMESPACE_SYSCTLS = {
+    "/proc/sys/net/ipv4/tcp_wmem": "4096 4194304 4194304",
+    "/proc/sys/net/ipv4/tcp_rmem": "4096 4194304 6291456",
+}
 
 
 def new_network_namespace() -> None:
