@@ -9,13 +9,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from closekit.render._dot import to_svg
+from closekit.render.gallery import gallery
+from closekit.render.kernel import kernel_path
 from closekit.render.sequence import sequence_diagram
 from closekit.render.states import state_diagram
 
 if TYPE_CHECKING:
     from closekit.trace import Trace
 
-__all__ = ["sequence_diagram", "state_diagram", "to_svg", "write_diagrams"]
+__all__ = ["gallery", "kernel_path", "sequence_diagram", "state_diagram", "to_svg", "write_diagrams"]
 
 
 def write_diagrams(trace: Trace, directory: str | Path) -> list[Path]:

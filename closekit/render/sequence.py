@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from closekit.trace import Event, Trace
 
-GAP = 0.05  # seconds of silence worth a row of its own
+GAP = 0.15  # seconds of silence worth a row of its own (only sleeps, lingers and timers reach it)
 RUN = 6  # this many plain segments in a row are drawn as one arrow
 COLOURS = {"RST": "#c0392b", "FIN": "#1f5fbf", "SYN": "#2e8b57"}
 SIDES = ("client", "server")
