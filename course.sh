@@ -45,7 +45,7 @@ case "${1:-}" in
         "$VENV/bin/ruff" format --check .
         exec "$VENV/bin/python" -m pytest -n 2 --dist loadfile \
             --nbval --nbval-current-env --nbval-sanitize-with tests/nbval.cfg \
-            tests notebooks "${@:2}"
+            tests notebooks exercises/source "${@:2}"
         ;;
     *)
         echo "usage: bash course.sh open | test" >&2

@@ -1,0 +1,226 @@
+"""Write the code: the student's `send_all_then_close(sock, data)` runs as the client against live peers.
+
+The function runs in the sandbox (closekit.steps.call): its source is sent to a forked process,
+with `socket` imported and `data` built there, under the scenario's time limit. The verdict reads
+only the trace — what the peer's recv() calls returned, who sent an RST, whether the function let
+an error out — never the function's return value, so nothing it returns can fake a pass.
+"""
+
+from __future__ import annotations
+
+import inspect
+import textwrap
+from collections.abc import Callable
+from typing import Any
+
+import closekit
+from closekit.errors import CloseKitError, ExperimentError, SyncTimeoutError
+from closekit.exercises.outcome import received, recv_error
+from closekit.exercises.results import CodeResult, PeerCheck
+from closekit.scenario import Call, Options, Scenario
+from closekit.steps import close, linger, read_to_eof, send, sleep, wait_done, wait_recv_queue
+from closekit.trace import Trace
+
+PAYLOAD_SIZE = 1_000_000
+BANNER = 13  # bytes the banner peer sends first, which a plain close() leaves unread
+PEERS = ("slow reader", "banner", "reset")
+PEER_TEXT = {
+    "slow reader": "a peer that is busy for 0.2 s, then reads slowly through a small window",
+    "banner": f"a peer that first sends a {BANNER}-byte greeting your function never asked for, then is busy",
+    "reset": "a peer that resets the connection as soon as the first bytes arrive",
+}
+ENTRY = "_closekit_entry"
+LEFT_OPEN = "closekit: left the socket open"
+# Runs the student's function; whatever it does, the socket is closed afterwards so the peer is not
+# left waiting for an end of stream (a socket the function left open is reported, not hidden).
+ENTRY_SOURCE = """
+
+def {entry}(sock):
+    try:
+        {name}(sock, b"x" * {size})
+    except BaseException:
+        _closekit_close(sock)
+        raise
+    if sock.fileno() != -1:
+        _closekit_close(sock)
+        return {left_open!r}
+    return None
+
+
+def _closekit_close(sock):
+    try:
+        sock.close()
+    except OSError:
+        pass
+"""
+
+
+def call_step(function: Callable[..., Any], payload_size: int = PAYLOAD_SIZE) -> Call:
+    """A client step that runs `function(sock, data)` in the sandbox with `payload_size` bytes of data."""
+    source = _source(function) + ENTRY_SOURCE.format(
+        entry=ENTRY, name=function.__name__, size=int(payload_size), left_open=LEFT_OPEN
+    )
+    return Call("client", source="import socket\n\n" + source, function=ENTRY, background=True)
+
+
+def scenario_for(
+    function: Callable[..., Any], peer: str, payload_size: int = PAYLOAD_SIZE, time_limit: float = 5.0
+) -> Scenario:
+    """The scenario that runs `function` as the client against `peer` (one of PEERS)."""
+    step = call_step(function, payload_size)
+    if peer == "slow reader":
+        steps: tuple = (step, sleep("server", 0.2), read_to_eof("server"), close("server"), wait_done("client"))
+        options = Options(server_rcvbuf=16384)
+    elif peer == "banner":
+        steps = (
+            send("server", BANNER),
+            wait_recv_queue("client", BANNER),
+            step,
+            sleep("server", 0.1),
+            read_to_eof("server"),
+            close("server"),
+            wait_done("client"),
+        )
+        options = Options(server_rcvbuf=16384)
+    elif peer == "reset":
+        steps = (step, wait_recv_queue("server", 1), linger("server", 0), close("server"), wait_done("client"))
+        options = Options()
+    else:
+        raise ValueError(f"no peer called {peer!r}; the peers are: {', '.join(PEERS)}")
+    return Scenario(
+        f"{function.__name__}-vs-{peer.replace(' ', '-')}",
+        f"{function.__name__}(sock, data) against {PEER_TEXT[peer]}",
+        steps=steps,
+        options=options,
+        time_limit=time_limit,
+    )
+
+
+def _source(function: Callable[..., Any]) -> str:
+    try:
+        return textwrap.dedent(inspect.getsource(function))
+    except (OSError, TypeError):
+        raise CloseKitError(
+            f"the source of {function.__name__}() cannot be found; define it with def in a cell"
+        ) from None
+
+
+class WriteCode:
+    """Check a student's `name(sock, data)` against live peers (PEERS), each with a time limit.
+
+    `check(function)` returns a CodeResult: one PeerCheck per peer, `score` the share passed.
+    """
+
+    def __init__(
+        self,
+        name: str = "send_all_then_close",
+        peers: tuple[str, ...] = PEERS,
+        payload_size: int = PAYLOAD_SIZE,
+        time_limit: float = 5.0,
+        section: str = "",
+        points: float = 1.0,
+    ) -> None:
+        unknown = [p for p in peers if p not in PEERS]
+        if unknown:
+            raise ValueError(f"unknown peers {unknown}; the peers are: {', '.join(PEERS)}")
+        self.name = name
+        self.peers = tuple(peers)
+        self.payload_size = payload_size
+        self.time_limit = time_limit
+        self.section = section
+        self.points = float(points)
+        self._result: CodeResult | None = None
+
+    @property
+    def result(self) -> CodeResult:
+        """The result of the last check (a not-passed result before any)."""
+        if self._result is not None:
+            return self._result
+        return CodeResult(False, f"not checked yet: write {self.name}(sock, data), then check it", self.points)
+
+    def check(self, function: Any) -> CodeResult:
+        """Run `function(sock, data)` against every peer on the live kernel and say how it did."""
+        problem = self._signature_problem(function)
+        if problem:
+            checks = tuple(PeerCheck(p, False, problem) for p in self.peers)
+        else:
+            checks = tuple(self._against(function, p) for p in self.peers)
+        passed = all(c.passed for c in checks)
+        done = sum(c.passed for c in checks)
+        if problem:
+            head = problem
+        elif passed:
+            head = f"{self.name}() delivered all {self.payload_size:,} bytes to every peer, or said it could not."
+        else:
+            head = f"{self.name}() passed {done} of {len(checks)} peers." + (
+                f" See {self.section}." if self.section else ""
+            )
+        lines = "\n".join(f"{'✔' if c.passed else '✘'} {c.peer}: {c.message}" for c in checks)
+        self._result = CodeResult(passed, f"{head}\n{lines}", self.points, checks=checks)
+        return self._result
+
+    def _signature_problem(self, function: Any) -> str | None:
+        if function is None:
+            return f"not answered yet: define {self.name}(sock, data) and check it"
+        if not inspect.isfunction(function):
+            return f"expected a function defined with def, {self.name}(sock, data), not {type(function).__name__}"
+        if function.__name__ == "<lambda>":
+            return f"define {self.name}(sock, data) with def, not as a lambda"
+        try:
+            inspect.signature(function).bind(object(), b"")
+        except TypeError:
+            return f"{function.__name__}{inspect.signature(function)} cannot be called as {self.name}(sock, data)"
+        try:
+            _source(function)
+        except CloseKitError as e:
+            return str(e)
+        if function.__code__.co_freevars:
+            names = ", ".join(function.__code__.co_freevars)
+            return f"{function.__name__}() uses variables of an enclosing function ({names}); it must stand alone"
+        return None
+
+    def _against(self, function: Callable[..., Any], peer: str) -> PeerCheck:
+        scenario = scenario_for(function, peer, self.payload_size, self.time_limit)
+        try:
+            trace = closekit.run(scenario)
+        except (ExperimentError, SyncTimeoutError) as e:
+            text = str(e)
+            if "time limit" in text:
+                return PeerCheck(peer, False, f"{self.name}() did not return within {self.time_limit:g} s (it hangs)")
+            if "died" in text:
+                return PeerCheck(peer, False, f"{self.name}() ended its process (os._exit?) instead of returning")
+            return PeerCheck(peer, False, f"the experiment could not run to its end: {text}")
+        except CloseKitError as e:
+            return PeerCheck(peer, False, f"the experiment could not run: {e}")
+        return PeerCheck(peer, *self._judge(trace, peer), trace=trace)
+
+    def _judge(self, trace: Trace, peer: str) -> tuple[bool, str]:
+        calls = trace.syscalls("client", "call")
+        if not calls:
+            return False, "your function did not run (the experiment recorded no call)"
+        call = calls[0]
+        got, error = received(trace, "server"), recv_error(trace, "server")
+        arrived = f"the peer received {got:,} of {self.payload_size:,} bytes" + (f", then {error}" if error else "")
+        rst = trace.first("RST", src="client")
+        raised_other = isinstance(call.result, str) and call.result.startswith("raised ") and call.errno is None
+        if peer == "reset":
+            if call.errno:
+                return True, f"the peer reset the connection and your function let the {call.errno} out"
+            if raised_other:
+                return False, f"the peer reset the connection and your function {call.result}: let the OSError out"
+            return False, (
+                f"the peer reset the connection ({arrived}), but your function returned normally: "
+                "its caller cannot tell that the data did not arrive"
+            )
+        if call.errno:
+            return False, f"{arrived}; your function raised OSError {call.errno}"
+        if raised_other:
+            return False, f"{arrived}; your function {call.result}"
+        if rst is not None:
+            why = " (closing with the greeting unread aborts the connection)" if peer == "banner" else ""
+            return False, f"{arrived}: your side sent an RST{why}"
+        if got != self.payload_size or error:
+            return False, arrived
+        if call.result == LEFT_OPEN:
+            return False, f"the peer received all {self.payload_size:,} bytes, but your function left the socket open"
+        return True, f"the peer received all {self.payload_size:,} bytes, then end of stream"

@@ -1,0 +1,294 @@
+"""Predict, then run: a multiple-choice question that the live kernel answers.
+
+The correct choice is never stored: `truth(trace)` computes it from the trace of the run, so the
+verdict is whatever this kernel did. A prediction is made before the run and locks with it.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import closekit
+from closekit.errors import CloseKitError
+from closekit.exercises import _widget
+from closekit.exercises.checks import Requirement
+from closekit.exercises.code import scenario_for
+from closekit.exercises.outcome import outcome
+from closekit.exercises.results import ExerciseError, PredictionResult, verdict_html
+from closekit.scenario import Scenario
+from closekit.trace import Trace
+
+NOT_ANSWERED = "not answered yet: choose one of {keys} with .answer(), e.g. .answer({first!r}), then run it"
+
+
+class _Choice:
+    """What Predict and ChooseFix share: choices, an answer that locks once the kernel has spoken."""
+
+    def __init__(self, question: str, choices: Mapping[str, str], section: str, points: float) -> None:
+        if not isinstance(question, str) or not question:
+            raise ExerciseError("an exercise needs a question (a non-empty str)")
+        if not isinstance(choices, Mapping) or len(choices) < 2:
+            raise ExerciseError("an exercise needs at least two choices, as a dict {key: text}")
+        self.question = question
+        self.choices = {str(k): str(v) for k, v in choices.items()}
+        self.section = section
+        self.points = float(points)
+        self.prediction: str | None = None
+        self._result: PredictionResult | None = None
+        self._ui: dict[str, Any] | None = None
+
+    # ---- answering -----------------------------------------------------------------------
+    def answer(self, key: str) -> None:
+        """Record your choice (a key of `choices`, e.g. "B"); fixed once the experiment has run."""
+        found = self._key(key)
+        if self._result is not None and self._result.prediction != found:
+            raise ExerciseError(
+                f"your answer is locked: you chose {self._result.prediction!r} before the experiment ran. "
+                "A prediction cannot change after the kernel has answered it; re-run the notebook from the "
+                "top to start afresh"
+            )
+        self.prediction = found
+        if self._ui is not None:
+            self._ui["radio"].value = found
+
+    def _key(self, key: Any) -> str:
+        keys = ", ".join(repr(k) for k in self.choices)
+        if not isinstance(key, str):
+            raise ExerciseError(f"answer with one of the keys {keys} (a str), not {key!r}")
+        for k in self.choices:
+            if k.lower() == key.strip().lower():
+                return k
+        raise ExerciseError(f"{key!r} is not one of the choices; answer with one of {keys}")
+
+    def _locked_prediction(self) -> str | None:
+        """The prediction to check, refusing one changed (by assignment) after the run."""
+        if self.prediction is None:
+            return None
+        key = self._key(self.prediction)
+        if self._result is not None and self._result.prediction != key:
+            raise ExerciseError(
+                f"your answer is locked: you chose {self._result.prediction!r} before the experiment ran, "
+                f"and .prediction now says {key!r}"
+            )
+        return key
+
+    @property
+    def result(self) -> PredictionResult:
+        """The verdict of the last run (a not-passed result saying so before any run)."""
+        if self._result is not None:
+            return self._result
+        return PredictionResult(False, self._not_answered() if self.prediction is None else "not run yet: call .run()")
+
+    def _not_answered(self) -> str:
+        keys = ", ".join(self.choices)
+        return NOT_ANSWERED.format(keys=keys, first=next(iter(self.choices)))
+
+    def _failed_run(self, error: CloseKitError) -> PredictionResult:
+        return PredictionResult(False, f"the experiment could not run, so nothing was checked: {error}", self.points)
+
+    def _see(self) -> str:
+        return f" See {self.section}." if self.section else ""
+
+    # ---- widget --------------------------------------------------------------------------
+    def _build_ui(self) -> dict[str, Any]:
+        w = _widget.ipywidgets()
+        radio = w.RadioButtons(
+            options=[(f"{k}) {v}", k) for k, v in self.choices.items()],
+            value=self.prediction,
+            layout=w.Layout(width="max-content"),
+        )
+        button = w.Button(description="Run it", button_style="primary", icon="play")
+        output = w.Output()
+
+        def clicked(_button: Any) -> None:
+            if radio.value is None:
+                _widget.show_html(output, verdict_html(False, "choose an answer first"))
+                return
+            try:
+                self.answer(radio.value)
+                self.run()
+            except CloseKitError as e:
+                _widget.show_html(output, verdict_html(False, str(e)))
+
+        button.on_click(clicked)
+        box = w.VBox([w.HTML(f"<b>{html.escape(self.question)}</b>"), radio, button, output])
+        self._ui = {"box": box, "radio": radio, "button": button, "output": output}
+        if self._result is not None:
+            self._show(self._result)
+        return self._ui
+
+    def _show(self, result: PredictionResult, extra_html: str = "") -> None:
+        if self._ui is None:
+            return
+        self._ui["radio"].disabled = True
+        self._ui["button"].description = "Run again"
+        _widget.show_html(self._ui["output"], result._repr_html_() + extra_html)
+
+    @property
+    def widget(self) -> Any:
+        """The ipywidgets view: radio buttons, a "Run it" button, and the verdict with the transcript."""
+        return (self._ui or self._build_ui())["box"]
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        return _widget.mimebundle(self.widget, f"{type(self).__name__}: {self.question}")
+
+
+class Predict(_Choice):
+    """A question about what the kernel will do, answered by running `scenario` live.
+
+    `truth(trace)` returns the key of the choice that describes what happened; `explain(trace)`
+    says it in a sentence. `requires_capture` (the default) refuses to judge without captured
+    segments, since a question about the wire cannot be answered then.
+    """
+
+    def __init__(
+        self,
+        question: str,
+        choices: Mapping[str, str],
+        scenario: str | Scenario,
+        truth: Callable[[Trace], str],
+        explain: Callable[[Trace], str] | None = None,
+        section: str = "",
+        points: float = 1.0,
+        requires_capture: bool = True,
+    ) -> None:
+        super().__init__(question, choices, section, points)
+        self.scenario = closekit.get(scenario) if isinstance(scenario, str) else scenario
+        if not isinstance(self.scenario, Scenario):
+            raise ExerciseError("Predict needs a scenario: a built-in name or a closekit.Scenario")
+        if not callable(truth):
+            raise ExerciseError("Predict needs truth: a function of the trace returning a choice key")
+        self.truth = truth
+        self.explain = explain
+        self.requires_capture = requires_capture
+
+    def run(self) -> PredictionResult:
+        """Run the experiment on the live kernel and judge the prediction against what it did."""
+        prediction = self._locked_prediction()
+        if prediction is None:
+            return PredictionResult(False, self._not_answered(), self.points, prediction=None)
+        try:
+            trace = closekit.run(self.scenario)
+        except CloseKitError as e:
+            return self._failed_run(e)
+        result = self._judge(prediction, trace)
+        self._result = result
+        self._show(result, f"<details open><summary>transcript</summary>{trace._repr_html_()}</details>")
+        return result
+
+    def _judge(self, prediction: str, trace: Trace) -> PredictionResult:
+        if self.requires_capture and not trace.captured:
+            return PredictionResult(
+                False,
+                f"cannot be judged here: this machine runs experiments in mode {trace.mode}, which does not "
+                "see the segments this question is about. " + trace.notice,
+                self.points,
+                trace,
+                prediction=prediction,
+            )
+        truth = self.truth(trace)
+        if truth not in self.choices:
+            raise ExerciseError(f"the exercise's truth() returned {truth!r}, which is not a choice key")
+        why = f" {self.explain(trace)}" if self.explain else ""
+        if truth == prediction:
+            message = f"Your prediction held: {prediction}) {self.choices[prediction]}.{why}{self._see()}"
+        else:
+            message = (
+                f"Your prediction did not hold: you predicted {prediction}) {self.choices[prediction]}, "
+                f"but the kernel did {truth}) {self.choices[truth]}.{why}{self._see()}"
+            )
+        return PredictionResult(truth == prediction, message, self.points, trace, prediction=prediction, truth=truth)
+
+
+class ChooseFix(_Choice):
+    """Several teardown recipes, each run against the live peer; choose one that meets `goal`.
+
+    A recipe is a Scenario, or a function `f(sock, data)` run as the client against the peer that
+    sends a banner first (see closekit.exercises.code). Every recipe whose live trace meets the
+    goal is a right answer; which ones do is decided by the runs, not by the exercise's author.
+    """
+
+    def __init__(
+        self,
+        question: str,
+        recipes: Mapping[str, Scenario | Callable[..., Any]],
+        goal: Requirement,
+        section: str = "",
+        points: float = 1.0,
+    ) -> None:
+        if not isinstance(recipes, Mapping):
+            raise ExerciseError("ChooseFix needs recipes as a dict {key: Scenario or function}")
+        choices = {k: _describe(r) for k, r in recipes.items()}
+        super().__init__(question, choices, section, points)
+        self.recipes = {str(k): r for k, r in recipes.items()}
+        self.goal = goal
+        self._traces: dict[str, Trace] = {}
+
+    def _trace(self, key: str) -> Trace:
+        recipe = self.recipes[key]
+        scenario = recipe if isinstance(recipe, Scenario) else scenario_for(recipe, "banner")
+        trace = closekit.run(scenario)
+        self._traces[key] = trace
+        return trace
+
+    def try_all(self) -> RecipeTable:
+        """Run every recipe once and show what each achieved (bytes received, RST, TIME_WAIT)."""
+        rows = []
+        for key in self.recipes:
+            try:
+                trace = self._trace(key)
+                rows.append((key, self.choices[key], outcome(trace).line()))
+            except CloseKitError as e:
+                rows.append((key, self.choices[key], f"could not run: {e}"))
+        return RecipeTable(self.goal.text, tuple(rows))
+
+    def run(self) -> PredictionResult:
+        """Run the chosen recipe live and say whether it met the goal."""
+        choice = self._locked_prediction()
+        if choice is None:
+            return PredictionResult(False, self._not_answered(), self.points, prediction=None)
+        try:
+            trace = self._trace(choice)
+        except CloseKitError as e:
+            return self._failed_run(e)
+        met, seen = self.goal.judge(trace)
+        verdict = "meets" if met else "does not meet"
+        message = (
+            f"Recipe {choice}) {self.choices[choice]}: {outcome(trace).line()}. "
+            f"It {verdict} the goal ({self.goal.text}): {seen}.{self._see()}"
+        )
+        result = PredictionResult(met, message, self.points, trace, prediction=choice, truth=choice if met else None)
+        self._result = result
+        self._show(result, f"<details><summary>transcript</summary>{trace._repr_html_()}</details>")
+        return result
+
+
+class RecipeTable(tuple):
+    """The outcome of every recipe, as an HTML table in a notebook (and plain lines elsewhere)."""
+
+    def __new__(cls, goal: str, rows: tuple[tuple[str, str, str], ...]) -> RecipeTable:
+        table = super().__new__(cls, rows)
+        table.goal = goal  # type: ignore[attr-defined]
+        return table
+
+    def __repr__(self) -> str:
+        return "\n".join(f"{k}) {d}\n   {o}" for k, d, o in self)
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td><b>{html.escape(k)}</b></td><td>{html.escape(d)}</td><td>{html.escape(o)}</td></tr>"
+            for k, d, o in self
+        )
+        return f"<table><tr><th></th><th>recipe</th><th>what happened</th></tr>{rows}</table>"
+
+
+def _describe(recipe: Any) -> str:
+    if isinstance(recipe, Scenario):
+        return recipe.description or recipe.name
+    if callable(recipe) and getattr(recipe, "__doc__", None):
+        return recipe.__doc__.strip().splitlines()[0]
+    if callable(recipe):
+        return f"{recipe.__name__}(sock, data)"
+    raise ExerciseError(f"a recipe is a closekit.Scenario or a function, not {type(recipe).__name__}")

@@ -1,0 +1,98 @@
+"""What every exercise hands back: a Result with `.passed`, `.score` and a `.message` in the student's terms.
+
+Results are frozen values built from a live trace; a test cell of a graded notebook asserts on them
+(`assert result.passed, result.message`), so the message is what a student sees on a failed check.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+
+from closekit.errors import CloseKitError
+from closekit.trace import Trace
+
+
+class ExerciseError(CloseKitError, ValueError):
+    """An exercise was used the wrong way (unknown choice, changed prediction …): says what is expected."""
+
+
+@dataclass(frozen=True)
+class Result:
+    """The outcome of one check. `score` is `points` when it passed, else 0 (nbgrader's points)."""
+
+    passed: bool
+    message: str
+    points: float = 1.0
+    trace: Trace | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def correct(self) -> bool:
+        """Same as `passed` (reads better for a prediction)."""
+        return self.passed
+
+    @property
+    def score(self) -> float:
+        return self.points if self.passed else 0.0
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return f"{'PASSED' if self.passed else 'NOT PASSED'}: {self.message}"
+
+    def _repr_html_(self) -> str:
+        return verdict_html(self.passed, self.message)
+
+
+@dataclass(frozen=True, repr=False)
+class PredictionResult(Result):
+    """A prediction put to the kernel: what was predicted, and what the live trace says is true."""
+
+    prediction: str | None = None
+    truth: str | None = None
+
+
+@dataclass(frozen=True)
+class PeerCheck:
+    """How a student's function did against one peer."""
+
+    peer: str
+    passed: bool
+    message: str
+    trace: Trace | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True, repr=False)
+class CodeResult(Result):
+    """A function checked against several live peers; `score` is `points` times the share passed."""
+
+    checks: tuple[PeerCheck, ...] = ()
+
+    @property
+    def score(self) -> float:
+        if not self.checks:
+            return 0.0
+        return self.points * sum(c.passed for c in self.checks) / len(self.checks)
+
+    def peer(self, name: str) -> PeerCheck:
+        """The check against the peer called `name` (e.g. "slow reader")."""
+        for c in self.checks:
+            if c.peer == name:
+                return c
+        raise ExerciseError(f"no peer called {name!r}; the peers are: {', '.join(c.peer for c in self.checks)}")
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<li>{'✔' if c.passed else '✘'} <b>{html.escape(c.peer)}</b>: {html.escape(c.message)}</li>"
+            for c in self.checks
+        )
+        head = verdict_html(self.passed, self.message.split("\n", 1)[0])
+        return f"{head}<ul>{rows}</ul>" if rows else head
+
+
+def verdict_html(passed: bool, message: str) -> str:
+    colour = "#1a7f37" if passed else "#b42318"
+    mark = "✔" if passed else "✘"
+    text = html.escape(message).replace("\n", "<br>")
+    return f'<div style="border-left:4px solid {colour};padding:4px 8px">{mark} {text}</div>'
