@@ -34,8 +34,28 @@ MEMORY_LIMIT = 1 << 30  # bytes of address space an endpoint (and code it runs) 
 _PAYLOAD = bytes(range(256)) * (CHUNK // 256)
 
 
-def die_with_parent() -> None:
+def die_with_parent(parent: int) -> None:
+    """Be killed when `parent` dies; if it died before we asked, go now (the prctl race)."""
     ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(0)
+
+
+def keep_only(fds: set[int]) -> None:
+    """Close every descriptor but `fds`; stdin and stdout become /dev/null (stderr is kept).
+
+    A forked process must not hold the helper's pipes or sockets: a pipe end left open here
+    would hide the helper's death from its parent, a packet socket would keep a namespace alive.
+    """
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    for fd in _open_fds():
+        if fd > 2 and fd not in fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 class Endpoint:
@@ -237,24 +257,16 @@ def _epoll_bits(s: socket.socket) -> list[str]:
 
 def start_endpoint(side: str, scenario: sc.Scenario, channel: socket.socket, children: dict[str, socket.socket]) -> int:
     """Fork the process for `side`; returns its pid. It keeps only its channels and stderr."""
+    parent = os.getpid()
     pid = os.fork()
     if pid:
         return pid
     try:
-        die_with_parent()
+        die_with_parent(parent)
         os.setpgid(0, 0)  # a process group of its own, so whatever it forks is stopped with it
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
         signal.alarm(int(scenario.time_limit) + 5)  # an endpoint never outlives its experiment for long
-        devnull = os.open(os.devnull, os.O_RDWR)
-        os.dup2(devnull, 0)
-        os.dup2(devnull, 1)
-        allowed = {channel.fileno(), *(c.fileno() for c in children.values())}
-        for fd in _open_fds():
-            if fd not in allowed and fd > 2:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+        keep_only({channel.fileno(), *(c.fileno() for c in children.values())})
         endpoint = Endpoint(side, scenario, channel)
         endpoint.children = children
         endpoint.serve()

@@ -16,7 +16,7 @@ import sys
 
 from closekit.errors import CloseKitError
 from closekit.sandbox.channel import read_frame, write_frame
-from closekit.sandbox.endpoint import die_with_parent
+from closekit.sandbox.endpoint import die_with_parent, keep_only
 from closekit.sandbox.namespace import configure_namespace, enter_user_namespace, new_network_namespace
 from closekit.sandbox.orchestrator import Environment, reap_children, run_scenario
 
@@ -79,10 +79,11 @@ class Closer:
     """
 
     def __init__(self) -> None:
-        self._channel, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._channel, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)  # EOF when we go
+        parent = os.getpid()
         if os.fork() == 0:
-            die_with_parent()
-            self._channel.close()
+            die_with_parent(parent)
+            keep_only({theirs.fileno()})
             while True:
                 message, fds, _flags, _address = socket.recv_fds(theirs, 1, 64)
                 if not message:
