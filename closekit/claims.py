@@ -39,6 +39,7 @@ from closekit.steps import (
     wait_state,
 )  # fmt: skip
 from closekit.trace import Segment, Syscall, Trace
+from closekit.transcript import duration_category
 
 __all__ = [
     "CLAIMS",
@@ -288,15 +289,7 @@ def _end(c: Syscall) -> float:
     return c.t + c.duration
 
 
-def duration(seconds: float) -> str:
-    """A duration as a stable category: loopback timings jitter (a delayed ACK comes after 0 or 40 ms),
-    so only waits the lesson is about (≥ 0.1 s: a busy peer, a linger time) are given, rounded."""
-    if seconds < 0.1:
-        return "at once"
-    return f"after ≈ {round(seconds, 1)} s"
-
-
-_wait = duration
+_wait = duration = duration_category
 
 
 def _flags(segs: Sequence[Segment]) -> str:

@@ -64,7 +64,7 @@ def test_pcap_export_reads_back_with_dpkt_and_tcpdump(live, tmp_path):
 def test_text_and_html_transcripts_show_what_happened(live):
     trace = live("linger-zero")
     text = trace.transcript()
-    assert "setsockopt(option=SO_LINGER, l_onoff=1, l_linger=0) = 0" in text
+    assert "setsockopt(SO_LINGER, {onoff=1, linger=0}) = 0" in text
     assert "client > server   > R." in text
     assert "recv(nbytes=65536) = -1 ECONNRESET" in text
     html = trace._repr_html_()
