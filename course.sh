@@ -9,8 +9,11 @@ cd "$(dirname "$0")"
 VENV=${CLOSEKIT_VENV:-.venv}
 SYSTEM_PACKAGES=(python3-venv graphviz tcpdump)
 
+# system_setup [extra Debian packages]: chromium only for the tests (tests/test_browser.py drives it)
 system_setup() {
     local missing=()
+    local extra
+    for extra in "$@"; do command -v "$extra" >/dev/null || missing+=("$extra"); done
     python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
     command -v dot >/dev/null || missing+=(graphviz)
     command -v tcpdump >/dev/null || missing+=(tcpdump)
@@ -20,7 +23,7 @@ system_setup() {
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     else
         echo "closekit needs these system packages: ${missing[*]}" >&2
-        echo "install them with: sudo apt-get install ${SYSTEM_PACKAGES[*]}" >&2
+        echo "install them with: sudo apt-get install ${SYSTEM_PACKAGES[*]} $*" >&2
         [[ " ${missing[*]} " == *" python3-venv "* ]] && exit 1
     fi
 }
@@ -39,7 +42,7 @@ case "${1:-}" in
         exec "$VENV/bin/closekit" lab "${@:2}"
         ;;
     test)
-        system_setup
+        system_setup chromium
         python_setup test
         "$VENV/bin/ruff" check .
         "$VENV/bin/ruff" format --check .

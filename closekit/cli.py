@@ -55,13 +55,17 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _lab(args: argparse.Namespace) -> int:
-    notebooks = Path(args.notebooks).resolve()
-    if not notebooks.is_dir():
-        raise CloseKitError(f"no notebooks folder at {notebooks}; pass --notebooks DIR")
-    command = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={notebooks}", f"--port={args.port}"]
+    """JupyterLab on the course folder (so the chapters can link to ../exercises), start page open."""
+    start = Path(args.notebooks).resolve() / "00-start-here.ipynb"
+    if not start.is_file():
+        raise CloseKitError(f"no course start page at {start}; pass --notebooks DIR (the folder holding it)")
+    root = start.parent.parent
+    command = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={root}", f"--port={args.port}"]
     if args.no_browser:
         command.append("--no-browser")
-    os.execv(sys.executable, [*command, "00-start-here.ipynb"])
+    if os.geteuid() == 0:
+        command.append("--allow-root")  # course.sh runs as root on a fresh machine
+    os.execv(sys.executable, [*command, str(start.relative_to(root))])
     return 0
 
 
