@@ -65,6 +65,7 @@ def _lab(args: argparse.Namespace) -> int:
         command.append("--no-browser")
     if os.geteuid() == 0:
         command.append("--allow-root")  # course.sh runs as root on a fresh machine
+    command.append("--ServerApp.answer_yes=True")  # one Ctrl-C stops the server, no question asked
     os.execv(sys.executable, [*command, str(start.relative_to(root))])
     return 0
 

@@ -59,9 +59,12 @@ def checks() -> list[Check]:
         lab.close()
     userns = mode == "netns"
     capture = mode in ("netns", "host")
+    forced = os.environ.get("CLOSEKIT_SANDBOX")
+    if forced and forced != "netns" and not why:
+        why = [f"not tried: CLOSEKIT_SANDBOX={forced} chose the mode"]
     found.append(Check("user + network namespaces", userns, "yes" if userns else "; ".join(why) or "not used",
                        "" if userns else _userns_hint()))  # fmt: skip
-    found.append(Check("packet capture (AF_PACKET)", capture, "yes" if capture else "refused",
+    found.append(Check("packet capture (AF_PACKET)", capture, "yes" if capture else "; ".join(why) or "refused",
                        "" if capture else "allow user namespaces (above), or give python CAP_NET_RAW"))  # fmt: skip
     found.append(_dot_check())
     fallback = "" if mode == "netns" else "fallback: results still come from the real kernel, with less seen"

@@ -132,7 +132,8 @@ class Call(Step):
 
 @dataclass(frozen=True)
 class WaitRecvQueue(Step):
-    """Sync point: `side`'s socket holds at least `nbytes` unread bytes."""
+    """Sync point: `side`'s socket holds at least `nbytes` unread bytes, or as many as its receive
+    buffer can hold (its peer has more to send but nothing has moved: the window is closed)."""
 
     nbytes: int = 1
 

@@ -5,6 +5,8 @@ The wrapper is imported inside functions so that `import closekit` never needs g
 
 from __future__ import annotations
 
+import functools
+import html
 from typing import TYPE_CHECKING
 
 from closekit.errors import CloseKitError
@@ -23,16 +25,41 @@ FONT = "Helvetica"
 def digraph(name: str, **graph_attr: str) -> graphviz.Digraph:
     """A Digraph with the course's fonts; `name` only becomes the DOT graph's name."""
     try:
-        import graphviz
+        diagram = _diagram_class()
     except ImportError as error:
         raise CloseKitError(
             "drawing needs the graphviz Python package: pip install 'closekit[lab]' (or pip install graphviz)"
         ) from error
-    g = graphviz.Digraph(name)
+    g = diagram(name)
     g.attr(fontname=FONT, **graph_attr)
     g.attr("node", fontname=FONT, fontsize="11")
     g.attr("edge", fontname=FONT, fontsize="9")
     return g
+
+
+@functools.cache
+def _diagram_class() -> type[graphviz.Digraph]:
+    import graphviz
+
+    class Diagram(graphviz.Digraph):
+        """A Digraph that, where the `dot` program is missing, shows how to get it and its DOT
+        source instead of failing the notebook cell."""
+
+        def _repr_mimebundle_(self, include=None, exclude=None, **kwargs):  # type: ignore[no-untyped-def]
+            try:
+                return super()._repr_mimebundle_(include, exclude, **kwargs)
+            except graphviz.ExecutableNotFound:
+                return {"text/plain": f"[{INSTALL_HINT}]\n{self.source}"}
+
+    return Diagram
+
+
+def svg_or_notice(graph: graphviz.Digraph) -> str:
+    """The graph as inline SVG, or, without `dot`, an HTML notice with the DOT source."""
+    try:
+        return to_svg(graph)
+    except CloseKitError:
+        return f"<pre>[{html.escape(INSTALL_HINT)}]\n{html.escape(graph.source)}</pre>"
 
 
 def to_svg(graph: graphviz.Digraph) -> str:

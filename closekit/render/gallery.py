@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 
-from closekit.render._dot import to_svg
+from closekit.render._dot import svg_or_notice
 from closekit.render.kernel import kernel_path
 from closekit.render.sequence import sequence_diagram
 from closekit.render.states import state_diagram
@@ -39,7 +39,7 @@ def gallery(scenario: str | Trace) -> Gallery:
     graphs = [("time sequence", sequence_diagram(trace))]
     graphs += [(f"{side} states", state_diagram(trace, side)) for side in ("client", "server") if trace.states(side)]
     graphs.append(("kernel path of the first close()", kernel_path(trace)))
-    return Gallery(trace, tuple((heading, _strip_prolog(to_svg(graph))) for heading, graph in graphs))
+    return Gallery(trace, tuple((heading, _strip_prolog(svg_or_notice(graph))) for heading, graph in graphs))
 
 
 def _strip_prolog(svg: str) -> str:

@@ -32,6 +32,7 @@ from closekit.trace import Segment, Signal, StateChange, Syscall, Trace
 QUIET = 0.001
 POLL = 0.0002
 ACK_WAIT_LIMIT = 0.25  # an owed ACK comes within a delayed-ACK time, or never
+FULL_AFTER = 0.005  # a receiver whose queue has not moved this long, with data waiting, is full
 STABLE = 0.25  # a state held this long while waiting is recorded before the wait ends
 SOCKET_SIDES = ("client", "server")
 
@@ -230,6 +231,15 @@ class _Run:
                 )
             self.pump(POLL)
 
+    def _receiver_full(self, side: str) -> bool:
+        """`side` holds unread data, its peer still has data to send, and nothing has moved for
+        FULL_AFTER seconds: the receive buffer is as full as it gets (the window is closed).
+        Told from sock_diag alone, so it works where segments cannot be captured."""
+        me = self.views["server" if side not in SOCKET_SIDES else side]
+        index = 0 if me is self.views["client"] else 1
+        peer_wqueue = self.snapshot[1 - index][2] if self.snapshot else 0
+        return me.rqueue > 0 and peer_wqueue > 0 and time.time() - self.last_change >= FULL_AFTER
+
     def wait_idle(self, side: str) -> None:
         while side in self.running:
             self.pump(POLL)
@@ -263,8 +273,10 @@ class _Run:
         if isinstance(step, sc.WaitDone):
             self.wait_idle(side)
         elif isinstance(step, sc.WaitRecvQueue):
-            self.wait_for(step, lambda: view.rqueue >= step.nbytes, f"{step.nbytes} unread bytes",
-                          lambda: f"{side}'s receive queue held {view.rqueue}")  # fmt: skip
+            self.wait_for(
+                step, lambda: view.rqueue >= step.nbytes or self._receiver_full(side),
+                f"{step.nbytes} unread bytes", lambda: f"{side}'s receive queue held {view.rqueue}",
+            )  # fmt: skip
         elif isinstance(step, sc.WaitState):
             self.wait_for(step, lambda: view.state == step.state, f"{side} in {step.state}",
                           lambda: f"{side} was in {view.state}")  # fmt: skip
