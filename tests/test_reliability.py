@@ -47,7 +47,7 @@ def test_hundreds_of_experiments_leak_no_fd_process_or_thread():
     finally:
         lab.close()
     assert after == before
-    assert before[2]["children"] == 1  # only the helper's closer: every endpoint was reaped
+    assert before[2]["children"] == 2  # the PID namespace's init and the closer: every endpoint was reaped
 
 
 def test_thirty_two_experiments_from_threads_all_complete_correctly():
@@ -167,3 +167,18 @@ def test_scenarios_that_pass_validation_run_or_fail_with_a_closekit_error(steps)
         assert str(e)
     else:
         assert trace.scenario == "fuzz"
+
+
+def test_code_in_the_sandbox_cannot_see_or_signal_processes_outside():
+    source = (
+        "def signal_the_notebook(sock):\n"
+        "    import os\n"
+        "    try:\n"
+        f"        os.kill({os.getpid()}, 0)\n"
+        "    except OSError as e:\n"
+        "        return type(e).__name__\n"
+        "    return 'reached the notebook'\n"
+    )
+    step = closekit.scenario.Call("client", source=source, function="signal_the_notebook")
+    trace = closekit.run(closekit.Scenario("signal", "", steps=(step,)))
+    assert trace.syscalls("client", "call")[0].result == "ProcessLookupError"

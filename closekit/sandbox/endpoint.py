@@ -35,9 +35,13 @@ _PAYLOAD = bytes(range(256)) * (CHUNK // 256)
 
 
 def die_with_parent(parent: int) -> None:
-    """Be killed when `parent` dies; if it died before we asked, go now (the prctl race)."""
+    """Be killed when `parent` dies; if it died before we asked, go now (the prctl race).
+
+    In a PID namespace of our own the parent is outside it and getppid() says 0; there the
+    namespace's reaper ends us when the helper goes.
+    """
     ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:
+    if os.getppid() not in (parent, 0):
         os._exit(0)
 
 

@@ -17,7 +17,12 @@ import sys
 from closekit.errors import CloseKitError
 from closekit.sandbox.channel import read_frame, write_frame
 from closekit.sandbox.endpoint import die_with_parent, keep_only
-from closekit.sandbox.namespace import configure_namespace, enter_user_namespace, new_network_namespace
+from closekit.sandbox.namespace import (
+    configure_namespace,
+    enter_pid_namespace,
+    enter_user_namespace,
+    new_network_namespace,
+)
 from closekit.sandbox.orchestrator import Environment, reap_children, run_scenario
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -107,6 +112,8 @@ def main() -> None:
     kernel = os.uname().release
     try:
         mode, why = choose_mode(os.environ.get("CLOSEKIT_SANDBOX"))
+        if mode == "netns":
+            enter_pid_namespace()  # the descriptor it returns lives as long as the helper
         env = prepare(mode, kernel, fresh_namespace=False)
     except CloseKitError as e:
         write_frame(replies, ("error", type(e).__name__, str(e)))

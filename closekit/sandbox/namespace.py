@@ -9,6 +9,7 @@ import socket
 import struct
 
 CLONE_NEWNET = 0x40000000
+CLONE_NEWPID = 0x20000000
 CLONE_NEWUSER = 0x10000000
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
@@ -109,6 +110,26 @@ def loopback_up() -> None:
         ifreq = struct.pack("16sH14x", b"lo", 0)
         flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, ifreq))[1]
         fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+
+
+def enter_pid_namespace() -> int:
+    """Start the helper's children in a PID namespace of their own; returns the fd keeping it alive.
+
+    Code run in an experiment then cannot see or signal any process outside it (the notebook,
+    the helper, other students' experiments). The namespace's first process, its init, only waits
+    for the helper's end of a pipe to close: when the helper goes, init exits and the kernel kills
+    every process left in the namespace, whatever they forked.
+    """
+    from closekit.sandbox.endpoint import keep_only
+
+    _unshare(CLONE_NEWPID)
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    if os.fork() == 0:  # PID 1 of the new namespace
+        keep_only({read_end})
+        os.read(read_end, 1)
+        os._exit(0)
+    os.close(read_end)
+    return write_end
 
 
 def namespace_id() -> str:
