@@ -106,11 +106,13 @@ def test_two_runs_draw_the_same_state_diagram_but_for_times() -> None:
 def test_write_diagrams_writes_svg(tmp_path: Path) -> None:
     paths = render.write_diagrams(recorded("close-default"), tmp_path)
     assert sorted(p.name for p in paths) == [
+        "close-default-kernel-path.svg",
         "close-default-sequence.svg",
         "close-default-states-client.svg",
         "close-default-states-server.svg",
     ]
     assert all(p.read_text().lstrip().startswith("<?xml") for p in paths)
+    assert "tcp_send_fin" in (tmp_path / "close-default-kernel-path.svg").read_text()
 
 
 def test_missing_dot_says_how_to_install(monkeypatch) -> None:

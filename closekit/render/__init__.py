@@ -28,6 +28,8 @@ def write_diagrams(trace: Trace, directory: str | Path) -> list[Path]:
     for side in ("client", "server"):
         if trace.states(side):
             graphs[f"{trace.scenario}-states-{side}.svg"] = state_diagram(trace, side)
+    if trace.syscalls(call="close"):
+        graphs[f"{trace.scenario}-kernel-path.svg"] = kernel_path(trace)
     paths = []
     for name, graph in graphs.items():
         path = out / name
