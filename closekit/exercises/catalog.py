@@ -20,7 +20,7 @@ from closekit.steps import (
     wait_recv_queue,
     wait_state,
 )
-from closekit.trace import Segment, Trace
+from closekit.trace import Segment, Syscall, Trace
 
 CH1 = "chapter 1 (notebooks/01-close.ipynb)"
 CH2 = "chapter 2 (notebooks/02-shutdown.ipynb)"
@@ -359,9 +359,132 @@ def write_the_fix() -> WriteScenario:
     )
 
 
+# ---- chapter 5: what the peer sees ------------------------------------------------------------
+def _epoll_bits(trace: Trace, index: int) -> list[str]:
+    waits = trace.syscalls("client", "epoll_wait")
+    return list(waits[index].result) if len(waits) > index and isinstance(waits[index].result, list) else []
+
+
+def _shown(call: Syscall) -> str:
+    return f"-1 {call.errno}" if call.errno else str(call.result)
+
+
+def epoll_after_peer_close() -> Predict:
+    """The server closes: which bits does the client's epoll_wait() report once the FIN has arrived?"""
+
+    def truth(trace: Trace) -> str:
+        bits = _epoll_bits(trace, 0)
+        if "EPOLLERR" in bits or "EPOLLHUP" in bits:
+            return "B"
+        return "A" if "EPOLLIN" in bits and "EPOLLRDHUP" in bits else "C"
+
+    def explain(trace: Trace) -> str:
+        first, later = _epoll_bits(trace, 0), _epoll_bits(trace, 1)
+        return (
+            f"After the server's FIN the client's epoll_wait() returned {'|'.join(first) or 'no events'}. "
+            "A FIN is an end of stream: recv() would return 0, so the socket is readable (EPOLLIN), and "
+            "EPOLLRDHUP says the peer will send no more; the client may still send. EPOLLHUP and EPOLLERR mean "
+            f"a dead connection: after the RST that the client's send() drew, epoll_wait() returned "
+            f"{'|'.join(later) or 'no events'}."
+        )
+
+    return Predict(
+        "The server calls close() on an idle connection; its FIN arrives. Which events does the client's "
+        "epoll_wait() report (asked for EPOLLIN|EPOLLOUT|EPOLLRDHUP)?",
+        {
+            "A": "EPOLLIN|EPOLLOUT|EPOLLRDHUP: readable (end of stream), still writable, the peer's side closed",
+            "B": "EPOLLERR and EPOLLHUP as well: the connection is dead",
+            "C": "no EPOLLIN: nothing arrived to read, only EPOLLOUT (or nothing at all)",
+        },
+        "write-after-peer-close",
+        truth,
+        explain,
+        section=CH5 + ", 'Writing to a peer that has closed'",
+        requires_capture=False,
+    )
+
+
+def first_write_after_peer_close() -> Predict:
+    """The server has closed: what does the client's first send() of 10 bytes return?"""
+
+    def truth(trace: Trace) -> str:
+        first = trace.syscalls("client", "send")[0]
+        if first.errno is None and first.result == 10:
+            return "A"
+        return "B" if first.errno == "EPIPE" else "C"
+
+    def explain(trace: Trace) -> str:
+        first = trace.syscalls("client", "send")[0]
+        answer = _first_flag(_after(trace, "client", "send", "server")) if trace.captured else "(not captured)"
+        return (
+            f"The client's first send() returned {_shown(first)}, and the server's TCP answered the bytes with "
+            f"{answer}. A FIN says only that the peer sends no more: the client's kernel cannot know that nobody "
+            "will read, so it accepts the data; the server's kernel, whose socket is gone, answers it with an RST."
+        )
+
+    return Predict(
+        "The server has closed its socket: its FIN arrived and the client is in CLOSE_WAIT. The client sends "
+        "10 bytes. What does this first send() return?",
+        {
+            "A": "10: the kernel accepts the bytes",
+            "B": "-1 with EPIPE: the peer has closed",
+            "C": "-1 with ECONNRESET (or another error)",
+        },
+        "write-after-peer-close",
+        truth,
+        explain,
+        section=CH5 + ", 'Writing to a peer that has closed'",
+        requires_capture=False,
+    )
+
+
+def second_write_after_reset() -> Predict:
+    """The first send() drew an RST: what does the second send() do?"""
+
+    def truth(trace: Trace) -> str:
+        sends = trace.syscalls("client", "send")
+        if len(sends) < 2:
+            return "D"
+        second = sends[1]
+        if second.errno is None and second.result == 10:
+            return "A"
+        if second.errno == "ECONNRESET":
+            return "B"
+        return "C" if second.errno == "EPIPE" and "SIGPIPE" in trace.signals("client") else "D"
+
+    def explain(trace: Trace) -> str:
+        sends = trace.syscalls("client", "send")
+        second = _shown(sends[1]) if len(sends) > 1 else "nothing (no second send)"
+        signals = ", ".join(trace.signals("client")) or "no signal"
+        return (
+            f"The client's second send() returned {second}, and the client got {signals}. The RST ended the "
+            "connection; it arrived in CLOSE_WAIT, for which Linux records the error as EPIPE rather than "
+            "ECONNRESET. A send() failing with EPIPE also raises SIGPIPE, whose default action ends the process "
+            "(MSG_NOSIGNAL, or ignoring SIGPIPE, leaves only the EPIPE)."
+        )
+
+    return Predict(
+        "The client's first send() after the server's close() was answered by an RST. The client calls send() "
+        "with 10 more bytes. What happens?",
+        {
+            "A": "it returns 10 again",
+            "B": "-1 with ECONNRESET",
+            "C": "-1 with EPIPE, and the process receives SIGPIPE",
+            "D": "something else (another error, or EPIPE with no signal)",
+        },
+        "write-after-peer-close",
+        truth,
+        explain,
+        section=CH5 + ", 'Writing to a peer that has closed'",
+        requires_capture=False,
+    )
+
+
 __all__ = [
     "close_shared",
     "close_unread",
+    "epoll_after_peer_close",
+    "first_write_after_peer_close",
     "linger_zero_time_wait",
     "million_bytes",
     "million_fix",
@@ -369,6 +492,7 @@ __all__ = [
     "one_second_close",
     "return_default",
     "return_linger",
+    "second_write_after_reset",
     "send_all_then_close",
     "shutdown_half_close",
     "shutdown_shared",
