@@ -238,11 +238,15 @@ class Verdict:
         return "Linux " + ".".join(self.kernel.split("-")[0].split(".")[:2]) if self.kernel else "this kernel"
 
     def outcome(self, with_kernel: bool = True) -> str:
+        """'holds'; 'differs on Linux X.Y' where the ledger explains what Linux does instead;
+        'does not hold on …' for a failure nobody expected (a bug, or a kernel worth a lesson)."""
         where = self.linux if with_kernel else "this kernel"
-        return "holds" if self.holds else f"does not hold on {where}"
+        if self.holds:
+            return "holds"
+        return f"differs on {where}" if self.claim.linux_text else f"does not hold on {where}"
 
-    def line(self, with_kernel: bool = False) -> str:
-        """One printable line: id, outcome, evidence (no version unless asked: notebook outputs stay stable)."""
+    def line(self, with_kernel: bool = True) -> str:
+        """One printable line: id, outcome (naming the kernel it was checked on), evidence."""
         return f"[{self.claim.section}] {self.claim.id}: {self.outcome(with_kernel)} — {self.evidence}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -1177,7 +1181,7 @@ def table(verdicts: Sequence[Verdict], with_kernel: bool = True, width: int = 10
     """A plain-text table: section, claim id, outcome, evidence; footnotes say what Linux does instead."""
     import textwrap
 
-    rows = [(v.claim.section, v.claim.id, "holds" if v.holds else "DOES NOT HOLD") for v in verdicts]
+    rows = [(v.claim.section, v.claim.id, v.outcome(with_kernel)) for v in verdicts]
     w_sec = max([3, *(len(r[0]) for r in rows)])
     w_id = max([5, *(len(r[1]) for r in rows)])
     lines = []
@@ -1201,8 +1205,8 @@ def table(verdicts: Sequence[Verdict], with_kernel: bool = True, width: int = 10
     return "\n".join(lines)
 
 
-def verdicts_html(verdicts: Sequence[Verdict], with_kernel: bool = False) -> str:
-    """An HTML table for a notebook (no kernel version by default, so stored outputs stay stable)."""
+def verdicts_html(verdicts: Sequence[Verdict], with_kernel: bool = True) -> str:
+    """An HTML table for a notebook: section, the document's words, verdict on this kernel, evidence."""
     esc = html.escape
     rows = []
     for v in verdicts:
