@@ -38,7 +38,8 @@ def state_diagram(trace: Trace | None = None, side: str = "client") -> graphviz.
     title = "TCP states (RFC 9293 + Linux aborts)"
     if trace is not None:
         title = f"{trace.scenario}: the {side}'s states (kernel {trace.kernel})"
-    g = digraph("tcp_states", label=title, labelloc="t", fontsize="14", rankdir="TB", nodesep="0.5")
+    # size: at most 10 x 8 inches, so the whole machine fits a notebook column without scrolling
+    g = digraph("tcp_states", label=title, labelloc="t", fontsize="14", rankdir="TB", nodesep="0.5", size="10,8")
 
     visited = {_node(a.state if a else None, b.state): b for a, b in zip([None, *path], path)}
     final = _node(path[-2].state if len(path) > 1 else None, path[-1].state) if path else None
