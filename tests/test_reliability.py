@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -182,3 +183,45 @@ def test_code_in_the_sandbox_cannot_see_or_signal_processes_outside():
     step = closekit.scenario.Call("client", source=source, function="signal_the_notebook")
     trace = closekit.run(closekit.Scenario("signal", "", steps=(step,)))
     assert trace.syscalls("client", "call")[0].result == "ProcessLookupError"
+
+
+def _descendants(pid: int) -> set[int]:
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{current}/task")
+        except FileNotFoundError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{current}/task/{task}/children") as f:
+                    children = {int(c) for c in f.read().split()}
+            except FileNotFoundError:
+                continue
+            todo.extend(children - found)
+            found |= children
+    return found
+
+
+def test_a_notebook_kernel_killed_mid_experiment_leaves_no_process_behind():
+    code = (
+        "import closekit, sys\n"
+        "from closekit import steps as s\n"
+        "closekit.run('close-default')\n"
+        "print(closekit.lab().pid, flush=True)\n"
+        "closekit.run(closekit.Scenario('long', '', steps=(s.sleep('server', 20),), time_limit=30))\n"
+    )
+    kernel = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    helper = int(kernel.stdout.readline())
+    time.sleep(0.3)  # the long experiment is under way: endpoints, init and closer exist
+    started = {helper} | _descendants(helper)
+    assert len(started) >= 4
+    kernel.kill()  # what a kernel restart does to the process that imported closekit
+    kernel.wait()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}/cmdline") for p in started):
+        time.sleep(0.05)
+    alive = [p for p in started if os.path.exists(f"/proc/{p}/cmdline")]
+    assert alive == []

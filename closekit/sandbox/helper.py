@@ -23,7 +23,7 @@ from closekit.sandbox.namespace import (
     enter_user_namespace,
     new_network_namespace,
 )
-from closekit.sandbox.orchestrator import Environment, reap_children, run_scenario
+from closekit.sandbox.orchestrator import Environment, ParentGone, reap_children, run_scenario
 
 PR_SET_CHILD_SUBREAPER = 36
 FORCED_MODES = ("netns", "host", "host-nocapture")
@@ -65,14 +65,16 @@ def unobserved_in(mode: str) -> tuple[str, ...]:
     return tuple(missing)
 
 
-def prepare(mode: str, kernel: str, fresh_namespace: bool) -> Environment:
+def prepare(mode: str, kernel: str, fresh_namespace: bool, parent: int) -> Environment:
     from closekit.sandbox.capture import Capture
     from closekit.sandbox.diag import Diag
 
     if fresh_namespace:
         new_network_namespace()
     capture = Capture() if mode != "host-nocapture" else None
-    return Environment(mode=mode, kernel=kernel, diag=Diag(), capture=capture, unobserved=unobserved_in(mode))
+    return Environment(
+        mode=mode, kernel=kernel, diag=Diag(), capture=capture, unobserved=unobserved_in(mode), parent=parent
+    )
 
 
 class Closer:
@@ -114,7 +116,7 @@ def main() -> None:
         mode, why = choose_mode(os.environ.get("CLOSEKIT_SANDBOX"))
         if mode == "netns":
             enter_pid_namespace()  # the descriptor it returns lives as long as the helper
-        env = prepare(mode, kernel, fresh_namespace=False)
+        env = prepare(mode, kernel, fresh_namespace=False, parent=requests)
     except CloseKitError as e:
         write_frame(replies, ("error", type(e).__name__, str(e)))
         return
@@ -131,12 +133,14 @@ def main() -> None:
             continue
         try:
             write_frame(replies, ("ok", run_scenario(payload, env)))
+        except ParentGone:
+            return  # nobody to answer; the experiment's processes are already stopped
         except CloseKitError as e:
             write_frame(replies, ("error", type(e).__name__, str(e)))
         reap_children()
         if mode == "netns":  # the next experiment gets a new namespace, made now while we wait
             closer.retire(env)
-            env = prepare(mode, kernel, fresh_namespace=True)
+            env = prepare(mode, kernel, fresh_namespace=True, parent=requests)
 
 
 def _stats() -> dict[str, int]:

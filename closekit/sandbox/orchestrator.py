@@ -37,6 +37,10 @@ STABLE = 0.25  # a state held this long while waiting is recorded before the wai
 SOCKET_SIDES = ("client", "server")
 
 
+class ParentGone(ExperimentError):
+    """The helper's parent exited (a notebook kernel restarted) while an experiment ran."""
+
+
 @dataclass
 class Environment:
     """What the helper prepared for one experiment: where it runs and what can observe it."""
@@ -46,6 +50,7 @@ class Environment:
     diag: Diag
     capture: Capture | None
     unobserved: tuple[str, ...] = ()
+    parent: int | None = None  # the request pipe: readable mid-experiment only when the parent has gone
 
 
 @dataclass
@@ -121,8 +126,12 @@ class _Run:
         watched = [self.channels[s] for s in self.channels if s not in self.exited]
         if self.env.capture is not None:
             watched.append(self.env.capture)  # type: ignore[arg-type]
+        if self.env.parent is not None:
+            watched.append(self.env.parent)  # type: ignore[arg-type]
         readable, _, _ = select.select(watched, [], [], timeout)
         for ready in readable:
+            if ready is self.env.parent:
+                raise ParentGone("the process that asked for this experiment has gone")
             if ready is not self.env.capture:
                 self._take_reply(ready)
         if self.env.capture is not None:
