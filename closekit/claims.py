@@ -21,28 +21,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from closekit.scenario import Options, Scenario
-from closekit.steps import (
-    close,
-    epoll,
-    exit,
-    fork,
-    linger,
-    nonblocking,
-    read_to_eof,
-    recv,
-    send,
-    shutdown,
-    wait_done,
-    wait_recv_queue,
-    wait_state,
-)  # fmt: skip
+from closekit.scenario import Scenario
 from closekit.trace import Segment, Syscall, Trace
 from closekit.transcript import duration_category
 
 __all__ = [
     "CLAIMS",
-    "SCENARIOS",
     "Claim",
     "Verdict",
     "by_section",
@@ -56,152 +40,6 @@ __all__ = [
 ]
 
 Check = Callable[[Trace], tuple[bool, str]]
-
-# ---- experiments no built-in scenario covers ------------------------------------------------------
-_SMALL = 4096
-_FULL_WINDOW = (  # the client's send buffer holds data the server's zero window keeps back
-    send("client", 20000, background=True),
-    wait_recv_queue("server", 20000),  # as much as its buffer holds: the window closes
-    wait_done("client"),
-)
-_FULL_OPTIONS = Options(server_rcvbuf=_SMALL, client_sndbuf=_SMALL * 4)
-
-SCENARIOS: dict[str, Scenario] = {
-    s.name: s
-    for s in (
-        Scenario(
-            "close-shared-child",
-            "the forked child closes first: the parent still holds the socket, so nothing is sent",
-            section="1",
-            steps=(
-                fork("server", "server-child"),
-                close("server-child"),
-                epoll("client"),
-                send("server", 1),
-                wait_recv_queue("client", 1),
-                recv("client"),
-                close("server"),
-                wait_state("client", "CLOSE_WAIT"),
-                close("client"),
-            ),
-        ),
-        Scenario(
-            "close-full-window",
-            "a default close() while the peer's window is shut: close() returns, the data and FIN leave later",
-            section="4.1",
-            options=_FULL_OPTIONS,
-            steps=(*_FULL_WINDOW, close("client"), read_to_eof("server"), close("server")),
-        ),
-        Scenario(
-            "shutdown-rd-queued",
-            "shutdown(SHUT_RD) with data already queued: is it discarded, and can the process still send?",
-            section="2",
-            steps=(
-                send("server", 5),
-                wait_recv_queue("client", 5),
-                shutdown("client", "SHUT_RD"),
-                recv("client"),
-                send("client", 3),
-                wait_recv_queue("server", 3),
-                recv("server"),
-                close("client"),
-                close("server"),
-            ),
-        ),
-        Scenario(
-            "shutdown-wr-unread",
-            "shutdown(SHUT_WR) with unread data: a FIN, no RST; the peer sees what a close() would show",
-            section="4.2",
-            steps=(
-                send("server", 5),
-                wait_recv_queue("client", 5),
-                shutdown("client", "SHUT_WR"),
-                wait_state("server", "CLOSE_WAIT"),
-                epoll("server"),
-                recv("server"),
-                recv("client"),
-                close("client"),
-                close("server"),
-            ),
-        ),
-        Scenario(
-            "linger-zero-queued",
-            "SO_LINGER {on, 0} with data still queued in the send buffer: the data is dropped",
-            section="3.1",
-            options=_FULL_OPTIONS,
-            steps=(
-                *_FULL_WINDOW,
-                linger("client", 0),
-                close("client"),
-                wait_state("server", "CLOSED"),
-                read_to_eof("server"),
-                close("server"),
-            ),
-        ),
-        Scenario(
-            "linger-nonblocking",
-            "SO_LINGER {on, 1} on a non-blocking socket whose data cannot leave: does close() wait?",
-            section="3.2.2",
-            options=_FULL_OPTIONS,
-            steps=(
-                *_FULL_WINDOW,
-                linger("client", 1),
-                nonblocking("client"),
-                close("client"),
-                read_to_eof("server"),
-                close("server"),
-            ),
-        ),
-        Scenario(
-            "linger-exit",
-            "SO_LINGER {on, 1}, the process exits with data queued: exit does not wait",
-            section="5",
-            options=_FULL_OPTIONS,
-            steps=(*_FULL_WINDOW, linger("client", 1), exit("client"), read_to_eof("server"), close("server")),
-        ),
-        Scenario(
-            "linger-shutdown",
-            "SO_LINGER {on, 1}, then shutdown(SHUT_WR) with data queued: does shutdown() wait?",
-            section="5",
-            options=_FULL_OPTIONS,
-            steps=(
-                *_FULL_WINDOW,
-                linger("client", 1),
-                shutdown("client", "SHUT_WR"),
-                read_to_eof("server"),
-                close("server"),
-                close("client"),
-            ),
-        ),
-        Scenario(
-            "close-unread-epoll",
-            "close() with unread data: what epoll reports on the peer that receives the RST",
-            section="4.1",
-            steps=(
-                send("client", 6),
-                wait_recv_queue("server", 6),
-                close("server"),
-                wait_state("client", "CLOSED"),
-                epoll("client"),
-                recv("client"),
-                close("client"),
-            ),
-        ),
-        Scenario(
-            "close-unread-linger-zero",
-            "close() with unread data and SO_LINGER {on, 0}: which abort path the kernel takes first",
-            section="4.1",
-            steps=(
-                send("client", 6),
-                wait_recv_queue("server", 6),
-                linger("server", 0),
-                close("server"),
-                wait_state("client", "CLOSED"),
-                recv("client"),
-            ),
-        ),
-    )
-}
 
 
 # ---- the ledger's types -------------------------------------------------------------------------
@@ -791,7 +629,6 @@ def _claim(
     )
 
 
-_S = SCENARIOS
 CLAIMS: tuple[Claim, ...] = (
     # 1. close
     _claim(
@@ -822,7 +659,7 @@ CLAIMS: tuple[Claim, ...] = (
         "1",
         "If the parent never closes its copy, the child's close() cannot end the connection: the count goes "
         "from 2 to 1 and stays there.",
-        _S["close-shared-child"],
+        "close-shared-child",
         _close_child_keeps_open,
     ),
     # 2. shutdown
@@ -861,7 +698,7 @@ CLAIMS: tuple[Claim, ...] = (
         "shut-rd-discards-queued-data",
         "2",
         "SHUT_RD discards the data already waiting in the socket's receive buffer.",
-        _S["shutdown-rd-queued"],
+        "shutdown-rd-queued",
         _shut_rd_queued_discarded,
         "Nothing is purged on Linux: inet_shutdown() sets RCV_SHUTDOWN and wakes readers, and the queued bytes "
         "stay readable (tcp_recvmsg_locked() copies queued data before it looks at RCV_SHUTDOWN).",
@@ -870,7 +707,7 @@ CLAIMS: tuple[Claim, ...] = (
         "shut-rd-can-still-send",
         "6",
         "After SHUT_RD the process can still send on the socket; the send buffer is untouched.",
-        _S["shutdown-rd-queued"],
+        "shutdown-rd-queued",
         _shut_rd_can_send,
     ),
     _claim(
@@ -923,7 +760,7 @@ CLAIMS: tuple[Claim, ...] = (
         "linger-zero-discards-send-buffer",
         "3.1",
         "Once the RST is sent, every byte still queued for sending is thrown away.",
-        _S["linger-zero-queued"],
+        "linger-zero-queued",
         _linger_zero_discards,
     ),
     _claim(
@@ -980,7 +817,7 @@ CLAIMS: tuple[Claim, ...] = (
         "3.2.2",
         "(UNP) On a non-blocking socket with a positive linger time, close() does not wait: it returns "
         "EWOULDBLOCK at once if data is still unacknowledged.",
-        _S["linger-nonblocking"],
+        "linger-nonblocking",
         _linger_nonblocking,
         "inet_release() (net/ipv4/af_inet.c) takes the linger time from SO_LINGER alone and never looks at "
         "O_NONBLOCK, so a non-blocking close() sleeps in sk_stream_wait_close() just like a blocking one, "
@@ -999,7 +836,7 @@ CLAIMS: tuple[Claim, ...] = (
         "close-before-fin-acked",
         "4.1",
         "A successful close() only means the FIN is queued; whether the peer received it is unknown.",
-        _S["close-full-window"],
+        "close-full-window",
         _close_before_ack,
     ),
     _claim(
@@ -1014,14 +851,14 @@ CLAIMS: tuple[Claim, ...] = (
         "close-unread-peer-epoll",
         "4.1",
         "The peer of such a reset sees ECONNRESET, and epoll reports EPOLLHUP, EPOLLRDHUP and EPOLLIN at once.",
-        _S["close-unread-epoll"],
+        "close-unread-epoll",
         _close_unread_epoll,
     ),
     _claim(
         "close-unread-before-linger-zero",
         "4.1",
         "(Linux) With unread data and SO_LINGER {on, 0} both present, the unread-data abort is the one taken.",
-        _S["close-unread-linger-zero"],
+        "close-unread-linger-zero",
         _abort_path_order,
     ),
     _claim(
@@ -1056,7 +893,7 @@ CLAIMS: tuple[Claim, ...] = (
         "peer-cannot-tell-close-from-shutdown",
         "4.1",
         "The peer cannot tell a close() from a shutdown(SHUT_WR): both arrive as a FIN.",
-        _S["shutdown-wr-unread"],
+        "shutdown-wr-unread",
         _peer_cannot_tell,
     ),
     # 4.2 shutdown
@@ -1064,7 +901,7 @@ CLAIMS: tuple[Claim, ...] = (
         "shut-wr-unread-no-rst",
         "4.2",
         "Unlike close(), shutdown(SHUT_WR) with unread data in the receive buffer sends a FIN, not an RST.",
-        _S["shutdown-wr-unread"],
+        "shutdown-wr-unread",
         _shut_wr_unread_no_rst,
     ),
     # 5. shutdown vs close
@@ -1088,7 +925,7 @@ CLAIMS: tuple[Claim, ...] = (
         "5",
         "(socket(7)) When the socket is closed by exit(), it always lingers in the background: exit does not "
         "wait, the kernel still delivers the data.",
-        _S["linger-exit"],
+        "linger-exit",
         _exit_lingers_in_background,
     ),
     _claim(
@@ -1096,7 +933,7 @@ CLAIMS: tuple[Claim, ...] = (
         "5",
         "(socket(7), as quoted) With SO_LINGER on, shutdown() too does not return until the queued data is sent "
         "or the linger time runs out.",
-        _S["linger-shutdown"],
+        "linger-shutdown",
         _shutdown_lingers,
         "tcp_shutdown() (net/ipv4/tcp.c) only moves the state and calls tcp_send_fin(); it never waits. Only "
         "close() lingers, in __tcp_close() via sk_stream_wait_close().",
@@ -1105,7 +942,7 @@ CLAIMS: tuple[Claim, ...] = (
         "linger-no-effect-on-shutdown",
         "5",
         "SO_LINGER has no effect on shutdown().",
-        _S["linger-shutdown"],
+        "linger-shutdown",
         _linger_no_effect_on_shutdown,
     ),
     # 6. the summary table (UNP's BSD rows)
@@ -1125,7 +962,7 @@ CLAIMS: tuple[Claim, ...] = (
         "6",
         "close() with l_onoff = 1, l_linger = 0: RST to the peer, state CLOSED with no TIME_WAIT, both buffers "
         "discarded.",
-        _S["linger-zero-queued"],
+        "linger-zero-queued",
         _linger_zero_discards,
     ),
     _claim(

@@ -7,8 +7,10 @@ from closekit.scenario import Options, Scenario
 from closekit.steps import (
     close,
     epoll,
+    exit,
     fork,
     linger,
+    nonblocking,
     read_to_eof,
     recv,
     send,
@@ -288,7 +290,149 @@ _ALL = (
     ),
 )
 
-SCENARIOS: dict[str, Scenario] = {s.name: s for s in _ALL}
+# Experiments behind single claims of the ledger and cells of the chapters.
+_FULL_WINDOW = (  # the client's send buffer holds data the server's zero window keeps back
+    send("client", 20000, background=True),
+    wait_recv_queue("server", 20000),  # as much as its buffer holds: the window closes
+    wait_done("client"),
+)
+_FULL_OPTIONS = Options(server_rcvbuf=SMALL_BUFFER, client_sndbuf=SMALL_BUFFER * 4)
+
+_LEDGER = (
+    Scenario(
+        "close-shared-child",
+        "the forked child closes first: the parent still holds the socket, so nothing is sent",
+        section="1",
+        steps=(
+            fork("server", "server-child"),
+            close("server-child"),
+            epoll("client"),
+            send("server", 1),
+            wait_recv_queue("client", 1),
+            recv("client"),
+            close("server"),
+            wait_state("client", "CLOSE_WAIT"),
+            close("client"),
+        ),
+    ),
+    Scenario(
+        "close-full-window",
+        "a default close() while the peer's window is shut: close() returns, the data and FIN leave later",
+        section="4.1",
+        options=_FULL_OPTIONS,
+        steps=(*_FULL_WINDOW, close("client"), read_to_eof("server"), close("server")),
+    ),
+    Scenario(
+        "shutdown-rd-queued",
+        "shutdown(SHUT_RD) with data already queued: is it discarded, and can the process still send?",
+        section="2",
+        steps=(
+            send("server", 5),
+            wait_recv_queue("client", 5),
+            shutdown("client", "SHUT_RD"),
+            recv("client"),
+            send("client", 3),
+            wait_recv_queue("server", 3),
+            recv("server"),
+            close("client"),
+            close("server"),
+        ),
+    ),
+    Scenario(
+        "shutdown-wr-unread",
+        "shutdown(SHUT_WR) with unread data: a FIN, no RST; the peer sees what a close() would show",
+        section="4.2",
+        steps=(
+            send("server", 5),
+            wait_recv_queue("client", 5),
+            shutdown("client", "SHUT_WR"),
+            wait_state("server", "CLOSE_WAIT"),
+            epoll("server"),
+            recv("server"),
+            recv("client"),
+            close("client"),
+            close("server"),
+        ),
+    ),
+    Scenario(
+        "linger-zero-queued",
+        "SO_LINGER {on, 0} with data still queued in the send buffer: the data is dropped",
+        section="3.1",
+        options=_FULL_OPTIONS,
+        steps=(
+            *_FULL_WINDOW,
+            linger("client", 0),
+            close("client"),
+            wait_state("server", "CLOSED"),
+            read_to_eof("server"),
+            close("server"),
+        ),
+    ),
+    Scenario(
+        "linger-nonblocking",
+        "SO_LINGER {on, 1} on a non-blocking socket whose data cannot leave: does close() wait?",
+        section="3.2.2",
+        options=_FULL_OPTIONS,
+        steps=(
+            *_FULL_WINDOW,
+            linger("client", 1),
+            nonblocking("client"),
+            close("client"),
+            read_to_eof("server"),
+            close("server"),
+        ),
+    ),
+    Scenario(
+        "linger-exit",
+        "SO_LINGER {on, 1}, the process exits with data queued: exit does not wait",
+        section="5",
+        options=_FULL_OPTIONS,
+        steps=(*_FULL_WINDOW, linger("client", 1), exit("client"), read_to_eof("server"), close("server")),
+    ),
+    Scenario(
+        "linger-shutdown",
+        "SO_LINGER {on, 1}, then shutdown(SHUT_WR) with data queued: does shutdown() wait?",
+        section="5",
+        options=_FULL_OPTIONS,
+        steps=(
+            *_FULL_WINDOW,
+            linger("client", 1),
+            shutdown("client", "SHUT_WR"),
+            read_to_eof("server"),
+            close("server"),
+            close("client"),
+        ),
+    ),
+    Scenario(
+        "close-unread-epoll",
+        "close() with unread data: what epoll reports on the peer that receives the RST",
+        section="4.1",
+        steps=(
+            send("client", 6),
+            wait_recv_queue("server", 6),
+            close("server"),
+            wait_state("client", "CLOSED"),
+            epoll("client"),
+            recv("client"),
+            close("client"),
+        ),
+    ),
+    Scenario(
+        "close-unread-linger-zero",
+        "close() with unread data and SO_LINGER {on, 0}: which abort path the kernel takes first",
+        section="4.1",
+        steps=(
+            send("client", 6),
+            wait_recv_queue("server", 6),
+            linger("server", 0),
+            close("server"),
+            wait_state("client", "CLOSED"),
+            recv("client"),
+        ),
+    ),
+)
+
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in (*_ALL, *_LEDGER)}
 
 
 def get(name: str) -> Scenario:

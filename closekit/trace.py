@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 MODES = ("netns", "host", "host-nocapture")
+ENDPOINTS = ("client", "server")
+FATES = ("delivered", "dropped", "held", "duplicate")
 Mode = Literal["netns", "host", "host-nocapture"]
 FLAG_ORDER = ("SYN", "FIN", "RST", "PSH", "ACK", "URG")
 
@@ -49,11 +51,17 @@ class Syscall:
 
 @dataclass(frozen=True)
 class Segment:
-    """One TCP segment seen on the namespace's loopback (seq/ack relative, like tcpdump).
+    """One TCP segment on the wire between the endpoints (seq/ack relative, like tcpdump).
 
-    Equality leaves out the time and the advertised window: a window is the receiver's free
-    buffer memory, which moves by a few KB with how the kernel happened to batch buffers during a
-    bulk transfer, while which segments were sent (flags, seq, ack, length) does not.
+    `t` is when it left its sender (when the lab's wire took it); `arrived` when the wire handed it
+    to the other endpoint, None if it never did. `fate` says what the wire did with it:
+    "delivered", "dropped" (a scenario's rule), "held" (kept back and never released), or
+    "duplicate" (an extra copy the wire injected). `conn` numbers the connections of an experiment
+    in the order of their first SYN (1 for the usual one).
+
+    Equality leaves out times and the advertised window: a window is the receiver's free buffer
+    memory, which moves by a few KB with how the kernel happened to batch buffers during a bulk
+    transfer, while which segments were sent (flags, seq, ack, length) and their fate do not.
     """
 
     t: float = field(compare=False)
@@ -64,7 +72,19 @@ class Segment:
     len: int
     win: int = field(compare=False)
     raw: bytes = field(default=b"", compare=False, repr=False)
+    conn: int = 1
+    arrived: float | None = field(default=None, compare=False)
+    fate: str = "delivered"
     kind: Literal["segment"] = "segment"
+
+    def __post_init__(self) -> None:
+        if self.arrived is None and self.fate in ("delivered", "duplicate"):
+            object.__setattr__(self, "arrived", self.t)  # no wire in between: it arrived as it left
+
+    @property
+    def lost(self) -> bool:
+        """The segment never reached the other endpoint (dropped, or held until the end)."""
+        return self.arrived is None
 
     @property
     def dst(self) -> str:
@@ -82,11 +102,16 @@ class Segment:
 
 @dataclass(frozen=True)
 class StateChange:
-    """A TCP state the kernel reported for one side's socket (RFC 9293 names)."""
+    """A TCP state the kernel reported for an endpoint's socket (RFC 9293 names).
+
+    `side` is the endpoint ("client" or "server"), whichever process holds the socket; `conn` is
+    the connection (as in Segment), 0 for the server's listening socket.
+    """
 
     t: float = field(compare=False)
     side: str
     state: str
+    conn: int = 1
     kind: Literal["state"] = "state"
 
 
@@ -120,6 +145,18 @@ class Trace:
     events: tuple[Event, ...]
     description: str = field(default="", compare=False)
     unobserved: tuple[str, ...] = field(default=(), compare=False)
+    link: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    processes: dict[str, str] = field(default_factory=dict)
+
+    def endpoint_of(self, process: str) -> str:
+        """The endpoint ("client" or "server") whose socket a process acts on: a forked child acts on
+        its parent's. Traces recorded before processes were listed fall back to the name's prefix."""
+        if process in self.processes:
+            return self.processes[process]
+        if process in ENDPOINTS:
+            return process
+        return process.partition("-")[0]
 
     # ---- queries -------------------------------------------------------------------------
     def segments(self, src: str | None = None, flags: str | Iterable[str] | None = None) -> list[Segment]:
@@ -138,12 +175,12 @@ class Trace:
             if isinstance(e, Syscall) and (side is None or e.side == side) and (call is None or e.call == call)
         ]
 
-    def states(self, side: str) -> list[str]:
-        """The states `side`'s socket went through, in order (as observed)."""
-        return [e.state for e in self.events if isinstance(e, StateChange) and e.side == side]
+    def states(self, side: str, conn: int = 1) -> list[str]:
+        """The states `side`'s socket of connection `conn` went through, in order (as observed)."""
+        return [e.state for e in self.events if isinstance(e, StateChange) and e.side == side and e.conn == conn]
 
-    def final_state(self, side: str) -> str | None:
-        path = self.states(side)
+    def final_state(self, side: str, conn: int = 1) -> str | None:
+        path = self.states(side, conn)
         return path[-1] if path else None
 
     def signals(self, side: str | None = None) -> list[str]:
@@ -200,6 +237,9 @@ class Trace:
             "mode": self.mode,
             "unobserved": list(self.unobserved),
             "counters": dict(self.counters),
+            "link": dict(self.link),
+            "settings": dict(self.settings),
+            "processes": dict(self.processes),
             "events": events,
         }
 
@@ -223,6 +263,9 @@ class Trace:
             events=tuple(events),
             description=data.get("description", ""),
             unobserved=tuple(data.get("unobserved", ())),
+            link=dict(data.get("link", {})),
+            settings=dict(data.get("settings", {})),
+            processes=dict(data.get("processes", {})),
         )
 
     @classmethod
@@ -250,7 +293,7 @@ class Trace:
         return html_transcript(self)
 
     def __repr__(self) -> str:
-        return f"<Trace {self.scenario!r} mode={self.mode} kernel={self.kernel} events={len(self.events)}>"
+        return f"<Trace {self.scenario!r} mode={self.mode} events={len(self.events)}>"
 
 
 def _flag_set(flags: str | Iterable[str] | None) -> frozenset[str]:
