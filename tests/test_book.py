@@ -405,6 +405,12 @@ def test_each_chapter_names_its_outputs_kernel_and_links_jupyterlab_and_exercise
     assert start.locator(f'article a[href="{BOOK.lab.format(path="exercises")}"]').count() == 1
 
 
+def test_the_front_door_opens_the_default_edition(site, open_page):
+    page = open_page("")
+    page.wait_for_url(f"{site.url}{DEFAULT.lang}/index.html")
+    assert page.locator("article h1").inner_text().startswith(DEFAULT.title)
+
+
 def test_search_finds_time_wait(site, open_page):
     page = open_page(f"{DEFAULT.lang}/search.html?q=TIME_WAIT")
     results = page.locator("#search-results ul.search li a")

@@ -147,7 +147,12 @@ def build(
             output, _ = process.communicate()
             if process.returncode:
                 raise BuildError(f"Sphinx failed on the {edition.lang} edition:\n{output}")
-            found += [f"[{edition.lang}] {line}" for line in (work / "warnings").read_text().splitlines() if line]
+            staged = f"{work / 'src'}/"  # name the chapter as it is in the repository, not our copy
+            found += [
+                f"[{edition.lang}] {line.replace(staged, f'{edition.notebooks}/')}"
+                for line in (work / "warnings").read_text().splitlines()
+                if line
+            ]
             site = out / edition.lang
             shutil.move(work / "html", site)
             shutil.rmtree(site / "_sources", ignore_errors=True)  # empty: the book does not copy sources
