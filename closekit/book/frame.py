@@ -88,9 +88,11 @@ def cover(book: Book, edition: Edition, chapters: Sequence[str], stamps: Sequenc
     """An edition's cover page (MyST markdown): what the book is, its outputs, the chapter list.
     An edition with no chapters yet says so, and sends the reader to the default edition."""
     text = edition.text
-    lines = [f"# {edition.title}", "", text["cover"], ""]
+    lines = [f"# {edition.title}", ""]
     if chapters:
         lines += [
+            text["cover"],
+            "",
             outputs_line(edition, stamps),
             "",
             "```{toctree}",
