@@ -52,10 +52,14 @@ def _stage_notebook(source: Path, target: Path) -> None:
     target.write_text(json.dumps(notebook, ensure_ascii=False))
 
 
-def _stage(repo: Path, book: Book, edition: Edition, chapters: dict[str, list[str]], src: Path) -> list[tuple]:
+def _stage(
+    repo: Path, book: Book, edition: Edition, chapters: dict[str, list[str]], src: Path
+) -> list[tuple[Path, str]]:
     """Write the edition's Sphinx sources into `src`; return the exercises to copy into the site."""
     src.mkdir(parents=True)
-    stamps, headers, downloads = [], {}, []
+    stamps: list[provenance.Provenance | None] = []
+    headers: dict[str, str] = {}
+    downloads: list[tuple[Path, str]] = []
     for notebook in edition.chapters(repo):
         page = notebook.stem
         _stage_notebook(notebook, src / notebook.name)

@@ -27,9 +27,9 @@ from sphinx.application import Sphinx
 from sphinx.search.zh import SearchChinese
 from sphinx.transforms.post_transforms import SphinxPostTransform
 
+from closekit.book.build import DATA
 from closekit.book.sanitize import clean
 
-DATA = "_closekit_book.json"
 DIAGRAMS = "_diagrams"
 
 
