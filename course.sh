@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# closekit's two entry points, for a fresh Debian/Ubuntu machine with Python 3.11+:
+# closekit's entry points, for a fresh Debian/Ubuntu machine with Python 3.11+:
 #   bash course.sh open   set everything up, then open the course in JupyterLab
 #   bash course.sh test   set everything up, then run the whole test suite (pytest + nbval)
+#   bash course.sh book   set everything up, then build the static book into build/book/
 # Run as root, it installs the system pieces it needs with apt-get; otherwise it says which.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -50,8 +51,13 @@ case "${1:-}" in
             --nbval --nbval-current-env --nbval-sanitize-with tests/nbval.cfg \
             tests notebooks exercises/source "${@:2}"
         ;;
+    book)
+        system_setup
+        python_setup book
+        exec "$VENV/bin/python" -m closekit.book build --out build/book "${@:2}"
+        ;;
     *)
-        echo "usage: bash course.sh open | test" >&2
+        echo "usage: bash course.sh open | test | book" >&2
         exit 2
         ;;
 esac

@@ -69,8 +69,8 @@ def test_environment_yml_is_conda_forge_and_installs_closekit_from_the_repo(envi
 def test_conda_packages_cover_the_pip_extras_with_the_same_bounds(conda, project):
     assert conda["python"] == project["requires-python"]
     extras = project["optional-dependencies"]
-    wanted = [_split(r) for extra in ("lab", "test") for r in extras[extra] if not r.startswith("closekit")]
-    assert wanted, "pyproject has no lab/test extras"
+    wanted = [_split(r) for extra in ("lab", "book", "test") for r in extras[extra] if not r.startswith("closekit")]
+    assert wanted, "pyproject has no lab/book/test extras"
     for name, bounds in wanted:
         if name in PIP_ONLY:
             assert CONDA_NAME.get(name, name) not in conda
