@@ -30,3 +30,6 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 # Experiments take milliseconds; a student's function is stopped by the lab after 5 s per peer.
 c.ExecutePreprocessor.timeout = 120
 c.ExecutePreprocessor.kernel_name = "python3"
+# No widget state in graded notebooks: the feedback HTML then shows each question's static text/html
+# (its text and choices) instead of an empty widget that needs JavaScript from the internet.
+c.Execute.store_widget_state = False

@@ -31,10 +31,11 @@ load_subconfig({config!r})  # noqa: F821 (traitlets provides it)
 '''
 
 
-def install(prefix: Path | str = sys.prefix, course: Path | str | None = None) -> list[Path]:
-    """Install the extension and the settings under `prefix`; with `course`, point nbgrader at it.
-
-    Returns the paths written.
+def install(
+    prefix: Path | str = sys.prefix, course: Path | str | None = None, config_dir: Path | str | None = None
+) -> list[Path]:
+    """Install the extension and the settings under `prefix`; with `course`, point nbgrader at it
+    (from `config_dir`, by default the environment's `etc/jupyter`). Returns the paths written.
     """
     prefix = Path(prefix)
     written = []
@@ -55,7 +56,7 @@ def install(prefix: Path | str = sys.prefix, course: Path | str | None = None) -
         config = Path(course).resolve() / "nbgrader_config.py"
         if not config.is_file():
             raise SystemExit(f"no nbgrader_config.py in {config.parent}: pass the course folder (exercises/)")
-        loader = prefix / "etc" / "jupyter" / "nbgrader_config.py"
+        loader = Path(config_dir or prefix / "etc" / "jupyter") / "nbgrader_config.py"
         loader.parent.mkdir(parents=True, exist_ok=True)
         loader.write_text(NBGRADER_CONFIG.format(config=str(config)))
         written.append(loader)
@@ -66,8 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m closekit.exercises.jupyter_setup", description=__doc__.split("\n")[0])
     p.add_argument("--prefix", default=sys.prefix, help="the environment to install into (default: this one)")
     p.add_argument("--course", help="the nbgrader course folder (exercises/) that nbgrader should find")
+    p.add_argument("--config-dir", help="where nbgrader_config.py goes (default: PREFIX/etc/jupyter)")
     args = p.parse_args(argv)
-    for path in install(args.prefix, args.course):
+    for path in install(args.prefix, args.course, args.config_dir):
         print(f"closekit: wrote {path}")
     return 0
 
