@@ -236,15 +236,16 @@ def _answer(notebook: dict, answers: dict[str, str]) -> dict:
 
 def test_nbgrader_releases_without_solutions_and_autogrades_from_the_live_kernel(tmp_path):
     course = tmp_path / "course"
-    shutil.copytree(ROOT / "exercises", course, ignore=shutil.ignore_patterns("release", "submitted", "autograded"))
+    ignore = shutil.ignore_patterns("student", "exchange", "submitted", "autograded", "feedback", "gradebook.db")
+    shutil.copytree(ROOT / "exercises", course, ignore=ignore)
     _nbgrader(course, "generate_assignment", ASSIGNMENT)
-    released = (course / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text()
+    released = (course / "student" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text()
     for secret in ("BEGIN SOLUTION", "END SOLUTION", "sock.sendall", 'q1.answer(\\"B\\")', 'q2.answer(\\"C\\")'):
         assert secret not in released
     student = json.loads(released)
     assert not any(c.get("outputs") for c in student["cells"])
 
-    _submit(course, "instructor", json.loads((course / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text()))
+    _submit(course, "instructor", json.loads((course / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text()))
     _submit(course, "untouched", json.loads(released))
     wrong = {
         "q1-answer": 'q1.answer("A")',

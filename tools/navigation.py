@@ -63,7 +63,7 @@ def cell(kind: str, text: str) -> dict:
         "cell_type": "markdown",
         "id": f"closekit-{kind}",
         "metadata": {KEY: {"generated": kind}, "tags": ["navigation"]},
-        "source": text,
+        "source": text.splitlines(keepends=True),  # as nbformat stores it, so a re-executed notebook compares equal
     }
 
 
@@ -130,6 +130,11 @@ def _after_title(cells: list[dict]) -> int:
     return 0
 
 
+def _normal(notebook: dict) -> list:
+    """The cells with each source as one string (nbformat accepts a string or a list of lines)."""
+    return [{**c, "source": "".join(c["source"])} for c in notebook["cells"]]
+
+
 def navigate(path: Path, top: dict | None, bottom: dict | None) -> bool:
     """Put `top` under the title and `bottom` at the end of `path`; True if the file changed."""
     text = path.read_text()
@@ -141,7 +146,7 @@ def navigate(path: Path, top: dict | None, bottom: dict | None) -> bool:
         cells.append(bottom)
     notebook["cells"] = cells
     new = json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
-    if json.loads(new) == json.loads(text):
+    if _normal(json.loads(new)) == _normal(json.loads(text)):
         return False
     path.write_text(new)
     return True
@@ -154,7 +159,7 @@ def plan() -> list[tuple[Path, dict | None, dict | None]]:
         top, bottom = chapter_cells(path, every)
         if path.name == "00-start-here.ipynb":
             bottom = start_page_cell()
-            bottom["source"] += "\n\n" + chapter_cells(path, every)[1]["source"]
+            bottom["source"] += ["\n", "\n", *chapter_cells(path, every)[1]["source"]]
         jobs.append((path, top, bottom))
     for name in EXERCISES:
         jobs.append((SOLUTIONS / name / f"{name}.ipynb", exercise_cell(name), None))
