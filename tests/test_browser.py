@@ -192,6 +192,8 @@ def lab(tmp_path_factory):
         "JUPYTERLAB_SETTINGS_DIR": str(settings),
         "JUPYTERLAB_WORKSPACES_DIR": str(base / "workspaces"),
         "CLOSEKIT_EXCHANGE": str(base / "exchange"),
+        # the environment's own nbgrader config (course.sh registers the repository's course) loads this copy
+        "CLOSEKIT_COURSE_CONFIG": str(root / "course" / "exercises" / "nbgrader_config.py"),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "PYTHONUNBUFFERED": "1",
     }

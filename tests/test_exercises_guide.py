@@ -50,6 +50,7 @@ def course_copy(tmp: Path) -> tuple[Path, dict[str, str]]:
         "HOME": str(home),
         "JUPYTER_CONFIG_DIR": str(config),
         "CLOSEKIT_EXCHANGE": str(tmp / "exchange"),
+        "CLOSEKIT_COURSE_CONFIG": str(repo / "exercises" / "nbgrader_config.py"),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     return repo, env

@@ -25,9 +25,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 EXTENSION = "closekit-answers"
 NBGRADER_CONFIG = '''"""Written by `python -m closekit.exercises.jupyter_setup`: the closekit course's nbgrader
-settings, found by nbgrader and the formgrader wherever they start. Rerun it to change."""
+settings, found by nbgrader and the formgrader wherever they start. Rerun it to change; CLOSEKIT_COURSE_CONFIG
+names another course's nbgrader_config.py (a copy of the course, a test) for one session."""
 
-load_subconfig({config!r})  # noqa: F821 (traitlets provides it)
+import os
+
+load_subconfig(os.environ.get("CLOSEKIT_COURSE_CONFIG", {config!r}))  # noqa: F821 (traitlets provides it)
 '''
 
 
