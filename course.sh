@@ -34,6 +34,9 @@ python_setup() {
     [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip
     "$VENV/bin/python" -m pip install -q -e ".[$extra]"
+    # JupyterLab's closekit-answers extension (a clicked answer is written into the notebook), no news
+    # popup, and nbgrader pointed at exercises/ wherever it starts: an editable install has no data files.
+    "$VENV/bin/python" -m closekit.exercises.jupyter_setup --course exercises >/dev/null
 }
 
 case "${1:-}" in
@@ -49,7 +52,7 @@ case "${1:-}" in
         "$VENV/bin/ruff" format --check .
         exec "$VENV/bin/python" -m pytest -n 2 --dist loadfile \
             --nbval --nbval-current-env --nbval-sanitize-with tests/nbval.cfg \
-            tests notebooks exercises/source "${@:2}"
+            tests notebooks exercises/solutions "${@:2}"
         ;;
     book)
         system_setup

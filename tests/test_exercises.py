@@ -128,11 +128,11 @@ def test_the_widget_runs_the_experiment_and_locks_and_never_imports_at_closekit_
 # ---- choose the fix ---------------------------------------------------------------------------
 def test_choose_the_fix_runs_every_recipe_and_judges_the_choice_live():
     ex = catalog.million_fix()
-    table = ex.try_all()
-    assert [row[0] for row in table] == ["A", "B", "C", "D"]
-    assert "server received 1,000,000 bytes; no RST" in table[2][2] and "ECONNRESET" in table[0][2]
     ex.answer("C")
     assert ex.run().correct
+    table = ex.try_all()  # once the choice is judged
+    assert [row[0] for row in table] == ["A", "B", "C", "D"]
+    assert "server received 1,000,000 bytes; no RST" in table[2][2] and "ECONNRESET" in table[0][2]
     wrong = catalog.million_fix()
     wrong.answer("B")
     result = wrong.run()
@@ -236,15 +236,16 @@ def _answer(notebook: dict, answers: dict[str, str]) -> dict:
 
 def test_nbgrader_releases_without_solutions_and_autogrades_from_the_live_kernel(tmp_path):
     course = tmp_path / "course"
-    shutil.copytree(ROOT / "exercises", course, ignore=shutil.ignore_patterns("release", "submitted", "autograded"))
+    ignore = shutil.ignore_patterns("student", "exchange", "submitted", "autograded", "feedback", "gradebook.db")
+    shutil.copytree(ROOT / "exercises", course, ignore=ignore)
     _nbgrader(course, "generate_assignment", ASSIGNMENT)
-    released = (course / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text()
+    released = (course / "student" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text()
     for secret in ("BEGIN SOLUTION", "END SOLUTION", "sock.sendall", 'q1.answer(\\"B\\")', 'q2.answer(\\"C\\")'):
         assert secret not in released
     student = json.loads(released)
     assert not any(c.get("outputs") for c in student["cells"])
 
-    _submit(course, "instructor", json.loads((course / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text()))
+    _submit(course, "instructor", json.loads((course / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text()))
     _submit(course, "untouched", json.loads(released))
     wrong = {
         "q1-answer": 'q1.answer("A")',

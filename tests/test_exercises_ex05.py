@@ -37,7 +37,8 @@ def test_a_chapter_5_prediction_is_judged_by_what_the_kernel_did(build, right, w
 
 def test_nbgrader_releases_exercises_5_without_solutions(tmp_path):
     course = tmp_path / "course"
-    shutil.copytree(ROOT / "exercises", course, ignore=shutil.ignore_patterns("release", "submitted", "autograded"))
+    ignore = shutil.ignore_patterns("student", "exchange", "submitted", "autograded", "feedback", "gradebook.db")
+    shutil.copytree(ROOT / "exercises", course, ignore=ignore)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     done = subprocess.run(  # nbgrader runs `alembic` from the venv: put its bin/ first
         [sys.executable, "-m", "nbgrader", "generate_assignment", ASSIGNMENT],
@@ -47,7 +48,7 @@ def test_nbgrader_releases_exercises_5_without_solutions(tmp_path):
         env=env,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    released = (course / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text()
+    released = (course / "student" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text()
     for secret in ("BEGIN SOLUTION", "END SOLUTION", 'q1.answer(\\"A\\")', 'q2.answer(\\"A\\")', 'q3.answer(\\"C\\")'):
         assert secret not in released
     student = json.loads(released)

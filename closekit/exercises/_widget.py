@@ -27,9 +27,15 @@ def show_html(output: Any, html_text: str) -> None:
     )
 
 
-def mimebundle(widget: Any, text: str) -> dict[str, Any]:
+def mimebundle(widget: Any, text: str, static_html: str = "") -> dict[str, Any]:
     """The widget's display data with a fixed `text/plain`: ipywidgets' own repr lists every child
-    and its state, which changes between versions and runs (and nbval compares it)."""
+    and its state, which changes between versions and runs (and nbval compares it).
+
+    `static_html` is what a viewer without the widget shows instead: nbconvert (nbgrader's feedback)
+    falls back to it when it does not render widgets, where the widget would leave an empty cell."""
     bundle = widget._repr_mimebundle_()
     data = bundle[0] if isinstance(bundle, tuple) else bundle
-    return {WIDGET_MIME: data[WIDGET_MIME], "text/plain": text}
+    out = {WIDGET_MIME: data[WIDGET_MIME], "text/plain": text}
+    if static_html:
+        out["text/html"] = static_html
+    return out

@@ -1,7 +1,11 @@
 """Predict, then run: a multiple-choice question that the live kernel answers.
 
-The correct choice is never stored: `truth(trace)` computes it from the trace of the run, so the
-verdict is whatever this kernel did. A prediction is made before the run and locks with it.
+The correct choice is never stored: a private function of the trace computes it after the run, so the
+verdict is whatever this kernel did. A prediction is made before the run and locks with it; nothing
+on the exercise tells the answer before that (no public truth(), no recipe outcomes before a choice).
+
+A click on "Run it" answers exactly as `q.answer(key)` does, and the answer is also written into the
+notebook's answer cell (closekit.exercises._notebook), since the document is what nbgrader grades.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from typing import Any
 
 import closekit
 from closekit.errors import CloseKitError
-from closekit.exercises import _widget
+from closekit.exercises import _notebook, _widget
 from closekit.exercises.checks import Requirement
 from closekit.exercises.code import scenario_for
 from closekit.exercises.outcome import outcome
@@ -101,6 +105,7 @@ class _Choice:
         )
         button = w.Button(description="Run it", button_style="primary", icon="play")
         output = w.Output()
+        status = w.HTML()
 
         def clicked(_button: Any) -> None:
             if radio.value is None:
@@ -108,13 +113,18 @@ class _Choice:
                 return
             try:
                 self.answer(radio.value)
+            except CloseKitError as e:
+                _widget.show_html(output, verdict_html(False, str(e)))
+                return
+            _notebook.record(self, radio.value, box, status)  # the document is what gets graded
+            try:
                 self.run()
             except CloseKitError as e:
                 _widget.show_html(output, verdict_html(False, str(e)))
 
         button.on_click(clicked)
-        box = w.VBox([w.HTML(f"<b>{html.escape(self.question)}</b>"), radio, button, output])
-        self._ui = {"box": box, "radio": radio, "button": button, "output": output}
+        box = w.VBox([w.HTML(f"<b>{html.escape(self.question)}</b>"), radio, button, status, output])
+        self._ui = {"box": box, "radio": radio, "button": button, "output": output, "status": status}
         if self._result is not None:
             self._show(self._result)
         return self._ui
@@ -132,15 +142,24 @@ class _Choice:
         return (self._ui or self._build_ui())["box"]
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        return _widget.mimebundle(self.widget, f"{type(self).__name__}: {self.question}")
+        return _widget.mimebundle(self.widget, f"{type(self).__name__}: {self.question}", self._static_html())
+
+    def _static_html(self) -> str:
+        """The question and its choices without a widget: what nbgrader's feedback and other viewers show."""
+        items = "".join(f"<li><b>{html.escape(k)})</b> {html.escape(v)}</li>" for k, v in self.choices.items())
+        return (
+            f'<div class="closekit-question"><b>{html.escape(self.question)}</b>'
+            f'<ul style="list-style:none;padding-left:1em">{items}</ul></div>'
+        )
 
 
 class Predict(_Choice):
     """A question about what the kernel will do, answered by running `scenario` live.
 
     `truth(trace)` returns the key of the choice that describes what happened; `explain(trace)`
-    says it in a sentence. `requires_capture` (the default) refuses to judge without captured
-    segments, since a question about the wire cannot be answered then.
+    says it in a sentence. Both are kept private and asked only of the trace of a judged run.
+    `requires_capture` (the default) refuses to judge without captured segments, since a question
+    about the wire cannot be answered then.
     """
 
     def __init__(
@@ -160,8 +179,8 @@ class Predict(_Choice):
             raise ExerciseError("Predict needs a scenario: a built-in name or a closekit.Scenario")
         if not callable(truth):
             raise ExerciseError("Predict needs truth: a function of the trace returning a choice key")
-        self.truth = truth
-        self.explain = explain
+        self._truth = truth  # private: the answer is read from a trace only after the prediction is made
+        self._explain = explain
         self.requires_capture = requires_capture
 
     def run(self) -> PredictionResult:
@@ -188,10 +207,10 @@ class Predict(_Choice):
                 trace,
                 prediction=prediction,
             )
-        truth = self.truth(trace)
+        truth = self._truth(trace)
         if truth not in self.choices:
             raise ExerciseError(f"the exercise's truth() returned {truth!r}, which is not a choice key")
-        why = f" {self.explain(trace)}" if self.explain else ""
+        why = f" {self._explain(trace)}" if self._explain else ""
         if truth == prediction:
             message = f"Your prediction held: {prediction}) {self.choices[prediction]}.{why}{self._see()}"
         else:
@@ -234,7 +253,12 @@ class ChooseFix(_Choice):
         return trace
 
     def try_all(self) -> RecipeTable:
-        """Run every recipe once and show what each achieved (bytes received, RST, TIME_WAIT)."""
+        """Once your choice is judged: run every recipe and show what each achieved (bytes, RST, TIME_WAIT).
+
+        Before that it runs nothing and says so: the outcomes would give the answer away.
+        """
+        if self._result is None or self._result.prediction is None:
+            return RecipeTable(self.goal.text, (), note="choose a recipe and run it first; then every recipe is shown")
         rows = []
         for key in self.recipes:
             try:
@@ -268,15 +292,20 @@ class ChooseFix(_Choice):
 class RecipeTable(tuple):
     """The outcome of every recipe, as an HTML table in a notebook (and plain lines elsewhere)."""
 
-    def __new__(cls, goal: str, rows: tuple[tuple[str, str, str], ...]) -> RecipeTable:
+    def __new__(cls, goal: str, rows: tuple[tuple[str, str, str], ...], note: str = "") -> RecipeTable:
         table = super().__new__(cls, rows)
         table.goal = goal  # type: ignore[attr-defined]
+        table.note = note  # type: ignore[attr-defined]
         return table
 
     def __repr__(self) -> str:
+        if not self:
+            return f"not yet: {self.note}"  # type: ignore[attr-defined]
         return "\n".join(f"{k}) {d}\n   {o}" for k, d, o in self)
 
     def _repr_html_(self) -> str:
+        if not self:
+            return verdict_html(False, repr(self))
         rows = "".join(
             f"<tr><td><b>{html.escape(k)}</b></td><td>{html.escape(d)}</td><td>{html.escape(o)}</td></tr>"
             for k, d, o in self

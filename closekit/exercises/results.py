@@ -7,7 +7,10 @@ Results are frozen values built from a live trace; a test cell of a graded noteb
 from __future__ import annotations
 
 import html
+import os
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from closekit.errors import CloseKitError
 from closekit.trace import Trace
@@ -42,7 +45,13 @@ class Result:
         return f"{'PASSED' if self.passed else 'NOT PASSED'}: {self.message}"
 
     def _repr_html_(self) -> str:
-        return verdict_html(self.passed, self.message)
+        """The verdict; when it did not pass, also what the experiment did (the transcript), to learn from."""
+        head = verdict_html(self.passed, self.message)
+        if self.passed or self.trace is None:
+            return head
+        return (
+            f"{head}<details open><summary>what happened: the transcript</summary>{self.trace._repr_html_()}</details>"
+        )
 
 
 @dataclass(frozen=True, repr=False)
@@ -91,8 +100,36 @@ class CodeResult(Result):
         return f"{head}<ul>{rows}</ul>" if rows else head
 
 
+COURSE = Path(__file__).resolve().parents[2]  # the repository, when closekit runs from one
+_CHAPTER = re.compile(r"notebooks/(\d\d-[\w-]+\.ipynb)")
+
+
+def chapter_href(name: str, here: Path | None = None) -> str | None:
+    """A link from the running notebook (the kernel's folder) to the course chapter `name`, if the course
+    is on this machine; JupyterLab opens a relative link to a notebook in a tab of its own."""
+    chapter = COURSE / "notebooks" / name
+    if not chapter.is_file():
+        return None
+    return Path(os.path.relpath(chapter, here or Path.cwd())).as_posix()
+
+
+def _linked(text: str) -> str:
+    """Escaped `text` with every `notebooks/NN-….ipynb` made a link to that chapter."""
+
+    def link(match: re.Match[str]) -> str:
+        href = chapter_href(match.group(1))
+        shown = html.escape(match.group(0))
+        return f'<a href="{html.escape(href)}">{shown}</a>' if href else shown
+
+    parts = _CHAPTER.split(text)
+    out = []
+    for i, part in enumerate(parts):
+        out.append(link(_CHAPTER.match(f"notebooks/{part}")) if i % 2 else html.escape(part))  # type: ignore[arg-type]
+    return "".join(out)
+
+
 def verdict_html(passed: bool, message: str) -> str:
     colour = "#1a7f37" if passed else "#b42318"
     mark = "✔" if passed else "✘"
-    text = html.escape(message).replace("\n", "<br>")
+    text = _linked(message).replace("\n", "<br>")
     return f'<div style="border-left:4px solid {colour};padding:4px 8px">{mark} {text}</div>'
