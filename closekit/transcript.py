@@ -16,7 +16,7 @@ tell the same things in the same order:
 
 Clock readings appear only in the time column (`<td class="t">` in HTML, the line start in text),
 and durations as `12.3 ms` / `1.02 s`; a duration compared across runs is a category
-(`duration_category`: "at once", "after ≈ 40 ms", "after ≈ 1 s"), the same buckets
+(`category`: "at once", "after ≈ 40 ms", "after ≈ 1 s"), the same buckets
 tests/nbval.cfg maps printed durations to.
 """
 
@@ -69,13 +69,18 @@ def approx(seconds: float) -> str:
     return CATEGORIES[bisect.bisect_right(bounds, seconds)][1]
 
 
-def duration_category(seconds: float) -> str:
+def category(seconds: float) -> str:
     """How long something took, as words that are the same on every run: "at once" or "after ≈ 1 s"."""
     return "at once" if seconds < BLOCKED else f"after {approx(seconds)}"
 
 
+def duration_category(seconds: float) -> str:
+    """The ledger's coarser wording (closekit.claims): "at once" below 0.1 s, else "after ≈ 1.0 s"."""
+    return "at once" if seconds < 0.1 else f"after ≈ {round(seconds, 1)} s"
+
+
 def _took(seconds: float, exact: bool) -> str:
-    return f"after {format_duration(seconds)}" if exact else duration_category(seconds)
+    return f"after {format_duration(seconds)}" if exact else category(seconds)
 
 
 # ---- one event as words ----------------------------------------------------------------------------
@@ -132,7 +137,7 @@ FATE_WORDS = {
 
 
 def fate_text(e: Segment, exact: bool = True) -> str:
-    """What the wire did with a segment, if anything worth saying: `[dropped by the wire]`, `[arrives after 10.0 ms]`."""
+    """What the wire did with a segment, if worth saying: `[dropped by the wire]`, `[arrives after 10.0 ms]`."""
     if e.fate in FATE_WORDS and (e.fate != "duplicate" or e.arrived is None):
         return f"[{FATE_WORDS[e.fate]}]"
     words = [FATE_WORDS[e.fate]] if e.fate == "duplicate" else []
@@ -157,12 +162,7 @@ def windows_shown(segments: Iterable[Segment]) -> set[int]:
 
 def plain(e: Event) -> bool:
     """A data or pure-ACK segment the wire delivered as sent, with an unremarkable window."""
-    return (
-        isinstance(e, Segment)
-        and not {"SYN", "FIN", "RST"} & set(e.flags)
-        and e.fate == "delivered"
-        and e.win != 0
-    )
+    return isinstance(e, Segment) and not {"SYN", "FIN", "RST"} & set(e.flags) and e.fate == "delivered" and e.win != 0
 
 
 def runs(events: Iterable[Event]) -> list[list[Event]]:
@@ -189,7 +189,9 @@ def run_summary(segments: list[Segment]) -> list[str]:
         data = sum(s.len for s in mine)
         arrow = f"{src} → {mine[0].dst}"
         if data:
-            lines.append(f"{arrow}: {len(mine)} carrying {data:,} bytes, seq {mine[0].seq}:{mine[-1].seq + mine[-1].len}")
+            lines.append(
+                f"{arrow}: {len(mine)} carrying {data:,} bytes, seq {mine[0].seq}:{mine[-1].seq + mine[-1].len}"
+            )
         else:
             lines.append(f"{arrow}: {len(mine)} ACKs, last ack {mine[-1].ack}")
     return lines
@@ -221,7 +223,7 @@ def rows(trace: Trace, exact: bool = True) -> list[Row]:
         e = group[0]
         if len(group) > 1:
             segments = [s for s in group if isinstance(s, Segment)]
-            text = "× " + "\n".join(run_summary(segments))  # noqa: RUF001 (a multiplication sign)
+            text = "\u00d7 " + "\n".join(run_summary(segments))  # "times 62 data/ACK segments"
             out.append(Row(e.t, "client ⇄ server", "»", text, "bulk", e))
         elif isinstance(e, Syscall) and blocked(e):
             out.append(Row(e.t, e.side, "…", f"{call_text(e)} …", "call", e))

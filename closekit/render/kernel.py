@@ -32,6 +32,7 @@ process): a name missing there is inlined (static) or belongs to another kernel 
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import re
 import textwrap
@@ -43,7 +44,7 @@ from closekit.errors import CloseKitError
 from closekit.render._dot import DotPicture, digraph, ms
 from closekit.render.evidence import linger_seconds_before, linger_zero_before, origin
 from closekit.trace import Segment, Syscall
-from closekit.transcript import duration_category
+from closekit.transcript import BLOCKED, approx
 
 if TYPE_CHECKING:
     import graphviz
@@ -75,7 +76,9 @@ class Fn:
 
 SYS_CLOSE = Fn("sys_close", ("sys_close", "__x64_sys_close", "__arm64_sys_close", "__se_sys_close"), "close(fd)")
 SYS_SHUTDOWN = Fn(
-    "sys_shutdown", ("sys_shutdown", "__x64_sys_shutdown", "__arm64_sys_shutdown", "__se_sys_shutdown"), "shutdown(fd, how)"
+    "sys_shutdown",
+    ("sys_shutdown", "__x64_sys_shutdown", "__arm64_sys_shutdown", "__se_sys_shutdown"),
+    "shutdown(fd, how)",
 )
 
 
@@ -119,7 +122,7 @@ ERAS = (
 )  # fmt: skip
 HISTORY = (
     "close(2) by version:\n"
-    "5.11–6.5: close_fd → filp_close → fput; __fput ran later,\n"
+    "5.11 to 6.5: close_fd → filp_close → fput; __fput ran later,\n"
     "    as task_work on the way back to user space\n"
     "6.6: close_fd_get_file → filp_flush → __fput_sync:\n"
     "    the release runs inside the call\n"
@@ -295,7 +298,9 @@ def close_outcome(trace: Trace, close_index: int = 0, side: str | None = None) -
 
 def _judge(trace: Trace, position: int, call: Syscall, exact: bool) -> CloseOutcome:
     def after(seconds: float) -> str:
-        return f"{ms(seconds)} after" if exact else ("at once after" if seconds < 0.005 else f"{duration_category(seconds)[6:]} after")
+        if exact:
+            return f"{ms(seconds)} after"
+        return "at once after" if seconds < BLOCKED else f"{approx(seconds)} after"
 
     sock = trace.endpoint_of(call.side)
     peer = "server" if sock == "client" else "client"
@@ -377,7 +382,7 @@ def _judge(trace: Trace, position: int, call: Syscall, exact: bool) -> CloseOutc
             else "when l_linger ran out, its FIN still unacknowledged"
             + (" (not even sent yet)" if fin.t > returned else "")
         )
-        waited = ms(call.duration) if exact else duration_category(call.duration)[6:]
+        waited = ms(call.duration) if exact else approx(call.duration)
         lines.append(f"close() waited {waited} in sk_stream_wait_close and returned {call.result} {why}")
     return CloseOutcome(call.side, branch, lingered, tuple(lines), how)
 
@@ -420,7 +425,9 @@ def _other_holders(trace: Trace, position: int, side: str) -> str | None:
 # ---- drawing -----------------------------------------------------------------------------------
 def _fn_label(fn: Fn) -> str:
     absent = symbol_status(fn.symbol) == "absent"
-    return f"{fn.name}()\n{fn.note}" + ("\n(not in kallsyms: inlined)" if absent and fn.static else "\n(not in kallsyms)" if absent else "")
+    return f"{fn.name}()\n{fn.note}" + (
+        "\n(not in kallsyms: inlined)" if absent and fn.static else "\n(not in kallsyms)" if absent else ""
+    )
 
 
 def kernel_path(
@@ -478,7 +485,9 @@ def kernel_path(
         if symbol_status(fn.symbol) == "absent":
             attrs["style"] = "rounded,dashed"
         if fn.node in lit:
-            attrs.update(penwidth="2", style=attrs["style"] + ",filled", fillcolor="#fbe9e7" if fn.node in ABORTS else "#e8f0fc")
+            attrs.update(
+                penwidth="2", style=attrs["style"] + ",filled", fillcolor="#fbe9e7" if fn.node in ABORTS else "#e8f0fc"
+            )
         graph.node(fn.node, _fn_label(fn), **attrs)
 
     def other_node(graph: graphviz.Digraph, node: str, text: str, shape: str) -> None:
@@ -521,7 +530,7 @@ def kernel_path(
                     other_node(row, node, OUTCOMES[node], "note")
                 row.node(node, group=f"c{column}")
     firsts = ["sys_close", *(nodes[0] for nodes in grid)]
-    for a, b in zip(firsts, firsts[1:]):
+    for a, b in itertools.pairwise(firsts):
         g.edge(a, b, style="invis", weight="50")
     g.node("history", HISTORY.replace("\n", "\\l") + "\\l", shape="note", fontsize="8.5", color="#cccccc",
            fontcolor="#666666")  # fmt: skip
@@ -553,7 +562,10 @@ def _words(trace: Trace | None, era: Era, outcome: CloseOutcome | None, lit: set
     names = {fn.node: fn.name for fn in (SYS_CLOSE, *era.path, *SOCKET_PATH, *TCP_CLOSE, *SHUTDOWN_PATH)}
     if trace is None or outcome is None:
         head = "close(fd) in the kernel" if trace is None else f"{trace.scenario}: no close() in this trace"
-        lines = [head, f"close(2), VFS ({era.label}): " + " → ".join(names[n] for n in ("sys_close", "fd", "flush", "put"))]
+        lines = [
+            head,
+            f"close(2), VFS ({era.label}): " + " → ".join(names[n] for n in ("sys_close", "fd", "flush", "put")),
+        ]
         lines.append("then, on the last reference: " + " → ".join(fn.name for fn in SOCKET_PATH))
         lines.append("__tcp_close: unread data → RST; else SO_LINGER {on, 0} → RST; else FIN if the state needs one")
     else:

@@ -178,7 +178,12 @@ def in_px(svg: str) -> str:
     return re.sub(
         r'(<svg\b[^>]*?\b(?:width|height)=")([\d.]+)pt"',
         lambda m: f'{m[1]}{float(m[2]) * 4 / 3:.2f}px"',
-        re.sub(r'(<svg\b[^>]*?\b(?:width|height)=")([\d.]+)pt"', lambda m: f'{m[1]}{float(m[2]) * 4 / 3:.2f}px"', svg, count=1),
+        re.sub(
+            r'(<svg\b[^>]*?\b(?:width|height)=")([\d.]+)pt"',
+            lambda m: f'{m[1]}{float(m[2]) * 4 / 3:.2f}px"',
+            svg,
+            count=1,
+        ),
         count=1,
     )
 

@@ -25,6 +25,7 @@ duration, breaks), which is what nbval compares.
 from __future__ import annotations
 
 import html
+import itertools
 import math
 import textwrap
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from closekit.transcript import (
     approx,
     blocked,
     call_text,
+    category,
     describe_segment,
     describe_syscall,
     format_duration,
@@ -51,8 +53,8 @@ if TYPE_CHECKING:
     from closekit.trace import Trace
 
 PX_PER_MS = 2.0  # vertical pixels per millisecond where events are sparse
-MAX_GAP_PX = 90.0  # an idle stretch taller than this is shortened to a break
-BREAK_PX = 34.0
+MAX_GAP_PX = 130.0  # an idle stretch taller than this (65 ms) is shortened to a break
+BREAK_PX = 40.0
 LINE = 14.0  # height of a line of side text
 FONT = 11.0  # px, monospace: every label's width is known without a font library
 CHAR = 0.61 * FONT  # advance of one monospace character (DejaVu Sans Mono: 0.602 em)
@@ -69,6 +71,7 @@ BAR = "#1f5fbf"
 STATE = "#2e7d32"
 ERROR = "#b00020"
 GREY = "#777777"
+TIMES = "\u00d7"  # the multiplication sign: "times 31 segments"
 
 
 # ---- the drawing model: what is drawn, independent of where ----------------------------------------
@@ -80,6 +83,7 @@ class _Item:
     column: str
     lines: list[str]
     y: float = 0.0
+    words: str = ""  # the text form's line (clock-free); lines may be wrapped for the picture
 
 
 @dataclass
@@ -120,19 +124,24 @@ def _model(trace: Trace) -> list[_Item]:
         e = group[0]
         if len(group) > 1:
             segments = [s for s in group if isinstance(s, Segment)]
-            items.append(_Band(e.t, "wire", ["× " + run_summary(segments)[0], *run_summary(segments)[1:]], segments=segments))  # noqa: RUF001
+            summary = run_summary(segments)
+            items.append(_Band(e.t, "wire", [f"{TIMES} {summary[0]}", *summary[1:]], segments=segments))
             items.append(_Item(segments[-1].t, "ghost", []))
         elif isinstance(e, Syscall):
             side = trace.endpoint_of(e.side)
             who = "" if e.side in ENDPOINTS else f"{e.side}: "
             css = "err" if e.errno else "call"
             if blocked(e):
-                call = _Call(e.t, side, [f"{who}{call_text(e)} …"], process=e.side, css="call")
-                end_text = f"{who}{call_text(e)}{_result(e)}, returned after {format_duration(e.duration)}"
-                call.end = _Call(e.t + e.duration, side, [end_text], process=e.side, css=css, start=call)
+                start = f"{who}{call_text(e)} …"
+                call = _Call(e.t, side, [start], words=f"{start} blocks", process=e.side, css="call")
+                returned = f"{who}{call_text(e)}{_result(e)}"
+                call.end = _Call(e.t + e.duration, side, [f"{returned}, returned after {format_duration(e.duration)}"],
+                                 words=f"{returned}, returned {category(e.duration)}", process=e.side,
+                                 css=css, start=call)  # fmt: skip
                 items += [call, call.end]
             else:
-                items.append(_Call(e.t, side, [who + describe_syscall(e)], process=e.side, css=css))
+                text = who + describe_syscall(e)
+                items.append(_Call(e.t, side, [text], words=text, process=e.side, css=css))
         elif isinstance(e, Segment):
             label = describe_segment(e, window=id(e) in shown)
             if e.conn != 1:
@@ -164,8 +173,17 @@ class _Layout:
 
 
 def _wrap(text: str, chars: int) -> list[str]:
+    """Lines of at most `chars`; a call's result and how long it took are kept whole where they fit."""
     if len(text) <= chars:
         return [text]
+    for mark in (", returned after ", " = "):
+        head, sep, tail = text.rpartition(mark)
+        if sep and len(head) >= 4:
+            lines = _wrap(head, chars)
+            rest = sep.lstrip(",").strip() + " " + tail
+            if len(lines[-1]) + 1 + len(rest) <= chars:
+                return [*lines[:-1], f"{lines[-1]} {rest}"]
+            return [*lines, *_wrap("  " + rest, chars)]
     return textwrap.wrap(text, chars, break_on_hyphens=False, subsequent_indent="  ") or [text]
 
 
@@ -183,7 +201,7 @@ def _layout(trace: Trace, items: list[_Item]) -> _Layout:
             want[side] = min(want[side], max(half, room - small))
     for item in items:
         if item.column in ENDPOINTS:
-            chars = max(12, int(want[item.column] // CHAR))
+            chars = max(12, round(want[item.column] / CHAR))
             item.lines = [part for line in item.lines for part in _wrap(line, chars)]
     widths = {side: max((len(line) for i in items if i.column == side for line in i.lines), default=6) * CHAR
               for side in ENDPOINTS}  # fmt: skip
@@ -228,7 +246,7 @@ def _layout(trace: Trace, items: list[_Item]) -> _Layout:
 
 def _y_at(knots: list[tuple[float, float]], t: float) -> float:
     """Where time `t` is drawn: linear between the surrounding items (the first item at an instant)."""
-    for (t0, y0), (t1, y1) in zip(knots, knots[1:]):
+    for (t0, y0), (t1, y1) in itertools.pairwise(knots):
         if t0 <= t <= t1:
             if t1 == t0:
                 return y0
@@ -290,7 +308,7 @@ def _svg(trace: Trace, items: list[_Item], lay: _Layout) -> str:
             for dy in (-3.0, 3.0):
                 out.append(f'<line class="break" x1="{x - 7:.1f}" y1="{mid + dy + 3:.1f}" x2="{x + 7:.1f}" '
                            f'y2="{mid + dy - 3:.1f}" stroke="#999" stroke-width="1.2"/>')  # fmt: skip
-        out.append(_text((xc + xs) / 2, mid + 4, f"⋯ {format_duration(b.seconds)} later ⋯", anchor="middle",
+        out.append(_text((xc + xs) / 2, mid + 2, f"⋯ {format_duration(b.seconds)} later ⋯", anchor="middle",
                          size=10, family=SANS, colour=GREY, css="break"))  # fmt: skip
 
     # time column: a clock reading where there is room for one
@@ -312,7 +330,7 @@ def _svg(trace: Trace, items: list[_Item], lay: _Layout) -> str:
         if isinstance(item, _Band):
             out.append(_band(item, lay))
         elif isinstance(item, _Arrow):
-            out.append(_arrow(item, lay))
+            out.append(_arrow(item, lay, float((trace.link or {}).get("delay") or 0.0)))
     for item in items:
         if isinstance(item, (_Call, _Tag)):
             out.append(_side_text(item, x_of[item.column]))
@@ -327,6 +345,7 @@ def _svg(trace: Trace, items: list[_Item], lay: _Layout) -> str:
         out.append(_text(MARGIN, ly, line, size=9.5, family=SANS, colour="#888", css="legend"))
     height = ly + MARGIN
     return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
         f'viewBox="0 0 {width:.0f} {height:.0f}">'
         f'<rect width="100%" height="100%" fill="#ffffff"/>' + "".join(out) + "</svg>"
@@ -345,15 +364,16 @@ def _side_text(item: _Call | _Tag, x: float) -> str:
     if isinstance(item, _Tag) and item.css == "state":
         w = max(len(line) for line in item.lines) * CHAR + 8
         bx = tx - w if left else tx
-        parts.append(f'<rect x="{bx:.1f}" y="{item.y - 9:.1f}" width="{w:.1f}" height="{LINE * len(item.lines):.1f}" '
-                     f'rx="6" fill="#eef7ee" stroke="{STATE}" stroke-width="0.8"/>')  # fmt: skip
+        height = LINE * len(item.lines) + 2
+        parts.append(f'<rect x="{bx:.1f}" y="{item.y - 10:.1f}" width="{w:.1f}" height="{height:.1f}" rx="6" '
+                     f'fill="#eef7ee" stroke="{STATE}" stroke-width="0.8"/>')  # fmt: skip
         tx += -4 if left else 4
     for n, line in enumerate(item.lines):
         parts.append(_text(tx, item.y + 4 + n * LINE, line, anchor=anchor, colour=colour, css=item.css))
     return "".join(parts)
 
 
-def _arrow(item: _Arrow, lay: _Layout) -> str:
+def _arrow(item: _Arrow, lay: _Layout, delay: float) -> str:
     s = item.segment
     assert s is not None
     xc, xs = lay.x_client, lay.x_server
@@ -368,9 +388,9 @@ def _arrow(item: _Arrow, lay: _Layout) -> str:
     if s.fate == "duplicate":
         x0 = (xc + xs) / 2
         dash = ' stroke-dasharray="5,3"'
-    if s.arrived is None:  # lost: ends half-way
+    if s.arrived is None:  # lost: ends half-way, on the slope it would have had
         xe = (x0 + x1) / 2
-        ye = y0 + 10
+        ye = y0 + max(_y_at(lay.knots, s.t + delay) - y0, 0.0) / 2
     else:
         xe, ye = x1, _y_at(lay.knots, s.arrived)
     parts = [f'<g class="{css}">']
@@ -393,7 +413,11 @@ def _arrow(item: _Arrow, lay: _Layout) -> str:
                      f'L{xe + 5:.1f},{ye - 5:.1f}" stroke="{ERROR}" stroke-width="2.2"/>')  # fmt: skip
         parts.append(_text(xe, ye + 17, "dropped", anchor="middle", size=9.5, family=SANS, colour=ERROR))
     # the label along the arrow, above it, starting at the sender
-    label = item.lines[0] + (" (duplicate)" if s.fate == "duplicate" else "")
+    if s.fate == "duplicate":  # the label under its end: the original's label is above
+        parts.append(_text(xe - 12, ye + 13, "duplicate", anchor="end", size=9.5, family=SANS, colour=colour))
+        parts.append("</g>")
+        return "".join(parts)
+    label = item.lines[0]
     rot = math.degrees(math.atan2(ye - y0, xe - x0) if xe > x0 else math.atan2(y0 - ye, x0 - xe))
     anchor = "start" if xe > x0 else "end"
     lx = x0 + (6 if xe > x0 else -6)
@@ -432,13 +456,8 @@ def _words(trace: Trace, items: list[_Item], lay: _Layout) -> str:
         while breaks and breaks[0].y1 <= item.y + 0.01 and item.column != "ghost":
             lines.append(f"   ⋯ {approx(breaks.pop(0).seconds)} later ⋯")
         if isinstance(item, _Call):
-            text = " ".join(line.strip() for line in item.lines)
-            if item.start is not None:  # the return of a blocked call
-                text = text.split(", returned after")[0] + f", returned {_category(item.t - item.start.t)}"
-            elif item.end is not None:
-                text += " blocks"
             bar = "┃" if item.start is not None or item.end is not None else "│"
-            lines.append(f"{item.column:<6} {bar} {text}")
+            lines.append(f"{item.column:<6} {bar} {item.words}")
         elif isinstance(item, _Tag):
             lines.append(f"{item.column:<6} ~ {' '.join(item.lines)}")
         elif isinstance(item, _Arrow):
@@ -446,10 +465,6 @@ def _words(trace: Trace, items: list[_Item], lay: _Layout) -> str:
         elif isinstance(item, _Band):
             lines.append("client ⇶⇶ " + "; ".join(item.lines) + " ⇶⇶ server")
     return "\n".join(lines)
-
-
-def _category(seconds: float) -> str:
-    return f"after {approx(seconds)}"
 
 
 def _arrow_words(item: _Arrow) -> str:

@@ -16,8 +16,6 @@ from closekit.render._dot import DotPicture, digraph, ms
 from closekit.render.evidence import LitStep, lit_path
 
 if TYPE_CHECKING:
-    import graphviz
-
     from closekit.trace import Trace
 
 LIT = "#1f5fbf"
