@@ -3,9 +3,11 @@
 One list of rows feeds every form (`rows`), so the text, the HTML table and the clock-free `story`
 tell the same things in the same order:
 
-- a call that blocked (it lasted `BLOCKED` or longer) is shown where it starts ("close() …") and
-  again where it returns, with its result and how long it took, so the segments sent while it
-  waited sit between the two;
+- a call that blocked is shown where it starts ("close() …") and again where it returns, with its
+  result and how long it took, so the segments sent while it waited sit between the two. "Blocked"
+  means longer than the scheduler's noise (`wait_threshold`): 50 ms on a link without delay (a
+  loaded machine stretches a 6-byte send() to several ms), 1.5 one-way delays on a delayed one;
+  calls that never wait for the network (fork, setsockopt, sleep …) are never split;
 - a segment's window is shown only where it carries the story: a zero window, and the window that
   reopens it; a long run of plain data/ACK segments is one row saying how many, how many bytes and
   the sequence range;
@@ -30,7 +32,9 @@ from typing import Any
 
 from closekit.trace import Event, Segment, Signal, StateChange, Syscall, Trace
 
-BLOCKED = 0.005  # a call this long blocked (loopback calls that do not wait take microseconds)
+BLOCKED = 0.005  # shorter than this is "at once" (the first duration category)
+LOOPBACK_NOISE = 0.05  # without a delay on the link, a call this long waited for something
+NEVER_WAITS = frozenset({"sleep", "fork", "exit", "setsockopt", "getsockopt", "fcntl", "listen"})
 IN_FLIGHT = 0.0005  # a segment that took this long to arrive says so
 RUN = 6  # this many plain data/ACK segments in a row are collapsed into one row
 SETUP_CALLS = ("listen", "connect", "accept")
@@ -108,16 +112,23 @@ def call_text(e: Syscall) -> str:
     return f"{e.call}({_args(e)})"
 
 
-def blocked(e: Syscall) -> bool:
-    """Did the call wait (a sleep step waits by design and is not counted)?"""
-    return e.duration >= BLOCKED and e.call != "sleep"
+def wait_threshold(trace: Trace) -> float:
+    """How long a call must last to count as blocked in this trace: above the scheduler's noise, and
+    on a delayed link above one one-way delay (a call that waited for the peer waited a round trip)."""
+    delay = float((trace.link or {}).get("delay") or 0.0)
+    return LOOPBACK_NOISE if delay <= 0 else max(BLOCKED, 1.5 * delay)
 
 
-def describe_syscall(e: Syscall, exact_times: bool = True) -> str:
+def blocked(e: Syscall, threshold: float = LOOPBACK_NOISE) -> bool:
+    """Did the call wait for something (`threshold`: see `wait_threshold`)?"""
+    return e.duration >= threshold and e.call not in NEVER_WAITS
+
+
+def describe_syscall(e: Syscall, exact_times: bool = True, threshold: float = LOOPBACK_NOISE) -> str:
     """`close() = 0`, `recv(…until EOF) = 4096, then ECONNRESET`, and for a call that blocked how long
     (`[returned after 1.02 s]`, or with `exact_times=False` its category, `[returned after ≈ 1 s]`)."""
     text = call_text(e) + _result(e)
-    if blocked(e):
+    if blocked(e, threshold):
         text += f"  [returned {_took(e.duration, exact_times)}]"
     return text
 
@@ -217,6 +228,7 @@ class Row:
 def rows(trace: Trace, exact: bool = True) -> list[Row]:
     """The trace as rows in time order; durations exact, or as categories with `exact=False`."""
     shown = windows_shown(trace.segments())
+    threshold = wait_threshold(trace)
     out: list[Row] = []
     returns: list[Row] = []
     for group in runs(trace.events):
@@ -225,12 +237,12 @@ def rows(trace: Trace, exact: bool = True) -> list[Row]:
             segments = [s for s in group if isinstance(s, Segment)]
             text = "\u00d7 " + "\n".join(run_summary(segments))  # "times 62 data/ACK segments"
             out.append(Row(e.t, "client ⇄ server", "»", text, "bulk", e))
-        elif isinstance(e, Syscall) and blocked(e):
+        elif isinstance(e, Syscall) and blocked(e, threshold):
             out.append(Row(e.t, e.side, "…", f"{call_text(e)} …", "call", e))
             text = f"{call_text(e)}{_result(e)}  [returned {_took(e.duration, exact)}]"
             returns.append(Row(e.t + e.duration, e.side, "=", text, "err" if e.errno else "ret", e))
         elif isinstance(e, Syscall):
-            out.append(Row(e.t, e.side, " ", describe_syscall(e, exact), "err" if e.errno else "call", e))
+            out.append(Row(e.t, e.side, " ", describe_syscall(e, exact, threshold), "err" if e.errno else "call", e))
         elif isinstance(e, Segment):
             text = describe_segment(e, window=id(e) in shown)
             fate = fate_text(e, exact)

@@ -87,7 +87,7 @@ def test_a_bulk_transfer_collapses_its_data_segments(live) -> None:
 
 def test_a_long_pause_is_a_break_and_a_blocked_call_a_bar(live) -> None:
     picture = render.sequence_diagram(live["return-shutdown-read"])
-    assert "⋯ ≈ 0.3 s later ⋯" in picture.text
+    assert "later ⋯</text>" in picture.svg  # the 0.3 s the server slept is a break
     assert "client ┃ recv(nbytes=65536) … blocks" in picture.text
     assert "client ┃ recv(nbytes=65536) = 0, returned after ≈ 0.3 s" in picture.text
     bars = [float(h) for h in re.findall(r'<rect class="blocked"[^>]*height="([\d.]+)"', picture.svg)]

@@ -65,7 +65,7 @@ def test_printed_durations_sanitize_to_the_category_closekit_prints():
 def test_a_clock_reading_is_masked_and_a_duration_is_not():
     trace = lingering_close()
     text = sanitize(trace.transcript())
-    assert "   T  client" in text and "[returned after ≈ 1 s]" in text
+    assert "\nT  client" in text and "[returned after ≈ 1 s]" in text
     html = sanitize(html_transcript(trace))
     assert not re.search(r'<td class="t"[^>]*>\d', html)
     assert "returned after ≈ 1 s" in html

@@ -9,7 +9,7 @@ import functools
 from typing import TYPE_CHECKING
 
 from closekit.errors import CloseKitError
-from closekit.render.picture import SCALE, Picture, font_match, in_px, rasterize
+from closekit.render.picture import Picture, font_match, in_px, rasterize
 
 if TYPE_CHECKING:
     import graphviz
@@ -58,9 +58,10 @@ class DotPicture(Picture):
         svg = self.svg  # without dot: CloseKitError saying how to install it
         try:
             family = font_match(FONT) or FONT  # what graphviz measured its labels with
-            return rasterize(in_px(svg).replace(f'font-family="{FONT},sans-Serif"', f'font-family="{family}"'))
+            svg = in_px(svg).replace(f'font-family="{FONT},sans-Serif"', f'font-family="{family}"')
+            return rasterize(svg, self.scale)
         except CloseKitError:  # no resvg here
-            return _pipe(self.graph, "png", f"-Gdpi={96 * SCALE}", "-Gbgcolor=white")
+            return _pipe(self.graph, "png", f"-Gdpi={96 * self.scale}", "-Gbgcolor=white")
 
 
 def _pipe(graph: graphviz.Digraph, fmt: str, *options: str) -> bytes:

@@ -10,6 +10,8 @@ from closekit.render.sequence import sequence_diagram
 from closekit.render.states import state_diagram
 from closekit.trace import Trace
 
+GALLERY_SCALE = 1
+
 
 @dataclass(frozen=True)
 class Gallery:
@@ -44,4 +46,6 @@ def gallery(scenario: str | Trace) -> Gallery:
     pictures += [state_diagram(trace, side) for side in ("client", "server") if trace.states(side)]
     if trace.syscalls(call="close"):
         pictures.append(kernel_path(trace))
+    for picture in pictures:  # many pictures in one notebook: 1 pixel per CSS pixel keeps it small
+        picture.scale = GALLERY_SCALE
     return Gallery(trace, tuple(pictures))

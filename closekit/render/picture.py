@@ -38,6 +38,7 @@ class Picture:
     """
 
     kind = "picture"
+    scale: float = SCALE  # PNG pixels per CSS pixel (the gallery, which shows many, uses 1)
 
     def __init__(self, title: str, text: str) -> None:
         self.title = title
@@ -74,7 +75,7 @@ class Picture:
 
     @functools.cached_property
     def png(self) -> bytes:
-        """The picture as PNG, `SCALE` pixels per CSS pixel (CloseKitError if it cannot be made here)."""
+        """The picture as PNG, `scale` pixels per CSS pixel (CloseKitError if it cannot be made here)."""
         return self._png()
 
     def save(self, path: str | Path) -> Path:
@@ -117,14 +118,15 @@ class SvgPicture(Picture):
         return self._svg
 
     def _png(self) -> bytes:
-        return rasterize(self._svg)
+        return rasterize(self._svg, self.scale)
 
 
 def rasterize(svg: str, scale: float = SCALE, sans: str | None = None) -> bytes:
     """PNG of an SVG, `scale` pixels per CSS pixel, on white.
 
-    Shapes are antialiased, text is drawn without subpixel positioning: it looks the same at 2x and
-    the PNG is a third of the size. `sans` names the family generic sans-serif text gets (graphviz
+    Text is drawn without subpixel positioning: it looks the same at 2x and the PNG is a third of
+    the size. Shapes are antialiased at 2x; at 1x (the gallery's many pictures) they are not, which
+    halves the PNG again. `sans` names the family generic sans-serif text gets (graphviz
     lays text out with fontconfig's match for its font, so its pictures pass that match).
     """
     try:
@@ -140,7 +142,7 @@ def rasterize(svg: str, scale: float = SCALE, sans: str | None = None) -> bytes:
             svg_string=svg,
             zoom=scale,
             background="#ffffff",
-            shape_rendering="geometric_precision",
+            shape_rendering="geometric_precision" if scale > 1 else "crisp_edges",
             text_rendering="optimize_speed",
             **{k: v for k, v in options.items() if v},
         )

@@ -19,7 +19,7 @@ a 40 ms delayed ACK both fit. A run of plain data/ACK segments is one shaded ban
 
 `sequence_diagram(trace)` returns a Picture: PNG for notebooks, the SVG, and a text form that says
 the same in lines (arrows with their direction and fate, blocked calls with the category of their
-duration, breaks), which is what nbval compares.
+duration), which is what nbval compares.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from closekit.transcript import (
     header_lines,
     run_summary,
     runs,
+    wait_threshold,
     windows_shown,
 )
 
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
     from closekit.trace import Trace
 
 PX_PER_MS = 2.0  # vertical pixels per millisecond where events are sparse
-MAX_GAP_PX = 130.0  # an idle stretch taller than this (65 ms) is shortened to a break
+MAX_GAP_PX = 200.0  # an idle stretch taller than this (100 ms) is shortened to a break
 BREAK_PX = 40.0
 LINE = 14.0  # height of a line of side text
 FONT = 11.0  # px, monospace: every label's width is known without a font library
@@ -119,6 +120,7 @@ class _Break:
 
 def _model(trace: Trace) -> list[_Item]:
     shown = windows_shown(trace.segments())
+    threshold = wait_threshold(trace)
     items: list[_Item] = []
     for group in runs(trace.events):
         e = group[0]
@@ -131,7 +133,7 @@ def _model(trace: Trace) -> list[_Item]:
             side = trace.endpoint_of(e.side)
             who = "" if e.side in ENDPOINTS else f"{e.side}: "
             css = "err" if e.errno else "call"
-            if blocked(e):
+            if blocked(e, threshold):
                 start = f"{who}{call_text(e)} …"
                 call = _Call(e.t, side, [start], words=f"{start} blocks", process=e.side, css="call")
                 returned = f"{who}{call_text(e)}{_result(e)}"
@@ -140,7 +142,7 @@ def _model(trace: Trace) -> list[_Item]:
                                  css=css, start=call)  # fmt: skip
                 items += [call, call.end]
             else:
-                text = who + describe_syscall(e)
+                text = who + describe_syscall(e, threshold=threshold)
                 items.append(_Call(e.t, side, [text], words=text, process=e.side, css=css))
         elif isinstance(e, Segment):
             label = describe_segment(e, window=id(e) in shown)
@@ -445,16 +447,16 @@ def _band(item: _Band, lay: _Layout) -> str:
 
 
 # ---- words -------------------------------------------------------------------------------------
-def _words(trace: Trace, items: list[_Item], lay: _Layout) -> str:
-    """The picture as lines: clock-free, durations as categories, one line per thing drawn."""
+def _words(trace: Trace, items: list[_Item]) -> str:
+    """The picture as lines: clock-free, durations as categories, one line per thing drawn.
+
+    Breaks are left out: where one falls depends on how the idle time splits between two events, and
+    the waits that matter are said where calls return."""
     lines = header_lines(trace)
     if trace.notice:
         lines.append(f"NOTE: {trace.notice}")
     lines.append("client ┃ … ┃ server  (time runs down)")
-    breaks = list(lay.breaks)
     for item in items:
-        while breaks and breaks[0].y1 <= item.y + 0.01 and item.column != "ghost":
-            lines.append(f"   ⋯ {approx(breaks.pop(0).seconds)} later ⋯")
         if isinstance(item, _Call):
             bar = "┃" if item.start is not None or item.end is not None else "│"
             lines.append(f"{item.column:<6} {bar} {item.words}")
@@ -488,4 +490,4 @@ def sequence_diagram(trace: Trace) -> SvgPicture:
     items = _model(trace)
     lay = _layout(trace, items)
     title = f"{trace.scenario}: time sequence"
-    return SvgPicture("sequence", title, _words(trace, items, lay), _svg(trace, items, lay))
+    return SvgPicture("sequence", title, _words(trace, items), _svg(trace, items, lay))
