@@ -56,10 +56,10 @@ if TYPE_CHECKING:
 PX_PER_MS = 2.0  # vertical pixels per millisecond where events are sparse
 MAX_GAP_PX = 200.0  # an idle stretch taller than this (100 ms) is shortened to a break
 BREAK_PX = 40.0
-LINE = 14.0  # height of a line of side text
-FONT = 11.0  # px, monospace: every label's width is known without a font library
+LINE = 14.5  # height of a line of side text
+FONT = 11.5  # px, monospace: every label's width is known without a font library
 CHAR = 0.61 * FONT  # advance of one monospace character (DejaVu Sans Mono: 0.602 em)
-SEG_FONT = 10.5
+SEG_FONT = 11.0
 SEG_CHAR = 0.61 * SEG_FONT
 MARGIN = 10.0
 GUTTER = 60.0  # the time column
@@ -367,11 +367,12 @@ def _side_text(item: _Call | _Tag, x: float) -> str:
         w = max(len(line) for line in item.lines) * CHAR + 8
         bx = tx - w if left else tx
         height = LINE * len(item.lines) + 2
-        parts.append(f'<rect x="{bx:.1f}" y="{item.y - 10:.1f}" width="{w:.1f}" height="{height:.1f}" rx="6" '
+        parts.append(f'<rect x="{bx:.1f}" y="{item.y - 10:.1f}" width="{w:.1f}" height="{height + 2:.1f}" rx="6" '
                      f'fill="#eef7ee" stroke="{STATE}" stroke-width="0.8"/>')  # fmt: skip
         tx += -4 if left else 4
+    baseline = 3.0 if isinstance(item, _Tag) else 4.0  # a state's underscores clear its box
     for n, line in enumerate(item.lines):
-        parts.append(_text(tx, item.y + 4 + n * LINE, line, anchor=anchor, colour=colour, css=item.css))
+        parts.append(_text(tx, item.y + baseline + n * LINE, line, anchor=anchor, colour=colour, css=item.css))
     return "".join(parts)
 
 
