@@ -183,3 +183,14 @@ def test_the_close_path_calls_sock_close_from_fput_and_forgets_no_state(live):
 
 def test_delay_of_the_wire_in_the_fixture_is_what_the_title_says():
     assert D == 0.010
+
+
+def test_a_held_segment_ends_in_a_bar_and_says_it_was_never_delivered():
+    picture = sequence_diagram(lingering_close(fin_fate="held"))
+    assert "held by the wire, never delivered" in picture.text and ">held<" in picture.svg
+    assert "[held by the wire, never delivered]" in lingering_close(fin_fate="held").transcript()
+
+
+@pytest.mark.parametrize("name", ["return-linger", "linger-timeout", "close-shared", "shutdown-wr-rd"])
+def test_sequence_diagrams_stay_inside_the_column(live, name):
+    assert sequence_diagram(live(name)).width <= MAX_WIDTH

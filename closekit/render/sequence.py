@@ -194,7 +194,7 @@ def _layout(trace: Trace, items: list[_Item]) -> _Layout:
                for side in ENDPOINTS}  # fmt: skip
     seg = max((len(i.lines[0]) for i in items if isinstance(i, _Arrow)), default=0)
     wire = max(WIRE_MIN, seg * SEG_CHAR + 40)
-    room = MAX_WIDTH - 2 * MARGIN - GUTTER - 2 * GAP - wire
+    room = MAX_WIDTH - 6 - 2 * MARGIN - GUTTER - 2 * GAP - wire  # 6: rounding of label widths
     want = {side: longest[side] * CHAR for side in ENDPOINTS}
     if want["client"] + want["server"] > room:  # share the room, each side at least what it needs up to half
         half = room / 2
