@@ -1,6 +1,7 @@
-"""Graphviz plumbing shared by the diagrams: a lazily imported wrapper, quoting, SVG output.
+"""Graphviz plumbing shared by the state and kernel-path diagrams: a Digraph with the course's fonts,
+and DotPicture, the Picture whose SVG `dot` lays out (and whose PNG resvg draws from that SVG).
 
-The wrapper is imported inside functions so that `import closekit` never needs graphviz.
+graphviz is imported inside functions so that `import closekit` never needs it.
 """
 
 from __future__ import annotations

@@ -177,17 +177,11 @@ def _fontconfig(*command: str) -> str:
 
 def in_px(svg: str) -> str:
     """The SVG with its root width/height in CSS pixels (graphviz writes points, which resvg refuses)."""
-    return re.sub(
-        r'(<svg\b[^>]*?\b(?:width|height)=")([\d.]+)pt"',
-        lambda m: f'{m[1]}{float(m[2]) * 4 / 3:.2f}px"',
-        re.sub(
-            r'(<svg\b[^>]*?\b(?:width|height)=")([\d.]+)pt"',
-            lambda m: f'{m[1]}{float(m[2]) * 4 / 3:.2f}px"',
-            svg,
-            count=1,
-        ),
-        count=1,
-    )
+    root = re.search(r"<svg\b[^>]*>", svg)
+    if not root:
+        return svg
+    tag = re.sub(r'\b(width|height)="([\d.]+)pt"', lambda m: f'{m[1]}="{float(m[2]) * 4 / 3:.2f}px"', root[0])
+    return svg[: root.start()] + tag + svg[root.end() :]
 
 
 _SIZE = re.compile(r'<svg\b[^>]*?\bwidth="([\d.]+)(pt|px)?"[^>]*?\bheight="([\d.]+)(pt|px)?"')
