@@ -20,7 +20,10 @@ REPO = Path(__file__).resolve().parents[1]
 # PyPI name -> conda-forge name, where they differ.
 CONDA_NAME = {"graphviz": "python-graphviz"}
 # Left to pip (environment.yml's `pip: - -e .[test]` installs them), with the reason.
-PIP_ONLY = {"playwright": "the PyPI wheel ships its driver; conda-forge names it playwright-python"}
+PIP_ONLY = {
+    "playwright": "the PyPI wheel ships its driver; conda-forge names it playwright-python",
+    "resvg-py": "a PyPI wheel with resvg built in (no system library); not packaged on conda-forge",
+}
 # course.sh's system packages that Binder does not need: conda brings Python's venv, and the
 # browser only serves the test suite.
 NOT_ON_BINDER = {"python3-venv", "chromium"}

@@ -69,31 +69,36 @@ def test_server_passes_last_ack_in_close_default(live) -> None:
 @pytest.mark.parametrize("get", [recorded, None], ids=["recorded", "live"])
 def test_linger_zero_sequence_has_rst_from_client_and_no_fin(live, get) -> None:
     trace = get("linger-zero") if get else live["linger-zero"]
-    source = render.sequence_diagram(trace).source
-    rst = [line for line in source.splitlines() if 'label="R.' in line]
-    assert len(rst) == 1 and "#c0392b" in rst[0] and "dir=forward" in rst[0]  # client -> server
-    assert not [line for line in source.splitlines() if re.search(r'label="F', line)]
-    assert "close() = 0" in source
-    assert "ECONNRESET" in source
+    picture = render.sequence_diagram(trace)
+    rst = re.findall(r'<g class="segment (\w+) delivered flags-ra">.*?stroke="([^"]+)"', picture.svg)
+    assert rst == [("c2s", "#c0392b")]  # one RST, client -> server, drawn red
+    assert "flags-f" not in picture.svg and "flags-fa" not in picture.svg
+    assert re.search(r"^client ──R\. \S+ ack \d+──▶ server$", picture.text, flags=re.MULTILINE)
+    assert "close() = 0" in picture.text and "ECONNRESET" in picture.text
 
 
 def test_a_bulk_transfer_collapses_its_data_segments(live) -> None:
-    source = render.sequence_diagram(live["million-bytes-fixed"]).source
-    assert "data/ACK segments" in source
-    arrows = [line for line in source.splitlines() if " win " in line or "segments" in line]
-    assert len(arrows) < len(live["million-bytes-fixed"].segments())
+    trace = live["million-bytes-fixed"]
+    picture = render.sequence_diagram(trace)
+    assert picture.svg.count('class="bulk"') == 1
+    assert "data/ACK segments" in picture.text and "1,000,000 bytes" in picture.text
+    assert picture.svg.count('<g class="segment') < len(trace.segments()) / 2
 
 
-def test_long_pause_gets_a_row(live) -> None:
-    source = render.sequence_diagram(live["return-shutdown-read"]).source
-    assert re.search(r"⋮ \d+\.\d ms idle", source)
-    assert "[blocked" in source  # the client's recv() waited for the server
+def test_a_long_pause_is_a_break_and_a_blocked_call_a_bar(live) -> None:
+    picture = render.sequence_diagram(live["return-shutdown-read"])
+    assert "later ⋯</text>" in picture.svg  # the 0.3 s the server slept is a break
+    assert "client ┃ recv(nbytes=65536) … blocks" in picture.text
+    assert "client ┃ recv(nbytes=65536) = 0, returned after ≈ 0.3 s" in picture.text
+    bars = [float(h) for h in re.findall(r'<rect class="blocked"[^>]*height="([\d.]+)"', picture.svg)]
+    assert len(bars) == 1 and bars[0] > 40
 
 
 @pytest.mark.parametrize("name", ["close-default", "linger-zero", "million-bytes"])
-def test_same_trace_gives_byte_identical_dot(name: str) -> None:
+def test_same_trace_gives_byte_identical_pictures(name: str) -> None:
     a, b = recorded(name), closekit.Trace.from_json(recorded(name).to_json())
-    assert render.sequence_diagram(a).source == render.sequence_diagram(b).source
+    assert render.sequence_diagram(a).svg == render.sequence_diagram(b).svg
+    assert render.sequence_diagram(a).text == render.sequence_diagram(b).text
     assert render.state_diagram(a, "client").source == render.state_diagram(b, "client").source
 
 
@@ -115,9 +120,16 @@ def test_write_diagrams_writes_svg(tmp_path: Path) -> None:
     assert "tcp_send_fin" in (tmp_path / "close-default-kernel-path.svg").read_text()
 
 
-def test_missing_dot_says_how_to_install(monkeypatch) -> None:
+def test_missing_dot_says_how_to_install_and_still_says_what_it_draws(monkeypatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
-    graph = render.state_diagram()
+    picture = render.state_diagram(recorded("linger-zero"), "client")
     with pytest.raises(closekit.CloseKitError, match="apt-get install graphviz"):
-        render.to_svg(graph)
-    assert graph.source.startswith("digraph")
+        render.to_svg(picture)
+    assert picture.source.startswith("digraph")
+    data, _ = picture._repr_mimebundle_()
+    assert list(data) == ["text/plain"]
+    assert (
+        "apt-get install graphviz" in data["text/plain"] and "1. ESTABLISHED ──close, SO_LINGER 0" in data["text/plain"]
+    )
+    sequence, _ = render.sequence_diagram(recorded("linger-zero"))._repr_mimebundle_()
+    assert "image/png" in sequence  # drawn here, in Python: no dot needed

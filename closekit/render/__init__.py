@@ -1,6 +1,8 @@
-"""Pictures drawn from what the kernel did: state diagram, time-sequence diagram, SVG output.
+"""Pictures drawn from what the kernel did: time-sequence diagram, state diagram, kernel close path.
 
-Importing this package does not import graphviz; each drawing function does, when called.
+Each drawing function returns a Picture (closekit.render.picture): a PNG for notebooks (it shows in
+untrusted ones too), its SVG, and a text form saying the same in words. Importing this package does
+not import graphviz; the state and kernel diagrams do, when drawn.
 """
 
 from __future__ import annotations
@@ -11,20 +13,21 @@ from typing import TYPE_CHECKING
 from closekit.render._dot import to_svg
 from closekit.render.gallery import gallery
 from closekit.render.kernel import kernel_path
+from closekit.render.picture import Picture
 from closekit.render.sequence import sequence_diagram
 from closekit.render.states import state_diagram
 
 if TYPE_CHECKING:
     from closekit.trace import Trace
 
-__all__ = ["gallery", "kernel_path", "sequence_diagram", "state_diagram", "to_svg", "write_diagrams"]
+__all__ = ["Picture", "gallery", "kernel_path", "sequence_diagram", "state_diagram", "to_svg", "write_diagrams"]
 
 
 def write_diagrams(trace: Trace, directory: str | Path) -> list[Path]:
     """Write the trace's diagrams as SVG files into `directory` (created if missing); returns their paths."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    graphs = {f"{trace.scenario}-sequence.svg": sequence_diagram(trace)}
+    graphs: dict[str, Picture] = {f"{trace.scenario}-sequence.svg": sequence_diagram(trace)}
     for side in ("client", "server"):
         if trace.states(side):
             graphs[f"{trace.scenario}-states-{side}.svg"] = state_diagram(trace, side)
@@ -33,6 +36,6 @@ def write_diagrams(trace: Trace, directory: str | Path) -> list[Path]:
     paths = []
     for name, graph in graphs.items():
         path = out / name
-        path.write_text(to_svg(graph), encoding="utf-8")
+        path.write_text(graph.svg, encoding="utf-8")
         paths.append(path)
     return paths

@@ -29,13 +29,9 @@ def origin(trace: Trace) -> float:
     return trace.events[0].t if trace.events else 0.0
 
 
-def socket_of(side: str) -> str:
-    """The socket a side acts on: a forked 'server-child' shares the server's."""
-    return side.partition("-")[0]
-
-
 def own_syscalls(trace: Trace, socket: str) -> list[Syscall]:
-    return [e for e in trace.syscalls() if socket_of(e.side) == socket]
+    """Calls made on `socket` (an endpoint), by whichever process: a forked child acts on its parent's."""
+    return [e for e in trace.syscalls() if trace.endpoint_of(e.side) == socket]
 
 
 def linger_zero_before(trace: Trace, socket: str, t: float) -> bool:
@@ -96,7 +92,7 @@ def lit_path(trace: Trace, side: str) -> list[LitStep]:
 
 def _choose(trace: Trace, side: str, step: tcp.Step, start: float, end: float) -> tuple[str | None, float | None]:
     """Which of the step's candidate events the evidence in [start, end] supports, and its time."""
-    sock = socket_of(side)
+    sock = trace.endpoint_of(side)
     peer = "server" if sock == "client" else "client"
     mine, theirs = trace.segments(src=sock), trace.segments(src=peer)
     candidates = set(step.events)

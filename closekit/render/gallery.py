@@ -1,34 +1,40 @@
-"""Every picture of one experiment side by side: the gallery notebook shows one of these per scenario."""
+"""Every picture of one experiment, one after another: the gallery notebook shows one of these per scenario."""
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass
 
-from closekit.render._dot import svg_or_notice
 from closekit.render.kernel import kernel_path
+from closekit.render.picture import Picture
 from closekit.render.sequence import sequence_diagram
 from closekit.render.states import state_diagram
 from closekit.trace import Trace
 
+GALLERY_SCALE = 1
+
 
 @dataclass(frozen=True)
 class Gallery:
-    """A trace's sequence diagram, both state diagrams and the kernel path of its first close(), as SVG."""
+    """A trace's time-sequence diagram, the state diagram of each side and the kernel path of its first close().
+
+    In a notebook each picture is an output of its own (PNG and words), so every one of them shows in
+    an untrusted notebook; `str(gallery)` is all their words.
+    """
 
     trace: Trace
-    panels: tuple[tuple[str, str], ...]  # (heading, SVG text)
+    pictures: tuple[Picture, ...]
 
-    def _repr_html_(self) -> str:
-        cells = "".join(
-            f'<figure style="display:inline-block;vertical-align:top;margin:0 1em 1em 0">'
-            f"<figcaption><b>{html.escape(heading)}</b></figcaption>{svg}</figure>"
-            for heading, svg in self.panels
-        )
-        return f'<div class="closekit-gallery">{cells}</div>'
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
 
-    def __repr__(self) -> str:  # what nbval compares as text/plain: no ids, no times
-        return f"<Gallery {self.trace.scenario!r}: {', '.join(heading for heading, _ in self.panels)}>"
+        for picture in self.pictures:
+            display(picture)
+
+    def __str__(self) -> str:
+        return "\n\n".join(picture.text for picture in self.pictures)
+
+    def __repr__(self) -> str:
+        return f"<Gallery {self.trace.scenario!r}: {', '.join(p.kind for p in self.pictures)}>"
 
 
 def gallery(scenario: str | Trace) -> Gallery:
@@ -36,13 +42,10 @@ def gallery(scenario: str | Trace) -> Gallery:
     import closekit
 
     trace = closekit.run(scenario) if isinstance(scenario, str) else scenario
-    graphs = [("time sequence", sequence_diagram(trace))]
-    graphs += [(f"{side} states", state_diagram(trace, side)) for side in ("client", "server") if trace.states(side)]
-    graphs.append(("kernel path of the first close()", kernel_path(trace)))
-    return Gallery(trace, tuple((heading, _strip_prolog(svg_or_notice(graph))) for heading, graph in graphs))
-
-
-def _strip_prolog(svg: str) -> str:
-    """SVG without its XML declaration and DOCTYPE, which may not appear inside an HTML document."""
-    start = svg.find("<svg")
-    return svg[start:] if start >= 0 else svg
+    pictures: list[Picture] = [sequence_diagram(trace)]
+    pictures += [state_diagram(trace, side) for side in ("client", "server") if trace.states(side)]
+    if trace.syscalls(call="close"):
+        pictures.append(kernel_path(trace))
+    for picture in pictures:  # many pictures in one notebook: 1 pixel per CSS pixel keeps it small
+        picture.scale = GALLERY_SCALE
+    return Gallery(trace, tuple(pictures))

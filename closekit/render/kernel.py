@@ -1,28 +1,50 @@
-"""The kernel's close(2) and shutdown(2) paths as a call graph, with the branch one close() took lit.
+"""The kernel's close(2) path as a call graph, with the branch one close() took lit.
 
-The graph is a table of functions (`CLOSE_PATH`, `TCP_CLOSE`, `SHUTDOWN_PATH`, names as in Linux
-6.18's fs/open.c, fs/file_table.c, net/socket.c, net/ipv4/af_inet.c and net/ipv4/tcp.c) and the
-edges between them. Which branch is lit is decided by `close_outcome` from the trace's evidence
-only: what the closing socket sent after the call (FIN, RST or nothing), the unread bytes, the
-SO_LINGER option it had set, forked holders of the descriptor and the MIB counter deltas.
+What the graph claims, and where it comes from (Linux source, the version that changed it):
+
+- close(2) first takes the descriptor out of the table, then drops that reference to the open
+  file. The names changed: `__close_fd` → `close_fd` (5.11, "file: Rename __close_fd to close_fd");
+  6.6 made close(2) call `close_fd_get_file`, `filp_flush` (split out of `filp_close`) and
+  `__fput_sync` ("fs: use __fput_sync in close(2)", 021a160abf62); 6.8 renamed `close_fd_get_file`
+  to `file_close_fd` (a88c955fcfb4); 6.15 replaced `__fput_sync` by `fput_close_sync` ("fs: use
+  fput_close() in close()").
+- Before 6.6 the last `fput()` queued `____fput` as task_work, so `__fput` (and with it the whole
+  socket release, including a SO_LINGER wait) ran on the way back to user space; since 6.6
+  close(2) runs `__fput` synchronously, inside the call. Either way close() returns only after it.
+- `__fput` calls `file->f_op->release`, which for a socket is `sock_close` (net/socket.c), which
+  calls `__sock_release`, which calls `sock->ops->release` = `inet_release` (net/ipv4/af_inet.c):
+  timeout = l_linger if SO_LINGER is on and the process is not exiting, else 0; then
+  `sk->sk_prot->close` = `tcp_close` → `__tcp_close` (net/ipv4/tcp.c).
+- `__tcp_close` purges the receive queue counting unread bytes; unread data → RST
+  (`tcp_send_active_reset`, TCPAbortOnClose); else SO_LINGER {on, 0} → `tcp_disconnect` (RST,
+  TCPAbortOnData); else `tcp_close_state` (ESTABLISHED → FIN_WAIT_1, CLOSE_WAIT → LAST_ACK,
+  SYN_RECV → FIN_WAIT_1) and, if the state needs one, `tcp_send_fin`; then `sk_stream_wait_close`
+  sleeps while the FIN is unacknowledged, up to the timeout (0: not at all).
+
+Which branch is lit is decided by `close_outcome` from the trace's evidence only: what the closing
+socket sent after the call (FIN, RST or nothing), the unread bytes, the SO_LINGER option it had
+set, forked holders of the descriptor and the MIB counter deltas.
 
 Each function is checked against /proc/kallsyms of the machine drawing the graph (read once per
-process, on first use): a name missing there is inlined or belongs to another kernel version.
+process): a name missing there is inlined (static) or belongs to another kernel version.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import re
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from closekit.errors import CloseKitError
-from closekit.render._dot import digraph, ms
-from closekit.render.evidence import linger_seconds_before, linger_zero_before, origin, socket_of
+from closekit.render._dot import DotPicture, digraph, ms
+from closekit.render.evidence import linger_seconds_before, linger_zero_before, origin
 from closekit.trace import Segment, Syscall
+from closekit.transcript import BLOCKED, approx
 
 if TYPE_CHECKING:
     import graphviz
@@ -33,9 +55,6 @@ KALLSYMS = Path("/proc/kallsyms")
 LIT = "#1f5fbf"
 ABORT = "#c0392b"
 DIM = "#9a9a9a"
-# close(2) stopped going through filp_close()/fput() in Linux 6.6 (commit 021a160abf62, "use
-# __fput_sync in close(2)"); later releases renamed the helpers to file_close_fd/fput_close_sync.
-SYNC_CLOSE_SINCE = (6, 6)
 
 Branch = Literal["shared", "unread", "linger-zero", "fin", "no-fin", "failed", "unobserved", "none"]
 Status = Literal["present", "absent", "unknown"]
@@ -43,78 +62,116 @@ Status = Literal["present", "absent", "unknown"]
 
 @dataclass(frozen=True)
 class Fn:
-    """One function on the path: its node id, kernel symbol and what it does there (one short line)."""
+    """One function on the path: node id, kernel symbol(s) (any one present counts), a short note."""
 
     node: str
-    symbol: str
+    symbol: str | tuple[str, ...]
     note: str
     static: bool = False  # static in its .c file: often inlined, then absent from kallsyms
 
+    @property
+    def name(self) -> str:
+        return self.symbol if isinstance(self.symbol, str) else self.symbol[0]
 
-CLOSE_PATH = (
-    Fn("sys_close", "__x64_sys_close", "close(fd)"),
-    Fn("file_close_fd", "file_close_fd", "take fd out of the fd table"),
-    Fn("filp_flush", "filp_flush", "f_op->flush: sockets have none", static=True),
-    Fn("fput_close_sync", "fput_close_sync", "drop this reference to the open file"),
+
+SYS_CLOSE = Fn("sys_close", ("sys_close", "__x64_sys_close", "__arm64_sys_close", "__se_sys_close"), "close(fd)")
+SYS_SHUTDOWN = Fn(
+    "sys_shutdown",
+    ("sys_shutdown", "__x64_sys_shutdown", "__arm64_sys_shutdown", "__se_sys_shutdown"),
+    "shutdown(fd, how)",
 )
-LEGACY_PATH = (
-    Fn("close_fd", "close_fd", "take fd out of the fd table"),
-    Fn("filp_close", "filp_close", "flush, then fput"),
-    Fn("fput", "fput", "last reference: __fput deferred to\ntask_work on return to user space"),
+
+
+@dataclass(frozen=True)
+class Era:
+    """How close(2) reached the socket in a range of kernel versions."""
+
+    since: tuple[int, int]
+    label: str
+    path: tuple[Fn, ...]  # after sys_close
+    deferred: bool  # the last reference's __fput ran as task_work on return to user space
+
+
+_SYNC = "drop a reference;\nthe last runs __fput"
+ERAS = (
+    Era((6, 15), "Linux 6.15 and later", (
+        Fn("fd", "file_close_fd", "fd out of the table"),
+        Fn("flush", "filp_flush", "f_op->flush: none\nfor a socket", static=True),
+        Fn("put", "fput_close_sync", _SYNC),
+    ), False),
+    Era((6, 8), "Linux 6.8 to 6.14", (
+        Fn("fd", "file_close_fd", "fd out of the table"),
+        Fn("flush", "filp_flush", "f_op->flush: none\nfor a socket", static=True),
+        Fn("put", "__fput_sync", _SYNC),
+    ), False),
+    Era((6, 6), "Linux 6.6 and 6.7", (
+        Fn("fd", "close_fd_get_file", "fd out of the table"),
+        Fn("flush", "filp_flush", "f_op->flush: none\nfor a socket", static=True),
+        Fn("put", "__fput_sync", _SYNC),
+    ), False),
+    Era((5, 11), "Linux 5.11 to 6.5", (
+        Fn("fd", "close_fd", "fd out of the table"),
+        Fn("flush", "filp_close", "flush, then fput"),
+        Fn("put", "fput", "drop the reference; the last one\nqueues __fput as task_work"),
+    ), True),
+    Era((0, 0), "before Linux 5.11", (
+        Fn("fd", "__close_fd", "fd out of the table"),
+        Fn("flush", "filp_close", "flush, then fput"),
+        Fn("put", "fput", "drop the reference; the last one\nqueues __fput as task_work"),
+    ), True),
+)  # fmt: skip
+HISTORY = (
+    "close(2) by version:\n"
+    "5.11 to 6.5: close_fd → filp_close → fput; __fput ran later,\n"
+    "    as task_work on the way back to user space\n"
+    "6.6: close_fd_get_file → filp_flush → __fput_sync:\n"
+    "    the release runs inside the call\n"
+    "6.8: close_fd_get_file renamed file_close_fd\n"
+    "6.15: __fput_sync replaced by fput_close_sync"
 )
 SOCKET_PATH = (
     Fn("__fput", "__fput", "release the open file", static=True),
-    Fn("sock_close", "sock_close", "socket_file_ops.release", static=True),
+    Fn("sock_close", "sock_close", "f_op->release", static=True),
     Fn("__sock_release", "__sock_release", "sock->ops->release", static=True),
-    Fn("inet_release", "inet_release", "timeout = SO_LINGER on ? l_linger : 0\n(0 when the process is exiting)"),
-    Fn("tcp_close", "tcp_close", "lock_sock, __tcp_close, sock_put"),
-    Fn("__tcp_close", "__tcp_close", "sk_shutdown = SHUTDOWN_MASK;\npurge the receive queue"),
+    Fn("inet_release", "inet_release", "timeout = l_linger if SO_LINGER\nis on and not exiting, else 0"),
+    Fn("tcp_close", "tcp_close", "sk_prot->close: lock_sock"),
+    Fn("__tcp_close", "__tcp_close", "purge the receive queue,\ncounting unread bytes"),
 )
 TCP_CLOSE = (
-    Fn("rst_unread", "tcp_send_active_reset", "RST: unread data was lost\nTcpExt:TCPAbortOnClose"),
-    Fn("tcp_disconnect", "tcp_disconnect", "sk_prot->disconnect(sk, 0)\nTcpExt:TCPAbortOnData"),
-    Fn("rst_linger", "tcp_send_active_reset", "RST: abortive close"),
+    Fn("rst_unread", "tcp_send_active_reset", "RST · TCPAbortOnClose"),
+    Fn("tcp_disconnect", "tcp_disconnect", "RST · TCPAbortOnData"),
     Fn("tcp_close_state", "tcp_close_state", "ESTABLISHED → FIN_WAIT_1\nCLOSE_WAIT → LAST_ACK", static=True),
-    Fn("tcp_send_fin", "tcp_send_fin", "FIN queued after any unsent data"),
-    Fn("sk_stream_wait_close", "sk_stream_wait_close", "sleep until FIN is acked or\nthe linger timeout expires"),
+    Fn("tcp_send_fin", "tcp_send_fin", "FIN after any unsent data"),
+    Fn("sk_stream_wait_close", "sk_stream_wait_close", "sleep until the FIN is acked\nor the timeout runs out"),
 )
 SHUTDOWN_PATH = (
-    Fn("sys_shutdown", "__x64_sys_shutdown", "shutdown(fd, how)"),
-    Fn("__sys_shutdown", "__sys_shutdown", "fd → socket (no file reference dropped)"),
-    Fn("__sys_shutdown_sock", "__sys_shutdown_sock", "sock->ops->shutdown"),
-    Fn("inet_shutdown", "inet_shutdown", "sk_shutdown |= how;\nwake readers and pollers"),
-    Fn("tcp_shutdown", "tcp_shutdown", "only SEND_SHUTDOWN acts, in ESTABLISHED,\nSYN_SENT, SYN_RECV, CLOSE_WAIT"),
-    Fn("sh_close_state", "tcp_close_state", "ESTABLISHED → FIN_WAIT_1\nCLOSE_WAIT → LAST_ACK", static=True),
-    Fn("sh_send_fin", "tcp_send_fin", "FIN queued after any unsent data"),
+    SYS_SHUTDOWN,
+    Fn("__sys_shutdown", "__sys_shutdown", "fd → socket; no file\nreference is dropped"),
+    Fn("inet_shutdown", "inet_shutdown", "sk_shutdown |= how;\nwake readers"),
+    Fn("tcp_shutdown", "tcp_shutdown", "SEND_SHUTDOWN only, in ESTABLISHED,\nSYN_SENT, SYN_RECV, CLOSE_WAIT"),
+    Fn("sh_send_fin", "tcp_send_fin", "after tcp_close_state: FIN"),
 )
-FUNCTIONS = (*CLOSE_PATH, *LEGACY_PATH, *SOCKET_PATH, *TCP_CLOSE, *SHUTDOWN_PATH)
-
-# Decisions (diamonds) and outcomes (what goes on the wire), by node id.
 DECISIONS = {
-    "last_ref": "last reference to\nthe open file?",
-    "unread": "unread data in the\nreceive queue?",
-    "linger0": "SO_LINGER on\nwith l_linger 0?",
-    "state_fin": "state needs a FIN?\n(ESTABLISHED, CLOSE_WAIT)",
-    "linger_on": "SO_LINGER on\nwith l_linger > 0?",
+    "last_ref": "last reference?",
+    "unread": "unread data?",
+    "linger0": "SO_LINGER\n{on, 0}?",
+    "linger_on": "timeout > 0?",
 }
 OUTCOMES = {
-    "out_shared": "nothing sent:\nanother descriptor (fork, dup)\nstill holds the socket",
-    "out_unread": "RST, socket CLOSED",
-    "out_linger0": "RST, socket CLOSED,\nno TIME_WAIT",
-    "out_fin": "FIN, close() returns at once",
-    "out_wait": "FIN, close() blocks",
-    "out_no_fin": "nothing sent: FIN already sent\n(shutdown) or connection gone",
-    "out_shut_rd": "SHUT_RD: nothing sent;\nreads return 0",
-    "out_shut_wr": "FIN; the descriptor stays open,\nreads still work",
+    "out_shared": "nothing sent: another descriptor\n(fork, dup) still holds the socket",
+    "out_unread": "RST; socket CLOSED",
+    "out_linger0": "RST; socket CLOSED,\nno TIME_WAIT",
+    "out_no_fin": "nothing sent: no FIN due\n(already sent, or reset)",
+    "out_fin": "FIN; close() returns at once",
+    "out_wait": "FIN; close() returns when it is\nacked or l_linger runs out",
+    "out_shut_rd": "SHUT_RD: nothing sent",
+    "out_shut_wr": "FIN; the descriptor stays open",
 }
-EDGES = (  # (from, to, label) in drawing order
-    ("sys_close", "file_close_fd", ""),
-    ("file_close_fd", "filp_flush", ""),
-    ("filp_flush", "fput_close_sync", ""),
-    ("fput_close_sync", "last_ref", ""),
-    ("close_fd", "filp_close", ""),
-    ("filp_close", "fput", ""),
-    ("fput", "last_ref", ""),
+EDGES = (  # (from, to, label)
+    ("sys_close", "fd", ""),
+    ("fd", "flush", ""),
+    ("flush", "put", ""),
+    ("put", "last_ref", ""),
     ("last_ref", "out_shared", "no"),
     ("last_ref", "__fput", "yes"),
     ("__fput", "sock_close", ""),
@@ -127,49 +184,52 @@ EDGES = (  # (from, to, label) in drawing order
     ("rst_unread", "out_unread", ""),
     ("unread", "linger0", "no"),
     ("linger0", "tcp_disconnect", "yes"),
-    ("tcp_disconnect", "rst_linger", ""),
-    ("rst_linger", "out_linger0", ""),
+    ("tcp_disconnect", "out_linger0", ""),
     ("linger0", "tcp_close_state", "no"),
-    ("tcp_close_state", "state_fin", ""),
-    ("state_fin", "tcp_send_fin", "yes"),
-    ("state_fin", "out_no_fin", "no"),
+    ("tcp_close_state", "tcp_send_fin", "FIN due"),
+    ("tcp_close_state", "out_no_fin", "none due"),
     ("tcp_send_fin", "linger_on", ""),
     ("linger_on", "out_fin", "no"),
     ("linger_on", "sk_stream_wait_close", "yes"),
     ("sk_stream_wait_close", "out_wait", ""),
     ("sys_shutdown", "__sys_shutdown", ""),
-    ("__sys_shutdown", "__sys_shutdown_sock", ""),
-    ("__sys_shutdown_sock", "inet_shutdown", ""),
+    ("__sys_shutdown", "inet_shutdown", ""),
     ("inet_shutdown", "tcp_shutdown", ""),
     ("tcp_shutdown", "out_shut_rd", "SHUT_RD"),
-    ("tcp_shutdown", "sh_close_state", "SHUT_WR\nSHUT_RDWR"),
-    ("sh_close_state", "sh_send_fin", ""),
+    ("tcp_shutdown", "sh_send_fin", "SHUT_WR,\nSHUT_RDWR"),
     ("sh_send_fin", "out_shut_wr", ""),
 )
-_PREFIX = ("sys_close", "file_close_fd", "filp_flush", "fput_close_sync", "last_ref")
-_LEGACY_PREFIX = ("sys_close", "close_fd", "filp_close", "fput", "last_ref")
+_VFS = ("sys_close", "fd", "flush", "put", "last_ref")
 _SOCKET = ("__fput", "sock_close", "__sock_release", "inet_release", "tcp_close", "__tcp_close", "unread")
-LIT_NODES: dict[str, tuple[str, ...]] = {  # after the VFS prefix
+_FIN = (*_SOCKET, "linger0", "tcp_close_state", "tcp_send_fin", "linger_on")
+LIT_NODES: dict[str, tuple[str, ...]] = {  # after the VFS prefix; "lingered": a FIN, then a wait
     "shared": ("out_shared",),
     "unread": (*_SOCKET, "rst_unread", "out_unread"),
-    "linger-zero": (*_SOCKET, "linger0", "tcp_disconnect", "rst_linger", "out_linger0"),
-    "fin": (*_SOCKET, "linger0", "tcp_close_state", "state_fin", "tcp_send_fin", "linger_on", "out_fin"),
-    "no-fin": (*_SOCKET, "linger0", "tcp_close_state", "state_fin", "out_no_fin"),
+    "linger-zero": (*_SOCKET, "linger0", "tcp_disconnect", "out_linger0"),
+    "fin": (*_FIN, "out_fin"),
+    "lingered": (*_FIN, "sk_stream_wait_close", "out_wait"),
+    "no-fin": (*_SOCKET, "linger0", "tcp_close_state", "out_no_fin"),
     "failed": (),
     "unobserved": (),
     "none": (),
 }
+ABORTS = {"rst_unread", "tcp_disconnect", "out_unread", "out_linger0"}
 
 
 @dataclass(frozen=True)
 class CloseOutcome:
-    """Which branch of the kernel's close path one close() call took, and the evidence for it."""
+    """Which branch of the kernel's close path one close() call took, and the evidence for it.
+
+    `evidence` gives clock readings ("RST sent by server 0.1 ms after close()"); `words` says the
+    same with durations as categories ("at once"), for outputs compared on every run.
+    """
 
     side: str
     branch: Branch
     lingered: bool  # SO_LINGER on with l_linger > 0: close() went to sleep in sk_stream_wait_close
     evidence: tuple[str, ...]
     shutdown: str | None = None  # how of the socket's last shutdown() before the close, if any
+    words: tuple[str, ...] = ()
 
 
 # ---- the running kernel ------------------------------------------------------------------------
@@ -183,17 +243,24 @@ def kernel_symbols() -> frozenset[str] | None:
         return None
 
 
-def symbol_status(name: str) -> Status:
-    """Whether the running kernel has the function `name`: "present", "absent" or "unknown"."""
+def symbol_status(name: str | tuple[str, ...]) -> Status:
+    """Whether the running kernel has the function `name` (or any of the names): present, absent, unknown."""
     symbols = kernel_symbols()
     if symbols is None:
         return "unknown"
-    return "present" if name in symbols else "absent"
+    names = (name,) if isinstance(name, str) else name
+    return "present" if any(n in symbols for n in names) else "absent"
 
 
-def _version(release: str) -> tuple[int, int]:
+def version(release: str) -> tuple[int, int]:
     found = re.match(r"(\d+)\.(\d+)", release)
     return (int(found[1]), int(found[2])) if found else (0, 0)
+
+
+def era_of(release: str) -> Era:
+    """The close(2) path of a kernel release (`uname -r`)."""
+    v = version(release)
+    return next(era for era in ERAS if v >= era.since)
 
 
 # ---- evidence ----------------------------------------------------------------------------------
@@ -225,18 +292,24 @@ def close_outcome(trace: Trace, close_index: int = 0, side: str | None = None) -
             f"call(s) by {side or 'anyone'} (index 0 to {len(closes) - 1})"
         )
     position, call = closes[close_index]
-    return _judge(trace, position, call)
+    exact, words = _judge(trace, position, call, exact=True), _judge(trace, position, call, exact=False)
+    return CloseOutcome(exact.side, exact.branch, exact.lingered, exact.evidence, exact.shutdown, words.evidence)
 
 
-def _judge(trace: Trace, position: int, call: Syscall) -> CloseOutcome:
-    sock = socket_of(call.side)
+def _judge(trace: Trace, position: int, call: Syscall, exact: bool) -> CloseOutcome:
+    def after(seconds: float) -> str:
+        if exact:
+            return f"{ms(seconds)} after"
+        return "at once after" if seconds < BLOCKED else f"{approx(seconds)} after"
+
+    sock = trace.endpoint_of(call.side)
     peer = "server" if sock == "client" else "client"
     events = trace.events
-    own = [(i, e) for i, e in enumerate(events) if isinstance(e, Syscall) and socket_of(e.side) == sock]
+    own = [(i, e) for i, e in enumerate(events) if isinstance(e, Syscall) and trace.endpoint_of(e.side) == sock]
     later = [i for i, e in own if i > position and e.call in ("close", "shutdown")]
     end = later[0] if later else len(events)
     window = [(i, e) for i, e in enumerate(events) if position < i < end and isinstance(e, Segment)]
-    lines = [f"close() by {call.side} at {ms(call.t - origin(trace))}"]
+    lines = [f"close() by {call.side}" + (f" at {ms(call.t - origin(trace))}" if exact else "")]
     shutdowns = [e for i, e in own if i < position and e.call == "shutdown" and not e.failed]
     how = str(shutdowns[-1].args.get("how")) if shutdowns else None
     linger = linger_seconds_before(trace, sock, call.t)
@@ -272,11 +345,11 @@ def _judge(trace: Trace, position: int, call: Syscall) -> CloseOutcome:
 
     branch: Branch
     if first is not None and first is rst:
-        lines.append(f"RST sent by {sock} {ms(rst.t - call.t)} after close()" + (f"; {counted}" if counted else ""))
+        lines.append(f"RST sent by {sock} {after(rst.t - call.t)} close()" + (f"; {counted}" if counted else ""))
         closed_by_unread = unread > 0 or (not zero and counters["TcpExt:TCPAbortOnClose"] > 0)
         branch = "unread" if closed_by_unread else "linger-zero"
     elif first is not None:
-        lines.append(f"FIN sent by {sock} {ms(fin.t - call.t)} after close()")
+        lines.append(f"FIN sent by {sock} {after(fin.t - call.t)} close()")
         if holders is None and any(e.call == "fork" for i, e in own if i < position):
             lines.append("this was the last holder of the socket")
         branch = "fin"
@@ -295,7 +368,7 @@ def _judge(trace: Trace, position: int, call: Syscall) -> CloseOutcome:
         lines.append(f"nothing sent by {sock}{until}: {holders} (forked) still holds the descriptor")
         branch = "shared"
     else:
-        lines.append(f"nothing sent by {sock} after close(): " + _already_over(trace, call, sock))
+        lines.append(f"nothing sent by {sock} after close(): " + _already_over(trace, call, sock, exact))
         branch = "no-fin"
 
     lingered = branch == "fin" and linger > 0
@@ -309,36 +382,37 @@ def _judge(trace: Trace, position: int, call: Syscall) -> CloseOutcome:
             else "when l_linger ran out, its FIN still unacknowledged"
             + (" (not even sent yet)" if fin.t > returned else "")
         )
-        lines.append(f"close() waited {ms(call.duration)} in sk_stream_wait_close and returned {call.result} {why}")
+        waited = ms(call.duration) if exact else approx(call.duration)
+        lines.append(f"close() waited {waited} in sk_stream_wait_close and returned {call.result} {why}")
     return CloseOutcome(call.side, branch, lingered, tuple(lines), how)
 
 
-def _already_over(trace: Trace, call: Syscall, sock: str) -> str:
+def _already_over(trace: Trace, call: Syscall, sock: str, exact: bool) -> str:
     """Why a close() with nothing to send had nothing to send: the FIN or RST seen before it."""
     before = [e for e in trace.segments() if e.t <= call.t and (e.has("RST") or (e.src == sock and e.has("FIN")))]
     if not before:
         return "no FIN needed in its state"
     last = before[-1]
     what = "connection already reset by" if last.has("RST") else "FIN already sent by"
-    return f"{what} {last.src} at {ms(last.t - origin(trace))}"
+    return f"{what} {last.src}" + (f" at {ms(last.t - origin(trace))}" if exact else "")
 
 
 def _unread_bytes(trace: Trace, position: int, sock: str, peer: str) -> int:
     """Bytes the peer had sent (by sequence number, so retransmissions count once) minus bytes read."""
     events = trace.events[:position]
     sent = [e.seq + e.len for e in events if isinstance(e, Segment) and e.src == peer and e.len > 0]
-    calls = [e for e in events if isinstance(e, Syscall) and socket_of(e.side) == sock and e.call == "recv"]
+    calls = [e for e in events if isinstance(e, Syscall) and trace.endpoint_of(e.side) == sock and e.call == "recv"]
     read = sum(e.result for e in calls if isinstance(e.result, int) and e.result > 0)
     return max(0, (max(sent) - 1 if sent else 0) - read)
 
 
 def _other_holders(trace: Trace, position: int, side: str) -> str | None:
     """Another process that still held this socket's descriptor at the close (forked, not yet closed)."""
-    sock = socket_of(side)
+    sock = trace.endpoint_of(side)
     holders = [sock]
     gone: set[str] = set()
     for e in trace.events[:position]:
-        if not isinstance(e, Syscall) or socket_of(e.side) != sock or e.failed:
+        if not isinstance(e, Syscall) or trace.endpoint_of(e.side) != sock or e.failed:
             continue
         if e.call == "fork" and isinstance(e.result, str):
             holders.append(e.result)
@@ -350,100 +424,181 @@ def _other_holders(trace: Trace, position: int, side: str) -> str | None:
 
 # ---- drawing -----------------------------------------------------------------------------------
 def _fn_label(fn: Fn) -> str:
-    status = symbol_status(fn.symbol)
-    mark = {
-        "present": "✓ in kallsyms",
-        "absent": "✗ not in kallsyms" + (" (static: inlined)" if fn.static else ""),
-        "unknown": "? kallsyms unreadable",
-    }[status]
-    return f"{fn.symbol}()\n{fn.note}\n{mark}"
+    absent = symbol_status(fn.symbol) == "absent"
+    return f"{fn.name}()\n{fn.note}" + (
+        "\n(not in kallsyms: inlined)" if absent and fn.static else "\n(not in kallsyms)" if absent else ""
+    )
 
 
-def kernel_path(trace: Trace | None = None, close_index: int = 0, side: str | None = None) -> graphviz.Digraph:
-    """close(fd) from the system call to tcp_close and its outcomes, beside it shutdown(); lit from a trace.
+def kernel_path(
+    trace: Trace | None = None, close_index: int = 0, side: str | None = None, shutdown: bool | None = None
+) -> DotPicture:
+    """close(fd) from the system call to tcp_close and its outcomes; lit from a trace.
 
     With a trace, the branch the `close_index`-th close() (of `side`; default: the first close()
-    in the trace) took is lit, decided from the trace's evidence, which is written on the graph.
-    Function nodes say whether this machine's kernel has the symbol (/proc/kallsyms).
+    in the trace) took is lit, decided from the trace's evidence, which is written under the title.
+    The VFS part is drawn as in the trace's kernel version. Functions are marked ✓ or ✗ by whether
+    this machine's /proc/kallsyms has them. shutdown(2)'s path is drawn beside it when the closing
+    socket was shut down first, or when asked (`shutdown=True`; default without a trace).
     """
     release = os.uname().release
     traced = trace.kernel if trace is not None else release
+    era = era_of(traced)
     outcome = close_outcome(trace, close_index, side) if trace is not None else None
-    modern = _version(traced) >= SYNC_CLOSE_SINCE
     lit: set[str] = set()
     if outcome is not None and outcome.branch not in ("failed", "none"):
-        lit.update(_PREFIX if modern else _LEGACY_PREFIX)
-        lit.update(LIT_NODES[outcome.branch])
-        if outcome.lingered:
-            lit.difference_update({"out_fin"})
-            lit.update({"sk_stream_wait_close", "out_wait"})
+        lit.update(_VFS)
+        lit.update(LIT_NODES["lingered" if outcome.lingered else outcome.branch])
     elif outcome is not None:
         lit.add("sys_close")
     if outcome is not None and outcome.shutdown:
-        lit.update(fn.node for fn in SHUTDOWN_PATH[:5])
-        wr = ("sh_close_state", "sh_send_fin", "out_shut_wr")
-        lit.update(("out_shut_rd",) if outcome.shutdown == "SHUT_RD" else wr)
+        lit.update(fn.node for fn in SHUTDOWN_PATH[:4])
+        lit.update(("out_shut_rd",) if outcome.shutdown == "SHUT_RD" else ("sh_send_fin", "out_shut_wr"))
+    with_shutdown = shutdown if shutdown is not None else (trace is None or bool(outcome and outcome.shutdown))
 
-    title = "close(fd) and shutdown(fd, how) in the kernel"
+    title = "close(fd) in the kernel"
     if trace is not None:
         who = f"close() #{close_index} by {outcome.side}" if outcome else "no close() in this trace"
         title = f"{trace.scenario}: {who}"
-    checked = f"function names checked against /proc/kallsyms of kernel {release}"
-    if kernel_symbols() is None:
-        checked = f"/proc/kallsyms unreadable on kernel {release}: symbols unknown"
+    symbols = kernel_symbols()
+    checked = (
+        f"dashed: a function not in /proc/kallsyms of kernel {release} (inlined, or another version)"
+        if symbols is not None
+        else f"/proc/kallsyms unreadable on kernel {release}: functions not checked"
+    )
     if traced != release:
-        checked += f"\nthe trace was recorded on kernel {traced}"
-    evidence = "\n".join(("evidence: " + outcome.evidence[0], *outcome.evidence[1:])) if outcome else ""
-    label = "\n".join(part for part in (title, checked, evidence) if part)
-    g = digraph("kernel_path", label=label, labelloc="t", fontsize="13", rankdir="TB", nodesep="0.25")
-    g.attr(ranksep="0.3", newrank="true")
+        checked += f"; the trace ran on kernel {traced}"
+    evidence = "\n".join(part for line in outcome.evidence for part in textwrap.wrap(line, 90)) if outcome else ""
+    label = "\n".join(part for part in (title, evidence, checked) if part)
+    g = digraph("kernel_path", label=label, labelloc="t", fontsize="11", rankdir="TB", nodesep="0.15")
+    g.attr(ranksep="0.22", newrank="true")
+    g.attr("node", fontsize="9.5", margin="0.06,0.03", height="0.3")
+    g.attr("edge", fontsize="8.5", arrowsize="0.7")
 
     def colour(node: str) -> str:
         if node not in lit:
             return DIM if trace is not None else "black"
-        return ABORT if node in ("rst_unread", "rst_linger", "tcp_disconnect", "out_unread", "out_linger0") else LIT
+        return ABORT if node in ABORTS else LIT
 
     def fn_node(graph: graphviz.Digraph, fn: Fn) -> None:
         attrs = {"shape": "box", "style": "rounded", "color": colour(fn.node), "fontcolor": colour(fn.node)}
         if symbol_status(fn.symbol) == "absent":
             attrs["style"] = "rounded,dashed"
         if fn.node in lit:
-            attrs.update(penwidth="2", style=attrs["style"] + ",filled", fillcolor="#e8f0fc")
+            attrs.update(
+                penwidth="2", style=attrs["style"] + ",filled", fillcolor="#fbe9e7" if fn.node in ABORTS else "#e8f0fc"
+            )
         graph.node(fn.node, _fn_label(fn), **attrs)
 
     def other_node(graph: graphviz.Digraph, node: str, text: str, shape: str) -> None:
-        attrs = {"shape": shape, "color": colour(node), "fontcolor": colour(node), "fontsize": "10"}
+        attrs = {"shape": shape, "color": colour(node), "fontcolor": colour(node), "fontsize": "9"}
+        if shape == "diamond":
+            attrs.update(margin="0.02,0.01", height="0.45")
         if node in lit:
-            attrs.update(penwidth="2", style="filled", fillcolor="#fbe9e7" if colour(node) == ABORT else "#e8f0fc")
+            attrs.update(penwidth="2", style="filled", fillcolor="#fbe9e7" if node in ABORTS else "#e8f0fc")
         graph.node(node, text, **attrs)
 
-    with g.subgraph(name="cluster_close") as close:
-        close.attr(label="close(fd)", color="#cccccc")
-        with close.subgraph(name="cluster_vfs") as vfs:
-            vfs.attr(label=f"VFS on Linux ≥ {SYNC_CLOSE_SINCE[0]}.{SYNC_CLOSE_SINCE[1]} (names as in 6.18)")
-            for fn in CLOSE_PATH:
-                fn_node(vfs, fn)
-        with close.subgraph(name="cluster_legacy") as legacy:
-            legacy.attr(label=f"VFS before Linux {SYNC_CLOSE_SINCE[0]}.{SYNC_CLOSE_SINCE[1]}", style="dashed")
-            for fn in LEGACY_PATH:
-                fn_node(legacy, fn)
-        for fn in (*SOCKET_PATH, *TCP_CLOSE):
-            fn_node(close, fn)
-        for node, text in DECISIONS.items():
-            other_node(close, node, text, "diamond")
-        for node in ("out_shared", "out_unread", "out_linger0", "out_fin", "out_wait", "out_no_fin"):
-            other_node(close, node, OUTCOMES[node], "note")
-    with g.subgraph(name="cluster_shutdown") as shut:
-        shut.attr(label="shutdown(fd, how): acts on the socket, not the file", color="#cccccc")
-        for fn in SHUTDOWN_PATH:
-            fn_node(shut, fn)
-        for node in ("out_shut_rd", "out_shut_wr"):
-            other_node(shut, node, OUTCOMES[node], "note")
+    deferred = "; __fput runs later, as task_work" if era.deferred else "; __fput runs inside the call"
+    with g.subgraph(name="cluster_vfs") as vfs:
+        vfs.attr(label=f"close(2), VFS: {era.label}{deferred}", color="#cccccc", fontsize="9.5")
+        with vfs.subgraph() as row:
+            row.attr(rank="same")
+            for fn in (SYS_CLOSE, *era.path):
+                fn_node(row, fn)
+    fns = {fn.node: fn for fn in (*SOCKET_PATH, *TCP_CLOSE)}
+    # A grid: each row's first node in one column (invisible heavy edges keep them aligned), so
+    # the chain folds into rows instead of drifting right.
+    grid = (
+        ("last_ref", "out_shared"),
+        ("__fput", "sock_close", "__sock_release"),
+        ("inet_release", "tcp_close", "__tcp_close"),
+        ("unread", "rst_unread", "out_unread"),
+        ("linger0", "tcp_disconnect", "out_linger0"),
+        ("tcp_close_state", "out_no_fin"),
+        ("tcp_send_fin", "linger_on", "out_fin"),
+        ("sk_stream_wait_close", "out_wait"),
+    )
+    for nodes in grid:
+        with g.subgraph() as row:
+            row.attr(rank="same")
+            for column, node in enumerate(nodes):
+                if node in fns:
+                    fn_node(row, fns[node])
+                elif node in DECISIONS:
+                    other_node(row, node, DECISIONS[node], "diamond")
+                else:
+                    other_node(row, node, OUTCOMES[node], "note")
+                row.node(node, group=f"c{column}")
+    firsts = ["sys_close", *(nodes[0] for nodes in grid)]
+    for a, b in itertools.pairwise(firsts):
+        g.edge(a, b, style="invis", weight="50")
+    g.node("history", HISTORY.replace("\n", "\\l") + "\\l", shape="note", fontsize="8.5", color="#cccccc",
+           fontcolor="#666666")  # fmt: skip
+    g.edge("out_wait", "history", style="invis")
+    if with_shutdown:
+        with g.subgraph(name="cluster_shutdown") as shut:
+            shut.attr(label="shutdown(fd, how): acts on the socket, not the file", color="#cccccc", fontsize="9.5")
+            for fn in SHUTDOWN_PATH:
+                fn_node(shut, fn)
+            for node in ("out_shut_rd", "out_shut_wr"):
+                other_node(shut, node, OUTCOMES[node], "note")
 
     for source, target, text in EDGES:
+        if not with_shutdown and (source in _SHUTDOWN_NODES or target in _SHUTDOWN_NODES):
+            continue
         on = source in lit and target in lit
         attrs = {"color": colour(target) if on else (DIM if trace is not None else "black")}
         if on:
-            attrs.update(penwidth="2.5", fontcolor=colour(target))
+            attrs.update(penwidth="2.2", fontcolor=colour(target))
         g.edge(source, target, text, **attrs)
-    return g
+    return DotPicture("kernel-path", title, _words(trace, era, outcome, lit, with_shutdown), g)
+
+
+_SHUTDOWN_NODES = {fn.node for fn in SHUTDOWN_PATH} | {"out_shut_rd", "out_shut_wr"}
+
+
+def _words(trace: Trace | None, era: Era, outcome: CloseOutcome | None, lit: set[str], shutdown: bool) -> str:
+    """The lit path as a call chain, the decisions with their answers, the evidence, then kallsyms."""
+    names = {fn.node: fn.name for fn in (SYS_CLOSE, *era.path, *SOCKET_PATH, *TCP_CLOSE, *SHUTDOWN_PATH)}
+    if trace is None or outcome is None:
+        head = "close(fd) in the kernel" if trace is None else f"{trace.scenario}: no close() in this trace"
+        lines = [
+            head,
+            f"close(2), VFS ({era.label}): " + " → ".join(names[n] for n in ("sys_close", "fd", "flush", "put")),
+        ]
+        lines.append("then, on the last reference: " + " → ".join(fn.name for fn in SOCKET_PATH))
+        lines.append("__tcp_close: unread data → RST; else SO_LINGER {on, 0} → RST; else FIN if the state needs one")
+    else:
+        lines = [f"{trace.scenario}: close() by {outcome.side} — the branch the evidence shows"]
+        chain = [names[n] for n in ("sys_close", "fd", "flush", "put") if n in lit]
+        if chain:
+            deferred = " (the last reference's __fput runs as task_work)" if era.deferred else ""
+            lines.append(f"close(2), VFS ({era.label}): {' → '.join(chain)}{deferred}")
+        steps = [
+            ("last_ref", "last reference to the open file?", "__fput", "out_shared"),
+            ("unread", "unread data in the receive queue?", "rst_unread", "linger0"),
+            ("linger0", "SO_LINGER {on, 0}?", "tcp_disconnect", "tcp_close_state"),
+            ("tcp_close_state", "does the state need a FIN?", "tcp_send_fin", "out_no_fin"),
+            ("linger_on", "SO_LINGER timeout > 0?", "sk_stream_wait_close", "out_fin"),
+        ]
+        for node, question, yes, no in steps:
+            if node not in lit:
+                continue
+            answer = "yes" if yes in lit else "no" if no in lit else "?"
+            lines.append(f"{question} {answer}")
+            if node == "last_ref" and answer == "yes":
+                lines.append("  " + " → ".join(fn.name for fn in SOCKET_PATH))
+        outcome_node = next((n for n in OUTCOMES if n in lit and not n.startswith("out_shut")), None)
+        if outcome_node:
+            lines.append("outcome: " + OUTCOMES[outcome_node].replace("\n", " "))
+        if outcome.shutdown:
+            lines.append(f"before it: shutdown({outcome.shutdown}) went sys_shutdown → __sys_shutdown → inet_shutdown"
+                         " → tcp_shutdown")  # fmt: skip
+        lines.append("evidence: " + "; ".join(outcome.words))
+    symbols = kernel_symbols()
+    if symbols is not None:
+        drawn = [(SYS_CLOSE, *era.path, *SOCKET_PATH, *TCP_CLOSE, *(SHUTDOWN_PATH if shutdown else ()))]
+        absent = sorted({fn.name for fn in drawn[0] if symbol_status(fn.symbol) == "absent"})
+        lines.append(f"kallsyms of this machine: {', '.join(absent) or 'every function'} "
+                     f"{'not found (inlined or another version)' if absent else 'found'}")  # fmt: skip
+    return "\n".join(lines)

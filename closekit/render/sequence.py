@@ -1,132 +1,494 @@
-"""A time-sequence diagram of a trace: two lifelines, one arrow per segment, calls and states beside them.
+"""A time-sequence diagram of a trace, drawn to a time scale as SVG (graphviz cannot place things on
+a time axis, so this picture is laid out here, in plain Python).
 
-Rows are events in time order (time flows down, one row per event, not to scale); a pause longer
-than `GAP` gets its own row saying how long it was, and a long run of plain data/ACK segments is
-drawn as one arrow, so a million-byte transfer stays readable.
+Two lifelines, client and server, time running down, as in the timing figures of the source
+document (§3.2.x, after UNP 7.5):
+
+- each segment is an arrow from (sender, when it left) to (receiver, when it arrived): level when
+  the wire did not delay it, slanted when it did; one the wire dropped ends in a cross half-way, one
+  it held (never delivered) in a bar; a duplicate the wire injected is dashed and starts on the wire;
+- a call that blocked is a bar on its caller's lifeline from its start to its return, labelled at
+  both ends, so "close() returns at once" (a tick) and "close() returns after the ACK" (a bar that
+  reaches the ACK's arrival) look different at a glance;
+- states and signals are written beside the lifeline when they were observed.
+
+The scale is `PX_PER_MS` where events are sparse. Events closer together than a line of text are
+spread apart (time stretches there, it never runs backwards), and an idle stretch that would be
+taller than `MAX_GAP_PX` is shortened to a break marked ⋯ with its real length, so a 1 s linger and
+a 40 ms delayed ACK both fit. A run of plain data/ACK segments is one shaded band.
+
+`sequence_diagram(trace)` returns a Picture: PNG for notebooks, the SVG, and a text form that says
+the same in lines (arrows with their direction and fate, blocked calls with the category of their
+duration), which is what nbval compares.
 """
 
 from __future__ import annotations
 
+import html
 import itertools
+import math
+import textwrap
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from closekit.render._dot import digraph, ms
-from closekit.render.evidence import origin, socket_of
-from closekit.trace import Segment, Signal, StateChange, Syscall
-from closekit.transcript import describe_segment, describe_syscall
+from closekit.render.picture import MAX_WIDTH, SvgPicture
+from closekit.trace import ENDPOINTS, Segment, Signal, StateChange, Syscall
+from closekit.transcript import (
+    _result,
+    approx,
+    blocked,
+    call_text,
+    category,
+    describe_segment,
+    describe_syscall,
+    format_duration,
+    format_ms,
+    header_lines,
+    run_summary,
+    runs,
+    wait_threshold,
+    windows_shown,
+)
 
 if TYPE_CHECKING:
-    import graphviz
+    from closekit.trace import Trace
 
-    from closekit.trace import Event, Trace
-
-GAP = 0.15  # seconds of silence worth a row of its own (only sleeps, lingers and timers reach it)
-RUN = 6  # this many plain segments in a row are drawn as one arrow
+PX_PER_MS = 2.0  # vertical pixels per millisecond where events are sparse
+MAX_GAP_PX = 200.0  # an idle stretch taller than this (100 ms) is shortened to a break
+BREAK_PX = 40.0
+LINE = 14.5  # height of a line of side text
+FONT = 11.5  # px, monospace: every label's width is known without a font library
+CHAR = 0.61 * FONT  # advance of one monospace character (DejaVu Sans Mono: 0.602 em)
+SEG_FONT = 11.0
+SEG_CHAR = 0.61 * SEG_FONT
+MARGIN = 10.0
+GUTTER = 60.0  # the time column
+GAP = 8.0  # between a lifeline and its side text
+WIRE_MIN = 230.0
+MONO = "DejaVu Sans Mono, Menlo, Consolas, Liberation Mono, monospace"
+SANS = "DejaVu Sans, Helvetica, Arial, Liberation Sans, sans-serif"
 COLOURS = {"RST": "#c0392b", "FIN": "#1f5fbf", "SYN": "#2e8b57"}
-SIDES = ("client", "server")
+BAR = "#1f5fbf"
+STATE = "#2e7d32"
+ERROR = "#b00020"
+GREY = "#777777"
+TIMES = "\u00d7"  # the multiplication sign: "times 31 segments"
 
 
-def _colour(flags: tuple[str, ...]) -> str:
-    return next((c for f, c in COLOURS.items() if f in flags), "black")
+# ---- the drawing model: what is drawn, independent of where ----------------------------------------
+@dataclass
+class _Item:
+    """Something drawn at time `t`, in one column ("client", "server" or "wire"), `lines` tall."""
+
+    t: float
+    column: str
+    lines: list[str]
+    y: float = 0.0
+    words: str = ""  # the text form's line (clock-free); lines may be wrapped for the picture
 
 
-def _plain(e: Event) -> bool:
-    return isinstance(e, Segment) and not {"SYN", "FIN", "RST"} & set(e.flags)
+@dataclass
+class _Call(_Item):
+    process: str = ""
+    css: str = "call"
+    end: _Call | None = None  # a blocked call's return, drawn at its own time
+    start: _Call | None = None  # on a return: the call it ends
 
 
-def _rows(trace: Trace) -> list[list[Event]]:
-    """Events grouped into rows: states seen at one instant share a row, plain segment runs collapse."""
-    rows: list[list[Event]] = []
-    for e in trace.events:
-        last = rows[-1] if rows else []
-        same_instant = isinstance(e, StateChange) and all(isinstance(x, StateChange) and x.t == e.t for x in last)
-        plain_run = _plain(e) and all(_plain(x) for x in last)
-        if last and (same_instant or plain_run):
-            last.append(e)
-        else:
-            rows.append([e])
-    split: list[list[Event]] = []
-    for row in rows:  # short runs of plain segments are drawn one by one
-        split.extend([[e] for e in row] if _plain(row[0]) and len(row) < RUN else [row])
-    return split
+@dataclass
+class _Tag(_Item):
+    css: str = "state"
 
 
-def sequence_diagram(trace: Trace) -> graphviz.Digraph:
-    """The trace as a time-sequence diagram (graphviz); FIN arrows blue, RST red, SYN green."""
-    g = digraph("sequence", label=f"{trace.scenario} (kernel {trace.kernel}, {trace.mode})", labelloc="t")
-    g.attr(rankdir="TB", nodesep="0.3", ranksep="0.15", fontsize="14")
-    g.attr("node", shape="plaintext", fontsize="10")
+@dataclass
+class _Arrow(_Item):
+    segment: Segment | None = None
+    arrived: float | None = None
+
+
+@dataclass
+class _Band(_Item):
+    segments: list[Segment] = field(default_factory=list)
+
+
+@dataclass
+class _Break:
+    y0: float
+    y1: float
+    seconds: float
+
+
+def _model(trace: Trace) -> list[_Item]:
+    shown = windows_shown(trace.segments())
+    threshold = wait_threshold(trace)
+    items: list[_Item] = []
+    for group in runs(trace.events):
+        e = group[0]
+        if len(group) > 1:
+            segments = [s for s in group if isinstance(s, Segment)]
+            summary = run_summary(segments)
+            items.append(_Band(e.t, "wire", [f"{TIMES} {summary[0]}", *summary[1:]], segments=segments))
+            items.append(_Item(segments[-1].t, "ghost", []))
+        elif isinstance(e, Syscall):
+            side = trace.endpoint_of(e.side)
+            who = "" if e.side in ENDPOINTS else f"{e.side}: "
+            css = "err" if e.errno else "call"
+            if blocked(e, threshold):
+                start = f"{who}{call_text(e)} …"
+                call = _Call(e.t, side, [start], words=f"{start} blocks", process=e.side, css="call")
+                returned = f"{who}{call_text(e)}{_result(e)}"
+                call.end = _Call(e.t + e.duration, side, [f"{returned}, returned after {format_duration(e.duration)}"],
+                                 words=f"{returned}, returned {category(e.duration)}", process=e.side,
+                                 css=css, start=call)  # fmt: skip
+                items += [call, call.end]
+            else:
+                text = who + describe_syscall(e, threshold=threshold)
+                items.append(_Call(e.t, side, [text], words=text, process=e.side, css=css))
+        elif isinstance(e, Segment):
+            label = describe_segment(e, window=id(e) in shown)
+            if e.conn != 1:
+                label = f"#{e.conn} {label}"
+            items.append(_Arrow(e.t, "wire", [label], segment=e, arrived=e.arrived))
+            if e.arrived is not None:
+                items.append(_Item(e.arrived, "ghost", []))
+        elif isinstance(e, StateChange):
+            suffix = " (listening)" if e.conn == 0 else f" (#{e.conn})" if e.conn != 1 else ""
+            items.append(_Tag(e.t, trace.endpoint_of(e.side), [e.state + suffix], css="state"))
+        elif isinstance(e, Signal):
+            items.append(_Tag(e.t, trace.endpoint_of(e.side), [f"{e.side}: {e.signal}"], css="signal"))
+    # stable: at one instant, things keep the trace's order and returns come after what they waited for
+    return sorted(items, key=lambda item: item.t)
+
+
+# ---- layout ------------------------------------------------------------------------------------
+@dataclass
+class _Layout:
+    width: float
+    x_client: float
+    x_server: float
+    top: float
+    bottom: float
+    knots: list[tuple[float, float]]
+    breaks: list[_Break]
+    title: list[tuple[str, str]]  # (css, text) lines
+    side_width: dict[str, float]
+
+
+def _wrap(text: str, chars: int) -> list[str]:
+    """Lines of at most `chars`; a call's result and how long it took are kept whole where they fit."""
+    if len(text) <= chars:
+        return [text]
+    for mark in (", returned after ", " = "):
+        head, sep, tail = text.rpartition(mark)
+        if sep and len(head) >= 4:
+            lines = _wrap(head, chars)
+            rest = sep.lstrip(",").strip() + " " + tail
+            if len(lines[-1]) + 1 + len(rest) <= chars:
+                return [*lines[:-1], f"{lines[-1]} {rest}"]
+            return [*lines, *_wrap("  " + rest, chars)]
+    return textwrap.wrap(text, chars, break_on_hyphens=False, subsequent_indent="  ") or [text]
+
+
+def _layout(trace: Trace, items: list[_Item]) -> _Layout:
+    longest = {side: max((len(line) for i in items if i.column == side for line in i.lines), default=0)
+               for side in ENDPOINTS}  # fmt: skip
+    seg = max((len(i.lines[0]) for i in items if isinstance(i, _Arrow)), default=0)
+    wire = max(WIRE_MIN, seg * SEG_CHAR + 40)
+    room = MAX_WIDTH - 6 - 2 * MARGIN - GUTTER - 2 * GAP - wire  # 6: rounding of label widths
+    want = {side: longest[side] * CHAR for side in ENDPOINTS}
+    if want["client"] + want["server"] > room:  # share the room, each side at least what it needs up to half
+        half = room / 2
+        small = min(want.values())
+        for side in ENDPOINTS:
+            want[side] = min(want[side], max(half, room - small))
+    for item in items:
+        if item.column in ENDPOINTS:
+            chars = max(12, round(want[item.column] / CHAR))
+            item.lines = [part for line in item.lines for part in _wrap(line, chars)]
+    widths = {side: max((len(line) for i in items if i.column == side for line in i.lines), default=6) * CHAR
+              for side in ENDPOINTS}  # fmt: skip
+    x_client = MARGIN + GUTTER + widths["client"] + GAP
+    x_server = x_client + wire
+    width = max(x_server + GAP + widths["server"] + MARGIN, 360.0)
+
+    title: list[tuple[str, str]] = []
+    head = header_lines(trace)
+    chars = int((width - 2 * MARGIN) // (0.6 * 12))
+    title += [("title", line) for line in _wrap(head[0], chars)]
+    small = int((width - 2 * MARGIN) // (0.6 * 10.5))
+    for line in head[1:]:
+        title += [("meta", part) for part in _wrap(line, small)]
     if trace.notice:
-        g.attr(label=f"{trace.scenario} (kernel {trace.kernel})\n{trace.notice}")
-    t0 = origin(trace)
-    previous_t: float | None = None
-    names: list[tuple[str, str, str, str, str]] = []
+        title += [("notice", part) for part in _wrap(trace.notice, small)]
+    top = MARGIN + len(title) * 15 + 12 + 22  # title, then the lifeline heads
 
-    def row(index: int, time: str, left: str, right: str, states: dict[str, str]) -> tuple[str, str, str, str, str]:
-        ids = (f"t{index}", f"l{index}", f"c{index}", f"s{index}", f"r{index}")
-        with g.subgraph(name=f"row{index}") as r:
-            r.attr(rank="same")
-            r.node(ids[0], time, fontcolor="#777777")
-            r.node(ids[1], left)
-            for node, side in ((ids[2], "client"), (ids[3], "server")):
-                if side in states:
-                    r.node(node, states[side], shape="box", style="rounded,filled", fillcolor="#f3f3f3",
-                           fontsize="9", group=side)  # fmt: skip
-                else:
-                    r.node(node, "", shape="point", width="0.01", color="#bbbbbb", group=side)
-            r.node(ids[4], right)
-            r.edge(ids[0], ids[1], style="invis")
-            r.edge(ids[1], ids[2], style="invis")
-            r.edge(ids[3], ids[4], style="invis")
-        names.append(ids)
-        return ids
+    knots: list[tuple[float, float]] = []
+    breaks: list[_Break] = []
+    bottom: dict[str, float] = {"client": top, "server": top, "wire": top}
+    y, last_t = top + 10, None
+    for item in items:
+        if last_t is not None:
+            natural = (item.t - last_t) * 1000 * PX_PER_MS
+            if natural > MAX_GAP_PX:
+                breaks.append(_Break(y, y + BREAK_PX, item.t - last_t))
+                natural = BREAK_PX
+            y += max(natural, 0.0)
+        if item.column in bottom:
+            y = max(y, bottom[item.column] + 11)
+            height = LINE * len(item.lines)
+            if isinstance(item, _Band):
+                height += 6
+            bottom[item.column] = y + height - 11 + (2 if item.column == "wire" else 0)
+        item.y = y
+        knots.append((item.t, y))
+        last_t = item.t
+    end = max([y + 16, *bottom.values()]) + 8
+    return _Layout(width, x_client, x_server, top, end, knots, breaks, title, widths)
 
-    header = row(0, "", "", "", {"client": "client", "server": "server"})
-    g.edge(header[2], header[3], style="invis")
-    for events in _rows(trace):
-        t = events[0].t
-        if previous_t is not None and t - previous_t > GAP:
-            gap = row(len(names), f"⋮ {ms(t - previous_t)} idle", "", "", {})
-            g.edge(gap[2], gap[3], style="invis")
-        previous_t = t
-        left, right, states = "", "", {}
-        for e in events:
-            if isinstance(e, StateChange):
-                states[e.side] = e.state
-            elif isinstance(e, (Syscall, Signal)):
-                side = socket_of(e.side)
-                who = "" if e.side in SIDES else f"{e.side}: "
-                text = who + (describe_syscall(e) if isinstance(e, Syscall) else e.signal)
-                left, right = (text, right) if side == "client" else (left, text)
-        ids = row(len(names), ms(t - t0), left, right, states)
-        segments = [e for e in events if isinstance(e, Segment)]
-        if len(segments) == 1:
-            s = segments[0]
-            colour = _colour(s.flags)
-            g.edge(ids[2], ids[3], describe_segment(s), color=colour, fontcolor=colour, penwidth="1.5",
-                   dir="forward" if s.src == "client" else "back")  # fmt: skip
-        elif segments:
-            g.edge(ids[2], ids[3], _run_label(segments), color="#555555", style="bold", dir="both")
+
+def _y_at(knots: list[tuple[float, float]], t: float) -> float:
+    """Where time `t` is drawn: linear between the surrounding items (the first item at an instant)."""
+    for (t0, y0), (t1, y1) in itertools.pairwise(knots):
+        if t0 <= t <= t1:
+            if t1 == t0:
+                return y0
+            return y0 + (t - t0) / (t1 - t0) * (y1 - y0)
+    if knots and t < knots[0][0]:
+        return knots[0][1]
+    return knots[-1][1] if knots else 0.0
+
+
+# ---- drawing -----------------------------------------------------------------------------------
+def _colour(segment: Segment) -> str:
+    colour = next((c for f, c in COLOURS.items() if segment.has(f)), None)
+    return colour or ("#333333" if segment.len else GREY)
+
+
+def _text(x: float, y: float, text: str, *, anchor: str = "start", size: float = FONT, colour: str = "#222",
+          family: str = MONO, weight: str = "normal", css: str = "", extra: str = "") -> str:  # fmt: skip
+    cls = f' class="{css}"' if css else ""
+    return (
+        f'<text{cls} x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" font-family="{family}" font-size="{size}" '
+        f'font-weight="{weight}" fill="{colour}"{extra}>{html.escape(text)}</text>'
+    )
+
+
+def _svg(trace: Trace, items: list[_Item], lay: _Layout) -> str:
+    xc, xs, width = lay.x_client, lay.x_server, lay.width
+    x_of = {"client": xc, "server": xs}
+    out: list[str] = []
+    y = MARGIN + 12
+    for css, line in lay.title:
+        if css == "title":
+            out.append(_text(MARGIN, y, line, size=12, family=SANS, weight="bold", css="title"))
+        elif css == "notice":
+            out.append(f'<rect x="{MARGIN - 3}" y="{y - 11:.1f}" width="{width - 2 * MARGIN + 6:.1f}" height="15" '
+                       f'fill="#fff3cd"/>')  # fmt: skip
+            out.append(_text(MARGIN, y, line, size=10.5, family=SANS, colour="#7a5a00", css="notice"))
         else:
-            g.edge(ids[2], ids[3], style="invis")
-    for a, b in itertools.pairwise(names):
-        for column in (0, 1, 4):
-            g.edge(a[column], b[column], style="invis")
-        for column in (2, 3):
-            g.edge(a[column], b[column], arrowhead="none", color="#bbbbbb", penwidth="2", weight="100")
-    return g
+            out.append(_text(MARGIN, y, line, size=10.5, family=SANS, colour="#555", css="meta"))
+        y += 15
+    heads = lay.top - 14
+    for side, x in x_of.items():
+        out.append(f'<rect x="{x - 30:.1f}" y="{heads - 13:.1f}" width="60" height="19" rx="4" fill="#f3f3f3" '
+                   f'stroke="#999"/>')  # fmt: skip
+        out.append(_text(x, heads, side, anchor="middle", size=11.5, family=SANS, weight="bold", css="endpoint"))
 
+    # lifelines, interrupted by breaks
+    spans, start = [], lay.top
+    for b in lay.breaks:
+        spans.append((start, b.y0 + 4))
+        start = b.y1 - 4
+    spans.append((start, lay.bottom))
+    for x in x_of.values():
+        for a, b in spans:
+            out.append(f'<line class="lifeline" x1="{x:.1f}" y1="{a:.1f}" x2="{x:.1f}" y2="{b:.1f}" '
+                       f'stroke="#bbbbbb" stroke-width="2"/>')  # fmt: skip
+    for b in lay.breaks:
+        mid = (b.y0 + b.y1) / 2
+        for x in x_of.values():
+            for dy in (-3.0, 3.0):
+                out.append(f'<line class="break" x1="{x - 7:.1f}" y1="{mid + dy + 3:.1f}" x2="{x + 7:.1f}" '
+                           f'y2="{mid + dy - 3:.1f}" stroke="#999" stroke-width="1.2"/>')  # fmt: skip
+        out.append(_text((xc + xs) / 2, mid + 2, f"⋯ {format_duration(b.seconds)} later ⋯", anchor="middle",
+                         size=10, family=SANS, colour=GREY, css="break"))  # fmt: skip
 
-def _run_label(segments: list[Segment]) -> str:
-    """One line per direction: how many segments, bytes, the sequence range, zero windows."""
-    lines = [f"× {len(segments)} data/ACK segments"]  # noqa: RUF001 (a multiplication sign, on purpose)
-    for src in SIDES:
-        mine = [s for s in segments if s.src == src]
-        if not mine:
+    # time column: a clock reading where there is room for one
+    last = -100.0
+    for item in items:
+        if item.column == "ghost" or item.y - last < 13:
             continue
-        data = sum(s.len for s in mine)
-        zero = sum(1 for s in mine if s.win == 0)
-        arrow = "→" if src == "client" else "←"
-        text = f"{arrow} {len(mine)} from {src}: {data} bytes, seq {mine[0].seq}:{mine[-1].seq + mine[-1].len}"
-        lines.append(text + (f", {zero} with win 0" if zero else f", last ack {mine[-1].ack}"))
+        out.append(_text(MARGIN + GUTTER - 6, item.y + 4, format_ms(item.t), anchor="end", size=9.5, colour="#999",
+                         css="time"))  # fmt: skip
+        last = item.y
+
+    for item in items:
+        if isinstance(item, _Call) and item.end is not None:  # blocked: a bar to where it returned
+            x = x_of[item.column]
+            out.append(f'<rect class="blocked" x="{x - 4:.1f}" y="{item.y:.1f}" width="8" '
+                       f'height="{max(item.end.y - item.y, 2):.1f}" fill="#dbe7fb" stroke="{BAR}" '
+                       f'stroke-width="1.2"/>')  # fmt: skip
+    for item in items:
+        if isinstance(item, _Band):
+            out.append(_band(item, lay))
+        elif isinstance(item, _Arrow):
+            out.append(_arrow(item, lay, float((trace.link or {}).get("delay") or 0.0)))
+    for item in items:
+        if isinstance(item, (_Call, _Tag)):
+            out.append(_side_text(item, x_of[item.column]))
+
+    legend = (
+        f"time runs down, {PX_PER_MS:g} px per ms where events are sparse; close events are spread out; "
+        "⋯ marks a shortened stretch · bar: a call that blocked · ✗: dropped by the wire"
+    )
+    ly = lay.bottom + 4
+    for line in _wrap(legend, int((width - 2 * MARGIN) // (0.6 * 9.5))):
+        ly += 12
+        out.append(_text(MARGIN, ly, line, size=9.5, family=SANS, colour="#888", css="legend"))
+    height = ly + MARGIN
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
+        f'viewBox="0 0 {width:.0f} {height:.0f}">'
+        f'<rect width="100%" height="100%" fill="#ffffff"/>' + "".join(out) + "</svg>"
+    )
+
+
+def _side_text(item: _Call | _Tag, x: float) -> str:
+    left = item.column == "client"
+    tx = x - GAP if left else x + GAP
+    anchor = "end" if left else "start"
+    parts = []
+    if isinstance(item, _Call) and item.end is None and item.start is None:
+        parts.append(f'<line class="tick" x1="{x - 5:.1f}" y1="{item.y:.1f}" x2="{x + 5:.1f}" y2="{item.y:.1f}" '
+                     f'stroke="#444" stroke-width="1.5"/>')  # fmt: skip
+    colour = {"state": STATE, "signal": ERROR, "err": ERROR}.get(item.css, "#222")
+    if isinstance(item, _Tag) and item.css == "state":
+        w = max(len(line) for line in item.lines) * CHAR + 8
+        bx = tx - w if left else tx
+        height = LINE * len(item.lines) + 2
+        parts.append(f'<rect x="{bx:.1f}" y="{item.y - 10:.1f}" width="{w:.1f}" height="{height + 2:.1f}" rx="6" '
+                     f'fill="#eef7ee" stroke="{STATE}" stroke-width="0.8"/>')  # fmt: skip
+        tx += -4 if left else 4
+    baseline = 3.0 if isinstance(item, _Tag) else 4.0  # a state's underscores clear its box
+    for n, line in enumerate(item.lines):
+        parts.append(_text(tx, item.y + baseline + n * LINE, line, anchor=anchor, colour=colour, css=item.css))
+    return "".join(parts)
+
+
+def _arrow(item: _Arrow, lay: _Layout, delay: float) -> str:
+    s = item.segment
+    assert s is not None
+    xc, xs = lay.x_client, lay.x_server
+    x0, x1 = (xc, xs) if s.src == "client" else (xs, xc)
+    y0 = item.y
+    colour = _colour(s)
+    direction = "c2s" if s.src == "client" else "s2c"
+    flags = "".join(f.lower()[0] for f in s.flags)
+    css = f"segment {direction} {s.fate} flags-{flags or 'none'}"
+    width = 1.7 if set(s.flags) & {"SYN", "FIN", "RST"} else 1.2
+    dash = ""
+    if s.fate == "duplicate":
+        x0 = (xc + xs) / 2
+        dash = ' stroke-dasharray="5,3"'
+    if s.arrived is None:  # lost: ends half-way, on the slope it would have had
+        xe = (x0 + x1) / 2
+        ye = y0 + max(_y_at(lay.knots, s.t + delay) - y0, 0.0) / 2
+    else:
+        xe, ye = x1, _y_at(lay.knots, s.arrived)
+    parts = [f'<g class="{css}">']
+    parts.append(f'<line x1="{x0:.1f}" y1="{y0:.1f}" x2="{xe:.1f}" y2="{ye:.1f}" stroke="{colour}" '
+                 f'stroke-width="{width}"{dash}/>')  # fmt: skip
+    angle = math.atan2(ye - y0, xe - x0)
+    if s.arrived is not None:
+        ux, uy = math.cos(angle), math.sin(angle)
+        px, py = -uy, ux
+        tip = (xe, ye)
+        a = (xe - 9 * ux + 3.5 * px, ye - 9 * uy + 3.5 * py)
+        b = (xe - 9 * ux - 3.5 * px, ye - 9 * uy - 3.5 * py)
+        parts.append(f'<polygon points="{tip[0]:.1f},{tip[1]:.1f} {a[0]:.1f},{a[1]:.1f} {b[0]:.1f},{b[1]:.1f}" '
+                     f'fill="{colour}"/>')  # fmt: skip
+    elif s.fate == "held":
+        parts.append(f'<rect x="{xe - 2:.1f}" y="{ye - 7:.1f}" width="4" height="14" fill="{ERROR}"/>')
+        parts.append(_text(xe, ye + 17, "held", anchor="middle", size=9.5, family=SANS, colour=ERROR))
+    else:
+        parts.append(f'<path d="M{xe - 5:.1f},{ye - 5:.1f} L{xe + 5:.1f},{ye + 5:.1f} M{xe - 5:.1f},{ye + 5:.1f} '
+                     f'L{xe + 5:.1f},{ye - 5:.1f}" stroke="{ERROR}" stroke-width="2.2"/>')  # fmt: skip
+        parts.append(_text(xe, ye + 17, "dropped", anchor="middle", size=9.5, family=SANS, colour=ERROR))
+    # the label along the arrow, above it, starting at the sender
+    if s.fate == "duplicate":  # the label under its end: the original's label is above
+        parts.append(_text(xe - 12, ye + 13, "duplicate", anchor="end", size=9.5, family=SANS, colour=colour))
+        parts.append("</g>")
+        return "".join(parts)
+    label = item.lines[0]
+    rot = math.degrees(math.atan2(ye - y0, xe - x0) if xe > x0 else math.atan2(y0 - ye, x0 - xe))
+    anchor = "start" if xe > x0 else "end"
+    lx = x0 + (6 if xe > x0 else -6)
+    ly = y0 - 3 + (6 * math.tan(math.radians(rot)) if xe > x0 else -6 * math.tan(math.radians(rot)))
+    transform = f' transform="rotate({rot:.2f} {lx:.1f} {ly:.1f})"' if abs(rot) > 0.05 else ""
+    parts.append(_text(lx, ly, label, anchor=anchor, size=SEG_FONT, colour=colour, css="label", extra=transform))
+    parts.append("</g>")
+    return "".join(parts)
+
+
+def _band(item: _Band, lay: _Layout) -> str:
+    segs = item.segments
+    xc, xs = lay.x_client, lay.x_server
+    first, last = segs[0], segs[-1]
+    top_l, bot_l = item.y, max(_y_at(lay.knots, last.t), item.y + LINE * len(item.lines) + 6)
+    arrive0 = _y_at(lay.knots, first.arrived if first.arrived is not None else first.t)
+    arrive1 = max(_y_at(lay.knots, last.arrived if last.arrived is not None else last.t), bot_l)
+    pts = f"{xc:.1f},{top_l:.1f} {xs:.1f},{arrive0:.1f} {xs:.1f},{arrive1:.1f} {xc:.1f},{bot_l:.1f}"
+    out = [f'<g class="bulk"><polygon points="{pts}" fill="#ececec" stroke="#9a9a9a" stroke-width="1"/>']
+    for n, line in enumerate(item.lines):
+        out.append(_text((xc + xs) / 2, top_l + 12 + n * LINE, line, anchor="middle", size=10, family=SANS,
+                         colour="#444", css="label"))  # fmt: skip
+    out.append("</g>")
+    return "".join(out)
+
+
+# ---- words -------------------------------------------------------------------------------------
+def _words(trace: Trace, items: list[_Item]) -> str:
+    """The picture as lines: clock-free, durations as categories, one line per thing drawn.
+
+    Breaks are left out: where one falls depends on how the idle time splits between two events, and
+    the waits that matter are said where calls return."""
+    lines = header_lines(trace)
+    if trace.notice:
+        lines.append(f"NOTE: {trace.notice}")
+    lines.append("client ┃ … ┃ server  (time runs down)")
+    for item in items:
+        if isinstance(item, _Call):
+            bar = "┃" if item.start is not None or item.end is not None else "│"
+            lines.append(f"{item.column:<6} {bar} {item.words}")
+        elif isinstance(item, _Tag):
+            lines.append(f"{item.column:<6} ~ {' '.join(item.lines)}")
+        elif isinstance(item, _Arrow):
+            lines.append(_arrow_words(item))
+        elif isinstance(item, _Band):
+            lines.append("client ⇶⇶ " + "; ".join(item.lines) + " ⇶⇶ server")
     return "\n".join(lines)
+
+
+def _arrow_words(item: _Arrow) -> str:
+    s = item.segment
+    assert s is not None
+    label = item.lines[0]
+    if s.fate == "duplicate":
+        label += " (duplicate injected by the wire)"
+    lost = {"dropped": "✗ dropped by the wire", "held": "held by the wire, never delivered"}
+    if s.src == "client":
+        shaft = f"client ──{label}──▶ server" if s.arrived is not None else f"client ──{label}── {lost[s.fate]}"
+    else:
+        shaft = f"client ◀──{label}── server" if s.arrived is not None else f"{lost[s.fate]} ──{label}── server"
+    if s.arrived is not None and s.arrived - s.t >= 0.0005:
+        shaft += f"  (in flight {approx(s.arrived - s.t)})"
+    return shaft
+
+
+def sequence_diagram(trace: Trace) -> SvgPicture:
+    """The trace as a time-sequence diagram to scale (SVG, PNG and words); FIN blue, RST red, SYN green."""
+    items = _model(trace)
+    lay = _layout(trace, items)
+    title = f"{trace.scenario}: time sequence"
+    return SvgPicture("sequence", title, _words(trace, items), _svg(trace, items, lay))

@@ -1,0 +1,196 @@
+"""Pictures and transcripts of what the wire will show, on hand-built traces (a one-way delay, a
+dropped FIN, a duplicate, a 40 ms delayed ACK, a close() blocked for a second), and the forms every
+picture takes in a notebook: a PNG that shows untrusted, words nbval compares, a width that fits."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import pytest
+from wire_traces import D, lingering_close, seg
+
+import closekit
+from closekit.render import kernel_path, sequence_diagram, state_diagram
+from closekit.render.kernel import ERAS, era_of
+from closekit.render.picture import MAX_WIDTH
+from closekit.transcript import html_transcript, rows, story
+
+
+def _lines(svg: str, css: str) -> list[tuple[float, float, float, float]]:
+    """(x1, y1, x2, y2) of the first line of each segment group whose class contains `css`."""
+    found = re.findall(
+        rf'<g class="segment[^"]*{css}[^"]*"><line x1="([\d.]+)" y1="([\d.]+)" x2="([\d.]+)" y2="([\d.]+)"', svg
+    )
+    return [tuple(map(float, f)) for f in found]
+
+
+def test_a_delayed_segment_is_a_slanted_arrow_and_an_undelayed_one_is_level(live):
+    delayed = _lines(sequence_diagram(lingering_close()).svg, "delivered")
+    assert delayed and all(y2 > y1 + 5 for _, y1, _, y2 in delayed)
+    level = _lines(sequence_diagram(live("close-default")).svg, "delivered")
+    assert level and all(abs(y2 - y1) < 0.5 for _, y1, _, y2 in level)
+
+
+def test_a_dropped_segment_ends_in_a_cross_half_way():
+    picture = sequence_diagram(lingering_close())
+    ((x1, _, x2, _),) = _lines(picture.svg, "dropped")
+    client, server = x1, max(line[2] for line in _lines(picture.svg, "c2s delivered"))
+    assert abs(x2 - (client + server) / 2) < 1  # half-way between the lifelines
+    assert 'stroke="#b00020" stroke-width="2.2"' in picture.svg and ">dropped<" in picture.svg
+    assert "client ──F. 1001:1001(0) ack 1── ✗ dropped by the wire" in picture.text
+
+
+def test_a_duplicate_is_dashed_and_starts_on_the_wire():
+    picture = sequence_diagram(lingering_close())
+    ((x1, _, _, _),) = _lines(picture.svg, "duplicate")
+    client_x = _lines(picture.svg, "c2s delivered")[0][0]
+    assert x1 > client_x + 50 and 'stroke-dasharray="5,3"' in picture.svg
+    assert "(duplicate injected by the wire)" in picture.text
+
+
+def _bar(svg: str) -> tuple[float, float] | None:
+    found = re.search(r'<rect class="blocked" x="[\d.]+" y="([\d.]+)" width="8" height="([\d.]+)"', svg)
+    return (float(found[1]), float(found[1]) + float(found[2])) if found else None
+
+
+def test_returns_at_once_and_returns_after_the_ack_look_different():
+    waits = sequence_diagram(lingering_close(close_duration=1.02))
+    at_once = sequence_diagram(lingering_close(close_duration=0.00004))
+    bars = re.findall(r'<rect class="blocked"[^>]*>', waits.svg)
+    assert len(bars) == 2  # connect() waited a round trip, close() the linger time
+    assert len(re.findall(r'<rect class="blocked"', at_once.svg)) == 1  # only connect()
+    assert "client ┃ close() = 0, returned after ≈ 1 s" in waits.text
+    assert "client │ close() = 0" in at_once.text
+
+
+def test_the_blocked_close_spans_the_retransmitted_fin_and_its_delayed_ack():
+    picture = sequence_diagram(lingering_close())
+    bars = [
+        tuple(map(float, b))
+        for b in re.findall(r'<rect class="blocked" x="[\d.]+" y="([\d.]+)" width="8" height="([\d.]+)"', picture.svg)
+    ]
+    top, height = max(bars, key=lambda b: b[1])
+    acks = _lines(picture.svg, "s2c delivered flags-a")
+    ack_arrival = max(y2 for _, _, _, y2 in acks if y2 < top + height)
+    assert top < ack_arrival < top + height
+    assert re.search(r"⋯ 7\d\d\.\d ms later ⋯", picture.svg)  # the linger's idle second is a break
+
+
+def test_a_40_ms_delayed_ack_is_drawn_to_scale_not_broken():
+    svg = sequence_diagram(lingering_close()).svg
+    fin_then_ack = svg.split(">F. 1001:1001(0) ack 1<")[2].split("ack 1002")[0]
+    assert "later" not in fin_then_ack  # 50 ms between them: no break, drawn to scale
+
+
+def test_the_title_names_kernel_link_and_settings():
+    picture = sequence_diagram(lingering_close())
+    assert "kernel 6.18.44-test-build · mode netns · link: one-way delay 10.0 ms, rules: drop the client" in picture.svg
+    assert "settings: sysctls: net.ipv4.tcp_fin_timeout=5" in picture.text
+
+
+def test_a_fallback_mode_notice_is_in_the_picture(live):
+    trace = closekit.Trace.from_dict({**live("close-unread").to_dict(), "mode": "host-nocapture", "events": []})
+    picture = sequence_diagram(trace)
+    assert "Fallback mode 'host-nocapture'" in picture.text and 'class="notice"' in picture.svg
+
+
+# ---- transcripts ---------------------------------------------------------------------------------------
+def test_a_blocked_call_is_shown_where_it_starts_and_where_it_returns():
+    trace = lingering_close()
+    closes = [
+        r for r in rows(trace) if r.event is not None and getattr(r.event, "call", "") == "close" and r.who == "client"
+    ]
+    assert [r.marker for r in closes] == ["…", "="]
+    between = [r for r in rows(trace) if closes[0].t < r.t < closes[1].t and r.marker == ">"]
+    assert len(between) >= 4  # the FINs and ACKs it waited for sit between its start and its return
+    assert "close() = 0  [returned after 1.02 s]" in trace.transcript()
+    assert "close() = 0  [returned after ≈ 1 s]" in story(trace, handshake=True)
+
+
+def test_segment_fates_and_flight_times_are_in_every_transcript():
+    trace = lingering_close()
+    text = trace.transcript()
+    assert "F. 1001:1001(0) ack 1  [dropped by the wire]" in text
+    assert "[a duplicate the wire injected, arrives after 12.0 ms]" in text
+    html = html_transcript(trace)
+    assert "dropped by the wire" in html and "text-decoration:line-through" in html
+    assert "<style" not in html and "<script" not in html  # renders the same untrusted
+
+
+def test_windows_are_shown_only_where_they_carry_the_story(live):
+    text = live("linger-timeout").transcript()
+    assert "win 0" in text and "win 4096" in text  # the window shut, and reopening
+    assert not re.search(r"win (?!0\b|4096\b)\d+", text)
+
+
+def test_a_bulk_run_is_one_row(live):
+    trace = live("million-bytes-fixed")
+    bulk = [r for r in rows(trace) if r.marker == "»"]
+    assert len(bulk) == 1 and "1,000,000 bytes" in bulk[0].text
+    assert len(trace.transcript().splitlines()) < len(trace.segments())
+
+
+def test_a_lost_segment_never_joins_a_bulk_run():
+    segments = [seg(0.001 * i, "client", ("ACK",), 1 + 100 * i, 1, 100) for i in range(12)]
+    segments[4] = seg(0.004, "client", ("ACK",), 401, 1, 100, fate="dropped")
+    trace = closekit.Trace("bulk", "6.18", "netns", {}, tuple(segments))
+    assert [r.marker for r in rows(trace)] == [">"] * 5 + ["»"]  # four too few to collapse, the drop, a run of 7
+    assert "dropped by the wire" in trace.transcript()
+
+
+# ---- every picture's notebook forms --------------------------------------------------------------------
+def _pictures(trace):
+    yield sequence_diagram(trace)
+    yield state_diagram(trace, "client")
+    yield state_diagram(trace, "server")
+    yield kernel_path(trace)
+
+
+@pytest.mark.parametrize(
+    "name", ["close-unread", "linger-timeout", "return-shutdown-read", "million-bytes-fixed", "close-shared"]
+)
+def test_every_picture_fits_a_column_and_shows_untrusted(live, name):
+    for picture in _pictures(live(name)):
+        assert picture.width <= 800, f"{picture!r} is {picture.width:.0f} px wide: it would be shrunk"
+        data, metadata = picture._repr_mimebundle_()
+        assert set(data) == {"image/png", "text/plain"}  # no SVG: JupyterLab would not show it untrusted
+        png = base64.b64decode(data["image/png"])
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) < 200_000
+        assert metadata["image/png"]["width"] <= MAX_WIDTH
+        assert data["text/plain"] == picture.text and not re.search(r"\d+\.\d ms", picture.text)
+
+
+def test_the_close_path_follows_the_kernel_version():
+    assert [fn.name for fn in era_of("6.18.44-fc").path] == ["file_close_fd", "filp_flush", "fput_close_sync"]
+    assert [fn.name for fn in era_of("6.12.0").path] == ["file_close_fd", "filp_flush", "__fput_sync"]
+    assert [fn.name for fn in era_of("6.6.30").path] == ["close_fd_get_file", "filp_flush", "__fput_sync"]
+    assert [fn.name for fn in era_of("6.1.0-18-amd64").path] == ["close_fd", "filp_close", "fput"]
+    assert [fn.name for fn in era_of("5.4.0").path] == ["__close_fd", "filp_close", "fput"]
+    assert [e.deferred for e in ERAS] == [False, False, False, True, True]  # task_work only before 6.6
+
+
+def test_the_close_path_calls_sock_close_from_fput_and_forgets_no_state(live):
+    trace = live("close-default")
+    source = kernel_path(trace).source
+    assert "\t__fput -> sock_close" in source and "\tsock_close -> __sock_release" in source
+    assert "\t__sock_release -> inet_release" in source
+    assert "CLOSE_WAIT → LAST_ACK" in source and "ESTABLISHED → FIN_WAIT_1" in source
+    old = closekit.Trace.from_dict({**trace.to_dict(), "kernel": "6.1.0-18-amd64"})
+    text = kernel_path(old).text
+    assert "close_fd → filp_close → fput (the last reference's __fput runs as task_work)" in text
+
+
+def test_delay_of_the_wire_in_the_fixture_is_what_the_title_says():
+    assert D == 0.010
+
+
+def test_a_held_segment_ends_in_a_bar_and_says_it_was_never_delivered():
+    picture = sequence_diagram(lingering_close(fin_fate="held"))
+    assert "held by the wire, never delivered" in picture.text and ">held<" in picture.svg
+    assert "[held by the wire, never delivered]" in lingering_close(fin_fate="held").transcript()
+
+
+@pytest.mark.parametrize("name", ["return-linger", "linger-timeout", "close-shared", "shutdown-wr-rd"])
+def test_sequence_diagrams_stay_inside_the_column(live, name):
+    assert sequence_diagram(live(name)).width <= MAX_WIDTH

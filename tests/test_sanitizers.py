@@ -1,0 +1,196 @@
+"""nbval that travels and still sees (tests/nbval.cfg).
+
+- Durations are compared by category: the sanitizer's buckets are the ones closekit prints.
+- The stored outputs of every chapter pass the sanitizers under another kernel build string and
+  other microsecond timings.
+- What carries the lesson is not masked: an arrow drawn the other way, or a 1 s wait turned into
+  1 ms, fails, both through the sanitizers here and in a real nbval run.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from wire_traces import lingering_close
+
+from closekit.render import kernel_path, sequence_diagram
+from closekit.transcript import approx, format_duration, html_transcript, story
+
+TESTS = Path(__file__).parent
+REPO = TESTS.parent
+CFG = TESTS / "nbval.cfg"
+KERNEL = "6.18.44-fc-v657"
+
+
+def sanitizers() -> list[tuple[str, str]]:
+    """The (regex, replace) pairs exactly as nbval reads them from the file."""
+    from nbval.plugin import get_sanitize_patterns
+
+    pairs = get_sanitize_patterns(CFG.read_text(encoding="utf-8"))
+    assert len(pairs) == CFG.read_text(encoding="utf-8").count("\nregex: "), "a rule nbval would not read"
+    return pairs
+
+
+def sanitize(text: str) -> str:
+    for regex, replace in sanitizers():  # as nbval does: re.sub, in the file's order
+        text = re.sub(regex, replace, text)
+    return text
+
+
+def _durations():
+    value = 0.0001
+    while value < 40:
+        yield value
+        value *= 1.013
+
+
+def test_printed_durations_sanitize_to_the_category_closekit_prints():
+    bounds = (0.005, 0.015, 0.03, 0.07, 0.15, 0.25, 0.4, 0.7, 1.5, 3, 7.5, 15)
+    checked = 0
+    for seconds in _durations():
+        if any(abs(seconds - b) < 0.0006 or abs(seconds - b) / b < 0.006 for b in bounds):
+            continue  # printed with one decimal, a value this close to a bound may round across it
+        assert sanitize(f"[returned after {format_duration(seconds)}]") == f"[returned after {approx(seconds)}]", (
+            seconds
+        )
+        checked += 1
+    assert checked > 800
+
+
+def test_a_clock_reading_is_masked_and_a_duration_is_not():
+    trace = lingering_close()
+    text = sanitize(trace.transcript())
+    assert "\nT  client" in text and "[returned after ≈ 1 s]" in text
+    html = sanitize(html_transcript(trace))
+    assert not re.search(r'<td class="t"[^>]*>\d', html)
+    assert "returned after ≈ 1 s" in html
+
+
+# ---- the stored outputs travel ------------------------------------------------------------------------
+def _outputs(notebook: Path):
+    nb = nbformat.read(notebook, as_version=4)
+    for index, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []):
+            texts = [output.get("text", "")]
+            texts += [v for k, v in output.get("data", {}).items() if k in ("text/plain", "text/html")]
+            for text in texts:
+                if isinstance(text, str) and text:
+                    yield index, text
+
+
+def _elsewhere(text: str) -> str:
+    """The same output as another machine prints it: another kernel build, clocks a little later,
+    durations a few per cent longer (and a few microseconds: bucket bounds stay far away)."""
+    text = text.replace(KERNEL, "6.18.12-arch1-1")
+
+    def later(match: re.Match) -> str:
+        value = float(match[1]) * 1.03 + 0.1
+        return f"{value:.1f} ms"
+
+    def longer(match: re.Match) -> str:
+        return f"{float(match[1]) * 1.02:.2f} s"
+
+    return re.sub(r"(?<![\d.])(\d+\.\d) ms", later, re.sub(r"(?<![\d.])(\d+\.\d\d) s\b", longer, text))
+
+
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[n.stem for n in NOTEBOOKS])
+def test_stored_outputs_pass_under_another_kernel_and_other_timings(notebook):
+    compared = 0
+    for index, text in _outputs(notebook):
+        assert sanitize(_elsewhere(text)) == sanitize(text), f"cell {index} of {notebook.name}"
+        compared += 1
+    assert compared, f"{notebook.name} stores no outputs"
+
+
+def test_stored_outputs_name_no_kernel_build_after_sanitizing():
+    for notebook in NOTEBOOKS:
+        for index, text in _outputs(notebook):
+            assert KERNEL not in sanitize(text), f"cell {index} of {notebook.name}"
+
+
+# ---- and still see ------------------------------------------------------------------------------------
+FORMS = {
+    "sequence words": lambda t: sequence_diagram(t).text,
+    "transcript table": html_transcript,
+    "story": story,
+}
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_another_machine_compares_equal(form):
+    render = FORMS[form]
+    here, there = lingering_close(), lingering_close(kernel="6.1.0-18-amd64", jitter=0.0003)
+    assert sanitize(render(here)) == sanitize(render(there))
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_an_arrow_drawn_the_other_way_fails(form):
+    render = FORMS[form]
+    assert sanitize(render(lingering_close())) != sanitize(render(lingering_close(flip=True)))
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_a_one_second_wait_turned_into_one_millisecond_fails(form):
+    render = FORMS[form]
+    assert sanitize(render(lingering_close())) != sanitize(render(lingering_close(close_duration=0.001)))
+
+
+def test_the_sequence_svg_keeps_arrow_direction_after_masking():
+    a, b = (sequence_diagram(lingering_close(flip=f)).svg for f in (False, True))
+    assert sanitize(a) != sanitize(b)
+    assert 'class="segment s2c delivered flags-ra"' in sanitize(a)
+
+
+def test_the_kernel_path_words_keep_the_branch():
+    text = kernel_path(lingering_close()).text
+    assert "SO_LINGER timeout > 0? yes" in text
+    assert "close() waited ≈ 1 s in sk_stream_wait_close" in sanitize(text)
+
+
+# ---- a real nbval run sees it fail --------------------------------------------------------------------
+CELL = """import sys
+sys.path.insert(0, {tests!r})
+from wire_traces import lingering_close
+from closekit.render import sequence_diagram
+sequence_diagram(lingering_close(**{kwargs!r}))"""
+
+
+def _notebook(path: Path, stored: dict, run: dict) -> None:
+    from closekit.render import sequence_diagram as draw
+
+    data, metadata = draw(lingering_close(**stored))._repr_mimebundle_()
+    cell = nbformat.v4.new_code_cell(CELL.format(tests=str(TESTS), kwargs=run), execution_count=1)
+    cell.outputs = [nbformat.v4.new_output("execute_result", data=data, metadata=metadata, execution_count=1)]
+    nb = nbformat.v4.new_notebook(cells=[cell])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+@pytest.mark.parametrize(
+    ("run", "passes"),
+    [
+        ({"kernel": "6.1.0-18-amd64", "jitter": 0.0003}, True),
+        ({"flip": True}, False),
+        ({"close_duration": 0.001}, False),
+    ],
+    ids=["other-machine-passes", "flipped-arrow-fails", "1s-wait-as-1ms-fails"],
+)
+def test_nbval_itself(tmp_path, run, passes):
+    path = tmp_path / "picture.ipynb"
+    _notebook(path, {}, run)
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval", "--nbval-current-env",
+         "--nbval-sanitize-with", str(CFG), str(path)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert (out.returncode == 0) is passes, out.stdout[-3000:]
+    if not passes:
+        assert "1 failed" in out.stdout
