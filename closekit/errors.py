@@ -26,3 +26,7 @@ class ExperimentError(CloseKitError, RuntimeError):
 
 class SandboxUnavailableError(CloseKitError, RuntimeError):
     """The requested sandbox mode is not possible on this machine."""
+
+
+class TraceFormatError(CloseKitError, ValueError):
+    """Trace data (JSON from a file or from the lab's helper) that does not follow the trace schema."""
