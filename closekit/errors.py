@@ -30,3 +30,7 @@ class SandboxUnavailableError(CloseKitError, RuntimeError):
 
 class TraceFormatError(CloseKitError, ValueError):
     """Trace data (JSON from a file or from the lab's helper) that does not follow the trace schema."""
+
+
+class NotHereError(ScenarioError):
+    """A scenario needs what this machine's lab mode cannot give (the lab's wire, settings of its own)."""

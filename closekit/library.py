@@ -325,9 +325,12 @@ _ALL = (
 _WIRE = (
     Scenario(
         "fin-delayed-ack",
-        "the kernel's default: the peer acknowledges a FIN only when its delayed-ACK timer fires",
+        "the kernel's default: once data has flowed, the peer acknowledges a FIN only when its delayed-ACK timer fires",
         section="3.2.2",
         steps=(
+            send("client", 6),
+            wait_recv_queue("server", 6),
+            recv("server"),
             close("client"),
             wait_segment("server", ("ACK",)),
             recv("server"),

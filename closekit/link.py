@@ -28,13 +28,6 @@ FLAGS = ("SYN", "ACK", "FIN", "RST", "PSH", "URG")
 MAX_DELAY = 5.0  # seconds, one way
 MAX_RULES = 16
 MIN_RATE, MAX_RATE = 8_000, 10_000_000_000  # bits per second
-_WHAT = {
-    "drop": "drop",
-    "delay": "delay",
-    "duplicate": "duplicate",
-    "hold": "hold back (until release())",
-    "copy": "keep a copy of (replayed by release())",
-}
 
 
 @dataclass(frozen=True)
@@ -95,12 +88,16 @@ class Rule:
             which = f"the {_ordinal(self.nth)} {what}"
         else:
             which = f"{self.count} {what}s from the {_ordinal(self.nth)} on"
-        text = f"{_WHAT[self.action]} {which} from the {self.src}"
+        which += f" from the {self.src}"
         if self.action == "delay":
-            text += f" by {_ms(self.seconds)}"
-        elif self.action == "duplicate" and self.seconds:
-            text += f" (the copy {_ms(self.seconds)} later)"
-        return text
+            return f"delay {which} by {_ms(self.seconds)}"
+        if self.action == "duplicate":
+            return f"duplicate {which}" + (f" (the copy {_ms(self.seconds)} later)" if self.seconds else "")
+        return {
+            "drop": f"drop {which}",
+            "hold": f"hold back {which} until a release() step",
+            "copy": f"keep a copy of {which} for a release() step to replay",
+        }[self.action]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -112,12 +109,14 @@ class Rule:
             "count": self.count,
             "seconds": self.seconds,
             "without": list(self.without),
+            "text": self.describe(),
         }
 
     @classmethod
     def from_dict(cls, data: Any) -> Rule:
-        if not isinstance(data, dict) or set(data) - set(_RULE_KEYS) or "action" not in data or "src" not in data:
+        if not isinstance(data, dict) or set(data) - {*_RULE_KEYS, "text"} or "action" not in data or "src" not in data:
             raise ScenarioError(f"a link rule is a dict with keys {', '.join(_RULE_KEYS)} (action and src required)")
+        data = {k: v for k, v in data.items() if k != "text"}
         lists = {k: data.get(k, []) for k in ("flags", "without")}
         if not all(isinstance(v, list) for v in lists.values()):
             raise ScenarioError(f"a link rule's flags and without are lists of {', '.join(FLAGS)}")
@@ -153,20 +152,20 @@ class Link:
 
     def describe(self) -> str:
         """'no delay'; 'one-way delay 10 ms, 1 Mbit/s; drop the 1st FIN from the client'."""
-        parts = [f"one-way delay {_ms(self.delay)}" if self.delay else "no delay"]
+        parts = [f"one-way delay {_ms(self.delay)}"] if self.delay else []
         if self.rate is not None:
             parts.append(_rate(self.rate))
-        text = ", ".join(parts)
-        if self.rules:
-            text += "; " + "; ".join(r.describe() for r in self.rules)
-        return text
+        parts += [r.describe() for r in self.rules]
+        return "; ".join(parts) if parts else "no delay"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"delay": self.delay, "rate": self.rate, "rules": [r.to_dict() for r in self.rules]}
+        """The link as data; "text" says it in words (ignored when read back)."""
+        return {"delay": self.delay, "rate": self.rate, "rules": [r.to_dict() for r in self.rules],
+                "text": self.describe()}  # fmt: skip
 
     @classmethod
     def from_dict(cls, data: Any) -> Link:
-        if not isinstance(data, dict) or set(data) - {"delay", "rate", "rules"}:
+        if not isinstance(data, dict) or set(data) - {"delay", "rate", "rules", "text"}:
             raise ScenarioError("a link is a dict with keys delay, rate and rules")
         rules = data.get("rules", [])
         if not isinstance(rules, list) or len(rules) > MAX_RULES:

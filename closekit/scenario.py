@@ -22,15 +22,13 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from closekit import tcp
 from closekit.errors import ScenarioError
 from closekit.link import Link
 from closekit.settings import Settings
 
 SHUTDOWN_HOWS = ("SHUT_RD", "SHUT_WR", "SHUT_RDWR")
-TCP_STATES = (
-    "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT_1", "FIN_WAIT_2", "TIME_WAIT",
-    "CLOSED", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING",
-)  # fmt: skip
+TCP_STATES = tcp.STATES
 SEGMENT_FLAGS = ("SYN", "ACK", "FIN", "RST", "PSH", "URG")
 ENDPOINTS = ("client", "server")
 STARTS = ("connected", "listening")
@@ -328,6 +326,15 @@ class Scenario:
                 owners[s.child] = owners[s.side]
         return owners[process]
 
+    def missing_in(self, mode: str) -> list[str]:
+        """What this scenario needs that lab mode `mode` does not give (empty: it can run there)."""
+        missing = []
+        if not self.link.is_default and mode != "netns":
+            missing.append(f"the lab's wire ({self.link.describe()})")
+        if not self.settings.is_default and mode not in ("netns", "netns-loopback"):
+            missing.append(f"a private network namespace for its settings ({self.settings.describe()})")
+        return missing
+
     def script(self) -> str:
         """The scenario as packetdrill-like lines, one step a line."""
         return "\n".join(s.describe() for s in self.steps)
@@ -490,15 +497,17 @@ def _check_type(step: Any, where: str, top: bool) -> None:
         raise ScenarioError(f"{where}: side must be a process name such as 'client'")
     if not isinstance(step.background, bool):
         raise ScenarioError(f"{where}: background must be True or False")
-    if isinstance(step, AtOnce) and not top:
-        raise ScenarioError(f"{where}: at_once steps cannot be nested")
+    if isinstance(step, AtOnce):
+        if not top:
+            raise ScenarioError(f"{where}: at_once steps cannot be nested")
+        if not isinstance(step.steps, tuple) or len(step.steps) < 2:
+            raise ScenarioError(f"{where}: at_once needs a tuple of at least two steps")
+        for part in step.steps:
+            _check_type(part, where, top=False)
 
 
 def _check_at_once(step: AtOnce, where: str) -> None:
-    if not isinstance(step.steps, tuple) or len(step.steps) < 2:
-        raise ScenarioError(f"{where}: at_once needs at least two steps")
     for part in step.steps:
-        _check_type(part, where, top=False)
         if isinstance(part, (*SYNC_STEPS, Fork, Exit, Release)) or part.background:
             raise ScenarioError(
                 f"{where}: {part.describe()} cannot run at once with others; use calls such as close, "
@@ -588,7 +597,7 @@ def _check_arguments(step: Step, where: str, scenario: Scenario, p: _Process) ->
         if isinstance(step, Send) and not step.background and step.nbytes > _foreground_send_limit(scenario, p):
             raise ScenarioError(
                 f"{where}: a send() of {step.nbytes} bytes blocks until the peer reads, and the peer cannot read "
-                f"while this step holds the timeline; send at most {_foreground_send_limit(scenario)} bytes, or "
+                f"while this step holds the timeline; send at most {_foreground_send_limit(scenario, p)} bytes, or "
                 "mark it background=True and wait_done() after the peer's read"
             )
     elif isinstance(step, Shutdown):

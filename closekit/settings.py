@@ -70,7 +70,13 @@ class Settings:
         return "; ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"sysctls": dict(self.sysctls), "route": dict(self.route)}
+        """Only what differs from the kernel's defaults: {} for none."""
+        data: dict[str, Any] = {}
+        if self.sysctls:
+            data["sysctls"] = dict(self.sysctls)
+        if self.route:
+            data["route"] = dict(self.route)
+        return data
 
     @classmethod
     def from_dict(cls, data: Any) -> Settings:

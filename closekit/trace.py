@@ -161,6 +161,7 @@ class Trace:
     settings: dict[str, Any] = field(default_factory=dict)
     processes: dict[str, str] = field(default_factory=dict)
     setup_until: float | None = field(default=None, compare=False)  # when the first step began
+    recorded: str = field(default="", compare=False)  # set on a trace recorded elsewhere (closekit.recorded)
 
     def endpoint_of(self, process: str) -> str:
         """The endpoint ("client" or "server") whose socket a process acts on: a forked child acts on
@@ -271,6 +272,10 @@ class Trace:
 
     @property
     def notice(self) -> str:
+        """What a reader must know before trusting the trace as this machine's: a fallback mode, or
+        that it was recorded elsewhere."""
+        if self.recorded:
+            return f"This trace was {self.recorded}."
         return MODE_NOTICES[self.mode]
 
     def __iter__(self) -> Iterator[Event]:

@@ -13,13 +13,13 @@ import binascii
 import math
 from typing import Any
 
+from closekit import tcp
 from closekit.errors import CloseKitError, TraceFormatError
 
 MAX_EVENTS = 500_000
 TOP_KEYS = {"scenario", "description", "kernel", "mode", "unobserved", "counters", "link", "settings",
             "processes", "setup_until", "events"}  # fmt: skip
-STATES = ("ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT_1", "FIN_WAIT_2", "TIME_WAIT", "CLOSED",
-          "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING")  # fmt: skip
+STATES = tcp.STATES
 _FIELDS = {
     "syscall": {"kind", "t", "side", "call", "args", "result", "errno", "duration"},
     "segment": {"kind", "t", "src", "flags", "seq", "ack", "len", "win", "conn", "arrived", "fate", "raw"},
@@ -97,7 +97,8 @@ def load_trace(cls: type, data: Any) -> Any:
             arrived = e.get("arrived")
             built.append(Segment(
                 t=t, src=e["src"], flags=tuple(flags), seq=_whole(f"{where}: seq", e["seq"], 0, (1 << 32) - 1),
-                ack=_whole(f"{where}: ack", e["ack"], 0, (1 << 32) - 1), len=_whole(f"{where}: len", e["len"], 0, 1 << 17),
+                ack=_whole(f"{where}: ack", e["ack"], 0, (1 << 32) - 1),
+                len=_whole(f"{where}: len", e["len"], 0, 1 << 17),
                 win=_whole(f"{where}: win", e["win"], 0, 1 << 31), raw=_raw(where, e.get("raw")),
                 conn=_whole(f"{where}: conn", e.get("conn", 1), 1, 1000),
                 arrived=None if arrived is None else _number(f"{where}: arrived", arrived), fate=fate,

@@ -22,10 +22,11 @@ NLM_F_REQUEST, NLM_F_ACK = 0x1, 0x4
 NLMSG_ERROR = 2
 ALL_STATES = 0xFFF
 
-# Linux's enum tcp_state, in kernel order, with RFC 9293 names (a request socket is SYN_RECV).
+# Linux's enum tcp_state, in kernel order, with closekit.tcp's names (RFC 9293's, with underscores;
+# the kernel's TCP_SYN_RECV and its request sockets, TCP_NEW_SYN_RECV, are both SYN_RECEIVED).
 KERNEL_STATES = (
-    "", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT_1", "FIN_WAIT_2", "TIME_WAIT",
-    "CLOSED", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "SYN_RECV",
+    "", "ESTABLISHED", "SYN_SENT", "SYN_RECEIVED", "FIN_WAIT_1", "FIN_WAIT_2", "TIME_WAIT",
+    "CLOSED", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "SYN_RECEIVED",
 )  # fmt: skip
 # idiag_timer: which of the socket's timers is pending
 TIMERS = {0: None, 1: "retransmit", 2: "keepalive", 3: "time-wait", 4: "zero-window probe"}
@@ -125,6 +126,6 @@ def _parse(data: bytes, offset: int) -> DiagSocket:
         timer=TIMERS.get(timer),
         expires=expires / 1000 if timer else 0.0,
         retransmits=retrans,
-        orphan=inode == 0 and name not in ("TIME_WAIT", "SYN_RECV"),
+        orphan=inode == 0 and name not in ("TIME_WAIT", "SYN_RECEIVED"),
         remote_port=int.from_bytes(dport, "big"),
     )

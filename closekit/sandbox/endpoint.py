@@ -346,6 +346,8 @@ def _run_function(step: sc.Call, s: socket.socket | None, watch: _ForkWatch) -> 
     except OSError as e:
         if e.errno == errno_names.ENOSPC:
             return _Limit("filled the experiment's private /tmp (no space left)")
+        if e.errno == errno_names.EFBIG:
+            return _Limit("wrote a file larger than a process of the experiment may (EFBIG)")
         raise
     except BaseException as e:  # SystemExit, anything: report it, keep the process
         return f"raised {type(e).__name__}: {_text(e)}"

@@ -283,7 +283,9 @@ class _Reaper:
             if target is not None:
                 setns(target, CLONE_NEWNET)
             mine = channels[endpoint]
-            kids = {n: s for n, s in channels.items() if n not in ("client", "server") and _owner(request, n) == endpoint}
+            kids = {
+                n: c for n, c in channels.items() if n not in ("client", "server") and _owner(request, n) == endpoint
+            }
             keep = {mine.fileno(), *(s.fileno() for s in kids.values())}
             pid = os.fork()
             if pid == 0:

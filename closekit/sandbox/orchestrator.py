@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from closekit import scenario as sc
-from closekit.errors import ExperimentError, ScenarioError, SyncTimeoutError
+from closekit.errors import ExperimentError, NotHereError, ScenarioError, SyncTimeoutError
 from closekit.sandbox import policy
 from closekit.sandbox.capture import Capture
 from closekit.sandbox.counters import deltas, read_counters
@@ -216,10 +216,12 @@ class Experiment:
     def _seen_packet(self, p: Packet) -> None:
         self.last_activity = time.monotonic()
         self.conns.sent(p)
-        if self.wire is None:
-            self.conns.delivered(p)  # on a loopback, sent is received
-        if p.conn:
-            self._look_after(p, p.src)
+        if not p.conn:
+            return
+        self._look_after(p, p.src)
+        if self.wire is None:  # on a loopback, sent is received
+            self.conns.delivered(p)
+            self._look_after(p, "server" if p.src == "client" else "client")
 
     def _look_after(self, p: Packet, endpoint: str) -> None:
         """Look at `endpoint`'s socket after packet `p` left or reached it, unless nothing can have
@@ -250,11 +252,18 @@ class Experiment:
             raise ExperimentError(f"the experiment hit a limit of the lab: {records[0]['message']}")
         if kind == "hello":
             return
+        if proc.running is None:
+            raise ExperimentError(
+                f"the {proc.name} process sent a reply while it was running nothing (code in the experiment wrote "
+                "to the lab's channel); the experiment was stopped"
+            )
         proc.running = None
         for r in records:
             if r["kind"] == "port":
                 if r["role"] == "listener" and proc.endpoint == "server":
                     self.server_port = r["port"]
+                elif r["role"] == "connection" and proc.endpoint == "client" and self.server_port:
+                    self.conns.connected(r["port"], self.server_port)
             else:
                 self.records.append((next(self.order), proc.name, r))
                 if r.get("call") == "exit":
@@ -336,8 +345,13 @@ class Experiment:
 
     # ---- waiting -------------------------------------------------------------------------
     def settle(self) -> None:
-        while not policy.settled(self.moment()):
-            self.pump(min(self.t0 + self.scenario.time_limit, self.last_activity + policy.DELAYED_ACK_MAX + 0.001))
+        while not policy.settled(moment := self.moment()):
+            until = self.t0 + self.scenario.time_limit
+            if moment.acks_owed:
+                until = min(until, self.last_activity + policy.DELAYED_ACK_MAX + 0.001)
+            if self.wire is None:
+                until = min(until, self.last_activity + QUIET + 0.0001)
+            self.pump(until)
 
     def wait_idle(self, process: str) -> None:
         while self.procs[process].running:
@@ -478,13 +492,9 @@ class Experiment:
 
 def refuse_unsupported(scenario: sc.Scenario, env: Environment) -> None:
     """A scenario that needs what this mode lacks is refused before anything runs, saying why."""
-    if not scenario.link.is_default and not env.wired:
-        raise ScenarioError(
-            f"scenario {scenario.name!r} needs the lab's wire ({scenario.link.describe()}), which mode "
-            f"{env.mode!r} does not have: its endpoints share one loopback. `closekit doctor` says why"
-        )
-    if not scenario.settings.is_default and not env.spaces:
-        raise ScenarioError(
-            f"scenario {scenario.name!r} changes settings ({scenario.settings.describe()}), which needs a "
-            f"private network namespace; mode {env.mode!r} runs on the host, whose settings are not the lab's"
+    missing = scenario.missing_in(env.mode)
+    if missing:
+        raise NotHereError(
+            f"scenario {scenario.name!r} needs {' and '.join(missing)}, which mode {env.mode!r} does not have "
+            "(`closekit doctor` says why)"
         )

@@ -100,6 +100,7 @@ class Connections:
         self.all: list[Connection] = []
         self.superseded: set[int] = set()  # connections whose 4-tuple a newer one took over
         self._by_ports: dict[tuple[int, int], Connection] = {}
+        self._connects: dict[tuple[int, int], int] = {}  # connect() calls the client reported, by ports
 
     def classify(self, p: Packet) -> Connection | None:
         ports = (p.sport, p.dport) if p.src == "client" else (p.dport, p.sport)
@@ -121,6 +122,18 @@ class Connections:
 
     def get(self, number: int) -> Connection:
         return self.all[number - 1]
+
+    def connected(self, client_port: int, server_port: int) -> None:
+        """The client reported a connect() on these ports. Where no packet is seen (no capture) this is
+        how the lab learns of a connection; where packets are seen, its SYN has made it already."""
+        ports = (client_port, server_port)
+        self._connects[ports] = self._connects.get(ports, 0) + 1
+        if self._connects[ports] > sum(1 for c in self.all if (c.client_port, c.server_port) == ports):
+            known = self._by_ports.get(ports)
+            if known is not None:
+                self.superseded.add(known.number)
+            self._by_ports[ports] = Connection(len(self.all) + 1, *ports)
+            self.all.append(self._by_ports[ports])
 
     def sent(self, p: Packet) -> None:
         """Note what a packet says about its sender's acknowledgements (a reset ends them all)."""

@@ -110,7 +110,8 @@ def waited_for(step: sc.Step, m: Moment, endpoint: str) -> str:
     if isinstance(step, sc.WaitSegment):
         seen = ", ".join(f"{src} {'+'.join(sorted(flags))}" for src, flags, _win in m.segments) or "none"
         win = "" if step.win is None else f" and window {step.win}"
-        return f"waited for a segment from {step.side} with {'+'.join(step.flags)}{win}, but the segments sent were: {seen}"
+        flags = "+".join(step.flags)
+        return f"waited for a segment from {step.side} with {flags}{win}, but the segments sent were: {seen}"
     raise TypeError(f"{step.describe()} is not a sync point")
 
 

@@ -95,6 +95,8 @@ class Wire:
                 self._held[packet.src].append((twin, data))
 
     def _schedule(self, packet: Packet, data: bytes, now: float, extra: float = 0.0, observed: bool = True) -> None:
+        if packet.copy:
+            packet.t = now + extra  # a copy leaves the wire, not its sender: when the wire injects it
         start = now
         if self.link.rate is not None:
             start = max(now, self._free[packet.src]) + len(data) * 8 / self.link.rate

@@ -139,6 +139,7 @@ class Workspace:
             "pid": os.getpid(),
             "limits": self.env.limits.describe(),
             "as_nobody": self.env.as_nobody,
+            "reaper": self.env.jail.pid if self.env.jail is not None else 0,
         }
 
     # ---- experiments --------------------------------------------------------------------
@@ -231,10 +232,28 @@ class Workspace:
         self._start_jail()
 
     def stats(self) -> dict[str, int]:
-        """What a leak test compares: this helper's descriptors and every process below it."""
+        """What a leak test compares: this helper's descriptors and threads, every process below it
+        (the reaper, and whatever an experiment left: zombies counted too), and the namespaces
+        those processes are in."""
         from closekit.sandbox.jail import descendants
 
-        return {"fds": len(os.listdir("/proc/self/fd")), "processes": len(descendants(os.getpid()))}
+        below = descendants(os.getpid())
+        zombies, namespaces = 0, set()
+        for pid in below:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    zombies += f.read().rsplit(")", 1)[1].split()[0] == "Z"
+                for kind in ("net", "pid", "mnt", "ipc", "user"):
+                    namespaces.add(os.readlink(f"/proc/{pid}/ns/{kind}"))
+            except OSError:
+                continue
+        return {
+            "fds": len(os.listdir("/proc/self/fd")),
+            "threads": len(os.listdir("/proc/self/task")),
+            "processes": len(below),
+            "zombies": zombies,
+            "namespaces": len(namespaces),
+        }
 
 
 def wired_pair(home: int) -> dict[str, NetNamespace]:
