@@ -62,7 +62,7 @@ EXPECTED = {
     "rst-before-accept": (["S", ".", "R."], ["S."], [*OPEN[0], "CLOSED"], [*OPEN[1], "CLOSED"]),
     "silent-peer": (["F.", "F.", "F.", "F."], ["./dropped"] * 4, [*OPEN[0], "FIN_WAIT_1", "CLOSED"],
                     [*OPEN[1], "CLOSE_WAIT"]),
-    "old-duplicate": (["P.D", "P.D/duplicate", "R.", "S#2", ".#2", "F.#2", ".#2"], [".", "S.#2", ".#2", ".#2", "F.#2"],
+    "old-duplicate": (["P.D", "R.", "S#2", ".#2", "P.D/duplicate", "F.#2", ".#2"], [".", "S.#2", ".#2", ".#2", "F.#2"],
                       [*OPEN[0], "CLOSED"], [*OPEN[1], "CLOSED"]),
 }  # fmt: skip
 
