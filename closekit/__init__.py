@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from closekit.errors import (
     CloseKitError,
     ExperimentError,
+    NotHereError,
     SandboxUnavailableError,
     ScenarioError,
     SyncTimeoutError,
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CloseKitError",
     "ExperimentError",
+    "NotHereError",
     "Options",
     "SandboxUnavailableError",
     "Scenario",
@@ -46,14 +48,27 @@ __version__ = "0.1.0"
 
 
 def run(scenario: str | Scenario, lab: Lab | None = None) -> Trace:
-    """Run a built-in scenario (by name) or your own Scenario on the real kernel; returns its Trace."""
+    """Run a built-in scenario (by name) or your own Scenario on the real kernel; returns its Trace.
+
+    A built-in scenario this machine cannot run (it needs the lab's wire, and the lab runs in a
+    fallback mode) gives the trace recorded when the course was built, marked as such
+    (`trace.recorded`); your own scenario is refused with NotHereError, saying what is missing.
+    """
     from closekit.sandbox.client import default_lab
 
+    lab = lab or default_lab()
     if isinstance(scenario, str):
         scenario = get(scenario)
+        missing = scenario.missing_in(lab.mode)
+        if missing:
+            from closekit.recorded import load
+
+            recorded = load(scenario.name, f"it needs {' and '.join(missing)}; this machine runs mode {lab.mode}")
+            if recorded is not None:
+                return recorded
     elif not isinstance(scenario, Scenario):
         raise ScenarioError(f"run() takes a scenario name or a closekit.Scenario, not {type(scenario).__name__}")
-    return (lab or default_lab()).run(scenario)
+    return lab.run(scenario)
 
 
 def get(name: str) -> Scenario:

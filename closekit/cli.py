@@ -19,31 +19,60 @@ def _list(_args: argparse.Namespace) -> int:
     return 0
 
 
+class UsageError(CloseKitError):
+    """A command line that cannot be carried out as given (checked before anything runs)."""
+
+
+def _writable_file(path: str, what: str) -> Path:
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"{what} {path} is a directory; give a file name, e.g. {target / 'trace.pcap'}")
+    if not target.parent.is_dir():
+        raise UsageError(f"{what} {path}: the directory {target.parent} does not exist")
+    if not os.access(target.parent, os.W_OK):
+        raise UsageError(f"{what} {path}: the directory {target.parent} is not writable")
+    return target
+
+
+def _writable_directory(path: str, what: str) -> Path:
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"{what} {path} exists and is not a directory; give a directory for the SVG files")
+    if not target.exists() and not target.parent.is_dir():
+        raise UsageError(f"{what} {path}: its parent directory {target.parent} does not exist")
+    return target
+
+
 def _run(args: argparse.Namespace) -> int:
     import closekit
 
-    trace = closekit.run(args.name)
-    if args.json:
-        print(trace.to_json())
-    else:
-        print(trace.transcript())
-    if args.pcap:
-        count = trace.to_pcap(args.pcap)
-        print(f"wrote {count} packets to {args.pcap}", file=sys.stderr)
-    if args.svg:
-        from closekit.render import write_diagrams
+    scenario = closekit.get(args.name)  # an unknown name fails here, before the outputs are checked
+    pcap = _writable_file(args.pcap, "--pcap") if args.pcap else None
+    svg = _writable_directory(args.svg, "--svg") if args.svg else None
+    trace = closekit.run(scenario.name)
+    print(trace.to_json() if args.json else trace.transcript())
+    try:
+        if pcap is not None:
+            count = trace.to_pcap(str(pcap))
+            print(f"wrote {count} packets to {pcap}", file=sys.stderr)
+        if svg is not None:
+            from closekit.render import write_diagrams
 
-        for path in write_diagrams(trace, args.svg):
-            print(f"wrote {path}", file=sys.stderr)
+            for path in write_diagrams(trace, svg):
+                print(f"wrote {path}", file=sys.stderr)
+    except OSError as e:
+        print(f"closekit: could not write {e.filename or 'the output'}: {e.strerror or e}", file=sys.stderr)
+        return 1
     return 0
 
 
 def _doctor(_args: argparse.Namespace) -> int:
+    """Exit status 0: everything the course uses is here; 1: a fallback mode; 2: the lab cannot start."""
     from closekit.doctor import report
 
-    text, _complete = report()
+    text, status = report()
     print(text)
-    return 0
+    return status
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -93,14 +122,30 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit status: 0 done; 1 the experiment or an output failed; 2 the command line or scenario was
+    wrong; 130 interrupted; 141 the reader of the output went away (`closekit list | head -1`)."""
+    from closekit.errors import ScenarioError
+
     args = parser().parse_args(argv)
     try:
-        return args.func(args)
-    except CloseKitError as e:
+        status = args.func(args)
+        sys.stdout.flush()  # a full disk or a closed pipe shows here, not at exit
+        return status
+    except (UsageError, ScenarioError) as e:
         print(f"closekit: {e}", file=sys.stderr)
         return 2
+    except CloseKitError as e:
+        print(f"closekit: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+        return 141
+    except OSError as e:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print(f"closekit: could not write the output: {e.strerror or e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -44,41 +44,51 @@ def _userns_hint() -> str:
     return "in a container, run it with user namespaces allowed (e.g. docker --security-opt seccomp=unconfined)"
 
 
-def checks() -> list[Check]:
-    """Ask a fresh lab helper what it could do; nothing here is guessed from the OS name."""
+def checks() -> tuple[list[Check], int]:
+    """Ask a fresh lab helper what it could do, nothing guessed from the OS name; and the exit status
+    (0 everything, 1 a fallback mode, 2 the lab cannot start)."""
     from closekit.sandbox.client import Lab
 
     found = [Check("kernel", True, os.uname().release), Check("python", True, sys.version.split()[0])]
     lab = Lab(sandbox=os.environ.get("CLOSEKIT_SANDBOX"))
     try:
         mode = lab.mode
-        why = lab.info.get("why", [])
+        info = lab.info
     except CloseKitError as e:
-        return [*found, Check("lab helper", False, str(e), "see the message above")]
+        return [*found, Check("lab helper", False, str(e), "see the message above"), _dot_check()], 2
     finally:
         lab.close()
-    userns = mode == "netns"
-    capture = mode in ("netns", "host")
+    why = list(info.get("why", []))
     forced = os.environ.get("CLOSEKIT_SANDBOX")
-    if forced and forced != "netns" and not why:
+    if forced and forced not in ("auto", "netns") and not why:
         why = [f"not tried: CLOSEKIT_SANDBOX={forced} chose the mode"]
-    found.append(Check("user + network namespaces", userns, "yes" if userns else "; ".join(why) or "not used",
-                       "" if userns else _userns_hint()))  # fmt: skip
-    found.append(Check("packet capture (AF_PACKET)", capture, "yes" if capture else "; ".join(why) or "refused",
+    private = mode in ("netns", "netns-loopback")
+    wire = mode == "netns"
+    capture = mode != "host-nocapture"
+    found.append(Check("user + network namespaces", private, "yes" if private else "; ".join(why) or "not used",
+                       "" if private else _userns_hint()))  # fmt: skip
+    found.append(Check("TUN device for the lab's wire", wire, "yes" if wire else "; ".join(why) or "not used",
+                       "" if wire else "the lab needs /dev/net/tun (a container: --device /dev/net/tun)"))  # fmt: skip
+    found.append(Check("packet capture", capture, "yes" if capture else "; ".join(why) or "refused",
                        "" if capture else "allow user namespaces (above), or give python CAP_NET_RAW"))  # fmt: skip
+    who = "nobody (the lab runs as root)" if info.get("as_nobody") else "your user"
+    contained = f"run as {who}; limits: {info.get('limits', '?')}"
+    if not private:
+        contained = "only by process limits on the host (see the README's containment)"
+    found.append(Check("experiments are contained", private, contained))
     found.append(_dot_check())
-    fallback = "" if mode == "netns" else "fallback: results still come from the real kernel, with less seen"
-    found.append(Check("experiments will run in mode", mode == "netns", mode, fallback))
-    return found
+    fallback = "" if wire else "fallback: results still come from the real kernel, with less seen and no wire"
+    found.append(Check("experiments will run in mode", wire, mode, fallback))
+    return found, 0 if wire else 1
 
 
-def report() -> tuple[str, bool]:
-    """A printable report, and whether everything the course uses is available."""
-    found = checks()
+def report() -> tuple[str, int]:
+    """A printable report, and the exit status of `closekit doctor`."""
+    found, status = checks()
     lines = []
     for c in found:
         mark = "ok " if c.ok else "-- "
         lines.append(f"{mark} {c.name}: {c.detail}")
         if c.fix:
             lines.append(f"      how: {c.fix}")
-    return "\n".join(lines), all(c.ok for c in found)
+    return "\n".join(lines), status

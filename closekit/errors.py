@@ -26,3 +26,11 @@ class ExperimentError(CloseKitError, RuntimeError):
 
 class SandboxUnavailableError(CloseKitError, RuntimeError):
     """The requested sandbox mode is not possible on this machine."""
+
+
+class TraceFormatError(CloseKitError, ValueError):
+    """Trace data (JSON from a file or from the lab's helper) that does not follow the trace schema."""
+
+
+class NotHereError(ScenarioError):
+    """A scenario needs what this machine's lab mode cannot give (the lab's wire, settings of its own)."""

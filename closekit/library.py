@@ -1,11 +1,21 @@
-"""The built-in scenarios: one experiment per claim of the source document (names are an interface)."""
+"""The built-in scenarios: one experiment per claim of the source document (names are an interface).
+
+Every scenario runs on the kernel as it ships. Where one needs something else it says so in its
+definition: a link with a delay or a rule (closekit.link), or a setting (closekit.settings), and
+its comment says why.
+"""
 
 from __future__ import annotations
 
 from closekit.errors import UnknownScenarioError
+from closekit.link import Link, copy, drop
 from closekit.scenario import Options, Scenario
+from closekit.settings import Settings
 from closekit.steps import (
+    accept,
+    at_once,
     close,
+    connect,
     epoll,
     exit,
     fork,
@@ -13,11 +23,15 @@ from closekit.steps import (
     nonblocking,
     read_to_eof,
     recv,
+    release,
     send,
+    setsockopt,
     shutdown,
     sleep,
+    wait_acked,
     wait_done,
     wait_recv_queue,
+    wait_segment,
     wait_state,
 )  # fmt: skip
 
@@ -25,6 +39,14 @@ MILLION = 1_000_000
 SMALL_BUFFER = 4096  # SO_RCVBUF / SO_SNDBUF for experiments that need a full window
 # the document's timing figures: the server is busy for a while, then reads everything and closes
 BUSY_SERVER_READS = (sleep("server", 0.3), read_to_eof("server"), close("server"))
+# A link with a round trip of 20 ms, so that *when* things happen can be seen: on one loopback an
+# ACK comes back in microseconds and every close() looks as if it returned at once.
+TIMING_LINK = Link(delay=0.01)
+# Part 5's writer is fast: its whole million bytes fit in its send buffer, so send() returns before
+# the reader has read anything. The kernel's initial send buffer is 16 KB (tcp_wmem), so this is
+# declared; without it send() blocks until the reader reads, and how much it has read when the
+# RST comes would depend on scheduling.
+FAST_WRITER = Settings(sysctls={"net.ipv4.tcp_wmem": "4096 2097152 4194304"})
 
 _ALL = (
     Scenario(
@@ -173,6 +195,7 @@ _ALL = (
             linger("client", 1),
             close("client"),
             read_to_eof("server"),
+            wait_acked("client"),
             close("server"),
         ),
         sync_timeout=3.0,
@@ -187,11 +210,12 @@ _ALL = (
             close("client"),
             wait_recv_queue("server", 1000),
             read_to_eof("server"),
+            wait_acked("client"),
             close("server"),
         ),
     ),
     Scenario(
-        "return-default",
+        "return-default",  # on the timing link: each figure of section 3.2 looks different
         "close() returns at once, before the busy server has read anything",
         section="3.2.1",
         steps=(
@@ -199,9 +223,10 @@ _ALL = (
             close("client"),
             *BUSY_SERVER_READS,
         ),
+        link=TIMING_LINK,
     ),
     Scenario(
-        "return-linger",
+        "return-linger",  # on the timing link: each figure of section 3.2 looks different
         "with SO_LINGER > 0, close() returns once the server's TCP has acknowledged "
         "data and FIN, not once the server has read them",
         section="3.2.2",
@@ -211,9 +236,10 @@ _ALL = (
             close("client"),
             *BUSY_SERVER_READS,
         ),
+        link=TIMING_LINK,
     ),
     Scenario(
-        "return-shutdown-read",
+        "return-shutdown-read",  # on the timing link: each figure of section 3.2 looks different
         "shutdown(SHUT_WR) then read(): returns only when the server has read everything and closed",
         section="3.2.3",
         steps=(
@@ -222,16 +248,19 @@ _ALL = (
             recv("client", background=True),
             sleep("server", 0.3),
             read_to_eof("server"),
+            wait_acked("client"),
             close("server"),
             wait_done("client"),
             close("client"),
         ),
+        link=TIMING_LINK,
     ),
     Scenario(
         "million-bytes",
         "part 5: the writer closes with the reader's request unread; the reader loses data to an RST",
         section="5",
         options=Options(server_rcvbuf=SMALL_BUFFER),
+        settings=FAST_WRITER,
         steps=(
             send("server", 13),
             wait_recv_queue("client", 13),
@@ -240,6 +269,7 @@ _ALL = (
             close("client"),
             wait_state("server", "CLOSED"),
             read_to_eof("server"),
+            wait_acked("client"),
             close("server"),
         ),
     ),
@@ -247,13 +277,14 @@ _ALL = (
         "million-bytes-fixed",
         "part 5, fixed: send, shutdown(SHUT_WR), read to EOF, then close: all 1,000,000 bytes arrive",
         section="5",
+        settings=FAST_WRITER,
         steps=(
             send("server", 13),
             wait_recv_queue("client", 13),
             send("client", MILLION),
-            wait_recv_queue("server", MILLION),
             shutdown("client", "SHUT_WR"),
             read_to_eof("server"),
+            wait_acked("client"),
             close("server"),
             read_to_eof("client"),
             close("client"),
@@ -290,6 +321,156 @@ _ALL = (
     ),
 )
 
+# What real peers and links do to a teardown: timers, losses, crossing FINs, before accept().
+_WIRE = (
+    Scenario(
+        "fin-delayed-ack",
+        "the kernel's default: once data has flowed, the peer acknowledges a FIN only when its delayed-ACK timer fires",
+        section="3.2.2",
+        steps=(
+            send("client", 6),
+            wait_recv_queue("server", 6),
+            recv("server"),
+            close("client"),
+            wait_segment("server", ("ACK",)),
+            recv("server"),
+            close("server"),
+            wait_state("client", "TIME_WAIT"),
+        ),
+    ),
+    Scenario(
+        "linger-waits-for-ack",
+        "SO_LINGER {on, 5} over a 20 ms round trip: close() returns when the ACK of data and FIN comes back",
+        section="3.2.2",
+        link=Link(delay=0.01),
+        steps=(
+            linger("client", 5),
+            send("client", 1000),
+            close("client"),
+            read_to_eof("server"),
+            wait_acked("client"),
+            close("server"),
+            wait_state("client", "TIME_WAIT"),
+        ),
+    ),
+    Scenario(
+        "fin-lost",
+        "the first FIN is lost on the link: the closer stays in FIN_WAIT_1 until its timer resends it",
+        section="3.1",
+        link=Link(rules=(drop("client", "FIN"),)),
+        sync_timeout=5.0,
+        steps=(
+            close("client"),
+            wait_state("server", "CLOSE_WAIT"),
+            recv("server"),
+            close("server"),
+            wait_state("client", "TIME_WAIT"),
+        ),
+    ),
+    Scenario(
+        "last-ack-lost",
+        "the final ACK is lost: the LAST_ACK side resends its FIN and the TIME_WAIT side answers it again",
+        section="3.1",
+        link=Link(rules=(drop("client", "ACK", without=("SYN", "FIN"), data=False, nth=2),)),
+        sync_timeout=5.0,
+        steps=(
+            close("client"),
+            wait_state("server", "CLOSE_WAIT"),
+            recv("server"),
+            close("server"),
+            wait_state("server", "CLOSED"),
+        ),
+    ),
+    Scenario(
+        "simultaneous-close",
+        "both sides close at once: the FINs cross, both go through CLOSING and end in TIME_WAIT",
+        section="3.1",
+        steps=(
+            at_once(close("client"), close("server")),
+            wait_state("client", "TIME_WAIT"),
+            wait_state("server", "TIME_WAIT"),
+        ),
+    ),
+    Scenario(
+        "close-syn-sent",
+        "close() while connect() is still waiting for an answer (SYN_SENT): the socket just goes, nothing is sent",
+        section="4.1",
+        start="listening",
+        link=Link(rules=(drop("client", "SYN", count=None),)),
+        steps=(
+            nonblocking("client"),
+            connect("client"),
+            wait_state("client", "SYN_SENT"),
+            close("client"),
+            wait_state("client", "CLOSED"),
+        ),
+    ),
+    Scenario(
+        "listener-close-queued",
+        "a listener closed with a connection still in its accept queue: the kernel resets that connection",
+        section="4.1",
+        start="listening",
+        steps=(
+            connect("client"),
+            wait_state("server", "ESTABLISHED"),
+            close("server", listener=True),
+            wait_state("client", "CLOSED"),
+            recv("client"),
+            close("client"),
+        ),
+    ),
+    Scenario(
+        "rst-before-accept",
+        "the client aborts (SO_LINGER {on, 0}) before the server has accepted: what accept() and recv() then say",
+        section="3.1",
+        start="listening",
+        steps=(
+            connect("client"),
+            wait_state("server", "ESTABLISHED"),
+            linger("client", 0),
+            close("client"),
+            wait_state("server", "CLOSED"),
+            accept("server"),
+            recv("server"),
+            close("server"),
+        ),
+    ),
+    Scenario(
+        "silent-peer",
+        "the peer stops answering after a close(): the orphan resends its FIN until TCP_USER_TIMEOUT ends it",
+        section="3.2.1",
+        link=Link(rules=(drop("server", nth=2, count=None),)),
+        sync_timeout=5.0,
+        steps=(
+            setsockopt("client", "TCP_USER_TIMEOUT", 1000),
+            close("client"),
+            wait_state("client", "CLOSED"),
+        ),
+    ),
+    Scenario(
+        "old-duplicate",
+        "an abortive close skips TIME_WAIT; a copy of an old segment reaches the next connection on the same 4-tuple",
+        section="3.1",
+        link=Link(delay=0.005, rules=(copy("client", data=True),)),
+        steps=(
+            send("client", 100),
+            wait_recv_queue("server", 100),
+            recv("server"),
+            linger("client", 0),
+            close("client"),
+            wait_state("server", "CLOSED"),
+            close("server"),
+            connect("client"),
+            accept("server"),
+            nonblocking("server"),
+            release("client"),
+            recv("server"),
+            close("client"),
+            close("server"),
+        ),
+    ),
+)
+
 # Experiments behind single claims of the ledger and cells of the chapters.
 _FULL_WINDOW = (  # the client's send buffer holds data the server's zero window keeps back
     send("client", 20000, background=True),
@@ -320,7 +501,7 @@ _LEDGER = (
         "a default close() while the peer's window is shut: close() returns, the data and FIN leave later",
         section="4.1",
         options=_FULL_OPTIONS,
-        steps=(*_FULL_WINDOW, close("client"), read_to_eof("server"), close("server")),
+        steps=(*_FULL_WINDOW, close("client"), read_to_eof("server"), wait_acked("client"), close("server")),
     ),
     Scenario(
         "shutdown-rd-queued",
@@ -347,6 +528,7 @@ _LEDGER = (
             wait_recv_queue("client", 5),
             shutdown("client", "SHUT_WR"),
             wait_state("server", "CLOSE_WAIT"),
+            wait_acked("client"),
             epoll("server"),
             recv("server"),
             recv("client"),
@@ -365,6 +547,7 @@ _LEDGER = (
             close("client"),
             wait_state("server", "CLOSED"),
             read_to_eof("server"),
+            wait_acked("client"),
             close("server"),
         ),
     ),
@@ -379,6 +562,7 @@ _LEDGER = (
             nonblocking("client"),
             close("client"),
             read_to_eof("server"),
+            wait_acked("client"),
             close("server"),
         ),
     ),
@@ -387,7 +571,14 @@ _LEDGER = (
         "SO_LINGER {on, 1}, the process exits with data queued: exit does not wait",
         section="5",
         options=_FULL_OPTIONS,
-        steps=(*_FULL_WINDOW, linger("client", 1), exit("client"), read_to_eof("server"), close("server")),
+        steps=(
+            *_FULL_WINDOW,
+            linger("client", 1),
+            exit("client"),
+            read_to_eof("server"),
+            wait_acked("client"),
+            close("server"),
+        ),
     ),
     Scenario(
         "linger-shutdown",
@@ -399,6 +590,7 @@ _LEDGER = (
             linger("client", 1),
             shutdown("client", "SHUT_WR"),
             read_to_eof("server"),
+            wait_acked("client"),
             close("server"),
             close("client"),
         ),
@@ -432,7 +624,7 @@ _LEDGER = (
     ),
 )
 
-SCENARIOS: dict[str, Scenario] = {s.name: s for s in (*_ALL, *_LEDGER)}
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in (*_ALL, *_WIRE, *_LEDGER)}
 
 
 def get(name: str) -> Scenario:

@@ -9,54 +9,29 @@ import textwrap
 from collections.abc import Callable
 
 from closekit.errors import ScenarioError
-from closekit.scenario import (
-    Call,
-)
-from closekit.scenario import (
-    Close as close,
-)
-from closekit.scenario import (
-    Epoll as epoll,
-)
-from closekit.scenario import (
-    Exit as exit,
-)
-from closekit.scenario import (
-    Fork as fork,
-)
-from closekit.scenario import (
-    Linger as linger,
-)
-from closekit.scenario import (
-    Nonblocking as nonblocking,
-)
-from closekit.scenario import (
-    ReadToEof as read_to_eof,
-)
-from closekit.scenario import (
-    Recv as recv,
-)
-from closekit.scenario import (
-    Send as send,
-)
-from closekit.scenario import (
-    Shutdown as shutdown,
-)
-from closekit.scenario import (
-    Sleep as sleep,
-)
-from closekit.scenario import (
-    WaitDone as wait_done,
-)
-from closekit.scenario import (
-    WaitRecvQueue as wait_recv_queue,
-)
-from closekit.scenario import (
-    WaitSegment as wait_segment,
-)
-from closekit.scenario import (
-    WaitState as wait_state,
-)
+from closekit.scenario import Accept as accept
+from closekit.scenario import AtOnce, Call, Step
+from closekit.scenario import Close as close
+from closekit.scenario import Connect as connect
+from closekit.scenario import Epoll as epoll
+from closekit.scenario import Exit as exit
+from closekit.scenario import Fork as fork
+from closekit.scenario import Getsockopt as getsockopt
+from closekit.scenario import Ioctl as ioctl
+from closekit.scenario import Linger as linger
+from closekit.scenario import Nonblocking as nonblocking
+from closekit.scenario import ReadToEof as read_to_eof
+from closekit.scenario import Recv as recv
+from closekit.scenario import Release as release
+from closekit.scenario import Send as send
+from closekit.scenario import Setsockopt as setsockopt
+from closekit.scenario import Shutdown as shutdown
+from closekit.scenario import Sleep as sleep
+from closekit.scenario import WaitAcked as wait_acked
+from closekit.scenario import WaitDone as wait_done
+from closekit.scenario import WaitRecvQueue as wait_recv_queue
+from closekit.scenario import WaitSegment as wait_segment
+from closekit.scenario import WaitState as wait_state
 
 
 def call(side: str, function: Callable, *, background: bool = False) -> Call:
@@ -72,8 +47,13 @@ def call(side: str, function: Callable, *, background: bool = False) -> Call:
     return Call(side, source=source, function=function.__name__, background=background)
 
 
+def at_once(*steps: Step) -> AtOnce:
+    """Start these steps (of different processes) together, e.g. both sides close at the same time."""
+    return AtOnce("*", steps=tuple(steps))
+
+
 __all__ = [
-    "call",
-    "close", "epoll", "exit", "fork", "linger", "nonblocking", "read_to_eof", "recv", "send",
-    "shutdown", "sleep", "wait_done", "wait_recv_queue", "wait_segment", "wait_state",
+    "accept", "at_once", "call", "close", "connect", "epoll", "exit", "fork", "getsockopt", "ioctl",
+    "linger", "nonblocking", "read_to_eof", "recv", "release", "send", "setsockopt", "shutdown",
+    "sleep", "wait_acked", "wait_done", "wait_recv_queue", "wait_segment", "wait_state",
 ]  # fmt: skip

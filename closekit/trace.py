@@ -6,19 +6,26 @@ pure function of it, so a Trace can also be loaded from JSON recorded on another
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-MODES = ("netns", "host", "host-nocapture")
+MODES = ("netns", "netns-loopback", "host", "host-nocapture")
 ENDPOINTS = ("client", "server")
 FATES = ("delivered", "dropped", "held", "duplicate")
-Mode = Literal["netns", "host", "host-nocapture"]
+Mode = Literal["netns", "netns-loopback", "host", "host-nocapture"]
 FLAG_ORDER = ("SYN", "FIN", "RST", "PSH", "ACK", "URG")
+SEGMENT_FLAGS = FLAG_ORDER
 
 MODE_NOTICES = {
     "netns": "",
+    "netns-loopback": (
+        "Fallback mode 'netns-loopback': this machine gives no TUN device, so both endpoints share one "
+        "loopback in a private network namespace. Everything is observed, but segments arrive at once "
+        "and no link delay or rule can apply."
+    ),
     "host": (
         "Fallback mode 'host': this machine does not allow a private network namespace, so the "
         "experiment ran on the host loopback. Segments were captured, but the TCP counters are "
@@ -134,9 +141,14 @@ _EVENT_TYPES: dict[str, type] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Trace:
-    """The record of one experiment. Equality ignores times, so two runs compare by what happened."""
+    """The record of one experiment.
+
+    Two traces are equal when the same things happened (their `signature`), whatever the times:
+    the same calls and results in each process, the same states of each socket, the same segments
+    in each direction, the same counters of what the connection did.
+    """
 
     scenario: str
     kernel: str
@@ -148,6 +160,8 @@ class Trace:
     link: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     processes: dict[str, str] = field(default_factory=dict)
+    setup_until: float | None = field(default=None, compare=False)  # when the first step began
+    recorded: str = field(default="", compare=False)  # set on a trace recorded elsewhere (closekit.recorded)
 
     def endpoint_of(self, process: str) -> str:
         """The endpoint ("client" or "server") whose socket a process acts on: a forked child acts on
@@ -157,6 +171,51 @@ class Trace:
         if process in ENDPOINTS:
             return process
         return process.partition("-")[0]
+
+    # ---- what happened, for comparing runs ---------------------------------------------------
+    def signature(self) -> tuple[Any, ...]:
+        """What a run is compared by, on the same kernel: every process's calls (with results), every
+        socket's states, and every direction's segments, in their own order; and the counters of
+        what the connection did (resets, aborts, TIME_WAIT …).
+
+        Left out, because scheduling decides them rather than the protocol: how events of different
+        endpoints interleave where the scenario does not order them (two closes started at once);
+        how a stream of bytes is cut into segments (data and pure ACKs count as the bytes carried and
+        the last acknowledgement; where a FIN or RST sits in the stream is kept); windows and PSH;
+        and counters of segment volume or loss-recovery heuristics (tail loss probes, DSACKs).
+        """
+        per: dict[tuple[str, str, int], list[Any]] = {}
+        for e in self.events:
+            if isinstance(e, Segment):
+                items = per.setdefault(("segments", e.src, e.conn), [])
+                control = tuple(sorted(set(e.flags) - {"PSH", "ACK"}))
+                if e.fate != "delivered":
+                    items.append((e.flags, e.seq, e.ack, e.len, e.fate))
+                    continue
+                if e.len or not control:  # the bytes and acknowledgement a run of segments carried
+                    if items and items[-1][0] == "run":
+                        items[-1] = ("run", items[-1][1], max(items[-1][2], e.seq + e.len), e.ack)
+                    else:
+                        items.append(("run", e.seq, e.seq + e.len, e.ack))
+                if control:
+                    items.append((control, e.seq + e.len, e.ack))
+            elif isinstance(e, StateChange):
+                per.setdefault(("states", e.side, e.conn), []).append(e.state)
+            elif isinstance(e, Syscall):
+                per.setdefault(("calls", e.side, 0), []).append((e.call, tuple(sorted(e.args.items())), repr(e.result),
+                                                                 e.errno))  # fmt: skip
+            else:
+                per.setdefault(("signals", e.side, 0), []).append(e.signal)
+        counters = tuple(sorted((k, v) for k, v in self.counters.items() if not incidental_counter(k)))
+        return (self.scenario, self.mode, tuple(sorted((k, tuple(v)) for k, v in per.items())), counters)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Trace):
+            return NotImplemented
+        return self.signature() == other.signature()
+
+    def __hash__(self) -> int:
+        return hash(self.signature())
 
     # ---- queries -------------------------------------------------------------------------
     def segments(self, src: str | None = None, flags: str | Iterable[str] | None = None) -> list[Segment]:
@@ -213,6 +272,10 @@ class Trace:
 
     @property
     def notice(self) -> str:
+        """What a reader must know before trusting the trace as this machine's: a fallback mode, or
+        that it was recorded elsewhere."""
+        if self.recorded:
+            return f"This trace was {self.recorded}."
         return MODE_NOTICES[self.mode]
 
     def __iter__(self) -> Iterator[Event]:
@@ -222,13 +285,17 @@ class Trace:
         return len(self.events)
 
     # ---- export --------------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, raw: bool = False) -> dict[str, Any]:
+        """The trace as JSON-ready data (the schema in the README); `raw` adds each segment's captured
+        bytes (base64), which pcap export needs."""
         events = []
         for e in self.events:
             d = asdict(e)
-            d.pop("raw", None)
+            packet = d.pop("raw", None)
             if isinstance(e, Segment):
                 d["flags"] = list(e.flags)
+                if raw:
+                    d["raw"] = base64.b64encode(packet).decode()
             events.append(d)
         return {
             "scenario": self.scenario,
@@ -240,6 +307,7 @@ class Trace:
             "link": dict(self.link),
             "settings": dict(self.settings),
             "processes": dict(self.processes),
+            "setup_until": self.setup_until,
             "events": events,
         }
 
@@ -247,26 +315,12 @@ class Trace:
         return json.dumps(self.to_dict(), indent=indent)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Trace:
-        events: list[Event] = []
-        for raw in data["events"]:
-            d = dict(raw)
-            kind = d.pop("kind")
-            if kind == "segment":
-                d["flags"] = tuple(d["flags"])
-            events.append(_EVENT_TYPES[kind](**d))
-        return cls(
-            scenario=data["scenario"],
-            kernel=data["kernel"],
-            mode=data["mode"],
-            counters=dict(data["counters"]),
-            events=tuple(events),
-            description=data.get("description", ""),
-            unobserved=tuple(data.get("unobserved", ())),
-            link=dict(data.get("link", {})),
-            settings=dict(data.get("settings", {})),
-            processes=dict(data.get("processes", {})),
-        )
+    def from_dict(cls, data: Any) -> Trace:
+        """A trace from its JSON form, every field checked (it may come from another process or
+        machine): a TraceFormatError names the first thing that is wrong."""
+        from closekit.trace_schema import load_trace
+
+        return load_trace(cls, data)
 
     @classmethod
     def from_json(cls, text: str) -> Trace:
@@ -294,6 +348,17 @@ class Trace:
 
     def __repr__(self) -> str:
         return f"<Trace {self.scenario!r} mode={self.mode} events={len(self.events)}>"
+
+
+# Counters that count segments, or what loss-recovery heuristics did (tail loss probes, DSACKs):
+# they follow how a transfer happened to be cut up and scheduled, not what the connection did.
+_INCIDENTAL = ("InSegs", "OutSegs", "PureAcks", "OrigDataSent", "Delivered", "DelayedACK", "ZeroWindow", "DSACK",
+               "LossProbe", "Retrans", "SACK", "Recovery", "Spurious", "Reorder", "Undo", "Coalesce", "Prune",
+               "RcvQDrop", "HPHits", "Timeouts", "WinProbe", "Backlog", "OFO", "AutoCorking", "Rehash")  # fmt: skip
+
+
+def incidental_counter(name: str) -> bool:
+    return any(part in name for part in _INCIDENTAL)
 
 
 def _flag_set(flags: str | Iterable[str] | None) -> frozenset[str]:

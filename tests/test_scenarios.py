@@ -1,7 +1,9 @@
 """Each built-in scenario's observable facts on the real kernel: segments, results, states, counters.
 
-These pin what Linux does; where the source document (or UNP) says otherwise, the course shows
-both, and a change in the kernel's behaviour shows up here first.
+These pin what Linux does with its default settings; where the source document (or UNP) says
+otherwise, the course shows both, and a change in the kernel's behaviour shows up here first.
+Segments after the connection set-up are written as tcpdump flags, "D" for a segment with data,
+"/dropped" or "/duplicate" for what the wire did, "#2" for a second connection.
 """
 
 from __future__ import annotations
@@ -9,37 +11,59 @@ from __future__ import annotations
 import pytest
 
 import closekit
+from closekit.trace import Trace
 
 
-def flags_by(trace, side: str) -> list[str]:
-    """tcpdump flags of the segments `side` sent after the handshake (data segments marked D)."""
-    after_handshake = trace.segments()[3:]
-    return [s.tcpdump_flags + ("D" if s.len else "") for s in after_handshake if s.src == side]
+def flags_by(trace: Trace, side: str) -> list[str]:
+    """`side`'s segments after the set-up (a scenario's own connects keep their SYNs)."""
+    marks = []
+    for s in trace.segments(src=side):
+        if s.has("SYN") and trace.setup_until is not None and s.t < trace.setup_until:
+            continue
+        if s.t < (trace.setup_until or 0) and not s.len and s.flags == ("ACK",):
+            continue  # the handshake's last ACK
+        fate = "" if s.fate == "delivered" else f"/{s.fate}"
+        marks.append(s.tcpdump_flags + ("D" if s.len else "") + fate + ("" if s.conn == 1 else f"#{s.conn}"))
+    return marks
 
 
-def results(trace, side: str, call: str) -> list:
+def results(trace: Trace, side: str, call: str) -> list:
     return [(e.errno or e.result) for e in trace.syscalls(side, call)]
 
 
+OPEN = ["SYN_SENT", "ESTABLISHED"], ["SYN_RECEIVED", "ESTABLISHED"]
+ACTIVE = [*OPEN[0], "FIN_WAIT_1", "FIN_WAIT_2", "TIME_WAIT"]
+PASSIVE = [*OPEN[1], "CLOSE_WAIT", "LAST_ACK", "CLOSED"]
 EXPECTED = {
     # name: (client segments, server segments, client states, server states)
-    "close-default": (["P.D", "F.", "."], [".", ".", "F."],
-                      ["ESTABLISHED", "FIN_WAIT_2", "TIME_WAIT"], ["ESTABLISHED", "CLOSE_WAIT", "CLOSED"]),
-    "close-unread": (["P.D"], [".", "R."], ["ESTABLISHED", "CLOSED"], ["ESTABLISHED", "CLOSED"]),
-    "close-shared": ([".", "F."], ["F.", "."], ["ESTABLISHED", "CLOSE_WAIT", "CLOSED"],
-                     ["ESTABLISHED", "FIN_WAIT_2", "TIME_WAIT"]),
-    "shutdown-wr": (["F.", ".", "."], [".", "P.D", "F."], ["ESTABLISHED", "FIN_WAIT_2", "TIME_WAIT"],
-                    ["ESTABLISHED", "CLOSE_WAIT", "CLOSED"]),
-    "shutdown-rd": ([".", "F.", "."], ["P.D", ".", "F."], ["ESTABLISHED", "FIN_WAIT_2", "TIME_WAIT"],
-                    ["ESTABLISHED", "CLOSE_WAIT", "CLOSED"]),
-    "shutdown-wr-rd": (["F.", ".", "R"], [".", "P.D", "P.D"], ["ESTABLISHED", "FIN_WAIT_2", "CLOSED"],
-                       ["ESTABLISHED", "CLOSE_WAIT", "CLOSED"]),
-    "shutdown-shared": (["."], ["F."], ["ESTABLISHED", "CLOSE_WAIT"], ["ESTABLISHED", "FIN_WAIT_2"]),
-    "linger-zero": (["P.D", "R."], ["."], ["ESTABLISHED", "CLOSED"], ["ESTABLISHED", "CLOSED"]),
-    "write-after-peer-close": ([".", "P.D"], ["F.", "R"], ["ESTABLISHED", "CLOSE_WAIT", "CLOSED"],
-                               ["ESTABLISHED", "FIN_WAIT_2", "CLOSED"]),
-    "time-wait": (["F.", "."], [".", "F."], ["ESTABLISHED", "FIN_WAIT_2", "TIME_WAIT"],
-                  ["ESTABLISHED", "CLOSE_WAIT", "CLOSED"]),
+    "close-default": (["P.D", "F.", "."], [".", ".", "F."], ACTIVE, PASSIVE),
+    "close-unread": (["P.D"], [".", "R."], [*OPEN[0], "CLOSED"], [*OPEN[1], "CLOSED"]),
+    "close-shared": ([".", "F."], ["F.", "."], [*OPEN[0], "CLOSE_WAIT", "LAST_ACK", "CLOSED"],
+                     [*OPEN[1], "FIN_WAIT_1", "FIN_WAIT_2", "TIME_WAIT"]),
+    "shutdown-wr": (["F.", ".", "."], [".", "P.D", "F."], ACTIVE, PASSIVE),
+    "shutdown-rd": ([".", "F.", "."], ["P.D", ".", "F."], ACTIVE, PASSIVE),
+    "shutdown-wr-rd": (["F.", ".", "R"], [".", "P.D", "P.D"], [*OPEN[0], "FIN_WAIT_1", "FIN_WAIT_2", "CLOSED"],
+                       [*OPEN[1], "CLOSE_WAIT", "CLOSED"]),
+    "shutdown-rdwr": (["F.", "."], [".", "F."], ACTIVE, PASSIVE),
+    "shutdown-shared": (["."], ["F."], [*OPEN[0], "CLOSE_WAIT"], [*OPEN[1], "FIN_WAIT_1", "FIN_WAIT_2"]),
+    "linger-zero": (["P.D", "R."], ["."], [*OPEN[0], "CLOSED"], [*OPEN[1], "CLOSED"]),
+    "linger-ack": (["P.D", "F.", "."], [".", ".", "F."], ACTIVE, PASSIVE),
+    "write-after-peer-close": ([".", "P.D"], ["F.", "R"], [*OPEN[0], "CLOSE_WAIT", "CLOSED"],
+                               [*OPEN[1], "FIN_WAIT_1", "FIN_WAIT_2", "CLOSED"]),
+    "time-wait": (["F.", "."], [".", "F."], ACTIVE, PASSIVE),
+    "fin-delayed-ack": (["P.D", "F.", "."], [".", ".", "F."], ACTIVE, PASSIVE),
+    "linger-waits-for-ack": (["P.D", "F.", "."], [".", ".", "F."], ACTIVE, PASSIVE),
+    "fin-lost": (["F./dropped", "F.", "."], [".", "F."], ACTIVE, PASSIVE),
+    "last-ack-lost": (["F.", "./dropped", "."], [".", "F.", "F."], ACTIVE, PASSIVE),
+    "simultaneous-close": (["F.", "."], ["F.", "."], [*OPEN[0], "FIN_WAIT_1", "CLOSING", "TIME_WAIT"],
+                           [*OPEN[1], "FIN_WAIT_1", "CLOSING", "TIME_WAIT"]),
+    "close-syn-sent": (["S/dropped"], [], ["SYN_SENT", "CLOSED"], []),
+    "listener-close-queued": (["S", "."], ["S.", "R."], [*OPEN[0], "CLOSED"], [*OPEN[1], "CLOSED"]),
+    "rst-before-accept": (["S", ".", "R."], ["S."], [*OPEN[0], "CLOSED"], [*OPEN[1], "CLOSED"]),
+    "silent-peer": (["F.", "F.", "F.", "F."], ["./dropped"] * 4, [*OPEN[0], "FIN_WAIT_1", "CLOSED"],
+                    [*OPEN[1], "CLOSE_WAIT"]),
+    "old-duplicate": (["P.D", "R.", "S#2", ".#2", "P.D/duplicate", "F.#2", ".#2"], [".", "S.#2", ".#2", ".#2", "F.#2"],
+                      [*OPEN[0], "CLOSED"], [*OPEN[1], "CLOSED"]),
 }  # fmt: skip
 
 
@@ -68,46 +92,86 @@ def test_default_close_sends_fin_and_peer_reads_eof(live):
     assert trace.counter("TcpExt:TW") == 1
 
 
-def test_parent_close_of_shared_descriptor_sends_nothing(live):
-    trace = live("close-shared")
-    parent_close = trace.syscalls("server", "close")[0]
-    child_close = trace.syscalls("server-child", "close")[0]
-    fin = trace.first("FIN", src="server")
-    assert fin.t > child_close.t > parent_close.t
-    assert results(trace, "client", "epoll_wait") == [["EPOLLOUT"], ["EPOLLIN", "EPOLLOUT", "EPOLLRDHUP"]]
+def test_the_passive_closer_acknowledges_a_fin_on_its_delayed_ack_timer(live):
+    trace = live("fin-delayed-ack")
+    fin = trace.first("FIN", src="client")
+    ack = next(s for s in trace.segments(src="server") if s.t > fin.t and s.ack == fin.seq + 1)
+    assert 0.03 < ack.t - fin.arrived < 0.25  # TCP_DELACK_MIN is 40 ms; the lab waited for it
+    assert trace.counter("TcpExt:DelayedACKs") >= 1
 
 
-def test_shutdown_ignores_the_descriptor_refcount(live):
-    trace = live("shutdown-shared")
-    assert trace.first("FIN", src="server").t > trace.syscalls("server", "shutdown")[0].t
-    assert results(trace, "server-child", "send") == ["EPIPE"]
-    assert trace.signals("server-child") == ["SIGPIPE"]
+def test_lingering_close_returns_once_data_and_fin_are_acknowledged_over_the_wire(live):
+    trace = live("linger-waits-for-ack")
+    (close,) = trace.syscalls("client", "close")
+    fin = trace.first("FIN", src="client")
+    ack = next(s for s in trace.segments(src="server") if s.ack == fin.seq + 1)
+    assert trace.link["delay"] == 0.01
+    assert close.result == 0
+    assert fin.t <= close.t + close.duration
+    assert abs((close.t + close.duration) - ack.arrived) < 0.005  # it returned as the ACK arrived
+    assert close.duration > 0.02 + 0.03  # a round trip of 20 ms and the peer's delayed ACK
 
 
-def test_linux_still_delivers_data_that_arrives_after_shut_rd(live):
-    trace = live("shutdown-rd")
-    assert results(trace, "client", "recv") == [0, 5]
+def test_a_lost_fin_is_resent_on_the_retransmission_timer(live):
+    trace = live("fin-lost")
+    lost, resent = trace.segments(src="client", flags="FIN")
+    assert (lost.fate, resent.fate) == ("dropped", "delivered")
+    assert 0.19 < resent.t - lost.t < 1.5  # an RTO: at least TCP_RTO_MIN (200 ms)
+    assert trace.counter("Tcp:RetransSegs") >= 1
 
 
-def test_close_after_shut_rd_with_data_unread_aborts(live):
-    trace = live("shutdown-wr-rd")
-    assert trace.first("RST").src == "client"
-    assert results(trace, "server", "send") == [5, 5, "EPIPE"]
+def test_a_lost_last_ack_is_answered_again_from_time_wait(live):
+    trace = live("last-ack-lost")
+    fins = trace.segments(src="server", flags="FIN")
+    assert len(fins) == 2 and fins[1].t - fins[0].t > 0.19
+    acks = [s for s in trace.segments(src="client") if s.flags == ("ACK",) and s.t > fins[0].t]
+    assert [a.fate for a in acks] == ["dropped", "delivered"]
+    assert trace.final_state("client") == "TIME_WAIT"
 
 
-def test_shut_rdwr_makes_reads_return_eof_and_writes_fail(live):
-    trace = live("shutdown-rdwr")
-    assert results(trace, "client", "recv") == [0]
-    assert results(trace, "client", "send") == ["EPIPE"]
+def test_crossing_fins_take_both_sides_through_closing(live):
+    trace = live("simultaneous-close")
+    assert "CLOSING" in trace.states("client") and "CLOSING" in trace.states("server")
+    assert trace.counter("TcpExt:TW") == 2
 
 
-def test_linger_zero_aborts_with_rst_and_skips_time_wait(live):
-    trace = live("linger-zero")
-    assert not trace.sent("client", "FIN")
-    assert trace.first("RST").src == "client"
-    assert "TIME_WAIT" not in trace.states("client")
-    assert results(trace, "server", "recv") == [13, "ECONNRESET"]
-    assert trace.counter("TcpExt:TCPAbortOnData") == 1
+def test_close_in_syn_sent_sends_nothing(live):
+    trace = live("close-syn-sent")
+    assert results(trace, "client", "connect") == ["EINPROGRESS"]
+    assert all(s.fate == "dropped" for s in trace.segments())
+    assert trace.states("client")[-1] == "CLOSED" and not trace.segments(flags="RST")
+
+
+def test_closing_a_listener_resets_the_connections_in_its_queue(live):
+    trace = live("listener-close-queued")
+    assert trace.first("RST").src == "server"
+    assert results(trace, "client", "recv") == ["ECONNRESET"]
+    assert trace.states("server", conn=0) == ["LISTEN", "CLOSED"]
+
+
+def test_a_connection_reset_before_accept_is_still_accepted(live):
+    trace = live("rst-before-accept")
+    assert results(trace, "server", "accept") != [] and trace.syscalls("server", "accept")[0].errno is None
+    assert results(trace, "server", "recv") == ["ECONNRESET"]
+
+
+def test_user_timeout_ends_an_orphan_whose_peer_is_silent(live):
+    trace = live("silent-peer")
+    fins = trace.segments(src="client", flags="FIN")
+    end = next(e for e in trace.events if e.kind == "state" and e.side == "client" and e.state == "CLOSED")
+    assert len(fins) >= 3  # the FIN and its retransmissions, each unanswered
+    assert 0.9 < end.t - fins[0].t < 2.0  # TCP_USER_TIMEOUT 1000 ms, give or take a timer
+    assert trace.counter("TcpExt:TCPAbortOnTimeout") == 1
+    assert not trace.segments(src="client", flags="RST")
+
+
+def test_an_old_duplicate_is_refused_by_the_new_connection(live):
+    trace = live("old-duplicate")
+    (old,) = [s for s in trace.segments(src="client") if s.fate == "duplicate"]
+    second_syn = trace.segments(src="client", flags="SYN")[-1]
+    assert old.conn == 1 and old.arrived > second_syn.t  # conn 1's segment reached conn 2
+    assert trace.counter("TcpExt:PAWSEstab") == 1  # refused by PAWS: its timestamp is older
+    assert results(trace, "server", "recv") == [100, "EAGAIN"]  # nothing of it was delivered
 
 
 def test_linger_timeout_blocks_for_the_linger_time_then_returns_zero(live):
@@ -120,31 +184,35 @@ def test_linger_timeout_blocks_for_the_linger_time_then_returns_zero(live):
     assert "FIN_WAIT_1" in trace.states("client")
 
 
-@pytest.mark.parametrize("name", ["linger-ack", "return-linger", "return-default"])
-def test_close_returns_without_waiting_for_the_peer_application(live, name):
+@pytest.mark.parametrize("name", ["linger-ack", "linger-waits-for-ack"])
+def test_lingering_close_waits_for_the_ack_but_not_for_the_reader(live, name):
     trace = live(name)
     close = trace.syscalls("client", "close")[0]
-    assert close.result == 0 and close.duration < 0.1
+    fin_ack = next(s for s in trace.segments(src="server") if s.ack >= 1002)
+    assert close.result == 0 and close.t + close.duration >= fin_ack.arrived - 0.001
     server_read = trace.syscalls("server", "recv")[0]
-    assert server_read.t > close.t + close.duration
-    assert server_read.result == 1000
+    assert server_read.t >= close.t + close.duration and server_read.result == 1000
 
 
-def test_shutdown_then_read_returns_when_the_server_has_closed(live):
-    trace = live("return-shutdown-read")
-    read = trace.syscalls("client", "recv")[0]
-    server_close = trace.syscalls("server", "close")[0]
-    assert read.result == 0
-    assert read.duration > 0.25  # the server was busy for 0.3 s
-    assert read.t + read.duration >= server_close.t
+@pytest.mark.parametrize(
+    ("name", "low", "high"),
+    [("return-default", 0.0, 0.005), ("return-linger", 0.045, 0.2), ("return-shutdown-read", 0.3, 0.5)],
+)
+def test_the_three_ways_of_section_3_2_return_at_three_different_times(live, name, low, high):
+    """At once; after a round trip and the peer's delayed ACK; after the busy peer read and closed."""
+    trace = live(name)
+    call = trace.syscalls("client", "recv" if name == "return-shutdown-read" else "close")[0]
+    assert low <= call.duration < high
+    assert trace.link["delay"] == 0.01
 
 
 def test_million_bytes_loses_data_to_an_rst(live):
     trace = live("million-bytes")
+    assert trace.settings == {"sysctls": {"net.ipv4.tcp_wmem": "4096 2097152 4194304"}}
     assert results(trace, "client", "send") == [1_000_000]
     (read,) = trace.syscalls("server", "recv")
     assert read.errno == "ECONNRESET"
-    assert 0 <= read.result < 1_000_000
+    assert 0 < read.result < 1_000_000
     assert trace.first("RST").src == "client"
     assert trace.counter("TcpExt:TCPAbortOnClose") == 1
 
@@ -168,14 +236,14 @@ def test_write_after_peer_close_epoll_bits_rst_then_epipe_and_sigpipe(live):
 
 
 @pytest.mark.parametrize("name", list(closekit.scenarios()))
-def test_every_scenario_runs_in_a_private_namespace_with_a_handshake(live, name):
-    trace = live(name)
+def test_every_scenario_runs_on_the_wire_with_the_kernels_defaults_unless_it_says_otherwise(live, name):
+    trace, scenario = live(name), closekit.get(name)
     assert trace.mode == "netns"
-    assert [s.tcpdump_flags for s in trace.segments()[:3]] == ["S", "S.", "."]
-    assert trace.counter("Tcp:ActiveOpens") == 1 and trace.counter("Tcp:PassiveOpens") == 1
+    assert trace.link == scenario.link.to_dict() and trace.settings == scenario.settings.to_dict()
+    assert trace.counter("Tcp:ActiveOpens") >= 1 or scenario.start == "listening"
 
 
-@pytest.mark.parametrize("name", ["close-default", "close-unread", "linger-zero", "shutdown-wr"])
+@pytest.mark.parametrize("name", ["close-default", "close-unread", "simultaneous-close", "fin-lost", "old-duplicate"])
 def test_a_scenario_gives_the_same_trace_on_every_run(live, name):
     first = live(name)
     for _ in range(3):

@@ -1,8 +1,10 @@
-"""The parent's side of the lab: one warm helper process per Python process, started lazily.
+"""The notebook's side of the lab: one warm helper process per Python process, started lazily.
 
-Requests are serialised by a lock, so threads may share the lab. If a request is interrupted
-(Ctrl-C, a notebook's interrupt) the helper is killed with everything it started, and the next
-request starts a new one.
+Requests are serialised by a lock, so threads may share the lab. Everything the helper answers is
+a JSON frame, and a trace is rebuilt with Trace.from_dict, which checks every field: nothing the
+helper (or an experiment behind it) sends is executed. If a request is interrupted (Ctrl-C, a
+notebook's interrupt) the helper is killed with everything it started, and the next request
+starts a new one.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import threading
 from typing import Any
 
 from closekit import errors
-from closekit.sandbox.channel import read_frame, write_frame
+from closekit.sandbox.protocol import ProtocolError, read_frame, write_frame
 from closekit.scenario import Scenario
 from closekit.trace import Trace
 
@@ -39,14 +41,23 @@ class Lab:
         return self.info["mode"]
 
     def run(self, scenario: Scenario) -> Trace:
+        if not isinstance(scenario, Scenario):
+            raise errors.ScenarioError(f"Lab.run() takes a closekit.Scenario, not {type(scenario).__name__}")
+        data = Scenario.from_dict(scenario.to_dict()).to_dict()  # checked again, whatever was done to the object
         with self._lock:
             self._ensure_started()
-            return self._ask(("run", scenario))
+            reply = self._ask({"op": "run", "scenario": data})
+        if not isinstance(reply.get("trace"), dict):
+            raise errors.ExperimentError("the lab's helper answered without a trace")
+        return Trace.from_dict(reply["trace"])
 
     def stats(self) -> dict[str, int]:
         with self._lock:
             self._ensure_started()
-            return self._ask(("stats", None))
+            stats = self._ask({"op": "stats"}).get("stats")
+        if not isinstance(stats, dict) or not all(isinstance(v, int) for v in stats.values()):
+            raise errors.ExperimentError("the lab's helper answered stats that are not counts")
+        return stats
 
     def close(self) -> None:
         with self._lock:
@@ -60,7 +71,7 @@ class Lab:
     def _ensure_started(self) -> None:
         if self._process is not None and self._process.poll() is None:
             return
-        self._stop()
+        self._stop()  # it died since the last request: start afresh, quietly
         env = dict(os.environ)
         if self.sandbox is not None:
             env[SANDBOX_ENV] = self.sandbox
@@ -69,48 +80,68 @@ class Lab:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True,
             start_new_session=True,  # a Ctrl-C meant for the notebook is handled here, not in it
         )  # fmt: skip
-        self.info = self._receive()
+        ready = self._receive()
+        info = ready.get("ready")
+        if not isinstance(info, dict) or not isinstance(info.get("mode"), str):
+            self._stop()
+            raise errors.SandboxUnavailableError("the lab's helper did not say it was ready")
+        self.info = info
 
-    def _ask(self, request: tuple) -> Any:
+    def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
         assert self._process is not None and self._process.stdin is not None
         try:
             write_frame(self._process.stdin, request)
         except BrokenPipeError:
-            self._stop()
-            raise errors.ExperimentError("the lab's helper process had died; run the experiment again") from None
+            code = self._ended()
+            raise errors.ExperimentError(
+                f"the lab's helper process had ended ({code}); run the experiment again to start a new one"
+            ) from None
         return self._receive()
 
-    def _receive(self) -> Any:
+    def _receive(self) -> dict[str, Any]:
         assert self._process is not None and self._process.stdout is not None
         try:
             reply = read_frame(self._process.stdout.fileno())
         except EOFError:
-            code = self._process.poll()
-            self._stop()
+            code = self._ended()
             raise errors.ExperimentError(
-                f"the lab's helper process died (exit status {code}); the next experiment starts a new one"
+                f"the lab's helper process ended ({code}); the next experiment starts a new one"
             ) from None
+        except ProtocolError as e:
+            self._stop()
+            raise errors.ExperimentError(str(e)) from None
         except BaseException:  # KeyboardInterrupt mid-experiment: leave nothing behind
             self._stop()
             raise
-        if reply[0] == "error":
-            _name, message = reply[1], reply[2]
-            self._raise(_name, message)
-        return reply[1]
+        if not isinstance(reply, dict):
+            self._stop()
+            raise errors.ExperimentError("the lab's helper answered something that is not a message")
+        if reply.get("ok") is False:
+            self._raise(reply.get("error"), reply.get("message"))
+        return reply
+
+    def _ended(self) -> str:
+        """How the helper ended (it is reaped here, so the status is known, never 'None')."""
+        process = self._process
+        self._stop()
+        if process is None or process.returncode is None:
+            return "status unknown"
+        code = process.returncode
+        return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
 
     @staticmethod
-    def _raise(name: str, message: str) -> None:
-        cls = getattr(errors, name, errors.ExperimentError)
+    def _raise(name: Any, message: Any) -> None:
+        cls = getattr(errors, name, errors.ExperimentError) if isinstance(name, str) else errors.ExperimentError
         if not (isinstance(cls, type) and issubclass(cls, errors.CloseKitError)):
             cls = errors.ExperimentError
-        raise cls(message)
+        raise cls(str(message)[:4000] if message is not None else "the lab reported an error without a message")
 
     def _stop(self) -> None:
         process, self._process = self._process, None
         if process is None:
             return
         if process.poll() is None:
-            os.kill(process.pid, signal.SIGKILL)  # its endpoints die with it (PDEATHSIG)
+            os.kill(process.pid, signal.SIGKILL)  # its experiments end with it (their init's pipe closes)
         process.wait()
         for stream in (process.stdin, process.stdout):
             if stream is not None:

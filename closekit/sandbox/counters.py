@@ -1,8 +1,14 @@
-"""The namespace's TCP MIB counters (/proc/net/netstat and /proc/net/snmp) and their deltas."""
+"""A namespace's TCP MIB counters (/proc/net/netstat and /proc/net/snmp) and their deltas.
+
+The files are opened once inside each namespace and re-read with pread: an open /proc/net file
+stays bound to the network namespace it was opened in.
+"""
 
 from __future__ import annotations
 
-MIB_FILES = ("/proc/net/netstat", "/proc/net/snmp")
+import os
+from collections.abc import Iterable
+
 GROUPS = ("Tcp", "TcpExt")
 # Gauges, not counters: a delta of these means nothing. And counters of how the receive path
 # happened to batch its work (fast path taken, buffers coalesced), which vary with scheduling
@@ -13,12 +19,11 @@ _NOT_COUNTERS = {
 }  # fmt: skip
 
 
-def read_counters() -> dict[str, int]:
-    """Every Tcp/TcpExt counter of the current network namespace, keyed 'Group:Name'."""
+def read_counters(files: Iterable[int]) -> dict[str, int]:
+    """Every Tcp/TcpExt counter in the given open MIB files, keyed 'Group:Name'."""
     values: dict[str, int] = {}
-    for path in MIB_FILES:
-        with open(path) as f:
-            lines = f.read().splitlines()
+    for fd in files:
+        lines = _read_all(fd).decode().splitlines()
         for names, numbers in zip(lines[::2], lines[1::2]):
             group, _, header = names.partition(":")
             if group not in GROUPS:
@@ -26,8 +31,18 @@ def read_counters() -> dict[str, int]:
             for name, number in zip(header.split(), numbers.partition(":")[2].split()):
                 key = f"{group}:{name}"
                 if key not in _NOT_COUNTERS:
-                    values[key] = int(number)
+                    values[key] = values.get(key, 0) + int(number)
     return values
+
+
+def _read_all(fd: int) -> bytes:
+    chunks, offset = [], 0
+    while True:
+        chunk = os.pread(fd, 65536, offset)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        offset += len(chunk)
 
 
 def deltas(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:

@@ -1,9 +1,10 @@
-"""TCP socket states and queues from the kernel's sock_diag (inet_diag) netlink interface.
+"""TCP socket states, queues and timers from the kernel's sock_diag (inet_diag) netlink interface.
 
 sock_diag finds a TCP socket by its 4-tuple whether a descriptor still refers to it or it is an
-orphan (FIN_WAIT_2, TIME_WAIT, LAST_ACK), which getsockopt(TCP_INFO) cannot reach. The request
-and reply are two fixed C structs, so they are packed here directly rather than through a
-general netlink library: one lookup is a single send/recv pair and costs microseconds.
+orphan (FIN_WAIT_2, TIME_WAIT, LAST_ACK), which getsockopt(TCP_INFO) cannot reach, and it says
+which timer the socket has running and when it fires. The request and reply are two fixed C
+structs, so they are packed here directly: one lookup is a single send/recv pair, microseconds.
+The same request with SOCK_DESTROY ends a socket (the lab's clean-up between experiments).
 """
 
 from __future__ import annotations
@@ -16,15 +17,19 @@ from dataclasses import dataclass
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
-NLM_F_REQUEST = 0x1
+SOCK_DESTROY = 21
+NLM_F_REQUEST, NLM_F_ACK = 0x1, 0x4
 NLMSG_ERROR = 2
 ALL_STATES = 0xFFF
 
-# Linux's enum tcp_state, in kernel order, with RFC 9293 names.
+# Linux's enum tcp_state, in kernel order, with closekit.tcp's names (RFC 9293's, with underscores;
+# the kernel's TCP_SYN_RECV and its request sockets, TCP_NEW_SYN_RECV, are both SYN_RECEIVED).
 KERNEL_STATES = (
-    "", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT_1", "FIN_WAIT_2", "TIME_WAIT",
-    "CLOSED", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "NEW_SYN_RECV",
+    "", "ESTABLISHED", "SYN_SENT", "SYN_RECEIVED", "FIN_WAIT_1", "FIN_WAIT_2", "TIME_WAIT",
+    "CLOSED", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "SYN_RECEIVED",
 )  # fmt: skip
+# idiag_timer: which of the socket's timers is pending
+TIMERS = {0: None, 1: "retransmit", 2: "keepalive", 3: "time-wait", 4: "zero-window probe"}
 
 _NLMSGHDR = struct.Struct("=IHHII")
 _REQ = struct.Struct("=BBBBI 2s2s16s16sI8s")  # inet_diag_req_v2 (ports big-endian)
@@ -37,53 +42,90 @@ class DiagSocket:
     """One TCP socket as sock_diag reports it."""
 
     state: str
-    sport: int
-    dport: int
-    rqueue: int  # bytes received and not yet read (for a listener: accept backlog)
-    wqueue: int  # bytes sent and not yet acknowledged (FIN included)
-    inode: int  # 0 once no descriptor refers to it (an orphan)
+    rqueue: int  # bytes received and not yet read (for a listener: its accept queue)
+    wqueue: int  # bytes sent and not yet acknowledged (FIN included), or not yet sent
+    timer: str | None  # the pending timer, if any
+    expires: float  # seconds until it fires (0 without a timer)
+    retransmits: int
+    orphan: bool  # no descriptor refers to it any more
+    remote_port: int  # 0 for a listening socket
 
 
 class Diag:
-    """A sock_diag netlink socket bound to the namespace it was opened in."""
+    """A sock_diag netlink socket bound to the network namespace it was opened in."""
 
     def __init__(self) -> None:
         self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_SOCK_DIAG)
         self._seq = 0
 
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
     def close(self) -> None:
         self._sock.close()
 
-    def lookup(self, sport: int, dport: int, address: str = "127.0.0.1") -> DiagSocket | None:
+    def lookup(self, local: tuple[str, int], remote: tuple[str, int]) -> DiagSocket | None:
         """The TCP socket with this 4-tuple, or None if the kernel has none (it was freed).
 
-        An exact lookup is a hash probe; a dump walks every bucket of the TCP hash tables, which
-        costs about a millisecond even in an empty namespace.
+        A listener is found with the remote ("0.0.0.0", 0); asked for a connection that has gone, the
+        kernel answers with the listener on its port, which is not that connection: None then. An
+        exact lookup is a hash probe; a dump would walk every bucket of the TCP hash tables, about a
+        millisecond even in an empty namespace.
         """
-        ip = socket.inet_aton(address).ljust(16, b"\0")
-        self._seq += 1
-        body = _REQ.pack(socket.AF_INET, socket.IPPROTO_TCP, 0, 0, ALL_STATES, sport.to_bytes(2, "big"),
-                         dport.to_bytes(2, "big"), ip, ip, 0, NO_COOKIE)  # fmt: skip
-        header = _NLMSGHDR.pack(_NLMSGHDR.size + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, self._seq, 0)
-        self._sock.send(header + body)
-        data = self._sock.recv(65536)
+        data = self._ask(SOCK_DIAG_BY_FAMILY, 0, local, remote)
         _length, kind, _flags, _seq, _pid = _NLMSGHDR.unpack_from(data)
         if kind == SOCK_DIAG_BY_FAMILY:
-            return _parse(data, _NLMSGHDR.size)
-        (err,) = struct.unpack_from("=i", data, _NLMSGHDR.size) if kind == NLMSG_ERROR else (-errno.EPROTO,)
-        if err == -errno.ENOENT:
+            found = _parse(data, _NLMSGHDR.size)
+            return found if found.remote_port == remote[1] else None
+        err = _error(data, kind)
+        if err in (errno.ENOENT, errno.ESTALE):
             return None
-        raise OSError(-err, f"sock_diag lookup failed: {os.strerror(-err)}")
+        raise OSError(err, f"sock_diag lookup failed: {os.strerror(err)}")
+
+    def destroy(self, local: tuple[str, int], remote: tuple[str, int]) -> bool:
+        """End the socket with this 4-tuple (SOCK_DESTROY); False if there was none.
+
+        OSError(EOPNOTSUPP) where the kernel was built without CONFIG_INET_DIAG_DESTROY.
+        """
+        data = self._ask(SOCK_DESTROY, NLM_F_ACK, local, remote)
+        _length, kind, _flags, _seq, _pid = _NLMSGHDR.unpack_from(data)
+        err = _error(data, kind)
+        if err in (errno.ENOENT, errno.ESTALE):
+            return False
+        if err:
+            raise OSError(err, f"sock_diag destroy failed: {os.strerror(err)}")
+        return True
+
+    def _ask(self, kind: int, flags: int, local: tuple[str, int], remote: tuple[str, int]) -> bytes:
+        self._seq += 1
+        body = _REQ.pack(
+            socket.AF_INET, socket.IPPROTO_TCP, 0, 0, ALL_STATES,
+            local[1].to_bytes(2, "big"), remote[1].to_bytes(2, "big"),
+            socket.inet_aton(local[0]).ljust(16, b"\0"), socket.inet_aton(remote[0]).ljust(16, b"\0"),
+            0, NO_COOKIE,
+        )  # fmt: skip
+        header = _NLMSGHDR.pack(_NLMSGHDR.size + len(body), kind, NLM_F_REQUEST | flags, self._seq, 0)
+        self._sock.send(header + body)
+        return self._sock.recv(65536)
+
+
+def _error(data: bytes, kind: int) -> int:
+    if kind != NLMSG_ERROR:
+        return errno.EPROTO
+    return -struct.unpack_from("=i", data, _NLMSGHDR.size)[0]
 
 
 def _parse(data: bytes, offset: int) -> DiagSocket:
-    (_family, state, _timer, _retrans, sport, dport, _src, _dst, _if, _cookie,
-     _expires, rqueue, wqueue, _uid, inode) = _MSG.unpack_from(data, offset)  # fmt: skip
+    (_family, state, timer, retrans, _sport, dport, _src, _dst, _if, _cookie,
+     expires, rqueue, wqueue, _uid, inode) = _MSG.unpack_from(data, offset)  # fmt: skip
+    name = KERNEL_STATES[state] if state < len(KERNEL_STATES) else f"STATE_{state}"
     return DiagSocket(
-        state=KERNEL_STATES[state] if state < len(KERNEL_STATES) else f"STATE_{state}",
-        sport=int.from_bytes(sport, "big"),
-        dport=int.from_bytes(dport, "big"),
+        state=name,
         rqueue=rqueue,
         wqueue=wqueue,
-        inode=inode,
+        timer=TIMERS.get(timer),
+        expires=expires / 1000 if timer else 0.0,
+        retransmits=retrans,
+        orphan=inode == 0 and name not in ("TIME_WAIT", "SYN_RECEIVED"),
+        remote_port=int.from_bytes(dport, "big"),
     )

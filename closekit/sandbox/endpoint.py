@@ -1,105 +1,128 @@
-"""One endpoint of an experiment: a forked process that makes the scenario's socket calls.
+"""One process of an experiment: it makes the scenario's socket calls, one step at a time.
 
-It owns one TCP socket and does what the orchestrator asks over its channel, one step at a
-time, answering with the syscalls it made (call, arguments, result or errno, start, duration)
-and any signals the kernel delivered while it made them.
+It does what the helper asks over its channel and answers with JSON records of the syscalls it
+made (call, arguments, result or errno, start, duration) and the signals the kernel delivered
+meanwhile. It runs inside the experiment's sandbox, and so does any code a scenario hands it:
+the helper trusts nothing it says beyond the schema in closekit.sandbox.protocol.
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno as errno_names
+import fcntl
+import math
 import os
-import resource
 import select
 import signal
 import socket
 import struct
 import time
-import traceback
+from dataclasses import dataclass
 from typing import Any
 
 from closekit import scenario as sc
-from closekit.sandbox.channel import recv_message, send_message
+from closekit.sandbox.protocol import MAX_TEXT, ProtocolError, recv_message, send_message
 
-PR_SET_PDEATHSIG = 1
-LISTEN_ADDRESS = "127.0.0.1"
 EPOLL_BITS = (
     ("EPOLLIN", select.EPOLLIN), ("EPOLLPRI", select.EPOLLPRI), ("EPOLLOUT", select.EPOLLOUT),
     ("EPOLLRDHUP", select.EPOLLRDHUP), ("EPOLLERR", select.EPOLLERR), ("EPOLLHUP", select.EPOLLHUP),
 )  # fmt: skip
 SHUT = {"SHUT_RD": socket.SHUT_RD, "SHUT_WR": socket.SHUT_WR, "SHUT_RDWR": socket.SHUT_RDWR}
+TCP_USER_TIMEOUT, TCP_LINGER2 = 18, 8
+OPTIONS = {
+    "TCP_USER_TIMEOUT": (socket.IPPROTO_TCP, TCP_USER_TIMEOUT),
+    "TCP_CORK": (socket.IPPROTO_TCP, socket.TCP_CORK),
+    "TCP_NODELAY": (socket.IPPROTO_TCP, socket.TCP_NODELAY),
+    "TCP_QUICKACK": (socket.IPPROTO_TCP, socket.TCP_QUICKACK),
+    "TCP_LINGER2": (socket.IPPROTO_TCP, TCP_LINGER2),
+    "SO_KEEPALIVE": (socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+    "SO_RCVBUF": (socket.SOL_SOCKET, socket.SO_RCVBUF),
+    "SO_SNDBUF": (socket.SOL_SOCKET, socket.SO_SNDBUF),
+    "SO_ERROR": (socket.SOL_SOCKET, socket.SO_ERROR),
+}
+IOCTLS = {"SIOCINQ": 0x541B, "SIOCOUTQ": 0x5411, "SIOCOUTQNSD": 0x894B}
 CHUNK = 65536
-MEMORY_LIMIT = 1 << 30  # bytes of address space an endpoint (and code it runs) may use
 _PAYLOAD = bytes(range(256)) * (CHUNK // 256)
 
 
-def die_with_parent(parent: int) -> None:
-    """Be killed when `parent` dies; if it died before we asked, go now (the prctl race).
+@dataclass(frozen=True)
+class Addresses:
+    """Where the server listens and the client connects from."""
 
-    In a PID namespace of our own the parent is outside it and getppid() says 0; there the
-    namespace's reaper ends us when the helper goes.
-    """
-    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() not in (parent, 0):
-        os._exit(0)
+    server: str
+    client: str
 
 
-def keep_only(fds: set[int]) -> None:
-    """Close every descriptor but `fds`; stdin and stdout become /dev/null (stderr is kept).
-
-    A forked process must not hold the helper's pipes or sockets: a pipe end left open here
-    would hide the helper's death from its parent, a packet socket would keep a namespace alive.
-    """
-    devnull = os.open(os.devnull, os.O_RDWR)
-    os.dup2(devnull, 0)
-    os.dup2(devnull, 1)
-    for fd in _open_fds():
-        if fd > 2 and fd not in fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+class LimitReached(Exception):
+    """A resource limit of the sandbox stopped the step (reported to the helper as such)."""
 
 
 class Endpoint:
-    """The state of one side's process: its name, its socket, and what it has recorded."""
+    """The state of one process: its name, its sockets, and what it has recorded for the step."""
 
-    def __init__(self, side: str, scenario: sc.Scenario, channel: socket.socket) -> None:
-        self.side = side
+    def __init__(
+        self,
+        process: str,
+        scenario: sc.Scenario,
+        channel: socket.socket,
+        children: dict[str, socket.socket],
+        addresses: Addresses,
+    ) -> None:
+        self.process = process
         self.scenario = scenario
         self.channel = channel
+        self.children = children
+        self.addresses = addresses
         self.sock: socket.socket | None = None
         self.listener: socket.socket | None = None
+        self.last_local: tuple[str, int] | None = None
         self.records: list[dict[str, Any]] = []
         self.pending_signals: list[str] = []
-        self.children: dict[str, socket.socket] = {}
 
     # ---- the loop ------------------------------------------------------------------------
     def serve(self) -> None:
         signal.signal(signal.SIGPIPE, self._on_signal)
         while True:
-            message = recv_message(self.channel)
-            if message is None or message[0] == "quit":
-                os._exit(0)
             try:
-                reply: tuple = ("done", self.handle(message))
-            except Exception:  # report, never die silently: the orchestrator turns it into an error
-                reply = ("crash", traceback.format_exc())
-            send_message(self.channel, reply)
+                message = recv_message(self.channel, "helper")
+            except (OSError, ProtocolError):
+                os._exit(0)
+            if not isinstance(message, dict) or message.get("op") == "quit":
+                os._exit(0)
+            self.records = []
+            try:
+                self.handle(message)
+                reply: dict[str, Any] = {"kind": "done", "records": self.records}
+            except LimitReached as e:
+                reply = {"kind": "limit", "message": str(e)}
+            except Exception as e:  # report, never die silently: the helper turns it into an error
+                reply = {"kind": "crash", "message": f"{type(e).__name__}: {e}"}
+            self._send(reply)
 
-    def handle(self, message: tuple) -> list[dict[str, Any]]:
-        self.records = []
-        command, argument = message
-        if command == "listen":
+    def _send(self, reply: dict[str, Any]) -> None:
+        try:
+            send_message(self.channel, reply)
+        except (OSError, ProtocolError):
+            os._exit(0)
+
+    def handle(self, message: dict[str, Any]) -> None:
+        op = message.get("op")
+        if op == "listen":
             self._listen()
-        elif command == "connect":
-            self._connect(argument)
-        elif command == "accept":
+        elif op == "socket":
+            self.sock = self._socket()
+        elif op == "connect":
+            self._connect(int(message["port"]))
+        elif op == "accept":
             self._accept()
+        elif op == "step":
+            path = message["path"]
+            step = self.scenario.steps[path[0]]
+            if isinstance(step, sc.AtOnce):
+                step = step.steps[path[1]]
+            self._step(step, message.get("port"))
         else:
-            self._step(self.scenario.steps[argument])
-        return self.records
+            raise ValueError(f"unknown command {op!r}")
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.pending_signals.append(signal.Signals(signum).name)
@@ -107,18 +130,18 @@ class Endpoint:
     # ---- recording -----------------------------------------------------------------------
     def record(self, call: str, args: dict[str, Any], fn: Any) -> Any:
         """Make one call, record it as a syscall event, and return its result (None on error)."""
-        start = time.time()
+        start = time.monotonic()
         result: Any = None
         err: str | None = None
         try:
             result = fn()
         except OSError as e:
-            err = errno_names.errorcode.get(e.errno or 0, str(e.errno))
+            err = errno_names.errorcode.get(e.errno or 0, "EIO")
             result = getattr(e, "partial", -1)
-        end = time.time()
+        end = time.monotonic()
         self.records.append(
-            {"kind": "syscall", "t": start, "call": call, "args": args, "result": result,
-             "errno": err, "duration": end - start}
+            {"kind": "syscall", "t": start, "call": call, "args": args, "result": result, "errno": err,
+             "duration": end - start}
         )  # fmt: skip
         for name in self.pending_signals:
             self.records.append({"kind": "signal", "t": end, "signal": name})
@@ -126,40 +149,47 @@ class Endpoint:
         return None if err else result
 
     # ---- set-up --------------------------------------------------------------------------
-    def _apply_options(self, s: socket.socket) -> None:
+    def _socket(self) -> socket.socket:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         opts = self.scenario.options
+        endpoint = self.scenario.endpoint_of(self.process)
         for name, option in (("rcvbuf", socket.SO_RCVBUF), ("sndbuf", socket.SO_SNDBUF)):
-            value = getattr(opts, f"{self.side}_{name}", None)
+            value = getattr(opts, f"{endpoint}_{name}", None)
             if value is not None:
                 self.record("setsockopt", {"option": f"SO_{name.upper()}", "value": value},
                             lambda o=option, v=value: s.setsockopt(socket.SOL_SOCKET, o, v) or 0)  # fmt: skip
+        return s
 
     def _listen(self) -> None:
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s = self._socket()
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._apply_options(s)
-        s.bind((LISTEN_ADDRESS, 0))
-        self.record("listen", {"backlog": 1}, lambda: s.listen(1) or 0)
+        s.bind((self.addresses.server, 0))
+        self.record("listen", {"backlog": 8}, lambda: s.listen(8) or 0)
         self.listener = s
-        self.records.append({"kind": "port", "port": s.getsockname()[1]})
+        self.records.append({"kind": "port", "role": "listener", "port": s.getsockname()[1]})
 
     def _connect(self, port: int) -> None:
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._apply_options(s)
-        self.record("connect", {}, lambda: s.connect((LISTEN_ADDRESS, port)) or 0)
-        self.sock = s
-        self.records.append({"kind": "port", "port": s.getsockname()[1]})
+        s = self.sock
+        if s is None or s.fileno() < 0:  # a new connection after the last one closed: the same local port
+            s = self.sock = self._socket()
+            if self.last_local is not None:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind(self.last_local)
+        if s.getsockname()[1] == 0:
+            s.bind((self.addresses.client, 0))
+        self.record("connect", {}, lambda: s.connect((self.addresses.server, port)) or 0)
+        self.last_local = s.getsockname()
+        self.records.append({"kind": "port", "role": "connection", "port": self.last_local[1]})
 
     def _accept(self) -> None:
         assert self.listener is not None
-        conn = self.record("accept", {}, lambda: self.listener.accept()[0])  # type: ignore[union-attr]
-        self.listener.close()
-        self.sock = conn
-        if self.sock is not None:
-            self.records[-1]["result"] = 0
+        accepted = self.record("accept", {}, lambda: self.listener.accept()[0])  # type: ignore[union-attr]
+        if accepted is not None:
+            self.sock = accepted
+            self.records[-1]["result"] = accepted.fileno()
 
     # ---- steps ---------------------------------------------------------------------------
-    def _step(self, step: sc.Step) -> None:
+    def _step(self, step: sc.Step, port: Any) -> None:
         s = self.sock
         if isinstance(step, sc.Send):
             self.record("send", {"nbytes": step.nbytes}, lambda: _send_all(s, step.nbytes))
@@ -168,49 +198,81 @@ class Endpoint:
         elif isinstance(step, sc.ReadToEof):
             self.record("recv", {"until": "EOF"}, lambda: _read_to_eof(s))
         elif isinstance(step, sc.Close):
-            self.record("close", {}, self._close)
+            self.record("close", {"socket": "listener"} if step.listener else {}, lambda: self._close(step.listener))
         elif isinstance(step, sc.Shutdown):
             self.record("shutdown", {"how": step.how}, lambda: s.shutdown(SHUT[step.how]) or 0)
         elif isinstance(step, sc.Linger):
-            on, seconds = (0, 0) if step.seconds is None else (1, step.seconds)
-            value = struct.pack("ii", on, seconds)
-            self.record("setsockopt", {"option": "SO_LINGER", "l_onoff": on, "l_linger": seconds},
-                        lambda: s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, value) or 0)  # fmt: skip
+            self._linger(step)
         elif isinstance(step, sc.Nonblocking):
             self.record("fcntl", {"cmd": "F_SETFL", "flags": "O_NONBLOCK"}, lambda: s.setblocking(False) or 0)
         elif isinstance(step, sc.Sleep):
             self.record("sleep", {"seconds": step.seconds}, lambda: time.sleep(step.seconds) or 0)
         elif isinstance(step, sc.Epoll):
             self.record("epoll_wait", {"timeout": 0}, lambda: _epoll_bits(s))
+        elif isinstance(step, sc.Connect):
+            self._connect(int(port))
+        elif isinstance(step, sc.Accept):
+            self._accept()
+        elif isinstance(step, sc.Setsockopt):
+            level, name = OPTIONS[step.option]
+            self.record("setsockopt", {"option": step.option, "value": step.value},
+                        lambda: s.setsockopt(level, name, step.value) or 0)  # fmt: skip
+        elif isinstance(step, sc.Getsockopt):
+            self.record("getsockopt", {"option": step.option}, lambda: _getsockopt(s, step.option))
+        elif isinstance(step, sc.Ioctl):
+            self.record("ioctl", {"request": step.request}, lambda: _ioctl(s, step.request))
         elif isinstance(step, sc.Call):
-            self.record("call", {"function": step.function}, lambda: _call(step, s))
+            self._call(step, s)
         elif isinstance(step, sc.Fork):
             self._fork(step.child)
         elif isinstance(step, sc.Exit):
-            self.records.append({"kind": "syscall", "t": time.time(), "call": "exit", "args": {"status": 0},
+            self.records.append({"kind": "syscall", "t": time.monotonic(), "call": "exit", "args": {"status": 0},
                                  "result": None, "errno": None, "duration": 0.0})  # fmt: skip
-            send_message(self.channel, ("done", self.records))
+            self._send({"kind": "done", "records": self.records})
             os._exit(0)
         else:
-            raise TypeError(f"{self.side} cannot run {step.describe()}")
+            raise TypeError(f"{self.process} cannot run {step.describe()}")
 
-    def _close(self) -> int:
-        assert self.sock is not None
-        fd = self.sock.detach()  # os.close shows what close(2) returns; socket.close hides ECONNRESET
-        self.sock = None
+    def _close(self, listener: bool) -> int:
+        """close(2) on the descriptor itself: socket.close() would hide what close returns."""
+        owner = "listener" if listener else "sock"
+        sock = getattr(self, owner)
+        fd = sock.detach()
         os.close(fd)
         return 0
+
+    def _linger(self, step: sc.Linger) -> None:
+        if step.seconds is None:
+            on, seconds = 0, 0
+        else:
+            on, seconds = (1 if step.onoff is None else step.onoff), step.seconds
+        value = struct.pack("ii", on, seconds)
+        s = self.sock
+        self.record("setsockopt", {"option": "SO_LINGER", "l_onoff": on, "l_linger": seconds},
+                    lambda: s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, value) or 0)  # fmt: skip
+
+    def _call(self, step: sc.Call, s: socket.socket | None) -> None:
+        limits = _ForkWatch()
+        value = self.record("call", {"function": step.function}, lambda: _run_function(step, s, limits))
+        if limits.refused:
+            raise LimitReached(
+                f"{self.process}: {step.function}() hit the experiment's process limit (fork() was refused)"
+            )
+        if isinstance(value, _Limit):
+            self.records.pop()
+            raise LimitReached(f"{self.process}: {step.function}() {value.what}")
 
     def _fork(self, child: str) -> None:
         channel = self.children.pop(child)
         pid = self.record("fork", {}, os.fork)
-        if pid == 0:  # the child: same socket, its own channel
-            signal.alarm(int(self.scenario.time_limit) + 5)
-            self.side, self.channel = child, channel
+        if pid == 0:  # the child: same sockets, its own channel
+            self.process, self.channel = child, channel
             self.records = []
-            send_message(channel, ("hello", os.getpid()))
+            self._send({"kind": "hello"})
             self.serve()
         channel.close()
+        if self.records[-1]["errno"] == "EAGAIN":
+            raise LimitReached(f"{self.process}: fork() was refused: the experiment's process limit is reached")
         self.records[-1]["result"] = child
 
 
@@ -238,17 +300,82 @@ def _read_to_eof(s: socket.socket) -> int:
         total += n
 
 
-def _call(step: sc.Call, s: socket.socket | None) -> Any:
+def _getsockopt(s: socket.socket, option: str) -> int | str:
+    level, name = OPTIONS[option]
+    value = s.getsockopt(level, name)
+    if option == "SO_ERROR":
+        return errno_names.errorcode.get(value, str(value)) if value else 0
+    return value
+
+
+def _ioctl(s: socket.socket, request: str) -> int:
+    data = fcntl.ioctl(s.fileno(), IOCTLS[request], struct.pack("i", 0))
+    return struct.unpack("i", data)[0]
+
+
+class _ForkWatch:
+    """Notices a fork() the process limit refused while a scenario's function runs."""
+
+    def __init__(self) -> None:
+        self.refused = False
+
+
+@dataclass(frozen=True)
+class _Limit:
+    what: str
+
+
+def _run_function(step: sc.Call, s: socket.socket | None, watch: _ForkWatch) -> Any:
     """Run a scenario's own function; any exception other than OSError becomes its result."""
     namespace: dict[str, Any] = {"__name__": "closekit_call"}
+    real_fork = os.fork
+
+    def fork() -> int:
+        try:
+            return real_fork()
+        except BlockingIOError:
+            watch.refused = True
+            raise
+
+    os.fork = fork
     try:
         exec(compile(step.source, f"<{step.function}>", "exec"), namespace)
         value = namespace[step.function](s)
-    except OSError:
+    except MemoryError:
+        return _Limit("ran out of the memory a process of the experiment may use")
+    except OSError as e:
+        if e.errno == errno_names.ENOSPC:
+            return _Limit("filled the experiment's private /tmp (no space left)")
+        if e.errno == errno_names.EFBIG:
+            return _Limit("wrote a file larger than a process of the experiment may (EFBIG)")
         raise
-    except BaseException as e:  # SystemExit, MemoryError, anything: report it, keep the process
-        return f"raised {type(e).__name__}: {e}"
-    return value if isinstance(value, int | float | str | bool | type(None)) else repr(value)
+    except BaseException as e:  # SystemExit, anything: report it, keep the process
+        return f"raised {type(e).__name__}: {_text(e)}"
+    finally:
+        os.fork = real_fork
+    return _plain(value, step.function)
+
+
+def _plain(value: Any, function: str) -> Any:
+    """The function's result as a number, a str, a bool or None; anything else by its repr."""
+    if isinstance(value, bool) or value is None:
+        return bool(value) if value is not None else None
+    if type(value) is int or type(value) is float:
+        return value if not (isinstance(value, float) and not math.isfinite(value)) else repr(value)
+    text = str.__str__(value) if isinstance(value, str) else _text(value, limit=None)
+    if len(text) > MAX_TEXT:
+        return _Limit(f"returned {len(text)} characters; a result may have at most {MAX_TEXT} (return a summary)")
+    return text
+
+
+def _text(value: Any, limit: int | None = 300) -> str:
+    try:
+        text = str(value) if isinstance(value, BaseException) else repr(value)
+    except BaseException:  # a repr that raises is the function's own business
+        text = f"<{type(value).__name__} object>"
+    if not isinstance(text, str):
+        text = f"<{type(value).__name__} object>"
+    return text if limit is None else text[:limit]
 
 
 def _epoll_bits(s: socket.socket) -> list[str]:
@@ -259,24 +386,12 @@ def _epoll_bits(s: socket.socket) -> list[str]:
     return [name for name, bit in EPOLL_BITS if bits & bit]
 
 
-def start_endpoint(side: str, scenario: sc.Scenario, channel: socket.socket, children: dict[str, socket.socket]) -> int:
-    """Fork the process for `side`; returns its pid. It keeps only its channels and stderr."""
-    parent = os.getpid()
-    pid = os.fork()
-    if pid:
-        return pid
-    try:
-        die_with_parent(parent)
-        os.setpgid(0, 0)  # a process group of its own, so whatever it forks is stopped with it
-        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
-        signal.alarm(int(scenario.time_limit) + 5)  # an endpoint never outlives its experiment for long
-        keep_only({channel.fileno(), *(c.fileno() for c in children.values())})
-        endpoint = Endpoint(side, scenario, channel)
-        endpoint.children = children
-        endpoint.serve()
-    finally:
-        os._exit(70)
+def prepare(scenario: dict[str, Any], addresses: dict[str, str]) -> tuple[sc.Scenario, Addresses]:
+    """What the lab's reaper makes of an experiment's data (once, before it forks the endpoints)."""
+    return sc.Scenario.from_dict(scenario), Addresses(**addresses)
 
 
-def _open_fds() -> list[int]:
-    return [int(name) for name in os.listdir("/proc/self/fd")]
+def run(prepared: tuple[sc.Scenario, Addresses], process: str, channel: socket.socket, children: dict) -> None:
+    """The body of an endpoint process."""
+    scenario, addresses = prepared
+    Endpoint(process, scenario, channel, children, addresses).serve()

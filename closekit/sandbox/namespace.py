@@ -1,4 +1,12 @@
-"""Entering an unprivileged user + network namespace, and making fresh network namespaces in it."""
+"""Namespaces for the lab: the helper's user namespace, and the network namespaces it keeps.
+
+In mode netns the helper owns two network namespaces, one per endpoint, each with a TUN device
+whose other end is the helper itself (the wire). They are made once and cleaned between
+experiments (sockets destroyed, settings put back), which costs microseconds, where making and
+freeing a namespace costs about a millisecond of CPU each. Every experiment gets a new pair of
+addresses, so nothing TCP cached about an earlier peer (its RTT in the tcp_metrics cache, which
+an unprivileged user may not flush) can change a later experiment's timers.
+"""
 
 from __future__ import annotations
 
@@ -7,131 +15,188 @@ import fcntl
 import os
 import socket
 import struct
+from dataclasses import dataclass, field
 
+from closekit.sandbox import netlink
+from closekit.sandbox.diag import Diag
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWIPC = 0x08000000
 CLONE_NEWNET = 0x40000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWUSER = 0x10000000
-SIOCGIFFLAGS = 0x8913
-SIOCSIFFLAGS = 0x8914
-IFF_UP = 0x1
+NOBODY = 65534
+TUNSETIFF = 0x400454CA
+IFF_TUN, IFF_NO_PI = 0x0001, 0x1000
+TUN_NAME = "ck0"
+MIB_FILES = ("/proc/net/netstat", "/proc/net/snmp")
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _unshare(flags: int) -> None:
+def unshare(flags: int) -> None:
     if _libc.unshare(flags) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"unshare: {os.strerror(err)}")
 
 
-def enter_user_namespace() -> None:
-    """Become root of a new user namespace (mapped to the caller's uid) with its own netns.
+def setns(fd: int, kind: int) -> None:
+    if _libc.setns(fd, kind) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
 
-    Must be called while the process has a single thread.
+
+def enter_user_namespace() -> bool:
+    """Become root of a new user namespace (mapped to the caller's uid) with its own network namespace.
+
+    Run as real root, a child still in the initial namespace writes the maps, so that uid and gid
+    65534 (nobody) are mapped too and experiments can run as nobody rather than as root. Returns
+    whether nobody is mapped. Must be called while the process has a single thread.
     """
     uid, gid = os.getuid(), os.getgid()
-    _unshare(CLONE_NEWUSER | CLONE_NEWNET)
-    with open("/proc/self/setgroups", "w") as f:
-        f.write("deny")
-    with open("/proc/self/uid_map", "w") as f:
-        f.write(f"0 {uid} 1")
-    with open("/proc/self/gid_map", "w") as f:
-        f.write(f"0 {gid} 1")
-
-
-# Per-namespace sysctls set in every fresh namespace: send and receive buffers that start large
-# enough to hold 1,000,000 bytes, so a bulk send() completes, and its data arrives, without the
-# peer reading at the same time; bulk experiments then do not depend on how the two processes
-# happen to be scheduled. (SO_RCVBUF/SO_SNDBUF in a scenario's Options still set small ones.)
-NAMESPACE_SYSCTLS = {
-    "/proc/sys/net/ipv4/tcp_wmem": "4096 4194304 4194304",
-    "/proc/sys/net/ipv4/tcp_rmem": "4096 4194304 6291456",
-}
-
-
-def new_network_namespace() -> None:
-    """Move this process into a fresh network namespace, loopback up and sysctls set.
-
-    The previous namespace is freed by the kernel once nothing refers to it any more.
-    """
-    _unshare(CLONE_NEWNET)
-    configure_namespace()
-
-
-def configure_namespace() -> None:
-    loopback_up()
-    quickack_route()
-    for path, value in NAMESPACE_SYSCTLS.items():
-        with open(path, "w") as f:
-            f.write(value)
-
-
-# rtnetlink constants (linux/rtnetlink.h)
-RTM_NEWROUTE = 24
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_REPLACE = 0x1, 0x4, 0x100
-RT_TABLE_LOCAL, RTPROT_KERNEL, RT_SCOPE_HOST, RTN_LOCAL = 255, 2, 254, 2
-RTA_DST, RTA_OIF, RTA_PREFSRC, RTA_METRICS, RTAX_QUICKACK = 1, 4, 7, 8, 15
-LOOPBACK_IFINDEX = 1
-
-
-def _attribute(kind: int, payload: bytes) -> bytes:
-    data = struct.pack("=HH", 4 + len(payload), kind) + payload
-    return data + b"\0" * (-len(data) % 4)
-
-
-def quickack_route() -> None:
-    """`ip route replace local 127.0.0.1 dev lo table local … quickack 1`, over rtnetlink.
-
-    With quickack the kernel acknowledges at once instead of delaying an ACK (up to 40 ms) in the
-    hope of piggybacking it. An experiment waits for every owed ACK before its next step anyway,
-    so this changes no segment of any trace; it only stops every step after a FIN from waiting
-    for the delayed-ACK timer.
-    """
-    localhost = socket.inet_aton("127.0.0.1")
-    attributes = (
-        _attribute(RTA_DST, localhost)
-        + _attribute(RTA_OIF, struct.pack("=I", LOOPBACK_IFINDEX))
-        + _attribute(RTA_PREFSRC, localhost)
-        + _attribute(RTA_METRICS, _attribute(RTAX_QUICKACK, struct.pack("=I", 1)))
-    )
-    body = struct.pack("=BBBBBBBBI", socket.AF_INET, 32, 0, 0, RT_TABLE_LOCAL, RTPROT_KERNEL,
-                       RT_SCOPE_HOST, RTN_LOCAL, 0) + attributes  # fmt: skip
-    header = struct.pack("=IHHII", 16 + len(body), RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_REPLACE, 1, 0)
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE) as nl:
-        nl.send(header + body)
-        reply = nl.recv(4096)
-    (error,) = struct.unpack_from("=i", reply, 16)
-    if error:
-        raise OSError(-error, f"setting quickack on the loopback route: {os.strerror(-error)}")
-
-
-def loopback_up() -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        ifreq = struct.pack("16sH14x", b"lo", 0)
-        flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, ifreq))[1]
-        fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
-
-
-def enter_pid_namespace() -> int:
-    """Start the helper's children in a PID namespace of their own; returns the fd keeping it alive.
-
-    Code run in an experiment then cannot see or signal any process outside it (the notebook,
-    the helper, other students' experiments). The namespace's first process, its init, only waits
-    for the helper's end of a pipe to close: when the helper goes, init exits and the kernel kills
-    every process left in the namespace, whatever they forked.
-    """
-    from closekit.sandbox.endpoint import keep_only
-
-    _unshare(CLONE_NEWPID)
-    read_end, write_end = os.pipe2(os.O_CLOEXEC)
-    if os.fork() == 0:  # PID 1 of the new namespace
-        keep_only({read_end})
-        os.read(read_end, 1)
+    if uid != 0:
+        unshare(CLONE_NEWUSER | CLONE_NEWNET)
+        _write("/proc/self/setgroups", "deny")
+        _write("/proc/self/uid_map", f"0 {uid} 1")
+        _write("/proc/self/gid_map", f"0 {gid} 1")
+        return False
+    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+    parent = os.getpid()
+    mapper = os.fork()
+    if mapper == 0:  # still in the initial user namespace, with CAP_SETUID there
+        os.close(ready_w)
+        go = os.read(ready_r, 1)
+        try:
+            if not go:
+                os._exit(1)
+            _write(f"/proc/{parent}/uid_map", f"0 0 1\n{NOBODY} {NOBODY} 1")
+            _write(f"/proc/{parent}/gid_map", f"0 0 1\n{NOBODY} {NOBODY} 1")
+        except OSError:
+            os._exit(1)
         os._exit(0)
-    os.close(read_end)
-    return write_end
+    os.close(ready_r)
+    try:
+        unshare(CLONE_NEWUSER | CLONE_NEWNET)
+        os.write(ready_w, b"x")
+    finally:
+        os.close(ready_w)
+        _pid, status = os.waitpid(mapper, 0)
+    if status != 0:
+        raise OSError(1, "could not write the user namespace's uid and gid maps")
+    return True
 
 
-def namespace_id() -> str:
-    """The inode naming this process's network namespace (e.g. 'net:[4026532281]')."""
-    return os.readlink("/proc/self/ns/net")
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+
+
+@dataclass
+class NetNamespace:
+    """One network namespace the helper keeps, with what it observes and configures it through."""
+
+    name: str  # which endpoint lives here: "client", "server", or "both"
+    fd: int  # /proc/self/ns/net of it
+    diag: Diag
+    mib: list[int]  # /proc/net/netstat and /proc/net/snmp, opened in it
+    rtnl: socket.socket
+    tun: int | None = None
+    ifindex: int = 1  # the TUN device's (the loopback's without one)
+    defaults: dict[str, str] = field(default_factory=dict)  # sysctl values before a scenario changed them
+
+    def close(self) -> list[int]:
+        """Close what holds the namespace; returns the fds whose close waits for the kernel (the TUN)."""
+        self.diag.close()
+        self.rtnl.close()
+        for fd in (*self.mib, self.fd):
+            os.close(fd)
+        return [self.tun] if self.tun is not None else []
+
+
+def new_network_namespace(name: str, wired: bool) -> NetNamespace:
+    """Move this process into a fresh network namespace with loopback up and, if `wired`, a TUN
+    device up (addresses come per experiment). The caller moves back."""
+    unshare(CLONE_NEWNET)
+    netlink.interface_up("lo")
+    tun = None
+    if wired:
+        tun = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            fcntl.ioctl(tun, TUNSETIFF, struct.pack("16sH", TUN_NAME.encode(), IFF_TUN | IFF_NO_PI))
+        except OSError:
+            os.close(tun)
+            raise
+        _quiet_ipv6(TUN_NAME)
+        netlink.interface_up(TUN_NAME)
+    return NetNamespace(
+        name=name,
+        fd=os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC),
+        diag=Diag(),
+        mib=[os.open(path, os.O_RDONLY | os.O_CLOEXEC) for path in MIB_FILES],
+        rtnl=netlink.route_socket(),
+        tun=tun,
+        ifindex=socket.if_nametoindex(TUN_NAME) if wired else 1,
+    )
+
+
+def _quiet_ipv6(device: str) -> None:
+    """No IPv6 on the wire's device: its router solicitations would only wake the relay. TCP over IPv4
+    is untouched (this is the lab's own device, not a TCP setting)."""
+    try:
+        _write(f"/proc/sys/net/ipv6/conf/{device}/disable_ipv6", "1")
+    except OSError:
+        pass  # a kernel without IPv6 sends none
+
+
+def sysctl_path(name: str) -> str:
+    return "/proc/sys/" + name.replace(".", "/")
+
+
+def read_sysctl(name: str) -> str:
+    with open(sysctl_path(name)) as f:
+        return " ".join(f.read().split())
+
+
+def write_sysctl(name: str, value: str) -> None:
+    _write(sysctl_path(name), value)
+
+
+def apply_settings(
+    space: NetNamespace, sysctls: dict[str, str], route: dict[str, int], to_peer: netlink.RouteSpec, home: int
+) -> None:
+    """Set a scenario's sysctls (remembering the defaults) and route options in `space`."""
+    if sysctls:
+        setns(space.fd, CLONE_NEWNET)
+        try:
+            for name, value in sysctls.items():
+                space.defaults.setdefault(name, read_sysctl(name))
+                write_sysctl(name, value)
+        finally:
+            setns(home, CLONE_NEWNET)
+    if route:
+        netlink.set_route_metrics(space.rtnl, to_peer, route)
+
+
+def restore_sysctls(space: NetNamespace, sysctls: dict[str, str], home: int) -> None:
+    """Put back the sysctls apply_settings changed (route options go with the experiment's route)."""
+    if sysctls:
+        setns(space.fd, CLONE_NEWNET)
+        try:
+            for name in sysctls:
+                write_sysctl(name, space.defaults[name])
+        finally:
+            setns(home, CLONE_NEWNET)
+
+
+def clear_sockets(space: NetNamespace, sockets: list[tuple[tuple[str, int], tuple[str, int]]]) -> bool:
+    """End the experiment's sockets left in `space` (TIME_WAIT, orphans); False if one survived
+    (kernels before 6.11 do not end orphans this way)."""
+    clean = True
+    for local, remote in sockets:
+        try:
+            space.diag.destroy(local, remote)
+        except OSError:
+            return False
+        if space.diag.lookup(local, remote) is not None:
+            clean = False
+    return clean

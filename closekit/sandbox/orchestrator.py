@@ -1,40 +1,42 @@
-"""Running one scenario in the current network namespace and recording what the kernel did.
+"""Running one scenario and recording what the kernel did: the helper's side of an experiment.
 
-The orchestrator forks one process per side, hands each its steps in the scenario's order,
-and meanwhile watches the kernel: segments from the packet socket, socket states and queues
-from sock_diag. After each step it settles: it waits until nothing has moved (no segment, no
-state or queue change) for QUIET seconds and no acknowledgement is owed, so the next step
-always starts from the same kernel state. States are recorded at those settled points, and
-during long waits once they have held for STABLE seconds: the states a socket rests in, the
-same on every run. A state that lasts only until a delayed ACK (FIN_WAIT_1 on loopback) is
-passed through, not recorded; the state-machine table shows where it was.
+The orchestrator starts the experiment's processes (closekit.sandbox.jail), hands each its steps
+in the scenario's order, and meanwhile watches: packets on the wire (or a loopback capture),
+replies from the endpoints, sockets through sock_diag. It blocks on all their descriptors at
+once, with a timeout that comes from the next deadline (a packet due on the wire, a kernel timer,
+a sync point's limit, the scenario's time limit), so waiting costs no CPU. It looks at the
+sockets after every packet, reply and timer, so every state is recorded as it happens, however
+briefly it lasts. What the next step may do and when is decided by closekit.sandbox.policy.
 """
 
 from __future__ import annotations
 
-import os
+import itertools
 import select
-import signal
 import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from closekit import scenario as sc
-from closekit.errors import ExperimentError, SyncTimeoutError
-from closekit.sandbox.capture import Capture, Packet
-from closekit.sandbox.channel import channel_pair, recv_message, send_message
+from closekit.errors import ExperimentError, NotHereError, ScenarioError, SyncTimeoutError
+from closekit.sandbox import policy
+from closekit.sandbox.capture import Capture
 from closekit.sandbox.counters import deltas, read_counters
 from closekit.sandbox.diag import Diag, DiagSocket
-from closekit.sandbox.endpoint import start_endpoint
+from closekit.sandbox.endpoint import Addresses
+from closekit.sandbox.jail import Jail, Limits
+from closekit.sandbox.namespace import NetNamespace
+from closekit.sandbox.packets import Connections, Packet
+from closekit.sandbox.protocol import ProtocolError, channel_pair, check_reply, recv_message, send_message
+from closekit.sandbox.wire import Wire
 from closekit.trace import Segment, Signal, StateChange, Syscall, Trace
 
-QUIET = 0.001
-POLL = 0.0002
-ACK_WAIT_LIMIT = 0.25  # an owed ACK comes within a delayed-ACK time, or never
-FULL_AFTER = 0.005  # a receiver whose queue has not moved this long, with data waiting, is full
-STABLE = 0.25  # a state held this long while waiting is recorded before the wait ends
-SOCKET_SIDES = ("client", "server")
+ENDPOINTS = ("client", "server")
+TIMER_SLACK = 0.002  # look again this long after a kernel timer was due to fire
+QUIET = 0.001  # without a wire: nothing moved this long means nothing is in flight
+POLL = 0.001  # without any view of the packets: how often sockets are looked at while waiting
+EXIT_REPORT = 0.2  # how long to wait for the init's word on how a process ended
 
 
 class ParentGone(ExperimentError):
@@ -43,339 +45,456 @@ class ParentGone(ExperimentError):
 
 @dataclass
 class Environment:
-    """What the helper prepared for one experiment: where it runs and what can observe it."""
+    """What the helper keeps for experiments: where they run and what observes them."""
 
     mode: str
     kernel: str
-    diag: Diag
-    capture: Capture | None
+    spaces: dict[str, NetNamespace]  # endpoint -> its network namespace (none in the host modes)
+    addresses: Addresses
+    jail: Jail | None = None
+    capture: Capture | None = None
+    host_diag: Diag | None = None
+    as_nobody: bool = False
+    limits: Limits = Limits()  # noqa: RUF009 (frozen)
     unobserved: tuple[str, ...] = ()
     parent: int | None = None  # the request pipe: readable mid-experiment only when the parent has gone
 
+    @property
+    def wired(self) -> bool:
+        return all(space.tun is not None for space in self.spaces.values()) and bool(self.spaces)
+
+    def diag(self, endpoint: str) -> Diag:
+        return self.spaces[endpoint].diag if self.spaces else self.host_diag  # type: ignore[return-value]
+
+    def mib_files(self) -> list[int]:
+        unique = {id(s): s for s in self.spaces.values()}
+        return [fd for space in unique.values() for fd in space.mib]
+
 
 @dataclass
-class _SideView:
-    state: str | None = None
-    since: float = 0.0
-    recorded: str | None = None
-    rqueue: int = 0
-    seen: bool = False
+class _Process:
+    name: str
+    endpoint: str
+    channel: socket.socket
+    running: str | None = None  # what it is doing
+    background: bool = False
+    exited: bool = False
 
 
 @dataclass
-class _Run:
+class Experiment:
+    """One run of a scenario."""
+
     scenario: sc.Scenario
     env: Environment
-    t0: float = field(default_factory=time.time)
-    channels: dict[str, socket.socket] = field(default_factory=dict)
-    pids: dict[str, int] = field(default_factory=dict)
-    running: dict[str, str] = field(default_factory=dict)  # side -> what it is doing
-    exited: set[str] = field(default_factory=set)
-    records: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    packets: list[Packet] = field(default_factory=list)
-    views: dict[str, _SideView] = field(default_factory=lambda: {s: _SideView() for s in SOCKET_SIDES})
-    states: list[StateChange] = field(default_factory=list)
-    ports: dict[str, int] = field(default_factory=dict)
-    last_change: float = 0.0
-    snapshot: tuple = ()
-    segment_mark: int = 0  # wait_segment looks at packets from this index on
+    t0: float = field(default_factory=time.monotonic)
+    procs: dict[str, _Process] = field(default_factory=dict)
+    wire: Wire | None = None
+    conns: Connections = field(default_factory=Connections)
+    captured: list[Packet] = field(default_factory=list)  # the capture's packets (no wire)
+    records: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)  # (order, process, record)
+    views: dict[tuple[str, int], policy.SocketView] = field(default_factory=dict)
+    seen: set[tuple[str, int]] = field(default_factory=set)
+    states: list[tuple[int, StateChange]] = field(default_factory=list)
+    timers: dict[tuple[str, int], float] = field(default_factory=dict)
+    server_port: int = 0
+    setup_until: float | None = None  # when the scenario's first step began (before: the set-up)
+    mark: int = 0  # wait_segment looks at packets from this index on
+    last_activity: float = 0.0
+    order: Any = field(default_factory=itertools.count)
+
+    def __post_init__(self) -> None:
+        if self.env.wired:
+            self.wire = Wire(self.scenario.link, {e: self.env.spaces[e].tun for e in ENDPOINTS})  # type: ignore[misc]
 
     # ---- processes -----------------------------------------------------------------------
+    @property
+    def jail(self) -> Jail:
+        assert self.env.jail is not None
+        return self.env.jail
+
     def start(self) -> None:
-        ends = {side: channel_pair() for side in self.scenario.sides}
-        children = {side: ends[side][1] for side in self.scenario.sides if side not in SOCKET_SIDES}
-        for side in SOCKET_SIDES:
-            self.pids[side] = start_endpoint(side, self.scenario, ends[side][1], children)
-        for side, (mine, theirs) in ends.items():
-            theirs.close()
-            self.channels[side] = mine
+        ends = {p: channel_pair() for p in self.scenario.sides}
+        try:
+            self.jail.launch(
+                self.scenario.to_dict(),
+                {"server": self.env.addresses.server, "client": self.env.addresses.client},
+                {p: theirs for p, (_mine, theirs) in ends.items()},
+            )
+        finally:
+            for _mine, theirs in ends.values():
+                theirs.close()
+        for p, (mine, _theirs) in ends.items():
+            self.procs[p] = _Process(p, self.scenario.endpoint_of(p), mine)
+
+    def _owner(self, process: str) -> str:
+        return self.scenario.endpoint_of(process)
 
     def stop(self) -> None:
-        for _side, channel in self.channels.items():
-            try:
-                send_message(channel, ("quit", None))
-            except OSError:
-                pass
-            channel.close()
-        for pid in self.pids.values():
-            try:
-                os.killpg(pid, signal.SIGKILL)  # the endpoint and anything it forked
-            except (ProcessLookupError, PermissionError):
-                pass
-        for side in SOCKET_SIDES:  # our own children: wait until they are gone
-            try:
-                os.waitpid(self.pids[side], 0)
-            except ChildProcessError:
-                pass
-        reap_children()  # grandchildren handed to us as subreaper
+        for proc in self.procs.values():
+            proc.channel.close()
+        self.jail.clear()
 
-    def command(self, side: str, command: str, argument: Any, label: str) -> None:
-        self.running[side] = label
-        send_message(self.channels[side], (command, argument))
+    def command(self, process: str, message: dict[str, Any], label: str, background: bool = False) -> None:
+        proc = self.procs[process]
+        proc.running, proc.background = label, background
+        try:
+            send_message(proc.channel, message)
+        except OSError:
+            self._died(proc)
 
     # ---- observing -----------------------------------------------------------------------
-    def pump(self, timeout: float) -> None:
-        """Wait up to `timeout` for anything, then take in replies, packets and socket states."""
-        now = time.time()
-        if now - self.t0 > self.scenario.time_limit:
-            doing = "; ".join(f"{side}: {what}" for side, what in self.running.items()) or "nothing"
+    def pump(self, until: float) -> None:
+        """Wait until `until` at most for anything to happen, then take it in."""
+        now = time.monotonic()
+        limit_at = self.t0 + self.scenario.time_limit
+        if now > limit_at:
+            doing = "; ".join(f"{p.name}: {p.running}" for p in self.procs.values() if p.running) or "nothing"
             raise ExperimentError(
-                f"scenario {self.scenario.name!r} ran past its time limit of {self.scenario.time_limit} s "
+                f"scenario {self.scenario.name!r} ran past its time limit of {self.scenario.time_limit:g} s "
                 f"(still running: {doing})"
             )
-        watched = [self.channels[s] for s in self.channels if s not in self.exited]
+        wake = min(until, limit_at + 0.001, *self.timers.values())
+        if self.wire is not None:
+            due = self.wire.next_due()
+            if due is not None:
+                wake = min(wake, due)
+        elif self.env.capture is None:
+            wake = min(wake, now + POLL)
+        watched: list[Any] = [p.channel for p in self.procs.values() if not p.exited]
+        if self.wire is not None:
+            watched += [self.wire.fileno(e) for e in ENDPOINTS]
         if self.env.capture is not None:
-            watched.append(self.env.capture)  # type: ignore[arg-type]
+            watched.append(self.env.capture)
+        watched.append(self.jail)
         if self.env.parent is not None:
-            watched.append(self.env.parent)  # type: ignore[arg-type]
-        readable, _, _ = select.select(watched, [], [], timeout)
-        for ready in readable:
-            if ready is self.env.parent:
-                raise ParentGone("the process that asked for this experiment has gone")
-            if ready is not self.env.capture:
-                self._take_reply(ready)
-        if self.env.capture is not None:
-            fresh = self.env.capture.drain()
-            if fresh:
-                self.packets.extend(fresh)
-                self.last_change = time.time()
-        self._observe_sockets()
+            watched.append(self.env.parent)
+        readable, _, _ = select.select(watched, [], [], max(0.0, wake - now))
+        now = time.monotonic()
+        ready = set(readable)
+        if self.env.parent is not None and self.env.parent in ready:
+            raise ParentGone("the process that asked for this experiment has gone")
+        self._move_packets(now, ready)
+        if self.jail in ready:
+            self.jail.take()
+        for proc in list(self.procs.values()):
+            if proc.channel in ready and not proc.exited:
+                self._take_reply(proc)
+        for key, due in list(self.timers.items()):
+            if due <= now:
+                del self.timers[key]
+                self._look(*key)
+        if self.wire is None and self.env.capture is None:
+            for key in list(self.views):
+                self._look(*key)
 
-    def _take_reply(self, channel: socket.socket) -> None:
-        side = next(s for s, c in self.channels.items() if c is channel)
-        message = recv_message(channel)
-        self.last_change = time.time()
-        if message is None:
-            self.exited.add(side)
-            if side in self.running:
-                raise ExperimentError(f"the {side} process died while running {self.running.pop(side)}")
+    def _move_packets(self, now: float, ready: set[Any]) -> None:
+        if self.wire is not None:
+            sources = [e for e in ENDPOINTS if self.wire.fileno(e) in ready]
+            while True:
+                for src in sources:
+                    for p in self.wire.take(src, now, self.conns.classify):
+                        self._seen_packet(p)
+                delivered = self.wire.deliver(now)
+                for p in delivered:
+                    dst = "server" if p.src == "client" else "client"
+                    self.conns.delivered(p)
+                    self._look_after(p, dst)
+                    if "SYN" in p.flags and dst == "server":
+                        self._look("server", 0)
+                if not delivered:
+                    return
+                sources = [("server" if p.src == "client" else "client") for p in delivered]
+                now = time.monotonic()
+        elif self.env.capture is not None and self.env.capture in ready:
+            side_of_port = {self.server_port: "server"} if self.server_port else {}
+            for p in self.env.capture.drain(side_of_port):
+                self.conns.classify(p)
+                self.captured.append(p)
+                self._seen_packet(p)
+
+    def _seen_packet(self, p: Packet) -> None:
+        self.last_activity = time.monotonic()
+        self.conns.sent(p)
+        if not p.conn:
             return
-        kind, payload = message
+        self._look_after(p, p.src)
+        if self.wire is None:  # on a loopback, sent is received
+            self.conns.delivered(p)
+            self._look_after(p, "server" if p.src == "client" else "client")
+
+    def _look_after(self, p: Packet, endpoint: str) -> None:
+        """Look at `endpoint`'s socket after packet `p` left or reached it, unless nothing can have
+        changed: a plain data or ACK segment leaves an established connection established."""
+        if not {"SYN", "FIN", "RST"} & set(p.flags):
+            view = self.views.get((endpoint, p.conn))
+            if view is not None and view.state == "ESTABLISHED" and (endpoint, p.conn) not in self.timers:
+                return
+        self._look(endpoint, p.conn)
+
+    def _take_reply(self, proc: _Process) -> None:
+        now = time.monotonic()
+        try:
+            message = recv_message(proc.channel, proc.name)
+        except ProtocolError as e:
+            raise ExperimentError(f"{e}; the experiment was stopped") from None
+        except OSError:
+            message = None
+        if message is None:
+            self._died(proc)
+            return
+        kind, records = check_reply(message, proc.name, self.t0 - 1, now + 1)
+        if kind == "crash":
+            raise ExperimentError(
+                f"the {proc.name} process failed while running {proc.running}: {records[0]['message']}"
+            )
+        if kind == "limit":
+            raise ExperimentError(f"the experiment hit a limit of the lab: {records[0]['message']}")
         if kind == "hello":
-            self.pids[side] = payload
-        elif kind == "crash":
-            raise ExperimentError(f"the {side} process failed while running {self.running.get(side)}:\n{payload}")
+            return
+        if proc.running is None:
+            raise ExperimentError(
+                f"the {proc.name} process sent a reply while it was running nothing (code in the experiment wrote "
+                "to the lab's channel); the experiment was stopped"
+            )
+        proc.running = None
+        for r in records:
+            if r["kind"] == "port":
+                if r["role"] == "listener" and proc.endpoint == "server":
+                    self.server_port = r["port"]
+                elif r["role"] == "connection" and proc.endpoint == "client" and self.server_port:
+                    self.conns.connected(r["port"], self.server_port)
+            else:
+                self.records.append((next(self.order), proc.name, r))
+                if r.get("call") == "exit":
+                    proc.exited = True
+        self._look(proc.endpoint, self.conns.all[-1].number if self.conns.all else 1)
+        if proc.endpoint == "server":
+            self._look("server", 0)
+
+    def _died(self, proc: _Process) -> None:
+        """A process's channel closed: fine after exit, an error while it ran a step."""
+        proc.exited = True
+        doing, proc.running = proc.running, None
+        if doing is None:
+            return
+        how = self._how_it_ended(proc.name)
+        raise ExperimentError(f"the {proc.name} process {how} while running {doing}")
+
+    def _how_it_ended(self, process: str) -> str:
+        """What the reaper says about how the process ended (it may take a moment to say it)."""
+        deadline = time.monotonic() + EXIT_REPORT
+        while process not in self.jail.ended and time.monotonic() < deadline:
+            select.select([self.jail], [], [], max(0.0, deadline - time.monotonic()))
+            self.jail.take()
+        return self.jail.ended.get(process, "ended")
+
+    # ---- sockets -------------------------------------------------------------------------
+    def _look(self, endpoint: str, conn: int) -> None:
+        """Ask the kernel about one socket (conn 0: the server's listener) and record a new state."""
+        address = self._tuple(endpoint, conn)
+        if address is None:
+            return
+        found = self.env.diag(endpoint).lookup(*address)
+        key = (endpoint, conn)
+        now = time.monotonic()
+        view = self._view_of(found, key)
+        if view.state is not None and view.state != self.views.get(key, policy.SocketView()).state:
+            self.states.append((next(self.order), StateChange(t=now - self.t0, side=endpoint, state=view.state,
+                                                              conn=conn)))  # fmt: skip
+        self.views[key] = view
+        if found is not None and found.timer is not None and found.timer != "time-wait":
+            self.timers[key] = now + found.expires + TIMER_SLACK
         else:
-            self.running.pop(side, None)
-            for record in payload:
-                if record["kind"] == "port":
-                    self.ports[side] = record["port"]
-                else:
-                    self.records.append((side, record))
-                    if record.get("call") == "exit":
-                        self.exited.add(side)
+            self.timers.pop(key, None)
 
-    def _socket_of(self, side: str) -> DiagSocket | None:
-        local, remote = ("client", "server") if side == "client" else ("server", "client")
-        if local not in self.ports or remote not in self.ports:
-            return None
-        return self.env.diag.lookup(self.ports[local], self.ports[remote])
+    def _view_of(self, found: DiagSocket | None, key: tuple[str, int]) -> policy.SocketView:
+        if found is None:
+            return policy.SocketView("CLOSED" if key in self.seen else None)
+        self.seen.add(key)
+        return policy.SocketView(found.state, found.rqueue, found.wqueue, found.timer)
 
-    def _observe_sockets(self) -> None:
-        now = time.time()
-        snapshot = []
-        for side in SOCKET_SIDES:
-            view = self.views[side]
-            s = self._socket_of(side)
-            if s is not None:
-                view.seen = True
-            state = s.state if s is not None else ("CLOSED" if view.seen else None)
-            view.rqueue = s.rqueue if s is not None else 0
-            snapshot.append((state, view.rqueue, s.wqueue if s is not None else 0))
-            if state != view.state:
-                view.state, view.since = state, now
-            elif now - view.since >= STABLE:
-                self._record_state(side)
-        if tuple(snapshot) != self.snapshot:
-            self.snapshot = tuple(snapshot)
-            self.last_change = now
+    def _tuple(self, endpoint: str, conn: int) -> tuple[tuple[str, int], tuple[str, int]] | None:
+        addresses = self.env.addresses
+        if conn == 0:
+            return ((addresses.server, self.server_port), ("0.0.0.0", 0)) if self.server_port else None
+        if conn > len(self.conns.all) or conn in self.conns.superseded:
+            return None  # (a newer connection on the same 4-tuple answers for it now)
+        c = self.conns.get(conn)
+        client, server = (addresses.client, c.client_port), (addresses.server, c.server_port)
+        return (client, server) if endpoint == "client" else (server, client)
 
-    def _record_state(self, side: str, at: float | None = None) -> None:
-        """Record `side`'s state if new; at a settled point `at` is now, so that states sort after
-        every segment of the step that caused them, whatever the timing of a delayed ACK."""
-        view = self.views[side]
-        if view.state is not None and view.state != view.recorded:
-            view.recorded = view.state
-            t = view.since if at is None else at
-            self.states.append(StateChange(t=t - self.t0, side=side, state=view.state))
+    def moment(self) -> policy.Moment:
+        now = time.monotonic()
+        in_flight = self.wire.in_flight if self.wire is not None else 0
+        if self.wire is None and now - self.last_activity < QUIET:
+            in_flight = 1
+        packets = self.wire.packets if self.wire is not None else self.captured
+        return policy.Moment(
+            busy=frozenset(p.name for p in self.procs.values() if p.running and not p.background),
+            running=frozenset(p.name for p in self.procs.values() if p.running),
+            in_flight=in_flight,
+            acks_owed=self.conns.acks_owed() if packets else 0,
+            owed_for=now - self.last_activity,
+            sockets=self.views,
+            current=self.conns.all[-1].number if self.conns.all else 1,
+            segments=tuple(
+                (p.src, frozenset(p.flags), self.conns.relative(p)[2]) for p in packets[self.mark :] if p.conn
+            ),
+        )
 
     # ---- waiting -------------------------------------------------------------------------
     def settle(self) -> None:
-        """Wait until nothing has moved for QUIET seconds and no acknowledgement is owed (a delayed
-        ACK of a FIN would otherwise race the next step), then record the states."""
-        started = self.last_change = time.time()
+        while not policy.settled(moment := self.moment()):
+            until = self.t0 + self.scenario.time_limit
+            if moment.acks_owed:
+                until = min(until, self.last_activity + policy.DELAYED_ACK_MAX + 0.001)
+            if self.wire is None:
+                until = min(until, self.last_activity + QUIET + 0.0001)
+            self.pump(until)
+
+    def wait_idle(self, process: str) -> None:
+        while self.procs[process].running:
+            self.pump(self.t0 + self.scenario.time_limit)
+
+    def sync(self, step: sc.Step) -> None:
+        endpoint = self._owner(step.side)
+        deadline = time.monotonic() + self.scenario.sync_timeout
         while True:
-            self.pump(POLL)
-            now = time.time()
-            if now - self.last_change >= QUIET and (not self._ack_owed() or now - started > ACK_WAIT_LIMIT):
-                for side in SOCKET_SIDES:
-                    self._record_state(side, at=now)
+            self._refresh(step, endpoint)
+            if policy.met(step, self.moment(), endpoint):
                 return
-
-    def _ack_owed(self) -> bool:
-        """Some side has unacknowledged data or FIN while its peer's window is open."""
-        if not self.snapshot:
-            return False
-        open_window = self._open_windows()
-        for side, (state, _rqueue, wqueue) in zip(SOCKET_SIDES, self.snapshot):
-            peer = "server" if side == "client" else "client"
-            if wqueue and state not in (None, "CLOSED", "LISTEN") and open_window.get(peer, True):
-                return True
-        return False
-
-    def _open_windows(self) -> dict[str, bool]:
-        """Whether each side's last captured segment advertised a non-zero window."""
-        windows: dict[str, bool] = {}
-        for s in build_segments(self.packets[-16:], self.ports):
-            windows[s.src] = s.win > 0
-        return windows
-
-    def wait_for(self, step: sc.Step, met: Any, awaited: str, seen: Any) -> None:
-        deadline = time.time() + self.scenario.sync_timeout
-        while not met():
-            if time.time() > deadline:
+            if time.monotonic() > deadline:
                 raise SyncTimeoutError(
                     f"sync point {step.describe()} in {self.scenario.name!r} was not met within "
-                    f"{self.scenario.sync_timeout} s: waited for {awaited}, but {seen()}"
+                    f"{self.scenario.sync_timeout:g} s: {policy.waited_for(step, self.moment(), endpoint)}"
                 )
-            self.pump(POLL)
+            self.pump(deadline)
 
-    def _receiver_full(self, side: str) -> bool:
-        """`side` holds unread data, its peer still has data to send, and nothing has moved for
-        FULL_AFTER seconds: the receive buffer is as full as it gets (the window is closed).
-        Told from sock_diag alone, so it works where segments cannot be captured."""
-        me = self.views["server" if side not in SOCKET_SIDES else side]
-        index = 0 if me is self.views["client"] else 1
-        peer_wqueue = self.snapshot[1 - index][2] if self.snapshot else 0
-        return me.rqueue > 0 and peer_wqueue > 0 and time.time() - self.last_change >= FULL_AFTER
-
-    def wait_idle(self, side: str) -> None:
-        while side in self.running:
-            self.pump(POLL)
+    def _refresh(self, step: sc.Step, endpoint: str) -> None:
+        """Look again at the sockets a sync point depends on (queues move without a state change)."""
+        current = self.conns.all[-1].number if self.conns.all else 1
+        if isinstance(step, sc.WaitRecvQueue):
+            self._look(endpoint, current)
+            self._look("server" if endpoint == "client" else "client", current)
+        elif isinstance(step, sc.WaitState):
+            self._look(endpoint, 0 if step.listener else current)
+        elif isinstance(step, sc.WaitAcked):
+            self._look(endpoint, current)
 
     # ---- the timeline --------------------------------------------------------------------
     def execute(self) -> None:
-        self.command("server", "listen", None, "listen()")
+        self.command("server", {"op": "listen"}, "listen()")
         self.wait_idle("server")
-        self.command("client", "connect", self.ports["server"], "connect()")
-        self.wait_idle("client")
-        self.command("server", "accept", None, "accept()")
-        self.wait_idle("server")
+        if self.scenario.start == "connected":
+            self.command("client", {"op": "connect", "port": self.server_port}, "connect()")
+            self.wait_idle("client")
+            self.command("server", {"op": "accept"}, "accept()")
+            self.wait_idle("server")
+        else:
+            self.command("client", {"op": "socket"}, "socket()")
+            self.wait_idle("client")
         self.settle()
+        self.setup_until = time.monotonic() - self.t0
         for index, step in enumerate(self.scenario.steps):
             if isinstance(step, sc.SYNC_STEPS):
                 self.sync(step)
+            elif isinstance(step, sc.Release):
+                self._release(step)
+            elif isinstance(step, sc.AtOnce):
+                self._at_once(index, step)
             else:
                 self.wait_idle(step.side)
-                self.segment_mark = len(self.packets)
-                self.command(step.side, "step", index, step.describe())
+                self.mark = len(self._packets())
+                self.command(step.side, {"op": "step", "path": [index], "port": self.server_port},
+                             step.describe(), background=step.background)  # fmt: skip
                 if not step.background:
                     self.wait_idle(step.side)
             self.settle()
-        for side in list(self.running):
-            self.wait_idle(side)
+        for proc in list(self.procs.values()):
+            self.wait_idle(proc.name)
         self.settle()
 
-    def sync(self, step: sc.Step) -> None:
-        side = step.side
-        view = self.views["server" if side not in SOCKET_SIDES else side]
-        if isinstance(step, sc.WaitDone):
-            self.wait_idle(side)
-        elif isinstance(step, sc.WaitRecvQueue):
-            self.wait_for(
-                step, lambda: view.rqueue >= step.nbytes or self._receiver_full(side),
-                f"{step.nbytes} unread bytes", lambda: f"{side}'s receive queue held {view.rqueue}",
-            )  # fmt: skip
-        elif isinstance(step, sc.WaitState):
-            self.wait_for(step, lambda: view.state == step.state, f"{side} in {step.state}",
-                          lambda: f"{side} was in {view.state}")  # fmt: skip
-        elif isinstance(step, sc.WaitSegment):
-            if self.env.capture is None:
-                raise ExperimentError(
-                    f"{step.describe()} needs packet capture, which mode {self.env.mode!r} does not have"
-                )
-            self.wait_for(step, lambda: self._segment_seen(step), f"a segment from {side} with "
-                          f"{'+'.join(step.flags)}" + ("" if step.win is None else f" and window {step.win}"),
-                          lambda: f"the segments seen were: {self._seen_flags()}")  # fmt: skip
+    def _release(self, step: sc.Release) -> None:
+        if self.wire is None:
+            raise ScenarioError(f"{step.describe()} needs the lab's wire, which mode {self.env.mode!r} does not have")
+        self.mark = len(self.wire.packets)
+        self.wire.release(step.side, time.monotonic())
 
-    def _segment_seen(self, step: sc.WaitSegment) -> bool:
-        segments = build_segments(self.packets, self.ports)[self.segment_mark :]
-        return any(
-            s.src == step.side and set(step.flags) <= set(s.flags) and (step.win is None or s.win == step.win)
-            for s in segments
-        )
+    def _at_once(self, index: int, step: sc.AtOnce) -> None:
+        for part in step.steps:
+            self.wait_idle(part.side)
+        self.mark = len(self._packets())
+        if self.wire is not None:
+            self.wire.close_gate()
+        for j, part in enumerate(step.steps):
+            self.command(part.side, {"op": "step", "path": [index, j], "port": self.server_port}, part.describe())
+        for part in step.steps:
+            self.wait_idle(part.side)
+        if self.wire is not None:
+            self.wire.open_gate(time.monotonic())
 
-    def _seen_flags(self) -> str:
-        return ", ".join(f"{s.src} {s.tcpdump_flags}" for s in build_segments(self.packets, self.ports)) or "none"
+    def _packets(self) -> list[Packet]:
+        return self.wire.packets if self.wire is not None else self.captured
+
+    # ---- the whole run -------------------------------------------------------------------
+    def run(self) -> Trace:
+        """Start, run every step, stop every process; the Trace of what happened."""
+        refuse_unsupported(self.scenario, self.env)
+        files = self.env.mib_files()
+        before = read_counters(files) if files else {}
+        self.start()
+        try:
+            self.execute()
+            counters = deltas(before, read_counters(files)) if files else {}
+        finally:
+            self.stop()
+        if self.env.capture is not None and self.env.capture.drops():
+            raise ExperimentError("the packet capture dropped segments; the trace would be incomplete")
+        return self.trace(counters)
+
+    def sockets(self) -> list[tuple[str, tuple[str, int], tuple[str, int]]]:
+        """(endpoint, local, remote) of every socket the experiment may have left in the kernel."""
+        found = [(e, *t) for c in self.conns.all for e in ENDPOINTS if (t := self._tuple(e, c.number))]
+        listener = self._tuple("server", 0)
+        return found + ([("server", *listener)] if listener else [])
 
     # ---- the result ----------------------------------------------------------------------
     def trace(self, counters: dict[str, int]) -> Trace:
-        events: list[Any] = []
-        for side, r in self.records:
+        t0 = self.t0
+        events: list[tuple[float, int, Any]] = []
+        for order, process, r in self.records:
             if r["kind"] == "signal":
-                events.append(Signal(t=r["t"] - self.t0, side=side, signal=r["signal"]))
+                events.append((r["t"] - t0, order, Signal(t=r["t"] - t0, side=process, signal=r["signal"])))
             else:
-                events.append(Syscall(t=r["t"] - self.t0, side=side, call=r["call"], args=r["args"],
-                                      result=r["result"], errno=r["errno"], duration=r["duration"]))  # fmt: skip
-        events.extend(build_segments(self.packets, self.ports, self.t0))
-        events.extend(self.states)
-        events.sort(key=lambda e: e.t)
+                e = Syscall(t=r["t"] - t0, side=process, call=r["call"], args=r["args"], result=r["result"],
+                            errno=r["errno"], duration=r["duration"])  # fmt: skip
+                events.append((e.t, order, e))
+        for order, p in enumerate(self._packets()):
+            if not p.conn:
+                continue
+            seq, ack, win = self.conns.relative(p)
+            s = Segment(
+                t=p.t - t0, src=p.src, flags=p.flags, seq=seq, ack=ack, len=p.payload, win=win, raw=p.raw,
+                conn=p.conn, arrived=None if p.arrived is None else p.arrived - t0, fate=p.fate,
+            )  # fmt: skip
+            events.append((s.t, order, s))
+        events.extend((s.t, order, s) for order, s in self.states)
+        events.sort(key=lambda x: (x[0], x[1]))
+        scenario = self.scenario
         return Trace(
-            scenario=self.scenario.name, description=self.scenario.description, kernel=self.env.kernel,
-            mode=self.env.mode, counters=counters, events=tuple(events), unobserved=self.env.unobserved,
+            scenario=scenario.name, description=scenario.description, kernel=self.env.kernel, mode=self.env.mode,
+            counters=counters, events=tuple(e for _t, _o, e in events), unobserved=self.env.unobserved,
+            link=scenario.link.to_dict(), settings=scenario.settings.to_dict(),
+            processes={p: scenario.endpoint_of(p) for p in scenario.sides}, setup_until=self.setup_until,
         )  # fmt: skip
 
 
-def build_segments(packets: list[Packet], ports: dict[str, int], t0: float = 0.0) -> list[Segment]:
-    """Segments of the experiment's connection with tcpdump-style relative seq/ack and scaled windows."""
-    if "client" not in ports or "server" not in ports:
-        return []
-    side_of = {ports["client"]: "client", ports["server"]: "server"}
-    ours = [p for p in packets if {p.sport, p.dport} == {ports["client"], ports["server"]}]
-    isn: dict[str, int] = {}
-    scale: dict[str, int | None] = {}
-    for p in ours:
-        if "SYN" in p.flags:
-            isn.setdefault(side_of[p.sport], p.seq)
-            scale.setdefault(side_of[p.sport], p.wscale)
-    scaling = all(scale.get(s) is not None for s in SOCKET_SIDES)
-    segments = []
-    for p in ours:
-        src = side_of[p.sport]
-        dst = "server" if src == "client" else "client"
-        win = p.win if ("SYN" in p.flags or not scaling) else p.win << (scale[src] or 0)
-        segments.append(Segment(
-            t=p.t - t0, src=src, flags=p.flags,
-            seq=(p.seq - isn.get(src, p.seq)) % (1 << 32),
-            ack=(p.ack - isn.get(dst, p.ack)) % (1 << 32) if "ACK" in p.flags else 0,
-            len=p.payload, win=win, raw=p.raw,
-        ))  # fmt: skip
-    return segments
-
-
-def reap_children() -> None:
-    """Collect every child that has ended (endpoints, and grandchildren handed to us as subreaper)."""
-    while True:
-        try:
-            pid, _status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-
-
-def run_scenario(scenario: sc.Scenario, env: Environment) -> Trace:
-    """Run `scenario` in the current namespace and return its Trace."""
-    before = read_counters() if env.mode == "netns" else {}
-    if env.capture is not None:
-        env.capture.drain()
-    run = _Run(scenario, env)
-    run.start()
-    try:
-        run.execute()
-        counters = deltas(before, read_counters()) if env.mode == "netns" else {}
-    finally:
-        run.stop()
-    if env.capture is not None and env.capture.drops():
-        raise ExperimentError("the packet capture dropped segments; the trace would be incomplete")
-    return run.trace(counters)
+def refuse_unsupported(scenario: sc.Scenario, env: Environment) -> None:
+    """A scenario that needs what this mode lacks is refused before anything runs, saying why."""
+    missing = scenario.missing_in(env.mode)
+    if missing:
+        raise NotHereError(
+            f"scenario {scenario.name!r} needs {' and '.join(missing)}, which mode {env.mode!r} does not have "
+            "(`closekit doctor` says why)"
+        )

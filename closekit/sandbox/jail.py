@@ -1,0 +1,483 @@
+"""Where an experiment's processes live, and how they all end together.
+
+In the namespace modes the helper starts one reaper: the first process (init) of a PID namespace
+of its own, in a mount namespace whose root is the private root (closekit.sandbox.rootfs). For
+each experiment the reaper forks one process per endpoint into that endpoint's network namespace;
+every process an experiment makes is its descendant, or is reparented to it, so it reaps them
+all and none stays a zombie. Each endpoint process then drops what it may not keep: it takes an
+IPC namespace of its own, becomes nobody when the lab runs as root, enters a user namespace of
+its own (so it holds no capability over the namespaces the lab configures and may make no more
+of its own, and the kernel counts its processes for RLIMIT_NPROC), gives up its capabilities
+and takes its resource limits.
+
+Ending an experiment is the reaper's kill(-1, SIGKILL), which as a PID namespace's init reaches
+every process in the namespace, whatever session or process group it made for itself; the reaper
+answers once it has reaped them all. It is not dumpable, so nothing in an experiment can ptrace
+it, and as a namespace's init it ignores every signal sent from inside. Should it ever not
+answer, the helper kills it, and the kernel kills everything in its namespace with it. When the
+helper goes, the reaper's channel closes and it exits, ending the namespace the same way.
+
+Without namespaces (modes host and host-nocapture) the reaper is a child subreaper on the host
+and ending an experiment kills its tree of descendants; that is weaker (see the README).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import json
+import os
+import resource
+import select
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from closekit.sandbox import rootfs
+from closekit.sandbox.namespace import (
+    CLONE_NEWIPC,
+    CLONE_NEWNET,
+    CLONE_NEWNS,
+    CLONE_NEWPID,
+    CLONE_NEWUSER,
+    NOBODY,
+    setns,
+    unshare,
+)
+
+PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER = 4, 38, 36
+CLEAR_TIMEOUT = 2.0  # seconds the reaper may take to end an experiment before it is killed itself
+MAX_MESSAGE = 256 * 1024
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What an experiment may use. Memory, CPU time and file size are per process; processes are
+    counted per endpoint (RLIMIT_NPROC in the endpoint's own user namespace; when the lab runs as
+    root its experiments run as nobody, so that the limit applies to them too)."""
+
+    processes: int = 16  # per endpoint
+    memory: int = 256 * 1024 * 1024  # bytes of address space per process
+    cpu_seconds: int = 60
+    file_size: int = 4 * 1024 * 1024  # the largest file a process may write
+    scratch: int = 16 * 1024 * 1024  # bytes of the private /tmp
+    open_files: int = 64
+
+    def describe(self) -> str:
+        return (
+            f"{self.processes} processes per endpoint, {self.memory >> 20} MiB of memory, {self.cpu_seconds} s of "
+            f"CPU and {self.open_files} open files per process, files of at most {self.file_size >> 20} MiB in a "
+            f"private /tmp of {self.scratch >> 20} MiB"
+        )
+
+
+@dataclass(frozen=True)
+class JailSpec:
+    """How to build experiments' processes."""
+
+    private: bool  # the namespace modes: PID, mount, IPC and user namespaces; False: the host
+    netns: dict[str, int | None]  # endpoint -> fd of the network namespace it joins (None: stay)
+    as_nobody: bool  # the lab runs as root: experiments run as uid/gid 65534
+    binds: tuple[str, ...] = ()  # what the private root shows, read-only
+    limits: Limits = Limits()
+
+
+# How the reaper runs endpoints: prepare(scenario dict, addresses dict) once per experiment, in the
+# reaper; then, in each endpoint process, run(prepared, process, channel, children).
+@dataclass(frozen=True)
+class Launcher:
+    prepare: Callable[[dict[str, Any], dict[str, str]], Any]
+    run: Callable[[Any, str, socket.socket, dict[str, socket.socket]], None]
+
+
+class Jail:
+    """The helper's handle on its reaper."""
+
+    def __init__(self, spec: JailSpec, launcher: Launcher) -> None:
+        self.spec = spec
+        self._channel, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        pid_r, pid_w = os.pipe2(os.O_CLOEXEC)
+        first = os.fork()
+        if first == 0:
+            _guard(lambda: _first(spec, launcher, theirs, pid_w))
+        theirs.close()
+        os.close(pid_w)
+        try:
+            data = os.read(pid_r, 32)
+        finally:
+            os.close(pid_r)
+            os.waitpid(first, 0)
+        if not data:
+            self._channel.close()
+            raise OSError(0, "the lab's reaper could not be started")
+        self.pid = int(data)
+        self.ended: dict[str, str] = {}  # process -> how it ended, this experiment
+        self._ready = self._expect("ready")
+
+    def fileno(self) -> int:
+        return self._channel.fileno()
+
+    def launch(self, scenario: dict[str, Any], addresses: dict[str, str], channels: dict[str, socket.socket]) -> None:
+        """Start the experiment's endpoint processes; `channels` hold each process's end, by name."""
+        self.ended = {}
+        names = list(channels)
+        message = json.dumps({"op": "start", "scenario": scenario, "addresses": addresses, "processes": names})
+        socket.send_fds(self._channel, [message.encode()], [channels[n].fileno() for n in names])
+        self._expect("started")
+
+    def take(self) -> None:
+        """Take in what the reaper reported (non-blocking): processes that ended."""
+        while True:
+            report = self._read(block=False)
+            if report is None:
+                return
+            self._note(report)
+
+    def clear(self) -> None:
+        """End every process of the experiment, without asking any of them; back when all are reaped."""
+        try:
+            self._channel.send(b'{"op": "clear"}')
+            self._expect("cleared", timeout=CLEAR_TIMEOUT)
+        except OSError:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Kill the reaper; in a PID namespace the kernel kills every process in it too."""
+        if self.pid:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            if not self.spec.private:
+                kill_tree(self.pid)
+            try:
+                os.waitpid(self.pid, 0)
+            except ChildProcessError:
+                pass
+            self.pid = 0
+        self._channel.close()
+
+    def _expect(self, what: str, timeout: float = 10.0) -> dict[str, Any]:
+        while True:
+            report = self._read(block=True, timeout=timeout)
+            if report is None:
+                raise OSError(0, f"the lab's reaper did not answer ({what})")
+            if report.get("failed"):
+                raise OSError(0, str(report["failed"])[:500])
+            if report.get(what):
+                return report
+            self._note(report)
+
+    def _note(self, report: dict[str, Any]) -> None:
+        if isinstance(report.get("ended"), str) and isinstance(report.get("how"), str):
+            self.ended[report["ended"]] = report["how"][:200]
+
+    def _read(self, block: bool, timeout: float = 0.0) -> dict[str, Any] | None:
+        ready, _, _ = select.select([self._channel], [], [], timeout if block else 0)
+        if not ready:
+            return None
+        data = self._channel.recv(MAX_MESSAGE)
+        if not data:
+            return None
+        try:
+            report = json.loads(data)
+        except ValueError:
+            return None
+        return report if isinstance(report, dict) else None
+
+
+# ---- the reaper ---------------------------------------------------------------------------------
+def _first(spec: JailSpec, launcher: Launcher, channel: socket.socket, pid_w: int) -> None:
+    """The helper's child: make the PID namespace, fork the reaper into it, say its pid, go."""
+    keep_only({channel.fileno(), pid_w, *(fd for fd in spec.netns.values() if fd is not None)})
+    if spec.private:
+        unshare(CLONE_NEWPID)
+    reaper = os.fork()
+    if reaper == 0:
+        os.close(pid_w)
+        _guard(lambda: _reaper(spec, launcher, channel))
+    os.write(pid_w, str(reaper).encode())
+
+
+def _reaper(spec: JailSpec, launcher: Launcher, channel: socket.socket) -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGPIPE):
+        signal.signal(signum, signal.SIG_DFL)  # as a PID namespace's init it then ignores them from inside
+    _prctl(PR_SET_DUMPABLE, 0)
+    os.environ.clear()  # the notebook's environment (tokens, paths) is not the experiment's business
+    os.environ.update({"HOME": "/tmp", "PATH": "/usr/bin:/bin", "TMPDIR": "/tmp", "LANG": "C.UTF-8"})
+    if spec.private:
+        unshare(CLONE_NEWNS)
+        rootfs.build(spec.binds, spec.limits.scratch)
+    else:
+        _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    wake_r, wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda _signum, _frame: None)
+    reaper = _Reaper(spec, launcher, channel)
+    reaper.say({"ready": True})
+    poller = select.poll()
+    poller.register(channel.fileno(), select.POLLIN)
+    poller.register(wake_r, select.POLLIN)
+    while True:
+        reaper.reap()
+        for fd, _event in poller.poll():
+            if fd == wake_r:
+                try:
+                    os.read(wake_r, 4096)
+                except BlockingIOError:
+                    pass
+            else:
+                reaper.serve()
+
+
+class _Reaper:
+    """What the reaper does for the helper: start an experiment's endpoints, reap, clear."""
+
+    def __init__(self, spec: JailSpec, launcher: Launcher, channel: socket.socket) -> None:
+        self.spec, self.launcher, self.channel = spec, launcher, channel
+        self.endpoints: dict[int, str] = {}  # pid -> process name, of this experiment's endpoints
+
+    def say(self, report: dict[str, Any]) -> None:
+        try:
+            self.channel.send(json.dumps(report).encode())
+        except OSError:
+            self.leave()
+
+    def leave(self) -> None:
+        """The helper has gone: end everything and go."""
+        self.kill_all()
+        os._exit(0)
+
+    def serve(self) -> None:
+        message, fds, _flags, _address = socket.recv_fds(self.channel, MAX_MESSAGE, 32)
+        if not message:
+            self.leave()
+        request = json.loads(message)
+        if request.get("op") == "clear":
+            self.kill_all()
+            self.say({"cleared": True})
+            if self.spec.private:
+                rootfs.empty_scratch()
+        elif request.get("op") == "start":
+            try:
+                self.start(request, fds)
+            except Exception as e:  # tell the helper; keep serving
+                self.say({"failed": f"the experiment's processes could not be started: {type(e).__name__}: {e}"})
+            else:
+                self.say({"started": True})
+            for fd in fds:
+                os.close(fd)
+
+    def start(self, request: dict[str, Any], fds: list[int]) -> None:
+        channels = {name: socket.socket(fileno=fd) for name, fd in zip(request["processes"], fds)}
+        prepared = self.launcher.prepare(request["scenario"], request["addresses"])
+        gc.freeze()  # what exists now is never scanned in the endpoints: fewer copy-on-write pages
+        for endpoint in ("client", "server"):
+            target = self.spec.netns.get(endpoint)
+            if target is not None:
+                setns(target, CLONE_NEWNET)
+            mine = channels[endpoint]
+            kids = {
+                n: c for n, c in channels.items() if n not in ("client", "server") and _owner(request, n) == endpoint
+            }
+            keep = {mine.fileno(), *(s.fileno() for s in kids.values())}
+            pid = os.fork()
+            if pid == 0:
+                _guard(lambda e=endpoint, m=mine, k=kids, f=keep: self._endpoint(e, prepared, m, k, f))
+            self.endpoints[pid] = endpoint
+        for s in channels.values():
+            s.detach()  # the fds are closed by serve()
+
+    def _endpoint(self, endpoint: str, prepared: Any, mine: socket.socket, kids: dict, keep: set[int]) -> None:
+        signal.set_wakeup_fd(-1)  # the reaper's, whose descriptor is not ours to write into
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        keep_only(keep)
+        isolate(self.spec)
+        self.launcher.run(prepared, endpoint, mine, kids)
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            name = self.endpoints.pop(pid, None)
+            if name is not None:
+                self.say({"ended": name, "how": describe_exit(status)})
+
+    def kill_all(self) -> None:
+        """Every process of the experiment: SIGKILL, then reap until none is left."""
+        if self.spec.private:
+            try:
+                os.kill(-1, signal.SIGKILL)  # from a PID namespace's init: everything in the namespace
+            except ProcessLookupError:
+                pass
+        else:
+            kill_tree(os.getpid(), include_self=False)
+        while True:
+            try:
+                os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+        self.endpoints.clear()
+
+
+def _owner(request: dict[str, Any], process: str) -> str:
+    """The endpoint a forked process belongs to: that of the process that forked it."""
+    owners = {"client": "client", "server": "server"}
+    for step in _steps(request["scenario"]["steps"]):
+        if step.get("step") == "fork":
+            owners[step["child"]] = owners.get(step["side"], "client")
+    return owners.get(process, "client")
+
+
+def _steps(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    flat = []
+    for s in steps:
+        flat.extend(s["steps"] if s.get("step") == "at_once" else [s])
+    return flat
+
+
+# ---- an endpoint process's isolation ----------------------------------------------------------
+def isolate(spec: JailSpec) -> None:
+    """Drop what an endpoint process may not keep, then take its limits."""
+    if spec.private:
+        unshare(CLONE_NEWIPC)  # its own System V IPC: nothing it makes outlives it
+        if spec.as_nobody:
+            os.setgroups([])
+            os.setresgid(NOBODY, NOBODY, NOBODY)
+            os.setresuid(NOBODY, NOBODY, NOBODY)
+        unshare(CLONE_NEWUSER)  # no capability over the lab's namespaces; its own process count
+        _no_more_namespaces()
+        _drop_capabilities()
+    _prctl(PR_SET_NO_NEW_PRIVS, 1)
+    limits = spec.limits
+    for kind, value in (
+        (resource.RLIMIT_AS, limits.memory),
+        (resource.RLIMIT_CPU, limits.cpu_seconds),
+        (resource.RLIMIT_FSIZE, limits.file_size),
+        (resource.RLIMIT_NOFILE, limits.open_files),
+        (resource.RLIMIT_NPROC, limits.processes),
+        (resource.RLIMIT_CORE, 0),
+    ):
+        resource.setrlimit(kind, (value, value))
+    if spec.private:
+        os.chdir("/tmp")
+
+
+def _no_more_namespaces() -> None:
+    """In the endpoint's own user namespace: no further user namespace, hence, once its capabilities
+    are dropped, no namespace of any kind (no tmpfs of its own to fill memory with, no network
+    namespace to slip its sockets into)."""
+    try:
+        with open("/proc/sys/user/max_user_namespaces", "w") as f:
+            f.write("0")
+    except OSError:
+        pass
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def _drop_capabilities() -> None:
+    """Give up every capability (those a new user namespace grants its creator inside it)."""
+    header = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
+    data = (_CapData * 2)()
+    if _libc.capset(ctypes.byref(header), data) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"capset: {os.strerror(err)}")
+
+
+# ---- processes ---------------------------------------------------------------------------------
+def describe_exit(status: int) -> str:
+    """'exited with status 0', 'was killed by SIGXCPU (its CPU time limit)' …"""
+    if os.WIFSIGNALED(status):
+        signum = os.WTERMSIG(status)
+        why = {signal.SIGXCPU: " (its CPU time limit)", signal.SIGXFSZ: " (its file size limit)"}.get(signum, "")
+        return f"was killed by {signal.Signals(signum).name}{why}"
+    return f"exited with status {os.WEXITSTATUS(status)}"
+
+
+def _guard(body: Callable[[], None]) -> None:
+    """Run a forked process's body; whatever happens, the process ends here and never returns."""
+    try:
+        body()
+    except BaseException as e:  # report on stderr; the helper sees the process end
+        print(f"closekit lab: {type(e).__name__}: {e}", file=sys.stderr)
+        os._exit(70)
+    os._exit(0)
+
+
+def _prctl(option: int, value: int) -> None:
+    _libc.prctl(option, value, 0, 0, 0)
+
+
+def keep_only(fds: set[int]) -> None:
+    """Close every descriptor but `fds`; stdin and stdout become /dev/null (stderr is kept).
+
+    A forked process must not hold the helper's pipes or sockets: a pipe end left open here would
+    hide the helper's death, a TUN descriptor would let it write onto the wire.
+    """
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    low = 3
+    for fd in sorted(fds):
+        if fd >= low:
+            os.closerange(low, fd)
+            low = fd + 1
+    os.closerange(low, 1 << 20)
+    for fd in fds:
+        os.set_inheritable(fd, True)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` in the process tree (children lists from /proc)."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children") as f:
+                    children = [int(c) for c in f.read().split()]
+            except OSError:
+                continue
+            found.extend(children)
+            todo.extend(children)
+    return found
+
+
+def kill_tree(pid: int, include_self: bool = True) -> None:
+    """SIGKILL a process and everything below it, again until nothing is left (a fork may race)."""
+    for _ in range(100):
+        below = descendants(pid)
+        if not below:
+            break
+        for child in below:
+            _kill(child)
+    if include_self:
+        _kill(pid)
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,188 @@
+"""Checking trace data field by field before a Trace is built from it.
+
+Trace data reaches a notebook from the lab's helper (which read it from sandboxed processes and
+the wire) and from JSON files recorded elsewhere. Either way it is data, never code: it is
+checked against the schema the README documents, with sizes bounded, and the first thing wrong
+is named.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from typing import Any
+
+from closekit import tcp
+from closekit.errors import CloseKitError, TraceFormatError
+
+MAX_EVENTS = 500_000
+TOP_KEYS = {"scenario", "description", "kernel", "mode", "unobserved", "counters", "link", "settings",
+            "processes", "setup_until", "events"}  # fmt: skip
+STATES = tcp.STATES
+_FIELDS = {
+    "syscall": {"kind", "t", "side", "call", "args", "result", "errno", "duration"},
+    "segment": {"kind", "t", "src", "flags", "seq", "ack", "len", "win", "conn", "arrived", "fate", "raw"},
+    "state": {"kind", "t", "side", "state", "conn"},
+    "signal": {"kind", "t", "side", "signal"},
+}
+_REQUIRED = {
+    "syscall": {"kind", "t", "side", "call", "args", "result", "errno", "duration"},
+    "segment": {"kind", "t", "src", "flags", "seq", "ack", "len", "win"},
+    "state": {"kind", "t", "side", "state"},
+    "signal": {"kind", "t", "side", "signal"},
+}
+
+
+def load_trace(cls: type, data: Any) -> Any:
+    """cls(**checked fields of data) — cls is closekit.trace.Trace."""
+    from closekit.link import Link
+    from closekit.settings import Settings
+    from closekit.trace import ENDPOINTS, FATES, MODES, SEGMENT_FLAGS, Segment, Signal, StateChange, Syscall
+
+    if not isinstance(data, dict):
+        raise TraceFormatError("trace data must be a JSON object")
+    _keys("the trace", data, TOP_KEYS, {"scenario", "kernel", "mode", "counters", "events"})
+    scenario, kernel = _text("scenario", data["scenario"], 200), _text("kernel", data["kernel"], 200)
+    if data["mode"] not in MODES:
+        raise TraceFormatError(f"mode {data['mode']!r} is not one of {', '.join(MODES)}")
+    counters = data["counters"]
+    if not isinstance(counters, dict) or len(counters) > 1000:
+        raise TraceFormatError("counters must be an object of at most 1000 counters")
+    for name, value in counters.items():
+        _text("a counter's name", name, 80)
+        _whole(f"counter {name}", value, -(1 << 62), 1 << 62)
+    unobserved = data.get("unobserved", [])
+    if not isinstance(unobserved, list) or len(unobserved) > 10:
+        raise TraceFormatError("unobserved must be a list of at most 10 texts")
+    try:
+        link = Link.from_dict(data.get("link") or {}).to_dict()
+        settings = Settings.from_dict(data.get("settings") or {}).to_dict()
+    except CloseKitError as e:
+        raise TraceFormatError(f"the trace's link or settings: {e}") from None
+    processes = data.get("processes", {})
+    if not isinstance(processes, dict) or len(processes) > 50:
+        raise TraceFormatError("processes must be an object of at most 50 process names")
+    for name, endpoint in processes.items():
+        _text("a process name", name, 40)
+        if endpoint not in ENDPOINTS:
+            raise TraceFormatError(f"process {name!r} must belong to the client or the server, not {endpoint!r}")
+    events = data["events"]
+    if not isinstance(events, list) or len(events) > MAX_EVENTS:
+        raise TraceFormatError(f"events must be a list of at most {MAX_EVENTS} events")
+    built = []
+    for i, e in enumerate(events):
+        where = f"event {i}"
+        if not isinstance(e, dict) or e.get("kind") not in _FIELDS:
+            raise TraceFormatError(f"{where} must be an object whose kind is one of {', '.join(_FIELDS)}")
+        kind = e["kind"]
+        _keys(where, e, _FIELDS[kind], _REQUIRED[kind])
+        t = _number(f"{where}: t", e["t"])
+        if kind == "syscall":
+            built.append(Syscall(
+                t=t, side=_text(f"{where}: side", e["side"], 40), call=_text(f"{where}: call", e["call"], 40),
+                args=_args(where, e["args"]), result=_result(where, e["result"]),
+                errno=None if e["errno"] is None else _text(f"{where}: errno", e["errno"], 20),
+                duration=_number(f"{where}: duration", e["duration"], low=0.0),
+            ))  # fmt: skip
+        elif kind == "segment":
+            flags = e["flags"]
+            if not isinstance(flags, list) or any(f not in SEGMENT_FLAGS for f in flags) or len(flags) > 6:
+                raise TraceFormatError(f"{where}: flags must be a list of {', '.join(SEGMENT_FLAGS)}")
+            if e["src"] not in ENDPOINTS:
+                raise TraceFormatError(f"{where}: src must be client or server")
+            fate = e.get("fate", "delivered")
+            if fate not in FATES:
+                raise TraceFormatError(f"{where}: fate must be one of {', '.join(FATES)}")
+            arrived = e.get("arrived")
+            built.append(Segment(
+                t=t, src=e["src"], flags=tuple(flags), seq=_whole(f"{where}: seq", e["seq"], 0, (1 << 32) - 1),
+                ack=_whole(f"{where}: ack", e["ack"], 0, (1 << 32) - 1),
+                len=_whole(f"{where}: len", e["len"], 0, 1 << 17),
+                win=_whole(f"{where}: win", e["win"], 0, 1 << 31), raw=_raw(where, e.get("raw")),
+                conn=_whole(f"{where}: conn", e.get("conn", 1), 1, 1000),
+                arrived=None if arrived is None else _number(f"{where}: arrived", arrived), fate=fate,
+            ))  # fmt: skip
+        elif kind == "state":
+            if e["side"] not in ENDPOINTS or e["state"] not in STATES:
+                raise TraceFormatError(f"{where}: a state event names client or server and one of {', '.join(STATES)}")
+            built.append(
+                StateChange(
+                    t=t, side=e["side"], state=e["state"], conn=_whole(f"{where}: conn", e.get("conn", 1), 0, 1000)
+                )
+            )
+        else:
+            built.append(Signal(t=t, side=_text(f"{where}: side", e["side"], 40),
+                                signal=_text(f"{where}: signal", e["signal"], 20)))  # fmt: skip
+    return cls(
+        scenario=scenario, kernel=kernel, mode=data["mode"], counters=dict(counters), events=tuple(built),
+        description=_text("description", data.get("description", ""), 1000),
+        unobserved=tuple(_text("unobserved", u, 300) for u in unobserved),
+        link=link, settings=settings, processes=dict(processes),
+        setup_until=None if data.get("setup_until") is None else _number("setup_until", data["setup_until"]),
+    )  # fmt: skip
+
+
+def _keys(where: str, d: dict[str, Any], allowed: set[str], required: set[str]) -> None:
+    unknown = set(d) - allowed
+    if unknown:
+        raise TraceFormatError(f"{where} has unknown keys: {', '.join(sorted(map(str, unknown))[:5])}")
+    missing = required - set(d)
+    if missing:
+        raise TraceFormatError(f"{where} lacks {', '.join(sorted(missing))}")
+
+
+def _text(what: str, value: Any, limit: int) -> str:
+    if not isinstance(value, str) or len(value) > limit:
+        raise TraceFormatError(f"{what} must be a text of at most {limit} characters")
+    return value
+
+
+def _number(what: str, value: Any, low: float = -1e9) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < low:
+        raise TraceFormatError(f"{what} must be a finite number" + (f" of at least {low}" if low > -1e9 else ""))
+    return float(value)
+
+
+def _whole(what: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise TraceFormatError(f"{what} must be a whole number from {low} to {high}")
+    return value
+
+
+def _args(where: str, args: Any) -> dict[str, Any]:
+    if not isinstance(args, dict) or len(args) > 8:
+        raise TraceFormatError(f"{where}: args must be an object of at most 8 arguments")
+    for k, v in args.items():
+        if (
+            len(k) > 40
+            or not isinstance(v, int | float | str | bool | type(None))
+            or (isinstance(v, str) and len(v) > 200)
+        ):
+            raise TraceFormatError(f"{where}: argument {k[:40]!r} must be a short scalar")
+    return dict(args)
+
+
+def _result(where: str, result: Any) -> Any:
+    if isinstance(result, list):
+        if len(result) > 16 or not all(isinstance(x, str) and len(x) <= 40 for x in result):
+            raise TraceFormatError(f"{where}: a list result holds at most 16 short names")
+        return list(result)
+    if isinstance(result, str) and len(result) > 4096:
+        raise TraceFormatError(f"{where}: a text result has at most 4096 characters")
+    if isinstance(result, float) and not math.isfinite(result):
+        raise TraceFormatError(f"{where}: the result must be a finite number")
+    if not isinstance(result, int | float | str | bool | type(None)):
+        raise TraceFormatError(f"{where}: the result must be a number, a text, a list of names, true/false or null")
+    return result
+
+
+def _raw(where: str, raw: Any) -> bytes:
+    if raw is None:
+        return b""
+    if not isinstance(raw, str) or len(raw) > 4096:
+        raise TraceFormatError(f"{where}: raw must be base64 text of at most 4096 characters")
+    try:
+        return base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise TraceFormatError(f"{where}: raw is not base64") from None
