@@ -180,11 +180,12 @@ def test_a_correct_function_passes_every_live_peer():
 
 def test_a_plain_close_loses_data_to_the_unread_banner_and_says_so():
     result = catalog.send_all_then_close().check(plain_close)
-    assert not result.passed and result.score == pytest.approx(1 / 3)
+    assert not result.passed and result.score == pytest.approx(2 / 3)
     assert result.peer("slow reader").passed
     banner = result.peer("banner").message
     assert banner.startswith("the peer received ") and "of 1,000,000 bytes, then ECONNRESET" in banner
-    assert "your function returned normally" in result.peer("reset").message
+    # with the kernel's default buffers send() is still blocked when the reset comes, and fails
+    assert "let the ECONNRESET out" in result.peer("reset").message
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from __future__ import annotations
 from closekit.exercises.checks import WriteScenario, all_of, close_blocks, close_sends_no_fin, no_rst, receives_all
 from closekit.exercises.code import PAYLOAD_SIZE, WriteCode
 from closekit.exercises.predict import ChooseFix, Predict
-from closekit.library import MILLION, SMALL_BUFFER
+from closekit.library import FAST_WRITER, MILLION, SMALL_BUFFER
 from closekit.scenario import Options, Scenario
 from closekit.steps import (
     close,
@@ -303,6 +303,7 @@ def _million(name: str, description: str, *teardown: object) -> Scenario:
         name,
         description,
         options=Options(server_rcvbuf=SMALL_BUFFER),
+        settings=FAST_WRITER,  # as in the library's million-bytes: the writer's send() returns at once
         steps=(
             send("server", 13),
             wait_recv_queue("client", 13),
