@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from closekit.errors import CloseKitError
+from closekit.errors import CloseKitError, UsageError
 
 
 def _list(_args: argparse.Namespace) -> int:
@@ -17,10 +17,6 @@ def _list(_args: argparse.Namespace) -> int:
     for name, scenario in SCENARIOS.items():
         print(f"{name:<{width}}  §{scenario.section:<6} {scenario.description}")
     return 0
-
-
-class UsageError(CloseKitError):
-    """A command line that cannot be carried out as given (checked before anything runs)."""
 
 
 def _writable_file(path: str, what: str) -> Path:

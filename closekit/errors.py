@@ -34,3 +34,24 @@ class TraceFormatError(CloseKitError, ValueError):
 
 class NotHereError(ScenarioError):
     """A scenario needs what this machine's lab mode cannot give (the lab's wire, settings of its own)."""
+
+
+class ProtocolError(ExperimentError):
+    """A process of the lab sent something that is not a message of the lab's protocol (JSON of a fixed
+    schema, within a size limit): code in an experiment wrote to the lab's channel."""
+
+
+class ParentGone(ExperimentError):
+    """The lab's helper found its parent gone (a notebook kernel restarted) while an experiment ran."""
+
+
+class LimitReached(CloseKitError):
+    """Inside an endpoint process: a resource limit of the sandbox stopped the step (reported as such)."""
+
+
+class UsageError(CloseKitError):
+    """A `closekit` command line that cannot be carried out as given (checked before anything runs)."""
+
+
+class BuildError(CloseKitError, RuntimeError):
+    """The book could not be built: Sphinx failed, or the output folder is not one the build may overwrite."""

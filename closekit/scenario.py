@@ -331,6 +331,8 @@ class Scenario:
         missing = []
         if not self.link.is_default and mode != "netns":
             missing.append(f"the lab's wire ({self.link.describe()})")
+        elif any(isinstance(s, AtOnce) for s in self.steps) and mode != "netns":
+            missing.append("the lab's wire, which holds what steps started at once send until all have returned")
         if not self.settings.is_default and mode not in ("netns", "netns-loopback"):
             missing.append(f"a private network namespace for its settings ({self.settings.describe()})")
         return missing

@@ -326,6 +326,12 @@ class Trace:
     def from_json(cls, text: str) -> Trace:
         return cls.from_dict(json.loads(text))
 
+    def pcap_link(self, filename: str | None = None) -> Any:
+        """The captured packets as a download link in a notebook (closekit.download.pcap_link)."""
+        from closekit.download import pcap_link
+
+        return pcap_link(self, filename)
+
     def to_pcap(self, path: str) -> int:
         """Write the captured packets as a pcap file (tcpdump -r, Wireshark); returns the count."""
         from closekit.pcap import write_pcap

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from closekit.book import editions, frame, provenance
 from closekit.book.editions import Book, Edition
+from closekit.errors import BuildError
 
 __all__ = ["BuildError", "Result", "build"]
 
@@ -30,10 +31,6 @@ REPO = Path(__file__).resolve().parents[2]
 CONF = Path(__file__).with_name("conf")
 DATA = "_closekit_book.json"  # the frame, handed to closekit.book.sphinx_ext in the staged project
 MARK = ".closekit-book"  # marks a folder this build made, so a rebuild may empty it
-
-
-class BuildError(RuntimeError):
-    """Sphinx failed, or the output folder is not one this build may overwrite."""
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ import threading
 from typing import Any
 
 from closekit import errors
-from closekit.sandbox.protocol import ProtocolError, read_frame, write_frame
+from closekit.errors import ProtocolError
+from closekit.sandbox.protocol import read_frame, write_frame
 from closekit.scenario import Scenario
 from closekit.trace import Trace
 

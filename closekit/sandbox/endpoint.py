@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from closekit import scenario as sc
-from closekit.sandbox.protocol import MAX_TEXT, ProtocolError, recv_message, send_message
+from closekit.errors import LimitReached, ProtocolError
+from closekit.sandbox.protocol import MAX_TEXT, recv_message, send_message
 
 EPOLL_BITS = (
     ("EPOLLIN", select.EPOLLIN), ("EPOLLPRI", select.EPOLLPRI), ("EPOLLOUT", select.EPOLLOUT),
@@ -51,10 +52,6 @@ class Addresses:
 
     server: str
     client: str
-
-
-class LimitReached(Exception):
-    """A resource limit of the sandbox stopped the step (reported to the helper as such)."""
 
 
 class Endpoint:

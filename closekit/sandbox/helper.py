@@ -15,9 +15,8 @@ import signal
 import sys
 from typing import Any
 
-from closekit.errors import CloseKitError, ExperimentError
-from closekit.sandbox.orchestrator import ParentGone
-from closekit.sandbox.protocol import ProtocolError, read_frame, write_frame
+from closekit.errors import CloseKitError, ExperimentError, ParentGone, ProtocolError
+from closekit.sandbox.protocol import read_frame, write_frame
 from closekit.sandbox.workspace import SANDBOX_ENV, Workspace
 from closekit.scenario import Scenario
 

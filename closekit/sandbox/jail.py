@@ -351,10 +351,11 @@ def isolate(spec: JailSpec) -> None:
     """Drop what an endpoint process may not keep, then take its limits."""
     if spec.private:
         unshare(CLONE_NEWIPC)  # its own System V IPC: nothing it makes outlives it
-        if spec.as_nobody:
-            os.setgroups([])
-            os.setresgid(NOBODY, NOBODY, NOBODY)
-            os.setresuid(NOBODY, NOBODY, NOBODY)
+    if spec.as_nobody:  # never root: RLIMIT_NPROC does not apply to root, and root reads everything
+        os.setgroups([])
+        os.setresgid(NOBODY, NOBODY, NOBODY)
+        os.setresuid(NOBODY, NOBODY, NOBODY)
+    if spec.private:
         unshare(CLONE_NEWUSER)  # no capability over the lab's namespaces; its own process count
         _no_more_namespaces()
         _drop_capabilities()
@@ -369,8 +370,7 @@ def isolate(spec: JailSpec) -> None:
         (resource.RLIMIT_CORE, 0),
     ):
         resource.setrlimit(kind, (value, value))
-    if spec.private:
-        os.chdir("/tmp")
+    os.chdir("/tmp" if spec.private else "/")  # on the host, not the notebook's folder
 
 
 def _no_more_namespaces() -> None:

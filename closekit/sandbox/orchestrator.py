@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from closekit import scenario as sc
-from closekit.errors import ExperimentError, NotHereError, ScenarioError, SyncTimeoutError
+from closekit.errors import ExperimentError, NotHereError, ParentGone, ProtocolError, ScenarioError, SyncTimeoutError
 from closekit.sandbox import policy
 from closekit.sandbox.capture import Capture
 from closekit.sandbox.counters import deltas, read_counters
@@ -28,7 +28,7 @@ from closekit.sandbox.endpoint import Addresses
 from closekit.sandbox.jail import Jail, Limits
 from closekit.sandbox.namespace import NetNamespace
 from closekit.sandbox.packets import Connections, Packet
-from closekit.sandbox.protocol import ProtocolError, channel_pair, check_reply, recv_message, send_message
+from closekit.sandbox.protocol import channel_pair, check_reply, recv_message, send_message
 from closekit.sandbox.wire import Wire
 from closekit.trace import Segment, Signal, StateChange, Syscall, Trace
 
@@ -37,10 +37,6 @@ TIMER_SLACK = 0.002  # look again this long after a kernel timer was due to fire
 QUIET = 0.001  # without a wire: nothing moved this long means nothing is in flight
 POLL = 0.001  # without any view of the packets: how often sockets are looked at while waiting
 EXIT_REPORT = 0.2  # how long to wait for the init's word on how a process ended
-
-
-class ParentGone(ExperimentError):
-    """The helper's parent exited (a notebook kernel restarted) while an experiment ran."""
 
 
 @dataclass

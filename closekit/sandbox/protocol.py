@@ -20,7 +20,7 @@ import socket
 import struct
 from typing import Any, BinaryIO
 
-from closekit.errors import ExperimentError
+from closekit.errors import ProtocolError
 
 MAX_ENDPOINT_MESSAGE = 64 * 1024
 MAX_RECORDS = 256  # in one reply
@@ -35,10 +35,6 @@ CALLS = frozenset({
 SIGNALS = frozenset({"SIGPIPE", "SIGURG", "SIGIO", "SIGALRM", "SIGXFSZ", "SIGXCPU"})
 ERRNO_NAMES = frozenset(errno_module.errorcode.values())
 _SCALAR = (int, float, str, bool, type(None))
-
-
-class ProtocolError(ExperimentError):
-    """A process sent something that is not a message of the lab's protocol."""
 
 
 # ---- sockets between the helper and the endpoints (SOCK_SEQPACKET: one datagram, one message) ----

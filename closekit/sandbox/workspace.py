@@ -128,6 +128,7 @@ class Workspace:
         env = Environment(
             mode=mode, kernel=kernel, spaces={}, capture=capture, host_diag=Diag(),
             addresses=address_pair(mode, 0), unobserved=UNOBSERVED[mode], limits=Limits(),
+            as_nobody=os.geteuid() == 0,
         )  # fmt: skip
         return cls(env, why, None)
 
