@@ -22,7 +22,7 @@ from closekit import scenario as sc
 from closekit.errors import ExperimentError, NotHereError, ParentGone, ProtocolError, ScenarioError, SyncTimeoutError
 from closekit.sandbox import policy
 from closekit.sandbox.capture import Capture
-from closekit.sandbox.counters import deltas, read_counters
+from closekit.sandbox.counters import deltas, snapshot
 from closekit.sandbox.diag import Diag, DiagSocket
 from closekit.sandbox.endpoint import Addresses
 from closekit.sandbox.jail import Jail, Limits
@@ -124,12 +124,15 @@ class Experiment:
             self.procs[p] = _Process(p, self.scenario.endpoint_of(p), mine)
 
     def _owner(self, process: str) -> str:
-        return self.scenario.endpoint_of(process)
+        return self.procs[process].endpoint if process in self.procs else self.scenario.endpoint_of(process)
 
-    def stop(self) -> None:
+    def stop(self, clean: bool = False) -> None:
+        """End the experiment's processes. `clean`: it ended without error, so if it ran only the lab's
+        own code (no function of a student's, no fork, no exit) its endpoints may be reused."""
         for proc in self.procs.values():
             proc.channel.close()
-        self.jail.clear()
+        own_code = not any(isinstance(s, sc.Call | sc.Fork | sc.Exit) for s in sc.iter_steps(self.scenario.steps))
+        self.jail.clear(reuse=clean and own_code and not any(p.running for p in self.procs.values()))
 
     def command(self, process: str, message: dict[str, Any], label: str, background: bool = False) -> None:
         proc = self.procs[process]
@@ -320,7 +323,9 @@ class Experiment:
         client, server = (addresses.client, c.client_port), (addresses.server, c.server_port)
         return (client, server) if endpoint == "client" else (server, client)
 
-    def moment(self) -> policy.Moment:
+    def moment(self, segments: bool = False) -> policy.Moment:
+        """What the policy decides on; `segments` adds the segments sent since the step began (only
+        wait_segment needs them)."""
         now = time.monotonic()
         in_flight = self.wire.in_flight if self.wire is not None else 0
         if self.wire is None and now - self.last_activity < QUIET:
@@ -336,7 +341,9 @@ class Experiment:
             current=self.conns.all[-1].number if self.conns.all else 1,
             segments=tuple(
                 (p.src, frozenset(p.flags), self.conns.relative(p)[2]) for p in packets[self.mark :] if p.conn
-            ),
+            )
+            if segments
+            else (),
         )
 
     # ---- waiting -------------------------------------------------------------------------
@@ -356,14 +363,15 @@ class Experiment:
     def sync(self, step: sc.Step) -> None:
         endpoint = self._owner(step.side)
         deadline = time.monotonic() + self.scenario.sync_timeout
+        segments = isinstance(step, sc.WaitSegment)
         while True:
             self._refresh(step, endpoint)
-            if policy.met(step, self.moment(), endpoint):
+            if policy.met(step, self.moment(segments), endpoint):
                 return
             if time.monotonic() > deadline:
                 raise SyncTimeoutError(
                     f"sync point {step.describe()} in {self.scenario.name!r} was not met within "
-                    f"{self.scenario.sync_timeout:g} s: {policy.waited_for(step, self.moment(), endpoint)}"
+                    f"{self.scenario.sync_timeout:g} s: {policy.waited_for(step, self.moment(segments), endpoint)}"
                 )
             self.pump(deadline)
 
@@ -438,13 +446,15 @@ class Experiment:
         """Start, run every step, stop every process; the Trace of what happened."""
         refuse_unsupported(self.scenario, self.env)
         files = self.env.mib_files()
-        before = read_counters(files) if files else {}
+        before = snapshot(files)
         self.start()
+        clean = False
         try:
             self.execute()
-            counters = deltas(before, read_counters(files)) if files else {}
+            counters = deltas(before, snapshot(files))
+            clean = True
         finally:
-            self.stop()
+            self.stop(clean)
         if self.env.capture is not None and self.env.capture.drops():
             raise ExperimentError("the packet capture dropped segments; the trace would be incomplete")
         return self.trace(counters)
