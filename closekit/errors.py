@@ -55,3 +55,8 @@ class UsageError(CloseKitError):
 
 class BuildError(CloseKitError, RuntimeError):
     """The book could not be built: Sphinx failed, or the output folder is not one the build may overwrite."""
+
+
+class EditionDriftError(CloseKitError, ValueError):
+    """A translated chapter's code cells no longer pair up one to one with its original's (cells were
+    added or removed): a translator has to write the words for them (closekit.book.editions.sync_code)."""

@@ -35,6 +35,7 @@ pytest.importorskip("nh3", reason="the book extra is not installed (pip install 
 from closekit.book import editions, provenance
 from closekit.book.build import build
 from closekit.book.sanitize import clean
+from closekit.errors import EditionDriftError
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -150,6 +151,78 @@ def test_code_drift_ignores_the_words_and_names_the_code_that_changed(tmp_path):
     zh.write_text(json.dumps(extra))
     [problem] = editions.code_drift(en, zh)
     assert "has 2 code cells" in problem and "has 3" in problem and "x = 1" in problem
+
+
+def _write(path: Path, cells: list[tuple[str, str]]) -> Path:
+    notebook = _notebook(cells)
+    for cell in notebook["cells"]:
+        if cell["cell_type"] == "code":
+            cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": f"ran {cell['source']}"}]
+            cell["execution_count"] = 1
+    path.write_text(json.dumps(notebook))
+    return path
+
+
+def _cells(path: Path) -> list[tuple[str, str]]:
+    return [(c["cell_type"], "".join(c["source"])) for c in json.loads(path.read_text())["cells"]]
+
+
+def test_sync_gives_a_translation_the_new_code_and_keeps_its_words_beside_their_experiments(tmp_path):
+    en = _write(tmp_path / "en.ipynb", [("markdown", "# Close"), ("code", "a = 1"), ("markdown", "Then:"),
+                                        ("code", 'run("x")'), ("code", "print(a)")])  # fmt: skip
+    zh = _write(tmp_path / "zh.ipynb", [("markdown", "# 关闭"), ("code", "a = 1"), ("markdown", "然后"),
+                                        ("markdown", "看输出。"), ("code", 'run("x")'), ("code", "print(a)"),
+                                        ("markdown", "小结")])  # fmt: skip
+    edited = json.loads(en.read_text())
+    edited["cells"][3]["source"] = 'run("x", quick=True)'
+    edited["cells"][3]["metadata"] = {"tags": ["NBVAL_IGNORE_OUTPUT"]}
+    en.write_text(json.dumps(edited))
+    assert editions.sync_code(en, zh, write=False).differs and _cells(zh)[4] == ("code", 'run("x")')
+
+    done = editions.sync_code(en, zh)
+    assert (done.changed, done.added, done.dropped, done.written) == ((2,), (), (), True)
+    assert _cells(zh) == [("markdown", "# 关闭"), ("code", "a = 1"), ("markdown", "然后"), ("markdown", "看输出。"),
+                          ("code", 'run("x", quick=True)'), ("code", "print(a)"), ("markdown", "小结")]  # fmt: skip
+    code = [c for c in json.loads(zh.read_text())["cells"] if c["cell_type"] == "code"]
+    assert [bool(c["outputs"]) for c in code] == [True, False, True]  # the changed cell must be run again
+    assert code[1]["metadata"] == {"tags": ["NBVAL_IGNORE_OUTPUT"]}  # nbval markers follow the original
+    assert editions.code_drift(en, zh) == []
+    assert not editions.sync_code(en, zh).differs
+
+
+def test_sync_names_the_cells_a_translator_must_write_for_and_accept_brings_them_in(tmp_path):
+    en = _write(tmp_path / "en.ipynb", [("markdown", "# Close"), ("code", "import closekit"),
+                                        ("markdown", "One:"), ("code", 'closekit.run("one")'),
+                                        ("markdown", "Two:"), ("code", 'closekit.run("two")')])  # fmt: skip
+    zh = _write(tmp_path / "zh.ipynb", [("markdown", "# 关闭"), ("code", "import closekit"),
+                                        ("markdown", "第一个"), ("code", 'closekit.run("one")')])  # fmt: skip
+    with pytest.raises(EditionDriftError) as raised:
+        editions.sync_code(en, zh)
+    message = str(raised.value)
+    assert "has 3 code cells, the translation 2" in message
+    assert 'new in the original: code cell 3: closekit.run("two")' in message
+    assert _cells(zh)[-1] == ("code", 'closekit.run("one")')  # untouched
+
+    done = editions.sync_code(en, zh, accept=True)
+    assert (done.added, done.review) == ((3,), (3,))
+    assert _cells(zh)[-2:] == [("markdown", "Two:"), ("code", 'closekit.run("two")')]
+    assert json.loads(zh.read_text())["cells"][-2]["metadata"]["closekit"] == {"untranslated": True}
+
+    # the original drops its first experiment: the words written for it move on, nothing is lost
+    dropped = json.loads(en.read_text())
+    del dropped["cells"][2:4]
+    en.write_text(json.dumps(dropped))
+    done = editions.sync_code(en, zh, accept=True)
+    assert (done.dropped, done.review) == ((2,), (2,))
+    assert [text for kind, text in _cells(zh)] == ["# 关闭", "import closekit", "第一个", "Two:", 'closekit.run("two")']
+
+
+def test_pairing_follows_an_edited_cell_past_a_new_one():
+    old = ['closekit.run("a")', 'trace = closekit.run("million-bytes")\nprint(trace)', "x"]
+    new = ['closekit.run("a")', "from closekit.render import sequence_diagram",
+           'trace = closekit.run("million-bytes")\nprint(trace.summary())', "x"]  # fmt: skip
+    assert editions.pair_cells(old, new) == [(0, 0), (None, 1), (1, 2), (2, 3)]
+    assert editions.pair_cells(["a", "b"], ["a"]) == [(0, 0), (1, None)]
 
 
 @pytest.mark.parametrize("translation", [nb for _, nb in TRANSLATIONS] or [None], ids=lambda p: _id(p) if p else "none")
