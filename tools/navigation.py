@@ -4,7 +4,11 @@ The cells are generated, not written by hand, so that they survive any rewrite o
 each carries `metadata.closekit.generated`, and a run replaces exactly those cells (and nothing else)
 with what the current files say. Titles are read from each notebook's first heading.
 
-    python tools/navigation.py           # rewrite the cells in notebooks/ and exercises/solutions/
+Every edition of the chapters gets them in its own language: notebooks/ (English) and notebooks/zh/
+(Chinese). A Chinese chapter links the Chinese exercises (`ex01-close-zh` …) where they exist, and the
+English ones until then, so a run after the Chinese exercises arrive switches the links over.
+
+    python tools/navigation.py           # rewrite the cells in notebooks/, notebooks/zh/ and exercises/solutions/
     python tools/navigation.py --check   # exit 1 if a notebook's navigation is out of date (CI)
 
 Student versions (exercises/student/) get theirs from their instructor version through
@@ -17,6 +21,7 @@ import argparse
 import json
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +41,60 @@ EXERCISES: dict[str, tuple[int, ...]] = {
 KEY = "closekit"
 
 
+@dataclass(frozen=True)
+class Edition:
+    """One language of the chapters: where they are, what its exercises are called, its words."""
+
+    folder: Path  # the chapters
+    suffix: str  # an exercise's name in this language: EXERCISES' name + suffix
+    contents: str
+    practise: str  # {links}
+    exercises: str  # the start page's list: {rows}, {up} (the way from the chapters to the repository)
+
+    @property
+    def up(self) -> str:
+        """The relative path from a chapter to the repository's root: '../' or '../../'."""
+        return "../" * len(self.folder.relative_to(ROOT).parts)
+
+    def exercise(self, name: str) -> str:
+        """This edition's name of an exercise, or the English one while it has none of its own."""
+        own = name + self.suffix
+        return own if (SOLUTIONS / own / f"{own}.ipynb").is_file() else name
+
+
+ENGLISH = Edition(
+    folder=NOTEBOOKS,
+    suffix="",
+    contents="contents",
+    practise="**Practise this chapter:** {links} (graded, checked on the live kernel).",
+    exercises=(
+        "## Exercises\n\n"
+        "Predict-then-run questions, choose-the-fix, and code of your own, each checked on the live kernel.\n"
+        "Open the student versions below (your course may hand them out through nbgrader instead).\n\n"
+        "| exercise | chapters |\n|---|---|\n{rows}\n\n"
+        "Solutions, for self-study once you have answered, are kept apart in "
+        "[`{up}exercises/solutions/`]({up}exercises/solutions/) — each with its answers and the verdicts "
+        "this kernel gave. Instructors: [`{up}exercises/README.md`]({up}exercises/README.md)."
+    ),
+)
+CHINESE = Edition(
+    folder=NOTEBOOKS / "zh",
+    suffix="-zh",
+    contents="目录",
+    practise="**本章练习：** {links}（自动评分，在真实内核上检查）。",
+    exercises=(
+        "## 练习\n\n"
+        "先预测再运行、从几种写法中选出正确的修复、自己动手写代码——每道题的答案都拿到真实内核上检查。\n"
+        "打开下面的学生版即可作答（你的课程也可能通过 nbgrader 分发它们）。\n\n"
+        "| 练习 | 对应章节 |\n|---|---|\n{rows}\n\n"
+        "答案单独放在 [`{up}exercises/solutions/`]({up}exercises/solutions/)，供作答之后自学对照，"
+        "每份都附有参考答案和本机内核给出的判定。"
+        "教师请看 [`{up}exercises/README.md`]({up}exercises/README.md)（英文）。"
+    ),
+)
+EDITIONS = (ENGLISH, CHINESE)
+
+
 def title(path: Path) -> str:
     """The notebook's first heading, without the '#'."""
     for cell in json.loads(path.read_text())["cells"]:
@@ -46,8 +105,8 @@ def title(path: Path) -> str:
     return path.stem
 
 
-def chapters() -> list[Path]:
-    return sorted(p for p in NOTEBOOKS.glob("0*.ipynb") if re.match(r"0\d-", p.name))
+def chapters(edition: Edition = ENGLISH) -> list[Path]:
+    return sorted(p for p in edition.folder.glob("0*.ipynb") if re.match(r"0\d-", p.name))
 
 
 def chapter_number(path: Path) -> int:
@@ -67,7 +126,7 @@ def cell(kind: str, text: str) -> dict:
     }
 
 
-def chapter_cells(path: Path, all_chapters: list[Path]) -> tuple[dict, dict]:
+def chapter_cells(path: Path, all_chapters: list[Path], edition: Edition = ENGLISH) -> tuple[dict, dict]:
     """The line under a chapter's title and the block at its end."""
     i = all_chapters.index(path)
     previous = all_chapters[i - 1] if i > 0 else None
@@ -76,47 +135,43 @@ def chapter_cells(path: Path, all_chapters: list[Path]) -> tuple[dict, dict]:
     if previous is not None:
         parts.append(f"← [{title(previous)}]({previous.name})")
     if path.name != "00-start-here.ipynb":
-        parts.append("[contents](00-start-here.ipynb)")
+        parts.append(f"[{edition.contents}](00-start-here.ipynb)")
     if following is not None:
         parts.append(f"[{title(following)}]({following.name}) →")
     line = " · ".join(parts)
     number = chapter_number(path)
-    practice = [name for name, numbers in EXERCISES.items() if number in numbers]
+    practice = [edition.exercise(name) for name, numbers in EXERCISES.items() if number in numbers]
     bottom = [f"---\n\n{line}"]
     if practice:
         links = ", ".join(
-            f"[{title(SOLUTIONS / name / f'{name}.ipynb')}](../{exercise_path(name)})" for name in practice
+            f"[{title(SOLUTIONS / name / f'{name}.ipynb')}]({edition.up}{exercise_path(name)})" for name in practice
         )
-        bottom.insert(0, f"**Practise this chapter:** {links} (graded, checked on the live kernel).")
+        bottom.insert(0, edition.practise.format(links=links))
     top = cell("navigation-top", f"<small>{line}</small>")
     return top, cell("navigation-bottom", "\n\n".join(bottom))
 
 
-def start_page_cell() -> dict:
+def start_page_cell(edition: Edition = ENGLISH) -> dict:
     """The start page's list of exercises: the student versions, and the solutions kept apart."""
     rows = []
     for name, numbers in EXERCISES.items():
+        name = edition.exercise(name)
         source = SOLUTIONS / name / f"{name}.ipynb"
-        where = ", ".join(f"[{n}]({p.name})" for p in chapters() for n in [chapter_number(p)] if n in numbers)
-        rows.append(f"| [{title(source)}](../{exercise_path(name)}) | {where} |")
-    return cell(
-        "exercises",
-        "## Exercises\n\n"
-        "Predict-then-run questions, choose-the-fix, and code of your own, each checked on the live kernel.\n"
-        "Open the student versions below (your course may hand them out through nbgrader instead).\n\n"
-        "| exercise | chapters |\n|---|---|\n" + "\n".join(rows) + "\n\n"
-        "Solutions, for self-study once you have answered, are kept apart in "
-        "[`../exercises/solutions/`](../exercises/solutions/) — each with its answers and the verdicts "
-        "this kernel gave. Instructors: [`../exercises/README.md`](../exercises/README.md).",
-    )
+        where = ", ".join(f"[{n}]({p.name})" for p in chapters(edition) for n in [chapter_number(p)] if n in numbers)
+        rows.append(f"| [{title(source)}]({edition.up}{exercise_path(name)}) | {where} |")
+    return cell("exercises", edition.exercises.format(rows="\n".join(rows), up=edition.up))
 
 
-def exercise_cell(name: str) -> dict:
+def exercise_cell(name: str, edition: Edition = ENGLISH) -> dict:
+    """The line under an exercise's title: the chapters it practises, in the exercise's language."""
     links = []
+    folder = edition.folder.relative_to(ROOT).as_posix()
     for number in EXERCISES[name]:
-        chapter = next(p for p in chapters() if chapter_number(p) == number)
-        links.append(f"[{title(chapter)}](../../../notebooks/{chapter.name})")
-    return cell("navigation-top", "<small>Chapters: " + " · ".join(links) + "</small>")
+        chapter = next(p for p in chapters(edition) if chapter_number(p) == number)
+        links.append(f"[{title(chapter)}](../../../{folder}/{chapter.name})")
+    label = "Chapters" if edition is ENGLISH else "章节"
+    colon = ": " if edition is ENGLISH else "："
+    return cell("navigation-top", f"<small>{label}{colon}" + " · ".join(links) + "</small>")
 
 
 def _without_generated(cells: list[dict]) -> list[dict]:
@@ -153,16 +208,20 @@ def navigate(path: Path, top: dict | None, bottom: dict | None) -> bool:
 
 
 def plan() -> list[tuple[Path, dict | None, dict | None]]:
-    every = chapters()
     jobs: list[tuple[Path, dict | None, dict | None]] = []
-    for path in every:
-        top, bottom = chapter_cells(path, every)
-        if path.name == "00-start-here.ipynb":
-            bottom = start_page_cell()
-            bottom["source"] += ["\n", "\n", *chapter_cells(path, every)[1]["source"]]
-        jobs.append((path, top, bottom))
-    for name in EXERCISES:
-        jobs.append((SOLUTIONS / name / f"{name}.ipynb", exercise_cell(name), None))
+    for edition in EDITIONS:
+        every = chapters(edition)
+        for path in every:
+            top, bottom = chapter_cells(path, every, edition)
+            if path.name == "00-start-here.ipynb":
+                bottom = start_page_cell(edition)
+                bottom["source"] += ["\n", "\n", *chapter_cells(path, every, edition)[1]["source"]]
+            jobs.append((path, top, bottom))
+        for name in EXERCISES:
+            own = name + edition.suffix
+            solution = SOLUTIONS / own / f"{own}.ipynb"
+            if every and solution.is_file():
+                jobs.append((solution, exercise_cell(name, edition), None))
     return jobs
 
 
