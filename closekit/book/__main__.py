@@ -74,7 +74,7 @@ def _sync(args: argparse.Namespace) -> int:
             print(error, file=sys.stderr)
             status = 1
             continue
-        print(done.report())
+        print(done.report(repo.resolve()))
         if done.differs and args.check:
             status = 1
         if done.written and (done.changed or done.added):

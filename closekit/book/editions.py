@@ -141,8 +141,10 @@ class Sync:
     differs: bool = False  # the file's new text is not its old text
     written: bool = False
 
-    def report(self) -> str:
-        name = self.translation.as_posix()
+    def report(self, root: Path | None = None) -> str:
+        """One line: what changed, and what the translator or the chapter still needs (paths from `root`)."""
+        path = self.translation
+        name = (path.relative_to(root) if root and path.is_relative_to(root) else path).as_posix()
         if not self.differs:
             return f"{name}: already has the original's code cells"
         parts = [f"{name}: {'updated' if self.written else 'out of date'}"]
@@ -281,7 +283,7 @@ def sync_code(original: Path, translation: Path, accept: bool = False, write: bo
         review.append(len(en_code))
     theirs.cells = _unique_ids([*cells, *carried, *tail])
     text = nbformat.writes(theirs) + "\n"
-    differs = text != translation.read_text()
+    differs = _content(text) != _content(translation.read_text())
     if differs and write:
         translation.write_text(text)
     return Sync(
@@ -334,3 +336,12 @@ def _pair_by_likeness(
                 options.append((ratio[i, j] + best[a + 1, b + 1][0], [(i, j), *best[a + 1, b + 1][1]]))
             best[a, b] = max(options, key=lambda option: option[0])
     return best[0, 0][1]
+
+
+def _content(text: str) -> dict:
+    """A notebook as data, each source as one string: a list of lines or one string is the same cell."""
+    notebook = json.loads(text)
+    for cell in notebook.get("cells", []):
+        if isinstance(cell.get("source"), list):
+            cell["source"] = "".join(cell["source"])
+    return notebook
