@@ -100,7 +100,8 @@ def test_the_stored_transcripts_keep_their_table_and_colours():
         if "text/html" in o.get("data", {})
     )
     safe = clean(html)
-    assert '<table class="ck-t">' in safe and "<style>.ck-t" in safe and '<td class="rst">' in safe
+    # transcripts carry their colours as inline styles (JupyterLab drops <style> from untrusted outputs)
+    assert '<table class="ck-t">' in safe and re.search(r'<td class="rst" style="[^"]*color:#b00', safe)
     assert safe.count("<tr>") == html.count("<tr>")
 
 
@@ -475,9 +476,27 @@ def test_each_chapter_names_its_outputs_kernel_and_links_jupyterlab_and_exercise
     assert frame.locator("a.ck-open-lab").get_attribute("href") == BOOK.lab.format(path="notebooks/01-close.ipynb")
     exercises = [a.get_attribute("href") for a in frame.locator("a.ck-exercise").all()]
     assert exercises == [BOOK.lab.format(path=DEFAULT.exercises.format(name=n)) for n in BOOK.exercises["01-close"]]
-    # the chapter's own link to ../exercises/ opens that folder in JupyterLab, as it does inside JupyterLab
-    start = open_page(f"{DEFAULT.lang}/00-start-here.html")
-    assert start.locator(f'article a[href="{BOOK.lab.format(path="exercises")}"]').count() == 1
+    # the start page's link to the solutions folder (../exercises/solutions/ in notebooks/, one level
+    # more in a translation's folder) opens that folder in JupyterLab, as it does inside JupyterLab
+    for edition in BOOK.editions:
+        if (REPO / edition.notebooks / "00-start-here.ipynb").is_file():
+            start = open_page(f"{edition.lang}/00-start-here.html")
+            assert start.locator(f'article a[href="{BOOK.lab.format(path="exercises/solutions")}"]').count() == 1
+
+
+@pytest.mark.parametrize("edition", BOOK.editions[1:], ids=lambda e: e.lang)
+def test_a_translated_chapter_offers_its_own_exercises_or_else_the_originals(site, open_page, edition):
+    if not (REPO / edition.notebooks / "01-close.ipynb").is_file():
+        pytest.skip(f"no {edition.lang} chapter 1 yet")
+    frame = open_page(f"{edition.lang}/01-close.html").locator(".ck-frame")
+    expected = []
+    for name in BOOK.exercises["01-close"]:
+        own = edition.exercises.format(name=name)
+        expected.append(BOOK.lab.format(path=own if (REPO / own).is_file() else DEFAULT.exercises.format(name=name)))
+    assert [a.get_attribute("href") for a in frame.locator("a.ck-exercise").all()] == expected
+    assert frame.locator("a.ck-open-lab").get_attribute("href") == BOOK.lab.format(
+        path=f"{edition.notebooks}/01-close.ipynb"
+    )
 
 
 def test_the_front_door_opens_the_default_edition(site, open_page):
@@ -575,7 +594,7 @@ def _small_repo(root: Path) -> Path:
         "notebooks/00-start-here.ipynb": start_en,
         "notebooks/01-close.ipynb": close_en,
         "notebooks/zh/00-start-here.ipynb": start_zh,
-        "exercises/release/ex01-close/ex01-close.ipynb": _chapter(["# ex01"], [("pass", [])]),
+        "exercises/student/ex01-close/ex01-close.ipynb": _chapter(["# ex01"], [("pass", [])]),
     }
     for name, notebook in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
