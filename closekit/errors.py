@@ -53,10 +53,10 @@ class UsageError(CloseKitError):
     """A `closekit` command line that cannot be carried out as given (checked before anything runs)."""
 
 
-class BuildError(CloseKitError, RuntimeError):
-    """The book could not be built: Sphinx failed, or the output folder is not one the build may overwrite."""
-
-
 class EditionDriftError(CloseKitError, ValueError):
     """A translated chapter's code cells no longer pair up one to one with its original's (cells were
     added or removed): a translator has to write the words for them (closekit.book.editions.sync_code)."""
+
+
+class BuildError(CloseKitError, RuntimeError):
+    """The book could not be built: Sphinx failed, or the output folder is not one the build may overwrite."""

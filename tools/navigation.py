@@ -4,11 +4,11 @@ The cells are generated, not written by hand, so that they survive any rewrite o
 each carries `metadata.closekit.generated`, and a run replaces exactly those cells (and nothing else)
 with what the current files say. Titles are read from each notebook's first heading.
 
-Every edition of the chapters gets them in its own language: notebooks/ (English) and notebooks/zh/
-(Chinese). A Chinese chapter links the Chinese exercises (`ex01-close-zh` …) where they exist, and the
-English ones until then, so a run after the Chinese exercises arrive switches the links over.
+The chapters of every edition get them in the edition's language: notebooks/ (English) and
+notebooks/zh/ (Chinese). A Chinese chapter links the Chinese exercise (`ex01-close-zh` …) where it
+exists and the English one until then, so a run after the Chinese exercises arrive switches the links.
 
-    python tools/navigation.py           # rewrite the cells in notebooks/, notebooks/zh/ and exercises/solutions/
+    python tools/navigation.py           # rewrite the cells in notebooks/ and exercises/solutions/
     python tools/navigation.py --check   # exit 1 if a notebook's navigation is out of date (CI)
 
 Student versions (exercises/student/) get theirs from their instructor version through
@@ -21,7 +21,6 @@ import argparse
 import json
 import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,20 +40,26 @@ EXERCISES: dict[str, tuple[int, ...]] = {
 KEY = "closekit"
 
 
-@dataclass(frozen=True)
+def title(path: Path) -> str:
+    """The notebook's first heading, without the '#'."""
+    for cell in json.loads(path.read_text())["cells"]:
+        if cell["cell_type"] == "markdown":
+            for line in "".join(cell["source"]).splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return path.stem
+
+
 class Edition:
-    """One language of the chapters: where they are, what its exercises are called, its words."""
+    """One language of the chapters: their folder, what its exercises are called, the words of its cells."""
 
-    folder: Path  # the chapters
-    suffix: str  # an exercise's name in this language: EXERCISES' name + suffix
-    contents: str
-    practise: str  # {links}
-    exercises: str  # the start page's list: {rows}, {up} (the way from the chapters to the repository)
-
-    @property
-    def up(self) -> str:
-        """The relative path from a chapter to the repository's root: '../' or '../../'."""
-        return "../" * len(self.folder.relative_to(ROOT).parts)
+    def __init__(self, folder: Path, suffix: str, contents: str, practise: str, exercises: str) -> None:
+        self.folder = folder  # the chapters
+        self.suffix = suffix  # an exercise's name in this language: EXERCISES' name + suffix
+        self.contents = contents
+        self.practise = practise  # {links}
+        self.exercises = exercises  # the start page's list: {rows}, {up}
+        self.up = "../" * len(folder.relative_to(ROOT).parts)  # from a chapter to the repository's root
 
     def exercise(self, name: str) -> str:
         """This edition's name of an exercise, or the English one while it has none of its own."""
@@ -92,17 +97,6 @@ CHINESE = Edition(
         "教师请看 [`{up}exercises/README.md`]({up}exercises/README.md)（英文）。"
     ),
 )
-EDITIONS = (ENGLISH, CHINESE)
-
-
-def title(path: Path) -> str:
-    """The notebook's first heading, without the '#'."""
-    for cell in json.loads(path.read_text())["cells"]:
-        if cell["cell_type"] == "markdown":
-            for line in "".join(cell["source"]).splitlines():
-                if line.startswith("# "):
-                    return line[2:].strip()
-    return path.stem
 
 
 def chapters(edition: Edition = ENGLISH) -> list[Path]:
@@ -162,16 +156,12 @@ def start_page_cell(edition: Edition = ENGLISH) -> dict:
     return cell("exercises", edition.exercises.format(rows="\n".join(rows), up=edition.up))
 
 
-def exercise_cell(name: str, edition: Edition = ENGLISH) -> dict:
-    """The line under an exercise's title: the chapters it practises, in the exercise's language."""
+def exercise_cell(name: str) -> dict:
     links = []
-    folder = edition.folder.relative_to(ROOT).as_posix()
     for number in EXERCISES[name]:
-        chapter = next(p for p in chapters(edition) if chapter_number(p) == number)
-        links.append(f"[{title(chapter)}](../../../{folder}/{chapter.name})")
-    label = "Chapters" if edition is ENGLISH else "章节"
-    colon = ": " if edition is ENGLISH else "："
-    return cell("navigation-top", f"<small>{label}{colon}" + " · ".join(links) + "</small>")
+        chapter = next(p for p in chapters() if chapter_number(p) == number)
+        links.append(f"[{title(chapter)}](../../../notebooks/{chapter.name})")
+    return cell("navigation-top", "<small>Chapters: " + " · ".join(links) + "</small>")
 
 
 def _without_generated(cells: list[dict]) -> list[dict]:
@@ -208,8 +198,23 @@ def navigate(path: Path, top: dict | None, bottom: dict | None) -> bool:
 
 
 def plan() -> list[tuple[Path, dict | None, dict | None]]:
+    every = chapters()
     jobs: list[tuple[Path, dict | None, dict | None]] = []
-    for edition in EDITIONS:
+    for path in every:
+        top, bottom = chapter_cells(path, every)
+        if path.name == "00-start-here.ipynb":
+            bottom = start_page_cell()
+            bottom["source"] += ["\n", "\n", *chapter_cells(path, every)[1]["source"]]
+        jobs.append((path, top, bottom))
+    for name in EXERCISES:
+        jobs.append((SOLUTIONS / name / f"{name}.ipynb", exercise_cell(name), None))
+    return jobs
+
+
+def translated_chapters(editions: tuple[Edition, ...] = (CHINESE,)) -> list[tuple[Path, dict, dict]]:
+    """The chapters of the other editions: the same cells as plan() gives the English ones, in their words."""
+    jobs = []
+    for edition in editions:
         every = chapters(edition)
         for path in every:
             top, bottom = chapter_cells(path, every, edition)
@@ -217,11 +222,6 @@ def plan() -> list[tuple[Path, dict | None, dict | None]]:
                 bottom = start_page_cell(edition)
                 bottom["source"] += ["\n", "\n", *chapter_cells(path, every, edition)[1]["source"]]
             jobs.append((path, top, bottom))
-        for name in EXERCISES:
-            own = name + edition.suffix
-            solution = SOLUTIONS / own / f"{own}.ipynb"
-            if every and solution.is_file():
-                jobs.append((solution, exercise_cell(name, edition), None))
     return jobs
 
 
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check", action="store_true", help="change nothing; exit 1 if a notebook is out of date")
     args = p.parse_args(argv)
     stale = []
-    for path, top, bottom in plan():
+    for path, top, bottom in [*plan(), *translated_chapters()]:
         if args.check:
             before = path.read_text()
             changed = navigate(path, top, bottom)
