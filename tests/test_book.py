@@ -206,6 +206,7 @@ def test_sync_names_the_cells_a_translator_must_write_for_and_accept_brings_them
 
     done = editions.sync_code(en, zh, accept=True)
     assert (done.added, done.review) == ((3,), (3,))
+    assert editions.untranslated(zh) == [5]
     assert _cells(zh)[-2:] == [("markdown", "Two:"), ("code", 'closekit.run("two")')]
     assert json.loads(zh.read_text())["cells"][-2]["metadata"]["closekit"] == {"untranslated": True}
 
@@ -233,6 +234,13 @@ def test_a_translated_chapter_runs_exactly_the_code_of_the_original(translation)
     original = REPO / DEFAULT.notebooks / translation.name
     assert original.is_file(), f"{_id(translation)} has no original: editions use the same file names"
     assert editions.code_drift(original, translation) == []
+
+
+@pytest.mark.parametrize("translation", [nb for _, nb in TRANSLATIONS] or [None], ids=lambda p: _id(p) if p else "none")
+def test_a_translated_chapter_has_no_words_left_in_the_original_language(translation):
+    if translation is None:
+        pytest.skip("no translated chapters yet (notebooks/zh/ is empty)")
+    assert editions.untranslated(translation) == [], "sync --accept brought these in: translate them"
 
 
 @pytest.mark.parametrize("notebook", ALL_CHAPTERS, ids=_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -45,6 +46,12 @@ def _check(args: argparse.Namespace) -> int:
                 problems.append(f"{notebook}: no chapter of that name in {default.notebooks}/")
                 continue
             problems += [f"{notebook}: {p}" for p in editions.code_drift(original, notebook)]
+            left = editions.untranslated(notebook)
+            if left:
+                problems.append(
+                    f"{notebook}: markdown cells {', '.join(map(str, left))} are still the original's words "
+                    "(metadata closekit.untranslated): translate them and remove the mark"
+                )
     print("\n\n".join(problems) or "the editions share their code cells")
     return 1 if problems else 0
 
@@ -56,7 +63,8 @@ def _translations(repo: Path, names: list[str]) -> list[tuple[Path, Path]]:
     chapters = [nb for e in book.editions[1:] for nb in e.chapters(repo)]
     if names:
         chapters = [Path(n).resolve() for n in names]
-    return [(repo / default.notebooks / nb.name, nb) for nb in chapters]
+    # relative paths, so that messages name the files as a reader of the repository does
+    return [(Path(os.path.relpath(repo / default.notebooks / nb.name)), Path(os.path.relpath(nb))) for nb in chapters]
 
 
 def _sync(args: argparse.Namespace) -> int:
@@ -74,11 +82,11 @@ def _sync(args: argparse.Namespace) -> int:
             print(error, file=sys.stderr)
             status = 1
             continue
-        print(done.report(repo.resolve()))
+        print(done.report())
         if done.differs and args.check:
             status = 1
         if done.written and (done.changed or done.added):
-            rerun.append(str(translation.relative_to(repo) if translation.is_relative_to(repo) else translation))
+            rerun.append(str(translation))
     if rerun:
         print(
             "then: python tools/navigation.py && python -m closekit.book stamp --execute " + " ".join(rerun),

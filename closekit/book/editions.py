@@ -33,6 +33,7 @@ __all__ = [
     "load",
     "pair_cells",
     "sync_code",
+    "untranslated",
 ]
 
 CONFIG = Path(__file__).with_name("book.toml")
@@ -141,10 +142,9 @@ class Sync:
     differs: bool = False  # the file's new text is not its old text
     written: bool = False
 
-    def report(self, root: Path | None = None) -> str:
-        """One line: what changed, and what the translator or the chapter still needs (paths from `root`)."""
-        path = self.translation
-        name = (path.relative_to(root) if root and path.is_relative_to(root) else path).as_posix()
+    def report(self) -> str:
+        """One line: what changed, and what the translator or the chapter still needs."""
+        name = self.translation.as_posix()
         if not self.differs:
             return f"{name}: already has the original's code cells"
         parts = [f"{name}: {'updated' if self.written else 'out of date'}"]
@@ -159,6 +159,17 @@ class Sync:
         if not (self.changed or self.added or self.dropped):
             parts.append("cell metadata or ids follow the original")
         return "; ".join(parts)
+
+
+def untranslated(translation: Path) -> list[int]:
+    """The markdown cells (numbered from 1 among all cells) that `sync_code(accept=True)` brought in from
+    the original and no translator has rewritten yet: ``metadata.closekit.untranslated``."""
+    cells = json.loads(translation.read_text())["cells"]
+    return [
+        n
+        for n, cell in enumerate(cells, start=1)
+        if cell["cell_type"] == "markdown" and cell.get("metadata", {}).get("closekit", {}).get(UNTRANSLATED)
+    ]
 
 
 def _numbers(numbers: tuple[int, ...]) -> str:
