@@ -490,7 +490,7 @@ def _small_repo(root: Path) -> Path:
          "## Outputs\n\nTIME_WAIT and friends."], code)  # fmt: skip
     start_zh = _chapter(
         [
-            "# 从这里开始\n\n半关闭的意思是只关闭一个方向，然后读[第一章](01-close.ipynb)。",  # noqa: RUF001
+            "# 从这里开始\n\n半关闭的意思是只关闭一个方向，然后读[第一章](01-close.ipynb)。",
             "## 输出\n\n四次挥手。",
         ],
         code,
