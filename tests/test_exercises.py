@@ -261,8 +261,10 @@ def test_nbgrader_releases_without_solutions_and_autogrades_from_the_live_kernel
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
         scores = {s: gradebook.find_submission(ASSIGNMENT, s).score for s in ("instructor", "untouched", "plausible")}
         assert gradebook.find_submission(ASSIGNMENT, "instructor").max_score == 5
-    # plausible: right about the shared socket, and a plain close() serves the slow reader only
-    assert scores == {"instructor": 5, "untouched": 0, "plausible": 2}
+    # plausible: right about the shared socket; with the kernel's default buffers its sendall() of a
+    # million bytes is still blocked when the reset peer's RST comes, so the error reaches the caller,
+    # and a plain close() serves the slow reader; only the greeting peer shows what close() misses
+    assert scores == {"instructor": 5, "untouched": 0, "plausible": 3}
     graded = json.loads((course / "autograded" / "untouched" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text())
     errors = [o["ename"] for c in graded["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"]
     assert set(errors) == {"AssertionError"}  # only the test cells fail; the rest ran and said "not answered"
