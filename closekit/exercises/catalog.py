@@ -7,6 +7,7 @@ tables `ex.<function name>`), so an exercise speaks the language of the notebook
 
 from __future__ import annotations
 
+from closekit.book import editions
 from closekit.exercises.checks import WriteScenario, all_of, close_blocks, close_sends_no_fin, no_rst, receives_all
 from closekit.exercises.code import PAYLOAD_SIZE, WriteCode
 from closekit.exercises.predict import ChooseFix, Predict
@@ -37,9 +38,7 @@ CHAPTERS = {
 
 def _chapter(number: int, topic: str = "") -> str:
     """Where the course explains it, in the reader's edition: "chapter 3 (notebooks/03-so-linger.ipynb), 'x'"."""
-    from closekit.book.editions import load
-
-    path = f"{load().edition(current()).notebooks}/{CHAPTERS[number]}"
+    path = f"{editions.load().edition(current()).notebooks}/{CHAPTERS[number]}"
     if topic:
         return text("words.chapter_topic", number=number, path=path, topic=topic)
     return text("words.chapter", number=number, path=path)

@@ -98,7 +98,7 @@ def all_of(*requirements: Requirement) -> Requirement:
 
     def test(trace: Trace) -> str | None:
         seen = [r.judge(trace)[1] for r in requirements if not r.judge(trace)[0]]
-        return "; ".join(seen) or None
+        return text("checks.separator").join(seen) or None
 
     joined = text("checks.and").join(r.text for r in requirements)
     return Requirement(joined, test, any(r.needs_capture for r in requirements))

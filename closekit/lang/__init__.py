@@ -36,7 +36,20 @@ from typing import Any, Protocol
 
 from closekit.errors import LanguageError, MessageError
 
-__all__ = ["ENV", "LANGUAGES", "claim_words", "current", "detect", "edition_name", "text", "texts", "use", "word"]
+__all__ = [
+    "ENV",
+    "LANGUAGES",
+    "catalog",
+    "claim_catalog",
+    "claim_words",
+    "current",
+    "detect",
+    "edition_name",
+    "text",
+    "texts",
+    "use",
+    "word",
+]
 
 LANGUAGES = ("en", "zh")  # the first is the default
 ENV = "CLOSEKIT_LANG"
