@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from closekit.lang import claim_words, text
 from closekit.scenario import Scenario
 from closekit.trace import Segment, Syscall, Trace
 from closekit.transcript import duration_category
@@ -73,29 +74,34 @@ class Verdict:
     @property
     def linux(self) -> str:
         """'Linux 6.18' from a release string such as '6.18.44-generic'."""
-        return "Linux " + ".".join(self.kernel.split("-")[0].split(".")[:2]) if self.kernel else "this kernel"
+        return (
+            "Linux " + ".".join(self.kernel.split("-")[0].split(".")[:2])
+            if self.kernel
+            else text("verdict.this_kernel")
+        )
 
     def outcome(self, with_kernel: bool = True) -> str:
         """'holds'; 'differs on Linux X.Y' where the ledger explains what Linux does instead;
         'does not hold on …' for a failure nobody expected (a bug, or a kernel worth a lesson)."""
-        where = self.linux if with_kernel else "this kernel"
+        where = self.linux if with_kernel else text("verdict.this_kernel")
         if self.holds:
-            return "holds"
-        return f"differs on {where}" if self.claim.linux_text else f"does not hold on {where}"
+            return text("verdict.holds")
+        return text("verdict.differs" if self.claim.linux_text else "verdict.does_not_hold", kernel=where)
 
     def line(self, with_kernel: bool = True) -> str:
         """One printable line: id, outcome (naming the kernel it was checked on), evidence."""
         return f"[{self.claim.section}] {self.claim.id}: {self.outcome(with_kernel)} — {self.evidence}"
 
     def to_dict(self) -> dict[str, Any]:
+        says, linux = claim_words(self.claim)
         return {
             "id": self.claim.id,
             "section": self.claim.section,
-            "claim": self.claim.text,
+            "claim": says,
             "scenario": self.claim.scenario_name,
             "holds": self.holds,
             "evidence": self.evidence,
-            "linux": self.claim.linux_text,
+            "linux": linux,
             "kernel": self.kernel,
             "mode": self.mode,
         }
@@ -1023,8 +1029,8 @@ def table(verdicts: Sequence[Verdict], with_kernel: bool = True, width: int = 10
     w_id = max([5, *(len(r[1]) for r in rows)])
     lines = []
     if with_kernel and verdicts:
-        lines.append(f"Claims of the document, put to {verdicts[0].linux} (mode {verdicts[0].mode})")
-    lines.append(f"{'sec':<{w_sec}}  {'claim':<{w_id}}  verdict")
+        lines.append(text("verdict.title", kernel=verdicts[0].linux, mode=verdicts[0].mode))
+    lines.append(f"{text('verdict.section'):<{w_sec}}  {text('verdict.claim'):<{w_id}}  {text('verdict.verdict')}")
     lines.append("-" * (w_sec + w_id + 17))
     notes = []
     for v, (sec, cid, outcome) in zip(verdicts, rows):
@@ -1035,10 +1041,11 @@ def table(verdicts: Sequence[Verdict], with_kernel: bool = True, width: int = 10
             notes.append(v)
     if notes:
         lines.append("")
-        lines.append("Where Linux differs:")
+        lines.append(text("verdict.linux_differs"))
         for v in notes:
-            lines.append(f"- {v.claim.id}: {v.claim.text}")
-            lines.extend("    " + part for part in textwrap.wrap(str(v.claim.linux_text), width - 4))
+            says, linux = claim_words(v.claim)
+            lines.append(f"- {v.claim.id}: {says}")
+            lines.extend("    " + part for part in textwrap.wrap(str(linux), width - 4))
     return "\n".join(lines)
 
 
@@ -1048,16 +1055,17 @@ def verdicts_html(verdicts: Sequence[Verdict], with_kernel: bool = True) -> str:
     rows = []
     for v in verdicts:
         colour = "#2e7d32" if v.holds else "#c62828"
-        linux = f"<br><em>Linux:</em> {esc(v.claim.linux_text)}" if v.claim.linux_text and not v.holds else ""
+        says, instead = claim_words(v.claim)
+        linux = f"<br><em>{text('verdict.linux')}</em> {esc(instead)}" if instead and not v.holds else ""
         rows.append(
-            f"<tr><td>{esc(v.claim.section)}</td><td>{esc(v.claim.text)}</td>"
+            f"<tr><td>{esc(v.claim.section)}</td><td>{esc(says)}</td>"
             f'<td style="color:{colour};font-weight:bold">{esc(v.outcome(with_kernel))}</td>'
             f"<td>{esc(v.evidence)}{linux}</td></tr>"
         )
-    return (
-        '<table class="closekit-claims"><thead><tr><th>§</th><th>the document says</th><th>verdict</th>'
-        "<th>evidence from the trace</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+    head = "".join(
+        f"<th>{h}</th>" for h in ("§", text("verdict.says"), text("verdict.verdict"), text("verdict.evidence"))
     )
+    return f'<table class="closekit-claims"><thead><tr>{head}</tr></thead><tbody>' + "".join(rows) + "</tbody></table>"
 
 
 def to_json(verdicts: Sequence[Verdict], indent: int | None = 2) -> str:

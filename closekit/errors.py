@@ -60,3 +60,14 @@ class EditionDriftError(CloseKitError, ValueError):
 
 class BuildError(CloseKitError, RuntimeError):
     """The book could not be built: Sphinx failed, or the output folder is not one the build may overwrite."""
+
+
+class LanguageError(CloseKitError, ValueError):
+    """A language closekit does not speak (CLOSEKIT_LANG, --lang): names the languages it does."""
+
+
+class MessageError(CloseKitError, KeyError):
+    """A message the current language's catalog (closekit/lang/*.toml) lacks: a gap in a translation."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])

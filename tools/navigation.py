@@ -12,7 +12,8 @@ exists and the English one until then, so a run after the Chinese exercises arri
     python tools/navigation.py --check   # exit 1 if a notebook's navigation is out of date (CI)
 
 Student versions (exercises/student/) get theirs from their instructor version through
-`nbgrader generate_assignment`.
+`nbgrader generate_assignment`. An exercise's editions in other languages (`ex01-close-zh`, see
+tools/exercise_editions.py) link their edition's chapters (`notebooks/zh/`) by number.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import json
 import re
 import sys
 from pathlib import Path
+
+from closekit.lang import edition_name
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -38,6 +41,8 @@ EXERCISES: dict[str, tuple[int, ...]] = {
     "ex06-fix": (6,),
 }
 KEY = "closekit"
+# The line an exercise's edition puts under its title, and how it names chapter N.
+EDITION_WORDS = {"zh": ("对应章节：", "第 {number} 章")}
 
 
 def title(path: Path) -> str:
@@ -164,6 +169,16 @@ def exercise_cell(name: str) -> dict:
     return cell("navigation-top", "<small>Chapters: " + " · ".join(links) + "</small>")
 
 
+def edition_exercise_cell(name: str, lang: str) -> dict:
+    """The chapters line of an exercise's `lang` edition: its edition's chapters, named by number."""
+    lead, chapter_name = EDITION_WORDS[lang]
+    links = []
+    for number in EXERCISES[name]:
+        chapter = next(p for p in chapters() if chapter_number(p) == number)
+        links.append(f"[{chapter_name.format(number=number)}](../../../notebooks/{lang}/{chapter.name})")
+    return cell("navigation-top", f"<small>{lead}" + " · ".join(links) + "</small>")
+
+
 def _without_generated(cells: list[dict]) -> list[dict]:
     return [c for c in cells if KEY not in c.get("metadata", {}) or "generated" not in c["metadata"][KEY]]
 
@@ -208,6 +223,9 @@ def plan() -> list[tuple[Path, dict | None, dict | None]]:
         jobs.append((path, top, bottom))
     for name in EXERCISES:
         jobs.append((SOLUTIONS / name / f"{name}.ipynb", exercise_cell(name), None))
+        for lang in EDITION_WORDS:
+            edition = edition_name(name, lang)
+            jobs.append((SOLUTIONS / edition / f"{edition}.ipynb", edition_exercise_cell(name, lang), None))
     return jobs
 
 

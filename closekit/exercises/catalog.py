@@ -1,13 +1,17 @@
 """The course's exercises, one function each, so notebooks stay short and answers stay out of them.
 
-Every `truth` reads the live trace: the choice marked right is whatever this kernel did.
+Every `truth` reads the live trace: the choice marked right is whatever this kernel did. The words of
+each exercise (question, choices, explanation) are in the language catalogs (closekit/lang/*.toml,
+tables `ex.<function name>`), so an exercise speaks the language of the notebook that builds it.
 """
 
 from __future__ import annotations
 
+from closekit.book import editions
 from closekit.exercises.checks import WriteScenario, all_of, close_blocks, close_sends_no_fin, no_rst, receives_all
 from closekit.exercises.code import PAYLOAD_SIZE, WriteCode
 from closekit.exercises.predict import ChooseFix, Predict
+from closekit.lang import current, text, texts, word
 from closekit.library import FAST_WRITER, MILLION, SMALL_BUFFER
 from closekit.scenario import Options, Scenario
 from closekit.steps import (
@@ -22,12 +26,22 @@ from closekit.steps import (
 )
 from closekit.trace import Segment, Syscall, Trace
 
-CH1 = "chapter 1 (notebooks/01-close.ipynb)"
-CH2 = "chapter 2 (notebooks/02-shutdown.ipynb)"
-CH3 = "chapter 3 (notebooks/03-so-linger.ipynb)"
-CH4 = "chapter 4 (notebooks/04-when-close-returns.ipynb)"
-CH5 = "chapter 5 (notebooks/05-kernel-close-path.ipynb)"
-CH6 = "chapter 6 (notebooks/06-shutdown-vs-close.ipynb)"
+CHAPTERS = {
+    1: "01-close.ipynb",
+    2: "02-shutdown.ipynb",
+    3: "03-so-linger.ipynb",
+    4: "04-when-close-returns.ipynb",
+    5: "05-kernel-close-path.ipynb",
+    6: "06-shutdown-vs-close.ipynb",
+}
+
+
+def _chapter(number: int, topic: str = "") -> str:
+    """Where the course explains it, in the reader's edition: "chapter 3 (notebooks/03-so-linger.ipynb), 'x'"."""
+    path = f"{editions.load().edition(current()).notebooks}/{CHAPTERS[number]}"
+    if topic:
+        return text("words.chapter_topic", number=number, path=path, topic=topic)
+    return text("words.chapter", number=number, path=path)
 
 
 def _after(trace: Trace, side: str, call: str, src: str) -> list[Segment]:
@@ -38,6 +52,10 @@ def _after(trace: Trace, side: str, call: str, src: str) -> list[Segment]:
     later = [c.t for c in trace.syscalls() if c.t > start]
     end = min(later, default=float("inf"))
     return [s for s in trace.segments(src=src) if start <= s.t < end]
+
+
+def _when(seconds: float) -> str:
+    return text("words.at_once") if seconds < 0.1 else text("words.after", seconds=seconds)
 
 
 def _first_flag(segments: list[Segment]) -> str:
@@ -64,25 +82,17 @@ def close_unread() -> Predict:
     def explain(trace: Trace) -> str:
         last = trace.syscalls("client", "recv")[-1]
         got = f"-1 {last.errno}" if last.errno else str(last.result)
-        sent = _first_flag(_after(trace, "server", "close", "server"))
-        return (
-            f"The server's close() sent {sent}, and the client's recv() returned {got}. Closing with data "
-            "unread aborts the connection: the kernel counted it as TcpExt:TCPAbortOnClose "
-            f"+{trace.counter('TcpExt:TCPAbortOnClose')}."
-        )
+        sent = word("sent", _first_flag(_after(trace, "server", "close", "server")))
+        count = trace.counter("TcpExt:TCPAbortOnClose")
+        return text("ex.close_unread.explain", sent=sent, got=got, count=count)
 
     return Predict(
-        "The client sends 6 bytes. The server closes its socket without reading them. "
-        "What does the client's next recv() return?",
-        {
-            "A": "0: end of stream, the server's TCP sent a FIN",
-            "B": "-1 with ECONNRESET: the server's TCP sent an RST",
-            "C": "something else (the 6 bytes, or another error)",
-        },
+        text("ex.close_unread.question"),
+        texts("ex.close_unread.choices"),
         "close-unread",
         truth,
         explain,
-        section=CH5 + ", 'Unread data: RST instead of FIN'",
+        section=_chapter(5, text("ex.close_unread.topic")),
     )
 
 
@@ -93,27 +103,23 @@ def close_shared() -> Predict:
         return {"FIN": "A", "RST": "B", "nothing": "C"}[_first_flag(_after(trace, "server", "close", "server"))]
 
     def explain(trace: Trace) -> str:
-        parent = _first_flag(_after(trace, "server", "close", "server"))
-        child = _first_flag(_after(trace, "server-child", "close", "server"))
-        return (
-            f"The parent's close() sent {parent}; the child's close(), the last reference, sent {child}. "
-            "close() drops one reference to the socket; only the last one starts the teardown."
-        )
+        parent = word("sent", _first_flag(_after(trace, "server", "close", "server")))
+        child = word("sent", _first_flag(_after(trace, "server-child", "close", "server")))
+        return text("ex.close_shared.explain", parent=parent, child=child)
 
     return Predict(
-        "The server forks, so parent and child share the connected socket. The parent calls close(); "
-        "the child keeps its descriptor. What does the parent's close() put on the wire?",
-        {"A": "a FIN", "B": "an RST", "C": "nothing at all"},
+        text("ex.close_shared.question"),
+        texts("ex.close_shared.choices"),
         "close-shared",
         truth,
         explain,
-        section=CH1 + ", 'One socket, two descriptors'",
+        section=_chapter(1, text("ex.close_shared.topic")),
     )
 
 
 def send_all_then_close(time_limit: float = 5.0) -> WriteCode:
     """Write send_all_then_close(sock, data): every byte delivered, or an error the caller sees."""
-    return WriteCode("send_all_then_close", payload_size=PAYLOAD_SIZE, time_limit=time_limit, section=CH6)
+    return WriteCode("send_all_then_close", payload_size=PAYLOAD_SIZE, time_limit=time_limit, section=_chapter(6))
 
 
 # ---- chapter 2: shutdown() --------------------------------------------------------------------
@@ -126,20 +132,17 @@ def shutdown_half_close() -> Predict:
 
     def explain(trace: Trace) -> str:
         first = trace.syscalls("client", "recv")[0]
-        return (
-            f"The client's first recv() after its shutdown(SHUT_WR) returned {first.result}"
-            f"{' ' + first.errno if first.errno else ''}. SHUT_WR closes only the client's sending half: "
-            f"it sent a FIN (the server went to {trace.states('server')[-1] if trace.states('server') else '?'}), "
-            "and the other direction stays open."
-        )
+        got = f"{first.result}{' ' + first.errno if first.errno else ''}"
+        state = trace.states("server")[-1] if trace.states("server") else "?"
+        return text("ex.shutdown_half_close.explain", got=got, state=state)
 
     return Predict(
-        "The client calls shutdown(SHUT_WR). Then the server sends 5 bytes. What does the client's recv() return?",
-        {"A": "5: the server's bytes arrive", "B": "0 or an error: the connection is closed both ways"},
+        text("ex.shutdown_half_close.question"),
+        texts("ex.shutdown_half_close.choices"),
         "shutdown-wr",
         truth,
         explain,
-        section=CH2 + ", 'SHUT_WR: the half-close'",
+        section=_chapter(2, text("ex.shutdown_half_close.topic")),
     )
 
 
@@ -150,17 +153,16 @@ def shutdown_shared() -> Predict:
         return "A" if _first_flag(_after(trace, "server", "shutdown", "server")) == "FIN" else "B"
 
     def explain(trace: Trace) -> str:
-        sent = _first_flag(_after(trace, "server", "shutdown", "server"))
-        return f"The parent's shutdown(SHUT_WR) sent {sent}. shutdown() acts on the socket, whoever else holds it."
+        sent = word("sent", _first_flag(_after(trace, "server", "shutdown", "server")))
+        return text("ex.shutdown_shared.explain", sent=sent)
 
     return Predict(
-        "The server forks, so parent and child share the socket. The parent calls shutdown(SHUT_WR). "
-        "What goes on the wire?",
-        {"A": "a FIN, although the child still holds the socket", "B": "nothing until the child lets go too"},
+        text("ex.shutdown_shared.question"),
+        texts("ex.shutdown_shared.choices"),
         "shutdown-shared",
         truth,
         explain,
-        section=CH2 + ", 'shutdown() ignores the reference count'",
+        section=_chapter(2, text("ex.shutdown_shared.topic")),
     )
 
 
@@ -174,37 +176,32 @@ def linger_zero_time_wait() -> Predict:
 
     def explain(trace: Trace) -> str:
         rst = trace.first("RST")
-        return (
-            f"The client's close() sent {'an RST' if rst and rst.src == 'client' else 'no RST'}, and the "
-            f"client went to {trace.final_state('client')}, the server to {trace.final_state('server')}. "
-            "An abortive close skips the FIN exchange, and with it TIME_WAIT."
-        )
+        client_rst = rst is not None and rst.src == "client"
+        sent = text("ex.linger_zero_time_wait.rst") if client_rst else text("ex.linger_zero_time_wait.no_rst")
+        client, server = trace.final_state("client"), trace.final_state("server")
+        return text("ex.linger_zero_time_wait.explain", rst=sent, client=client, server=server)
 
     return Predict(
-        "The client sets SO_LINGER {l_onoff=1, l_linger=0}, then calls close(). Which side ends in TIME_WAIT?",
-        {"A": "the client, as the active closer", "B": "the server", "C": "neither"},
+        text("ex.linger_zero_time_wait.question"),
+        texts("ex.linger_zero_time_wait.choices"),
         "linger-zero",
         truth,
         explain,
-        section=CH3 + ", 'l_linger = 0: the abortive close'",
+        section=_chapter(3, text("ex.linger_zero_time_wait.topic")),
     )
 
 
 def no_fin_close() -> WriteScenario:
     """Write a scenario in which the client's close() sends no FIN at all."""
-    return WriteScenario(
-        "the client calls close() and its TCP sends no FIN at all",
-        [close_sends_no_fin("client")],
-        section=CH3,
-    )
+    return WriteScenario(text("ex.no_fin_close.task"), [close_sends_no_fin("client")], section=_chapter(3))
 
 
 def one_second_close() -> WriteScenario:
     """Write a scenario in which the client's close() blocks about one second."""
     return WriteScenario(
-        "the client's close() blocks about one second (0.8 to 1.5 s)",
+        text("ex.one_second_close.task"),
         [close_blocks("client", 0.8, 1.5)],
-        section=CH4 + ", 'When the linger time runs out'",
+        section=_chapter(4, text("ex.one_second_close.topic")),
     )
 
 
@@ -216,20 +213,16 @@ def return_default() -> Predict:
         return "A" if trace.syscalls("client", "close")[0].duration < 0.1 else "B"
 
     def explain(trace: Trace) -> str:
-        took = trace.syscalls("client", "close")[0].duration
-        return (
-            f"The client's close() returned {'at once' if took < 0.1 else f'after ≈ {took:.1f} s'}: by default "
-            "close() hands the data and the FIN to the kernel and returns; it says nothing about delivery."
-        )
+        when = _when(trace.syscalls("client", "close")[0].duration)
+        return text("ex.return_default.explain", when=when)
 
     return Predict(
-        "The client sends 1000 bytes and calls close(); the server is busy for 0.3 s before it reads. "
-        "When does the client's close() return?",
-        {"A": "at once", "B": "after ≈ 0.3 s, once the server has read the data"},
+        text("ex.return_default.question"),
+        texts("ex.return_default.choices"),
         "return-default",
         truth,
         explain,
-        section=CH4 + ", '1. The default'",
+        section=_chapter(4, text("ex.return_default.topic")),
         requires_capture=False,
     )
 
@@ -242,25 +235,16 @@ def return_linger() -> Predict:
         return "A" if took < 0.1 else "B" if took < 1 else "C"
 
     def explain(trace: Trace) -> str:
-        took = trace.syscalls("client", "close")[0].duration
-        return (
-            f"The client's close() returned {'at once' if took < 0.1 else f'after ≈ {took:.1f} s'}. A positive "
-            "linger time waits for the peer's TCP to acknowledge data and FIN, which its kernel does while "
-            "the application is still busy."
-        )
+        when = _when(trace.syscalls("client", "close")[0].duration)
+        return text("ex.return_linger.explain", when=when)
 
     return Predict(
-        "The client sets SO_LINGER {on, 5}, sends 1000 bytes and calls close(); the server is busy for 0.3 s "
-        "before it reads. When does close() return?",
-        {
-            "A": "almost at once: when the server's TCP acknowledges data and FIN",
-            "B": "after ≈ 0.3 s: when the server's application has read the data",
-            "C": "after 5 s: when the linger time runs out",
-        },
+        text("ex.return_linger.question"),
+        texts("ex.return_linger.choices"),
         "return-linger",
         truth,
         explain,
-        section=CH4 + ", '2. A positive linger time'",
+        section=_chapter(4, text("ex.return_linger.topic")),
         requires_capture=False,
     )
 
@@ -277,24 +261,16 @@ def million_bytes() -> Predict:
 
     def explain(trace: Trace) -> str:
         (loop,) = trace.syscalls("server", "recv")
-        return (
-            f"The server read {max(loop.result, 0):,} bytes{', then ' + loop.errno if loop.errno else ''}. "
-            "The client closed with the server's 13-byte request unread, so its close() sent an RST and both "
-            "kernels threw away what was still queued."
-        )
+        then = text("words.then", error=loop.errno) if loop.errno else ""
+        return text("ex.million_bytes.explain", count=max(loop.result, 0), then=then)
 
     return Predict(
-        "The server sends a 13-byte request; the client never reads it, sends 1,000,000 bytes and calls "
-        "close() while most of them are still queued. How many bytes does the server's read loop get?",
-        {
-            "A": "all 1,000,000, then end of stream",
-            "B": "part of them, then ECONNRESET",
-            "C": "none",
-        },
+        text("ex.million_bytes.question"),
+        texts("ex.million_bytes.choices"),
         "million-bytes",
         truth,
         explain,
-        section=CH6 + ", 'The naive program'",
+        section=_chapter(6, text("ex.million_bytes.topic")),
     )
 
 
@@ -317,14 +293,14 @@ def _million(name: str, description: str, *teardown: object) -> Scenario:
 def million_fix() -> ChooseFix:
     """Choose the teardown that gets all of the million bytes to the server."""
     server_reads = (read_to_eof("server"), close("server"))
+    recipe = texts("ex.million_fix.recipes")
     return ChooseFix(
-        "The client has sent 1,000,000 bytes (most still queued) and never read the server's 13-byte request. "
-        "Which teardown gets every byte to the server, with no RST?",
+        text("ex.million_fix.question"),
         {
-            "A": _million("fix-close", "close()", close("client"), wait_state("server", "CLOSED"), *server_reads),
+            "A": _million("fix-close", recipe["A"], close("client"), wait_state("server", "CLOSED"), *server_reads),
             "B": _million(
                 "fix-linger-5",
-                "SO_LINGER {on, 5}, then close()",
+                recipe["B"],
                 linger("client", 5),
                 close("client", background=True),
                 *server_reads,
@@ -332,7 +308,7 @@ def million_fix() -> ChooseFix:
             ),
             "C": _million(
                 "fix-shutdown-read",
-                "shutdown(SHUT_WR), read to EOF, then close()",
+                recipe["C"],
                 shutdown("client", "SHUT_WR"),
                 *server_reads,
                 read_to_eof("client"),
@@ -340,23 +316,21 @@ def million_fix() -> ChooseFix:
             ),
             "D": _million(
                 "fix-shutdown-close",
-                "shutdown(SHUT_WR), then close() at once",
+                recipe["D"],
                 shutdown("client", "SHUT_WR"),
                 close("client"),
                 *server_reads,
             ),
         },
         all_of(receives_all("server", MILLION), no_rst()),
-        section=CH6,
+        section=_chapter(6),
     )
 
 
 def write_the_fix() -> WriteScenario:
     """Write the fix yourself: a scenario in which all of a million bytes arrive, with no RST."""
     return WriteScenario(
-        "the server receives all 1,000,000 bytes the client sends, and nobody sends an RST",
-        [receives_all("server", MILLION), no_rst()],
-        section=CH6,
+        text("ex.write_the_fix.task"), [receives_all("server", MILLION), no_rst()], section=_chapter(6)
     )
 
 
@@ -380,27 +354,16 @@ def epoll_after_peer_close() -> Predict:
         return "A" if "EPOLLIN" in bits and "EPOLLRDHUP" in bits else "C"
 
     def explain(trace: Trace) -> str:
-        first, later = _epoll_bits(trace, 0), _epoll_bits(trace, 1)
-        return (
-            f"After the server's FIN the client's epoll_wait() returned {'|'.join(first) or 'no events'}. "
-            "A FIN is an end of stream: recv() would return 0, so the socket is readable (EPOLLIN), and "
-            "EPOLLRDHUP says the peer will send no more; the client may still send. EPOLLHUP and EPOLLERR mean "
-            f"a dead connection: after the RST that the client's send() drew, epoll_wait() returned "
-            f"{'|'.join(later) or 'no events'}."
-        )
+        first, later = ("|".join(_epoll_bits(trace, i)) or text("words.no_events") for i in (0, 1))
+        return text("ex.epoll_after_peer_close.explain", first=first, later=later)
 
     return Predict(
-        "The server calls close() on an idle connection; its FIN arrives. Which events does the client's "
-        "epoll_wait() report (asked for EPOLLIN|EPOLLOUT|EPOLLRDHUP)?",
-        {
-            "A": "EPOLLIN|EPOLLOUT|EPOLLRDHUP: readable (end of stream), still writable, the peer's side closed",
-            "B": "EPOLLERR and EPOLLHUP as well: the connection is dead",
-            "C": "no EPOLLIN: nothing arrived to read, only EPOLLOUT (or nothing at all)",
-        },
+        text("ex.epoll_after_peer_close.question"),
+        texts("ex.epoll_after_peer_close.choices"),
         "write-after-peer-close",
         truth,
         explain,
-        section=CH5 + ", 'Writing to a peer that has closed'",
+        section=_chapter(5, text("ex.peer_closed.topic")),
         requires_capture=False,
     )
 
@@ -416,25 +379,16 @@ def first_write_after_peer_close() -> Predict:
 
     def explain(trace: Trace) -> str:
         first = trace.syscalls("client", "send")[0]
-        answer = _first_flag(_after(trace, "client", "send", "server")) if trace.captured else "(not captured)"
-        return (
-            f"The client's first send() returned {_shown(first)}, and the server's TCP answered the bytes with "
-            f"{answer}. A FIN says only that the peer sends no more: the client's kernel cannot know that nobody "
-            "will read, so it accepts the data; the server's kernel, whose socket is gone, answers it with an RST."
-        )
+        flag = _first_flag(_after(trace, "client", "send", "server")) if trace.captured else "uncaptured"
+        return text("ex.first_write_after_peer_close.explain", got=_shown(first), answer=word("answer", flag))
 
     return Predict(
-        "The server has closed its socket: its FIN arrived and the client is in CLOSE_WAIT. The client sends "
-        "10 bytes. What does this first send() return?",
-        {
-            "A": "10: the kernel accepts the bytes",
-            "B": "-1 with EPIPE: the peer has closed",
-            "C": "-1 with ECONNRESET (or another error)",
-        },
+        text("ex.first_write_after_peer_close.question"),
+        texts("ex.first_write_after_peer_close.choices"),
         "write-after-peer-close",
         truth,
         explain,
-        section=CH5 + ", 'Writing to a peer that has closed'",
+        section=_chapter(5, text("ex.peer_closed.topic")),
         requires_capture=False,
     )
 
@@ -455,28 +409,17 @@ def second_write_after_reset() -> Predict:
 
     def explain(trace: Trace) -> str:
         sends = trace.syscalls("client", "send")
-        second = _shown(sends[1]) if len(sends) > 1 else "nothing (no second send)"
-        signals = ", ".join(trace.signals("client")) or "no signal"
-        return (
-            f"The client's second send() returned {second}, and the client got {signals}. The RST ended the "
-            "connection; it arrived in CLOSE_WAIT, for which Linux records the error as EPIPE rather than "
-            "ECONNRESET. A send() failing with EPIPE also raises SIGPIPE, whose default action ends the process "
-            "(MSG_NOSIGNAL, or ignoring SIGPIPE, leaves only the EPIPE)."
-        )
+        second = _shown(sends[1]) if len(sends) > 1 else text("ex.second_write_after_reset.no_second")
+        signals = ", ".join(trace.signals("client")) or text("words.no_signal")
+        return text("ex.second_write_after_reset.explain", got=second, signals=signals)
 
     return Predict(
-        "The client's first send() after the server's close() was answered by an RST. The client calls send() "
-        "with 10 more bytes. What happens?",
-        {
-            "A": "it returns 10 again",
-            "B": "-1 with ECONNRESET",
-            "C": "-1 with EPIPE, and the process receives SIGPIPE",
-            "D": "something else (another error, or EPIPE with no signal)",
-        },
+        text("ex.second_write_after_reset.question"),
+        texts("ex.second_write_after_reset.choices"),
         "write-after-peer-close",
         truth,
         explain,
-        section=CH5 + ", 'Writing to a peer that has closed'",
+        section=_chapter(5, text("ex.peer_closed.topic")),
         requires_capture=False,
     )
 
