@@ -79,8 +79,16 @@ def test_the_blocked_close_spans_the_retransmitted_fin_and_its_delayed_ack():
 
 def test_a_40_ms_delayed_ack_is_drawn_to_scale_not_broken():
     svg = sequence_diagram(lingering_close()).svg
-    fin_then_ack = svg.split(">F. 1001:1001(0) ack 1<")[2].split("ack 1002")[0]
+    fin_then_ack = svg.split(">F. 1001:1001(0) ack 1 (resent)<")[1].split("ack 1002")[0]
     assert "later" not in fin_then_ack  # 50 ms between them: no break, drawn to scale
+
+
+def test_a_retransmission_says_so_and_the_first_send_does_not():
+    picture = sequence_diagram(lingering_close())
+    assert "client ──F. 1001:1001(0) ack 1── ✗ dropped by the wire" in picture.text
+    assert "client ──F. 1001:1001(0) ack 1 (resent)──▶ server" in picture.text
+    assert picture.text.count("(resent)") == 1  # the wire's copy is not the sender's retransmission
+    assert "F. 1001:1001(0) ack 1  [retransmitted, arrives after 10.0 ms]" in lingering_close().transcript()
 
 
 def test_the_title_names_kernel_link_and_settings():
@@ -119,16 +127,25 @@ def test_segment_fates_and_flight_times_are_in_every_transcript():
 
 
 def test_windows_are_shown_only_where_they_carry_the_story(live):
-    text = live("linger-timeout").transcript()
-    assert "win 0" in text and "win 4096" in text  # the window shut, and reopening
-    assert not re.search(r"win (?!0\b|4096\b)\d+", text)
+    trace = live("linger-timeout")
+    server = trace.segments(src="server")
+    zero = [i for i, s in enumerate(server) if s.win == 0]
+    reopened = next(s for s in server[zero[-1] + 1 :] if s.win)  # the window the reader's recv() opens
+    assert zero and reopened.win > 0
+    shown = re.findall(r"win (\d+)", trace.transcript())
+    assert shown == ["0"] * len(zero) + [str(reopened.win)]  # the window shut, and reopening: nothing else
+    assert re.findall(r"win (\S+)", story(trace)) == ["0"] * len(zero) + [">0"]  # its size follows the scheduler
 
 
-def test_a_bulk_run_is_one_row(live):
+def test_bulk_runs_are_rows_that_add_up(live):
     trace = live("million-bytes-fixed")
     bulk = [r for r in rows(trace) if r.marker == "»"]
-    assert len(bulk) == 1 and "1,000,000 bytes" in bulk[0].text
-    assert len(trace.transcript().splitlines()) < len(trace.segments())
+    data = [r for r in rows(trace) if r.marker == ">" and r.event.src == "client" and r.event.len]
+    carried = sum(
+        int(n.replace(",", "")) for r in bulk for n in re.findall(r"client → server: \d+ carrying ([\d,]+)", r.text)
+    )
+    assert bulk and carried + sum(r.event.len for r in data) == 1_000_000
+    assert len(trace.transcript().splitlines()) < len(trace.segments()) / 10
 
 
 def test_a_lost_segment_never_joins_a_bulk_run():
