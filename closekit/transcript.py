@@ -7,7 +7,8 @@ tell the same things in the same order:
   result and how long it took, so the segments sent while it waited sit between the two. "Blocked"
   means longer than the scheduler's noise (`wait_threshold`): 20 ms on a link without delay (a
   loaded machine stretches a loopback call to a few ms; the shortest wait the network causes there
-  is the 40 ms delayed-ACK timer), 1.5 one-way delays on a delayed one; a call during which a whole
+  is the 40 ms delayed-ACK timer), 1.8 one-way delays on a delayed one (accept() waits one flight,
+  connect() a round trip); a call during which a whole
   bulk transfer went by blocked too (a read loop), however fast the machine moved the bytes. Calls
   that never wait for the network (fork, setsockopt, sleep …) are never split;
 - a segment's window is shown only where it carries the story: a zero window, and the window that
@@ -39,6 +40,9 @@ from typing import Any
 from closekit.trace import Event, Segment, Signal, StateChange, Syscall, Trace
 
 LOOPBACK_NOISE = 0.02  # without a delay on the link, a call this long waited for something
+WAIT_DELAYS = (
+    1.8  # with one, a call this many one-way delays long: more than a flight and its jitter, under a round trip
+)
 NEVER_WAITS = frozenset({"sleep", "fork", "exit", "setsockopt", "getsockopt", "fcntl", "listen"})
 IN_FLIGHT = 0.0005  # on a delayed link, a segment that took this long to arrive says so
 SLOW_FLIGHT = 0.005  # on a link without delay, only one this slow (a rule held it back) says so
@@ -46,19 +50,22 @@ RUN = 6  # this many plain data/ACK segments in a row are collapsed into one row
 SETUP_CALLS = ("listen", "connect", "accept")
 
 # Duration categories: (upper bound in seconds, label). Each bound sits between two waits the course
-# shows, nearer the longer one since jitter only ever adds time: a 5 ms and a 10 ms one-way link, a
-# 20 ms round trip, the 40 ms delayed ACK (41-47 ms measured), the delayed ACK plus a 20 ms round
-# trip (61-64 ms: a lingering close on the timing chapter's link), a 200 ms RTO, a 0.3 s busy peer,
-# a 1 s and a 5 s linger. A duration never falls below its floor (a 10 ms link never delivers in
-# under 10 ms), so a bound may sit close above a floor: 16 ms is 6 ms above the slowest 10 ms
-# flight seen (13.7 ms) and safely under any 20 ms round trip.
+# shows, as measured on a 2-core machine under load, where the wire's relay adds up to ~5 ms to a
+# flight. A duration never falls below its floor (a 10 ms link never delivers in under 10 ms), so a
+# bound may sit just under a floor and far above what comes before it:
+# - 9.5 ms: a 5 ms link's flights (5-10 ms) | a 10 ms link's (10-15 ms seen);
+# - 18 ms: those flights | a 20 ms round trip (connect() on the 10 ms link: 20-28 ms);
+# - 32 ms: a round trip | the delayed ACK of a FIN (40-47 ms idle, once 32 ms under load);
+# - none between the delayed ACK alone (linger-ack, fin-delayed-ack) and the delayed ACK plus a round
+#   trip (return-linger's and linger-waits-for-ack's close: 61-67 ms idle, 52 ms once under load):
+#   the two overlap within the jitter, so one category holds both, "≈ 40-60 ms";
+# - 90 ms and up: a 200 ms RTO, a 0.3 s busy peer, a 1 s and a 5 s linger, far apart.
 CATEGORIES = (
     (0.003, "under 3 ms"),
-    (0.008, "≈ 5 ms"),
-    (0.016, "≈ 10 ms"),
-    (0.030, "≈ 20 ms"),
-    (0.054, "≈ 40 ms"),
-    (0.090, "≈ 60 ms"),
+    (0.0095, "≈ 5 ms"),
+    (0.018, "≈ 10 ms"),
+    (0.032, "≈ 20 ms"),
+    (0.090, "≈ 40-60 ms"),
     (0.150, "≈ 0.1 s"),
     (0.250, "≈ 0.2 s"),
     (0.400, "≈ 0.3 s"),
@@ -127,9 +134,10 @@ def call_text(e: Syscall) -> str:
 
 def wait_threshold(trace: Trace) -> float:
     """How long a call must last to count as blocked in this trace: above the scheduler's noise, and
-    on a delayed link above one one-way delay (a call that waited for the peer waited a round trip)."""
+    on a delayed link above a one-way delay and its jitter (a call that waited for the peer waited a
+    round trip)."""
     delay = link_delay(trace)
-    return LOOPBACK_NOISE if delay <= 0 else max(BLOCKED, 1.5 * delay)
+    return LOOPBACK_NOISE if delay <= 0 else max(BLOCKED, WAIT_DELAYS * delay)
 
 
 def link_delay(trace: Trace) -> float:
