@@ -183,6 +183,15 @@ def _choose(
                 return tcp.RCV_DATA_AFTER_SHUTDOWN, own_rst.t
         if peer_rst and tcp.RCV_RST in candidates:
             return tcp.RCV_RST, peer_rst.arrived
+    if not trace.captured and candidates & tcp.ABORTIVE:  # no segments seen: the socket's own close() tells
+        closes = [c for c in calls if c.call == "close"]
+        last = closes[-1] if closes else None
+        if last and tcp.LISTENER_CLOSED in candidates and last.args.get("socket") == "listener":
+            return tcp.LISTENER_CLOSED, last.t
+        if last and tcp.CLOSE_LINGER_ZERO in candidates and linger_zero_before(trace, sock, last.t):
+            return tcp.CLOSE_LINGER_ZERO, last.t
+        if last and tcp.CLOSE_UNREAD in candidates and last.args.get("socket") != "listener":
+            return tcp.CLOSE_UNREAD, last.t
     gave_up = [e for e in step.events if e in tcp.GIVE_UP]
     orderly = [e for e in step.events if e not in tcp.ABORTIVE and e not in tcp.GIVE_UP]
     if not orderly:
