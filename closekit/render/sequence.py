@@ -194,6 +194,13 @@ class _Layout:
     side_width: dict[str, float]
 
 
+TAG_PAD = 10.0  # a state's box reaches this much further from the lifeline than its text, and a pixel or two
+# How far a side item's ink reaches above and below its y (its first line's): a call's text (with the
+# low bar of its underscores), a state's box. The layout keeps each clear of the one above it: a state
+# box drawn over the line before it hid that line's underscores.
+_EXTENT = {False: (5.0, 7.5), True: (10.0, 8.5)}
+
+
 def _wrap(text: str, chars: int) -> list[str]:
     """Lines of at most `chars`; a call's result and how long it took are kept whole where they fit."""
     if len(text) <= chars:
@@ -206,21 +213,29 @@ def _wrap(text: str, chars: int) -> list[str]:
             if len(lines[-1]) + 1 + len(rest) <= chars:
                 return [*lines[:-1], f"{lines[-1]} {rest}"]
             return [*lines, *_wrap("  " + rest, chars)]
-    return textwrap.wrap(text, chars, break_on_hyphens=False, subsequent_indent="  ") or [text]
+    spaced = text.replace("|", "| ")  # epoll's EPOLLIN|EPOLLOUT|… breaks after a bar, not inside a flag
+    lines = textwrap.wrap(spaced, chars, break_on_hyphens=False, subsequent_indent="  ")
+    return [line.replace("| ", "|") for line in lines] or [text]
 
 
 def _layout(trace: Trace, items: list[_Item]) -> _Layout:
-    longest = {side: max((len(line) for i in items if i.column == side for line in i.lines), default=0)
+    def ink(item: _Item, line: str) -> float:  # how wide a side line is drawn
+        return len(line) * CHAR + (TAG_PAD if isinstance(item, _Tag) else 0)
+
+    longest = {side: max((ink(i, line) for i in items if i.column == side for line in i.lines), default=0.0)
                for side in ENDPOINTS}  # fmt: skip
     seg = max((len(i.lines[0]) for i in items if isinstance(i, _Arrow)), default=0)
     band = max((len(line) for i in items if isinstance(i, _Band) for line in i.lines), default=0)
-    wire = max(WIRE_MIN, seg * SEG_CHAR + 40, min(band * BAND_CHAR + 24, BAND_MAX))
+    wire = max(WIRE_MIN, seg * SEG_CHAR + 40)
+    spare = MAX_WIDTH - 6 - 2 * MARGIN - GUTTER - 2 * GAP - wire - sum(longest.values())
+    wanted = min(band * BAND_CHAR + 24, BAND_MAX) - wire
+    wire += max(0.0, min(wanted, spare))  # a band widens the wire only into room the sides leave
     for item in items:  # a band's words wrap inside the wire
         if isinstance(item, _Band):
             chars = int((wire - 24) // BAND_CHAR)
             item.lines = [part for line in item.lines for part in textwrap.wrap(line, chars, subsequent_indent="  ")]
     room = MAX_WIDTH - 6 - 2 * MARGIN - GUTTER - 2 * GAP - wire  # 6: rounding of label widths
-    want = {side: longest[side] * CHAR for side in ENDPOINTS}
+    want = dict(longest)
     if want["client"] + want["server"] > room:  # share the room, each side at least what it needs up to half
         half = room / 2
         small = min(want.values())
@@ -228,9 +243,9 @@ def _layout(trace: Trace, items: list[_Item]) -> _Layout:
             want[side] = min(want[side], max(half, room - small))
     for item in items:
         if item.column in ENDPOINTS:
-            chars = max(12, round(want[item.column] / CHAR))
+            chars = max(12, int((want[item.column] - ink(item, "")) / CHAR))
             item.lines = [part for line in item.lines for part in _wrap(line, chars)]
-    widths = {side: max((len(line) for i in items if i.column == side for line in i.lines), default=6) * CHAR
+    widths = {side: max((ink(i, line) for i in items if i.column == side for line in i.lines), default=6 * CHAR)
               for side in ENDPOINTS}  # fmt: skip
     x_client = MARGIN + GUTTER + widths["client"] + GAP
     x_server = x_client + wire
@@ -258,14 +273,13 @@ def _layout(trace: Trace, items: list[_Item]) -> _Layout:
                 breaks.append(_Break(y, y + BREAK_PX, item.t - last_t))
                 natural = BREAK_PX
             y += max(natural, 0.0)
-        if item.column in bottom:
-            y = max(y, bottom[item.column] + 11)
-            height = LINE * len(item.lines)
-            if isinstance(item, _Band):
-                height += 6
-            elif isinstance(item, _Tag):
-                height += 5  # the box around a state reaches below its last line
-            bottom[item.column] = y + height - 11 + (2 if item.column == "wire" else 0)
+        if item.column == "wire":
+            y = max(y, bottom["wire"] + 11)
+            bottom["wire"] = y + LINE * len(item.lines) + (6 if isinstance(item, _Band) else 0) - 9
+        elif item.column in bottom and item.lines:  # clear of what is drawn above, a box's border included
+            above, below = _EXTENT[isinstance(item, _Tag)]
+            y = max(y, bottom[item.column] + above + 2)
+            bottom[item.column] = y + below + LINE * (len(item.lines) - 1)
         item.y = y
         knots.append((item.t, y))
         last_t = item.t
@@ -291,21 +305,33 @@ def _colour(segment: Segment) -> str:
     return colour or ("#333333" if segment.len else GREY)
 
 
-def _baseline(y: float) -> float:
-    """A text baseline nudged to a tenth of a pixel past a half-pixel: drawn at 1x and at 2x without
-    antialiasing (resvg's fast text), a baseline on a whole device pixel loses the thin underscore of
-    FIN_WAIT_1 and the like; a tenth past keeps it at both scales."""
-    return math.floor(y * 2) / 2 + 0.1
+ADVANCE = 0.602  # em: the monospace advance (DejaVu Sans Mono 1233/2048, Liberation Mono 1229/2048)
+
+
+def _underlines(x: float, y: float, text: str, anchor: str, size: float, colour: str) -> str:
+    """A bar under each "_" of monospace text. The font's own low line is 0.04 em thick, under one
+    device pixel at 11.5 px even at 2x, and resvg's fast text drops it or not by where it falls:
+    FIN_WAIT_1 read "FIN WAIT 1". These bars are a pixel thick at any scale."""
+    advance = ADVANCE * size
+    left = {"start": x, "end": x - len(text) * advance, "middle": x - len(text) * advance / 2}[anchor]
+    return "".join(
+        f'<rect x="{left + i * advance:.2f}" y="{y + 0.19 * size:.2f}" width="{advance:.2f}" '
+        f'height="{max(0.05 * size, 1.0):.2f}" fill="{colour}"/>'
+        for i, char in enumerate(text)
+        if char == "_"
+    )
 
 
 def _text(x: float, y: float, text: str, *, anchor: str = "start", size: float = FONT, colour: str = "#222",
           family: str = MONO, weight: str = "normal", css: str = "", extra: str = "") -> str:  # fmt: skip
     cls = f' class="{css}"' if css else ""
-    y = _baseline(y)
-    return (
+    element = (
         f'<text{cls} x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" font-family="{family}" font-size="{size}" '
-        f'font-weight="{weight}" fill="{colour}"{extra}>{html.escape(text)}</text>'
+        f'font-weight="{weight}" fill="{colour}">{html.escape(text)}</text>'
     )
+    if family == MONO and "_" in text:
+        element += _underlines(x, y, text, anchor, size, colour)
+    return f"<g{extra}>{element}</g>" if extra else element
 
 
 def _svg(trace: Trace, items: list[_Item], lay: _Layout) -> str:
