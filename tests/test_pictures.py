@@ -348,3 +348,13 @@ def test_segments_sent_at_one_instant_never_arrive_above_where_they_left():
     svg = sequence_diagram(closekit.Trace("crossing", "6.18", "netns", {}, events)).svg
     lines = _lines(svg, "")
     assert len(lines) == 4 and all(y2 >= y1 - 0.05 for _, y1, _, y2 in lines)
+
+
+def test_write_diagrams_draws_each_socket_that_tells_the_story(live, tmp_path):
+    from closekit.render import write_diagrams
+
+    names = sorted(p.name for p in write_diagrams(live("listener-close-queued"), tmp_path / "a"))
+    drawn = ("kernel-path", "sequence", "states-client", "states-server", "states-server-listener")
+    assert names == sorted(f"listener-close-queued-{n}.svg" for n in drawn)
+    names = sorted(p.name for p in write_diagrams(live("old-duplicate"), tmp_path / "b"))
+    assert "old-duplicate-states-client-2.svg" in names and "old-duplicate-states-server-listener.svg" not in names

@@ -86,7 +86,8 @@ def test_the_servers_path_is_its_connections_not_its_listeners(live) -> None:
         ("LAST_ACK", tcp.CLOSE, False),  # seen now, no longer inferred
         ("CLOSED", tcp.RCV_ACK_OF_FIN, False),
     ]
-    assert [s.state for s in lit_path(trace, "server", conn=0)] == ["LISTEN"]  # the listener: still listening
+    listener = [(s.state, s.event) for s in lit_path(trace, "server", conn=0)]
+    assert listener == [("CLOSED", None), ("LISTEN", tcp.PASSIVE_OPEN)]  # the listener: listen(), still listening
     picture = render.state_diagram(trace, "server")
     assert re.search(r"\tLISTEN -> SYN_RECEIVED \[[^\]]*style=dashed", picture.source)  # where it came from
     assert "LISTEN" not in _lit_edges(picture.source)[0] and "filled" not in _states_node(picture.source, "LISTEN")

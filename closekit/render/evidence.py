@@ -93,7 +93,7 @@ def lit_path(trace: Trace, side: str, conn: int = 1) -> list[LitStep]:
     with its event and time; conn 0 is the server's listening socket, a socket of its own (the
     connection's socket is born from it in SYN_RECEIVED: see `listener_origin`).
 
-    A path that starts in SYN_SENT starts with the connect() that put it there (CLOSED → SYN_SENT).
+    A path that starts in SYN_SENT (or LISTEN) starts with the connect() (or listen()) that put it there.
     Between two observed states the cheapest walk of `closekit.tcp` whose every step has evidence
     in the trace is taken (CLOSE_WAIT -> CLOSED is a reset when this side sent no FIN); with no
     such walk, the cheapest. Raises ValueError if the path is not a legal walk at all.
@@ -105,13 +105,15 @@ def lit_path(trace: Trace, side: str, conn: int = 1) -> list[LitStep]:
     if not observed:
         return []
     t0 = origin(trace)
-    opened = _connect_before(trace, side, observed[0]) if observed[0].state == tcp.SYN_SENT else None
-    if opened is not None:
+    opener = {tcp.SYN_SENT: ("connect", tcp.ACTIVE_OPEN), tcp.LISTEN: ("listen", tcp.PASSIVE_OPEN)}
+    call, event = opener.get(observed[0].state, ("", ""))
+    opened = _call_before(trace, side, call, observed[0]) if call else None
+    if opened is not None:  # the socket was CLOSED until this call
         syn = _first([s for s in trace.segments(src=trace.endpoint_of(side)) if s.conn == conn], "SYN", opened.t,
                      observed[0].t)  # fmt: skip
         lit = [
             LitStep(tcp.CLOSED, None, False, opened.t - t0),
-            LitStep(tcp.SYN_SENT, tcp.ACTIVE_OPEN, False, (syn.t if syn else observed[0].t) - t0),
+            LitStep(observed[0].state, event, False, (syn.t if syn else opened.t) - t0),
         ]
     else:
         lit = [LitStep(observed[0].state, None, False, observed[0].t - t0)]
@@ -132,9 +134,9 @@ def lit_path(trace: Trace, side: str, conn: int = 1) -> list[LitStep]:
     return lit
 
 
-def _connect_before(trace: Trace, side: str, first: StateChange) -> Syscall | None:
-    """The connect() that put the socket in its first state: the side's last connect() begun by then."""
-    calls = [e for e in own_syscalls(trace, trace.endpoint_of(side)) if e.call == "connect" and e.t <= first.t]
+def _call_before(trace: Trace, side: str, call: str, first: StateChange) -> Syscall | None:
+    """The connect() or listen() that put a socket in its first state: the side's last one begun by then."""
+    calls = [e for e in own_syscalls(trace, trace.endpoint_of(side)) if e.call == call and e.t <= first.t]
     return calls[-1] if calls else None
 
 
