@@ -90,7 +90,7 @@ def test_a_retransmission_says_so_and_the_first_send_does_not():
     assert "client ──F. 1001:1001(0) ack 1── ✗ dropped by the wire" in picture.text
     assert "client ──F. 1001:1001(0) ack 1 (resent)──▶ server" in picture.text
     assert picture.text.count("(resent)") == 1  # the wire's copy is not the sender's retransmission
-    assert "F. 1001:1001(0) ack 1  [retransmitted, arrives after 10.0 ms]" in lingering_close().transcript()
+    assert "F. 1001:1001(0) ack 1  [retransmitted]" in lingering_close().transcript()
 
 
 def test_the_title_names_kernel_link_and_settings():
@@ -122,7 +122,7 @@ def test_segment_fates_and_flight_times_are_in_every_transcript():
     trace = lingering_close()
     text = trace.transcript()
     assert "F. 1001:1001(0) ack 1  [dropped by the wire]" in text
-    assert "[a duplicate the wire injected, arrives after 12.0 ms]" in text
+    assert "1001:1001(0) ack 1  [a duplicate the wire injected]" in text  # 12 ms on a 10 ms link: not held
     html = html_transcript(trace)
     assert "dropped by the wire" in html and "text-decoration:line-through" in html
     assert "<style" not in html and "<script" not in html  # renders the same untrusted
@@ -326,10 +326,9 @@ def test_the_timing_figures_waits_sit_well_inside_their_category(live, name, sid
     trace = live(name)
     (waited,) = [c for c in trace.syscalls(side, call) if c.duration > 0.005]
     assert approx(waited.duration) == words == approx(waited.duration + slack), waited.duration
-    flights = [s.arrived - s.t for s in trace.segments() if s.arrived is not None]
-    delay = trace.link.get("delay") or 0
-    if delay:  # every flight of a 10 ms link reads ≈ 10 ms, with room to spare
-        assert {approx(f) for f in flights} == {approx(f + 0.002) for f in flights} == {"≈ 10 ms"}
+    # a flight is the link's delay, said once in the header: the relay's jitter under load (a 10 ms flight
+    # was seen taking 16 ms) would move any per-segment duration from one category to the next
+    assert "arrives after" not in story(trace) and "in flight" not in sequence_diagram(trace).text
 
 
 def test_segments_sent_at_one_instant_never_arrive_above_where_they_left():
@@ -358,3 +357,11 @@ def test_write_diagrams_draws_each_socket_that_tells_the_story(live, tmp_path):
     assert names == sorted(f"listener-close-queued-{n}.svg" for n in drawn)
     names = sorted(p.name for p in write_diagrams(live("old-duplicate"), tmp_path / "b"))
     assert "old-duplicate-states-client-2.svg" in names and "old-duplicate-states-server-listener.svg" not in names
+
+
+def test_a_segment_held_back_beyond_the_links_delay_says_how_long_it_took():
+    events = (seg(0.001, "client", ("FIN", "ACK"), 1, 1), seg(0.002, "server", ("ACK",), 1, 2, delay=0.31))
+    link = {"delay": D, "text": "one-way delay 10 ms"}
+    trace = closekit.Trace("held", "6.18", "netns", {}, events, link=link, setup_until=0.0)
+    assert trace.transcript().count("arrives after") == 1 and "[arrives after 310.0 ms]" in trace.transcript()
+    assert "(in flight ≈ 0.3 s)" in sequence_diagram(trace).text and "[arrives after ≈ 0.3 s]" in story(trace)
