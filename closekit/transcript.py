@@ -48,12 +48,13 @@ RUN = 6  # this many plain data/ACK segments in a row are collapsed into one row
 SETUP_CALLS = ("listen", "connect", "accept")
 
 # Duration categories: (upper bound in seconds, label). Each bound sits between two waits the course
-# shows, as measured on a 2-core machine under load, where the wire's relay adds up to ~5 ms to a
+# shows, as measured on a 2-core machine under load, where the wire's relay adds up to ~6 ms to a
 # flight. A duration never falls below its floor (a 10 ms link never delivers in under 10 ms), so a
 # bound may sit just under a floor and far above what comes before it:
-# - 9.5 ms: a 5 ms link's flights (5-10 ms) | a 10 ms link's (10-15 ms seen);
-# - 18 ms: those flights | a 20 ms round trip (connect() on the 10 ms link: 20-28 ms);
-# - 32 ms: a round trip | the delayed ACK of a FIN (40-47 ms idle, once 32 ms under load);
+# - 9.5 ms: a 5 ms link's flights (5-11 ms) | a 10 ms link's (10-16 ms seen);
+# - 18 ms: those flights | a 20 ms round trip (connect() on the 10 ms link: 21-23 ms idle; two
+#   flights of up to 16 ms each under load);
+# - 36 ms: a round trip | the delayed ACK of a FIN (40-47 ms; its timer is 40 ms at the least);
 # - none between the delayed ACK alone (linger-ack, fin-delayed-ack) and the delayed ACK plus a round
 #   trip (return-linger's and linger-waits-for-ack's close: 61-67 ms idle, 52 ms once under load):
 #   the two overlap within the jitter, so one category holds both, "≈ 40-60 ms";
@@ -62,7 +63,7 @@ CATEGORIES = (
     (0.003, "under 3 ms"),
     (0.0095, "≈ 5 ms"),
     (0.018, "≈ 10 ms"),
-    (0.032, "≈ 20 ms"),
+    (0.036, "≈ 20 ms"),
     (0.090, "≈ 40-60 ms"),
     (0.150, "≈ 0.1 s"),
     (0.250, "≈ 0.2 s"),
