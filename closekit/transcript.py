@@ -56,8 +56,9 @@ SETUP_CALLS = ("listen", "connect", "accept")
 #   flights of up to 16 ms each under load);
 # - 36 ms: a round trip | the delayed ACK of a FIN (40-47 ms; its timer is 40 ms at the least);
 # - none between the delayed ACK alone (linger-ack, fin-delayed-ack) and the delayed ACK plus a round
-#   trip (return-linger's and linger-waits-for-ack's close: 61-67 ms idle, 52 ms once under load):
-#   the two overlap within the jitter, so one category holds both, "≈ 40-60 ms";
+#   trip (return-linger's and linger-waits-for-ack's close: 61-67 ms idle; 52 ms once under load,
+#   where a peer reading at once may acknowledge the FIN before its timer fires): within the
+#   jitter the two meet, so one category holds both, "≈ 40-60 ms";
 # - 90 ms and up: a 200 ms RTO, a 0.3 s busy peer, a 1 s and a 5 s linger, far apart.
 CATEGORIES = (
     (0.003, "under 3 ms"),
