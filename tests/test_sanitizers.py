@@ -194,3 +194,9 @@ def test_nbval_itself(tmp_path, run, passes):
     assert (out.returncode == 0) is passes, out.stdout[-3000:]
     if not passes:
         assert "1 failed" in out.stdout
+
+
+def test_a_reopened_windows_size_is_masked_and_a_zero_window_is_not():
+    opened = {sanitize(f". 1:1(0) ack 4345 win {size}") for size in (2896, 65536)}
+    assert opened == {". 1:1(0) ack 4345 win >0"}
+    assert sanitize(". 1:1(0) ack 4345 win 0") != sanitize(". 1:1(0) ack 4345 win 2896")
