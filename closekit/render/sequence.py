@@ -275,7 +275,8 @@ def _layout(trace: Trace, items: list[_Item]) -> _Layout:
             y += max(natural, 0.0)
         if item.column == "wire":
             y = max(y, bottom["wire"] + 11)
-            bottom["wire"] = y + LINE * len(item.lines) + (6 if isinstance(item, _Band) else 0) - 9
+            # an arrow's label sits above its line; a band's box ends below its words, clear of the next label
+            bottom["wire"] = y + LINE * len(item.lines) + (8 if isinstance(item, _Band) else -9)
         elif item.column in bottom and item.lines:  # clear of what is drawn above, a box's border included
             above, below = _EXTENT[isinstance(item, _Tag)]
             y = max(y, bottom[item.column] + above + 2)
