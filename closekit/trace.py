@@ -14,7 +14,8 @@ from typing import Any, Literal
 
 MODES = ("netns", "netns-loopback", "host", "host-nocapture")
 ENDPOINTS = ("client", "server")
-FATES = ("delivered", "dropped", "held", "duplicate")
+FATES = ("delivered", "delayed", "released", "dropped", "held", "duplicate")
+ARRIVING = ("delivered", "delayed", "released", "duplicate")  # the fates of segments that reached the peer
 Mode = Literal["netns", "netns-loopback", "host", "host-nocapture"]
 FLAG_ORDER = ("SYN", "FIN", "RST", "PSH", "ACK", "URG")
 SEGMENT_FLAGS = FLAG_ORDER
@@ -62,8 +63,9 @@ class Segment:
 
     `t` is when it left its sender (when the lab's wire took it); `arrived` when the wire handed it
     to the other endpoint, None if it never did. `fate` says what the wire did with it:
-    "delivered", "dropped" (a scenario's rule), "held" (kept back and never released), or
-    "duplicate" (an extra copy the wire injected). `conn` numbers the connections of an experiment
+    "delivered" (after the link's delay), "delayed" (later, by a scenario's rule), "released" (held
+    back by a rule until a release step), "dropped" (a rule), "held" (kept back and never released),
+    or "duplicate" (an extra copy the wire injected). `conn` numbers the connections of an experiment
     in the order of their first SYN (1 for the usual one).
 
     Equality leaves out times and the advertised window: a window is the receiver's free buffer
@@ -85,7 +87,7 @@ class Segment:
     kind: Literal["segment"] = "segment"
 
     def __post_init__(self) -> None:
-        if self.arrived is None and self.fate in ("delivered", "duplicate"):
+        if self.arrived is None and self.fate in ARRIVING:
             object.__setattr__(self, "arrived", self.t)  # no wire in between: it arrived as it left
 
     @property

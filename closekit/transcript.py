@@ -15,7 +15,7 @@ tell the same things in the same order:
   reopens it; a long run of plain data/ACK segments is one row saying how many, how many bytes and
   the sequence range;
 - a segment the wire did not simply deliver says so (dropped, held, a duplicate it injected, held
-  back well beyond the link's delay: then how long it took to arrive), and so does a retransmission;
+  back by a rule: then how long it took to arrive), and so does a retransmission;
 - with more than one connection (a second connect() on the same 4-tuple) every segment and state
   says which one: #1, #2 in the order of their first SYN; the server's listening socket is named;
 - the header names the kernel, the mode, the link (delay, rules) and any setting the scenario
@@ -43,7 +43,6 @@ WAIT_DELAYS = (
     1.8  # with one, a call this many one-way delays long: more than a flight and its jitter, under a round trip
 )
 NEVER_WAITS = frozenset({"sleep", "fork", "exit", "setsockopt", "getsockopt", "fcntl", "listen"})
-HELD = 0.02  # a segment that took this much longer than the link's delay to arrive says so (a rule held it)
 RUN = 6  # this many plain data/ACK segments in a row are collapsed into one row
 SETUP_CALLS = ("listen", "connect", "accept")
 
@@ -198,18 +197,19 @@ FATE_WORDS = {
 }
 
 
-def flight_shown(e: Segment, delay: float) -> bool:
-    """Is the time a segment took to arrive worth saying? Only when the wire held it back well beyond
-    the link's one-way delay (which the header says once): the relay adds a few ms of its own under
-    load (10 ms flights were seen taking 16 ms), which no duration category could absorb."""
-    return e.arrived is not None and e.arrived - e.t >= delay + HELD
+def flight_shown(e: Segment) -> bool:
+    """Is the time a segment took to arrive worth saying? Only when a rule of the scenario held it
+    back (the header says the link's one-way delay once): whether a flight took a few ms more than
+    the delay is the machine's doing (the relay adds some under load), not the lesson's."""
+    return e.arrived is not None and e.fate in ("delayed", "released")
 
 
-def fate_text(e: Segment, exact: bool = True, delay: float = 0.0, into: int | None = None) -> str:
-    """What the wire did with a segment, if worth saying: `[dropped by the wire]`, `[arrives after 10.0 ms]`.
+def fate_text(e: Segment, exact: bool = True, into: int | None = None) -> str:
+    """What the wire did with a segment, if worth saying: `[dropped by the wire]`, `[held back by the
+    wire, arrives after 0.20 s]`.
 
-    `delay` is the link's one-way delay (`flight_shown`); `into` the connection a duplicate reached,
-    when that is not the connection it was copied from (an old segment replayed into a new one)."""
+    `into` is the connection a duplicate reached, when that is not the connection it was copied from
+    (an old segment replayed into a new one)."""
     if e.fate in FATE_WORDS and (e.fate != "duplicate" or e.arrived is None):
         return f"[{FATE_WORDS[e.fate]}]"
     words = []
@@ -218,9 +218,9 @@ def fate_text(e: Segment, exact: bool = True, delay: float = 0.0, into: int | No
             words.append(f"a copy of {conn_tag(e.conn)}'s segment the wire injected into {conn_tag(into)}")
         else:
             words.append(FATE_WORDS["duplicate"])
-    if flight_shown(e, delay):
+    if flight_shown(e):
         flight = e.arrived - e.t  # type: ignore[operator]
-        words.append(f"arrives after {format_duration(flight) if exact else approx(flight)}")
+        words.append(f"held back by the wire, arrives after {format_duration(flight) if exact else approx(flight)}")
     return f"[{', '.join(words)}]" if words else ""
 
 
@@ -292,20 +292,24 @@ def run_summary(segments: list[Segment], exact: bool = True) -> list[str]:
 class Plan:
     """How every form of one trace groups and words it: the event groups (`runs`), the segments whose
     window is shown, the calls that blocked (id → True when a whole bulk transfer went by while the
-    call waited: its duration then follows how fast this machine moves bytes), the link's delay, and
-    whether segments and states need a connection number."""
+    call waited: its duration then follows how fast this machine moves bytes), and whether segments
+    and states need a connection number."""
 
     groups: list[list[Event]]
     windows: set[int]
     waits: dict[int, bool]
-    delay: float
     several: bool
     resent: set[int]
 
 
-def plan(trace: Trace) -> Plan:
+def plan(trace: Trace, clock_free: bool = False) -> Plan:
+    """`clock_free`: for the forms compared across runs, without the ACKs a bulk transfer's scheduling
+    decides (`scheduled_acks`)."""
     windows = windows_shown(trace.segments())
     groups = runs(trace.events, windows)
+    if clock_free:
+        quiet = scheduled_acks(trace, windows, groups)
+        groups = runs([e for e in trace.events if id(e) not in quiet], windows)
     spans = [(g[0].t, g[-1].t) for g in groups if len(g) > 1]
     threshold = wait_threshold(trace)
     waits: dict[int, bool] = {}
@@ -316,7 +320,27 @@ def plan(trace: Trace) -> Plan:
         transfer = any(e.t <= start and stop <= end for start, stop in spans)
         if transfer or blocked(e, threshold):
             waits[id(e)] = transfer
-    return Plan(groups, windows, waits, link_delay(trace), len(connections(trace)) > 1, retransmissions(trace))
+    return Plan(groups, windows, waits, len(connections(trace)) > 1, retransmissions(trace))
+
+
+def scheduled_acks(trace: Trace, windows: set[int], groups: list[list[Event]]) -> set[int]:
+    """ids of the pure ACKs of data on a connection that carried a bulk transfer: how many of them a
+    receiver sends, and whether one leaves before or after the sender's last segment, follows when
+    the reader and the delayed-ACK timer ran. An ACK of a SYN or a FIN, a zero window, the window
+    that reopens it and anything the wire did not simply deliver are kept: they carry the lesson."""
+    bulk = {g[0].conn for g in groups if len(g) > 1 and isinstance(g[0], Segment)}
+    fin_end = {(s.src, s.conn): s.seq + s.len + 1 for s in trace.segments(flags="FIN")}
+    peer = {"client": "server", "server": "client"}
+    return {
+        id(s)
+        for s in trace.segments()
+        if s.conn in bulk
+        and s.flags == ("ACK",)
+        and not s.len
+        and s.fate == "delivered"
+        and id(s) not in windows
+        and 1 < s.ack < fin_end.get((peer[s.src], s.conn), s.ack + 1)
+    }
 
 
 def retransmissions(trace: Trace) -> set[int]:
@@ -384,8 +408,8 @@ class Row:
 
 def rows(trace: Trace, exact: bool = True) -> list[Row]:
     """The trace as rows in time order; durations exact, or as categories with `exact=False` (which
-    also leaves out what the scheduler decides: see `run_summary`, `describe_segment`)."""
-    p = plan(trace)
+    also leaves out what the scheduler decides: see `run_summary`, `describe_segment`, `scheduled_acks`)."""
+    p = plan(trace, clock_free=not exact)
     out: list[Row] = []
     returns: list[Row] = []
     for group in p.groups:
@@ -415,7 +439,7 @@ def segment_text(trace: Trace, e: Segment, p: Plan, exact: bool = True) -> str:
     """A segment's row: `#2 F. 1:1(0) ack 1  [arrives after 10.2 ms]`."""
     text = (f"{conn_tag(e.conn)} " if p.several else "") + describe_segment(e, id(e) in p.windows, exact)
     into = conn_at(trace, e.t) if e.fate == "duplicate" else None
-    fate = fate_text(e, exact, p.delay, into)
+    fate = fate_text(e, exact, into)
     if id(e) in p.resent:
         fate = "[retransmitted" + (f", {fate[1:]}" if fate else "]")
     return text + (f"  {fate}" if fate else "")

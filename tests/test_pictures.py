@@ -359,9 +359,15 @@ def test_write_diagrams_draws_each_socket_that_tells_the_story(live, tmp_path):
     assert "old-duplicate-states-client-2.svg" in names and "old-duplicate-states-server-listener.svg" not in names
 
 
-def test_a_segment_held_back_beyond_the_links_delay_says_how_long_it_took():
-    events = (seg(0.001, "client", ("FIN", "ACK"), 1, 1), seg(0.002, "server", ("ACK",), 1, 2, delay=0.31))
+@pytest.mark.parametrize("fate", ["delayed", "released"])
+def test_a_segment_a_rule_held_back_says_how_long_it_took(fate):
+    events = (
+        seg(0.001, "client", ("FIN", "ACK"), 1, 1, delay=0.031),  # late, but no rule's doing: not said
+        seg(0.002, "server", ("ACK",), 1, 2, delay=0.31, fate=fate),
+    )
     link = {"delay": D, "text": "one-way delay 10 ms"}
     trace = closekit.Trace("held", "6.18", "netns", {}, events, link=link, setup_until=0.0)
-    assert trace.transcript().count("arrives after") == 1 and "[arrives after 310.0 ms]" in trace.transcript()
-    assert "(in flight ≈ 0.3 s)" in sequence_diagram(trace).text and "[arrives after ≈ 0.3 s]" in story(trace)
+    said = "[held back by the wire, arrives after 310.0 ms]"
+    assert trace.transcript().count("arrives after") == 1 and said in trace.transcript()
+    assert "(held back by the wire, in flight ≈ 0.3 s)" in sequence_diagram(trace).text
+    assert "[held back by the wire, arrives after ≈ 0.3 s]" in story(trace)

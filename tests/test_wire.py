@@ -101,7 +101,7 @@ def test_hold_keeps_a_segment_until_release_and_copy_replays_an_old_duplicate():
     assert bench.wire.release("client", 5.0) == 2
     assert len(bench.delivered(at=5.0)) == 2
     data, fin, twin = sorted(bench.wire.packets, key=lambda p: p.t)
-    assert (data.fate, fin.fate, twin.fate) == ("delivered", "delivered", "duplicate")
+    assert (data.fate, fin.fate, twin.fate) == ("delivered", "released", "duplicate")
     assert fin.arrived == 5.0 and twin.t == 5.0  # a copy leaves the wire when the wire injects it
 
 
@@ -112,7 +112,7 @@ def test_duplicate_and_delay_rules():
     assert len(bench.delivered(at=0.0)) == 1  # the SYN
     assert len(bench.delivered(at=0.2)) == 1  # the delayed ACK
     assert len(bench.delivered(at=0.5)) == 1  # the SYN's copy
-    assert [p.fate for p in bench.wire.packets] == ["delivered", "duplicate", "delivered"]
+    assert [p.fate for p in bench.wire.packets] == ["delivered", "duplicate", "delayed"]
 
 
 def test_the_gate_holds_what_steps_started_at_once_send_until_it_opens():

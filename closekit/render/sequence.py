@@ -45,7 +45,6 @@ from closekit.transcript import (
     format_duration,
     format_ms,
     header_lines,
-    link_delay,
     plan,
     retransmissions,
     returned_text,
@@ -125,7 +124,7 @@ class _Break:
 
 
 def _model(trace: Trace) -> list[_Item]:
-    p = plan(trace)
+    p = plan(trace, clock_free=True)
     resent = retransmissions(trace)
     items: list[_Item] = []
     for group in p.groups:
@@ -526,7 +525,6 @@ def _words(trace: Trace, items: list[_Item]) -> str:
     if trace.notice:
         lines.append(f"NOTE: {trace.notice}")
     lines.append("client ┃ … ┃ server  (time runs down)")
-    delay = link_delay(trace)
     for item in items:
         if isinstance(item, _Call) and item.words:
             bar = "┃" if item.start is not None or item.end is not None else "│"
@@ -534,13 +532,13 @@ def _words(trace: Trace, items: list[_Item]) -> str:
         elif isinstance(item, _Tag):
             lines.append(f"{item.column:<6} ~ {' '.join(item.lines)}")
         elif isinstance(item, _Arrow):
-            lines.append(_arrow_words(item, delay))
+            lines.append(_arrow_words(item))
         elif isinstance(item, _Band):
             lines.append(f"client ⇶⇶ {item.words} ⇶⇶ server")
     return "\n".join(lines)
 
 
-def _arrow_words(item: _Arrow, delay: float) -> str:
+def _arrow_words(item: _Arrow) -> str:
     s = item.segment
     assert s is not None
     label = item.words
@@ -553,8 +551,8 @@ def _arrow_words(item: _Arrow, delay: float) -> str:
         shaft = f"client ──{label}──▶ server" if s.arrived is not None else f"client ──{label}── {lost[s.fate]}"
     else:
         shaft = f"client ◀──{label}── server" if s.arrived is not None else f"{lost[s.fate]} ──{label}── server"
-    if flight_shown(s, delay):
-        shaft += f"  (in flight {approx(s.arrived - s.t)})"  # type: ignore[operator]
+    if flight_shown(s):
+        shaft += f"  (held back by the wire, in flight {approx(s.arrived - s.t)})"  # type: ignore[operator]
     return shaft
 
 

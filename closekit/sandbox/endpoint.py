@@ -75,6 +75,7 @@ class Endpoint:
         self.last_local: tuple[str, int] | None = None
         self.records: list[dict[str, Any]] = []
         self.pending_signals: list[str] = []
+        self.announce = False  # say "started" when the step's call begins
 
     # ---- the loop ------------------------------------------------------------------------
     def serve(self) -> None:
@@ -105,6 +106,7 @@ class Endpoint:
 
     def handle(self, message: dict[str, Any]) -> None:
         op = message.get("op")
+        self.announce = message.get("announce") is True
         if op == "listen":
             self._listen()
         elif op == "socket":
@@ -129,6 +131,9 @@ class Endpoint:
     def record(self, call: str, args: dict[str, Any], fn: Any) -> Any:
         """Make one call, record it as a syscall event, and return its result (None on error)."""
         start = time.monotonic()
+        if self.announce:  # a background step: the helper starts the next one once this call has begun
+            self.announce = False
+            self._send({"kind": "started"})
         result: Any = None
         err: str | None = None
         try:
