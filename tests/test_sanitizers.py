@@ -200,3 +200,11 @@ def test_a_reopened_windows_size_is_masked_and_a_zero_window_is_not():
     opened = {sanitize(f". 1:1(0) ack 4345 win {size}") for size in (2896, 65536)}
     assert opened == {". 1:1(0) ack 4345 win >0"}
     assert sanitize(". 1:1(0) ack 4345 win 0") != sanitize(". 1:1(0) ack 4345 win 2896")
+
+
+def test_a_bulk_transfers_large_numbers_are_masked_and_a_small_exchange_is_not():
+    one, other = (sanitize(f"client → server: {n:,} bytes, seq 1:{n + 1}; > . 14:14(0) ack {n + 1} win 0")
+                  for n in (89808, 90232))  # fmt: skip
+    assert one == other == "client → server: N bytes, seq 1:N; > . 14:14(0) ack N win 0"
+    assert sanitize("> F. 1001:1001(0) ack 1") != sanitize("> F. 1002:1002(0) ack 1")
+    assert sanitize("send(nbytes=1000) = 1000") == "send(nbytes=1000) = 1000"

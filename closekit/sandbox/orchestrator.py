@@ -218,13 +218,7 @@ class Experiment:
                 for src in sources:
                     for p in self.wire.take(src, now, self.conns.classify):
                         self._seen_packet(p)
-                delivered = self.wire.deliver(now)
-                for p in delivered:
-                    dst = "server" if p.src == "client" else "client"
-                    self.conns.delivered(p)
-                    self._look_after(p, dst, at=p.arrived)
-                    if "SYN" in p.flags and dst == "server":
-                        self._look("server", 0, at=p.arrived)
+                delivered = self.wire.deliver(now, after=self._arrived)
                 if not delivered:
                     return
                 sources = [("server" if p.src == "client" else "client") for p in delivered]
@@ -235,6 +229,14 @@ class Experiment:
                 self.conns.classify(p)
                 self.captured.append(p)
                 self._seen_packet(p)
+
+    def _arrived(self, p: Packet) -> None:
+        """The wire has just written `p` into its receiver's device: look at what it changed there."""
+        dst = "server" if p.src == "client" else "client"
+        self.conns.delivered(p)
+        self._look_after(p, dst, at=p.arrived)
+        if "SYN" in p.flags and dst == "server":
+            self._look("server", 0, at=p.arrived)
 
     def _seen_packet(self, p: Packet) -> None:
         self.last_activity = time.monotonic()

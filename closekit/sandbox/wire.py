@@ -135,8 +135,10 @@ class Wire:
     def next_due(self) -> float | None:
         return self._due[0][0] if self._due else None
 
-    def deliver(self, now: float) -> list[Packet]:
-        """Write every packet whose time has come into the receiver's TUN device, in order."""
+    def deliver(self, now: float, after: Callable[[Packet], object] | None = None) -> list[Packet]:
+        """Write every packet whose time has come into the receiver's TUN device, in order; `after` is
+        called with each TCP packet as soon as it is written (before the next one), so what is seen
+        then is that packet's doing."""
         delivered = []
         while self._due and self._due[0][0] <= now:
             _when, _order, packet, data, prompt = heapq.heappop(self._due)
@@ -154,6 +156,8 @@ class Wire:
                 if packet.fate == "held":
                     packet.fate = "released" if not packet.copy else "duplicate"
                 delivered.append(packet)
+                if after is not None:
+                    after(packet)
         return delivered
 
     @property
