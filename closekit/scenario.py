@@ -212,7 +212,10 @@ class Release(Step):
 
 @dataclass(frozen=True)
 class AtOnce(Step):
-    """Steps of different processes started together; the wire holds what they send until all return."""
+    """Steps of different processes that happen together as far as TCP can tell. On the lab's wire
+    they run one after another, in the order given, while the wire holds everything they send until
+    all have returned, so their segments cross (and the transcript reads the same every run); with
+    no wire they are started together."""
 
     steps: tuple[Step, ...] = ()
 

@@ -48,7 +48,8 @@ def call(side: str, function: Callable, *, background: bool = False) -> Call:
 
 
 def at_once(*steps: Step) -> AtOnce:
-    """Start these steps (of different processes) together, e.g. both sides close at the same time."""
+    """These steps (of different processes) together, e.g. both sides close at the same time: on the
+    lab's wire their segments cross (see closekit.scenario.AtOnce)."""
     return AtOnce("*", steps=tuple(steps))
 
 

@@ -208,3 +208,5 @@ def test_a_bulk_transfers_large_numbers_are_masked_and_a_small_exchange_is_not()
     assert one == other == "client → server: N bytes, seq 1:N; > . 14:14(0) ack N win 0"
     assert sanitize("> F. 1001:1001(0) ack 1") != sanitize("> F. 1002:1002(0) ack 1")
     assert sanitize("send(nbytes=1000) = 1000") == "send(nbytes=1000) = 1000"
+    assert sanitize("> FP. 999121:1000001(880) ack 14") == sanitize("> FP. 999529:1000001(472) ack 14")
+    assert sanitize("> FP. 1001:1401(400) ack 1") != sanitize("> FP. 1001:1201(200) ack 1")

@@ -494,6 +494,8 @@ class Experiment:
             self.wire.close_gate()
         for j, part in enumerate(step.steps):
             self.command(part.side, {"op": "step", "path": [index, j], "port": self.server_port}, part.describe())
+            if self.wire is not None:  # one after another, in the given order: the gate makes them cross
+                self.wait_idle(part.side)
         for part in step.steps:
             self.wait_idle(part.side)
         if self.wire is not None:
