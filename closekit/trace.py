@@ -41,7 +41,11 @@ MODE_NOTICES = {
 
 @dataclass(frozen=True)
 class Syscall:
-    """One system call made by one side: what was asked, what the kernel answered, and when."""
+    """One system call made by one side: what was asked, what the kernel answered, and when.
+
+    `slept`: whether the calling thread went to sleep in it (it waited for the network, a timer or
+    buffer room), as opposed to running all along or merely losing the CPU for a while on a busy
+    machine; None where it was not recorded (traces from before it was)."""
 
     t: float = field(compare=False)
     side: str
@@ -50,6 +54,7 @@ class Syscall:
     result: Any
     errno: str | None
     duration: float = field(compare=False)
+    slept: bool | None = field(default=None, compare=False)
     kind: Literal["syscall"] = "syscall"
 
     @property

@@ -21,7 +21,7 @@ TOP_KEYS = {"scenario", "description", "kernel", "mode", "unobserved", "counters
             "processes", "setup_until", "events"}  # fmt: skip
 STATES = tcp.STATES
 _FIELDS = {
-    "syscall": {"kind", "t", "side", "call", "args", "result", "errno", "duration"},
+    "syscall": {"kind", "t", "side", "call", "args", "result", "errno", "duration", "slept"},
     "segment": {"kind", "t", "src", "flags", "seq", "ack", "len", "win", "conn", "arrived", "fate", "raw"},
     "state": {"kind", "t", "side", "state", "conn"},
     "signal": {"kind", "t", "side", "signal"},
@@ -83,7 +83,7 @@ def load_trace(cls: type, data: Any) -> Any:
                 t=t, side=_text(f"{where}: side", e["side"], 40), call=_text(f"{where}: call", e["call"], 40),
                 args=_args(where, e["args"]), result=_result(where, e["result"]),
                 errno=None if e["errno"] is None else _text(f"{where}: errno", e["errno"], 20),
-                duration=_number(f"{where}: duration", e["duration"], low=0.0),
+                duration=_number(f"{where}: duration", e["duration"], low=0.0), slept=_slept(where, e.get("slept")),
             ))  # fmt: skip
         elif kind == "segment":
             flags = e["flags"]
@@ -175,6 +175,12 @@ def _result(where: str, result: Any) -> Any:
     if not isinstance(result, int | float | str | bool | type(None)):
         raise TraceFormatError(f"{where}: the result must be a number, a text, a list of names, true/false or null")
     return result
+
+
+def _slept(where: str, slept: Any) -> bool | None:
+    if slept is not None and not isinstance(slept, bool):
+        raise TraceFormatError(f"{where}: slept must be true, false or null")
+    return slept
 
 
 def _raw(where: str, raw: Any) -> bytes:

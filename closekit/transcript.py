@@ -145,8 +145,9 @@ def link_delay(trace: Trace) -> float:
 
 
 def blocked(e: Syscall, threshold: float = LOOPBACK_NOISE) -> bool:
-    """Did the call wait for something (`threshold`: see `wait_threshold`)?"""
-    return e.duration >= threshold and e.call not in NEVER_WAITS
+    """Did the call wait for something (`threshold`: see `wait_threshold`)? A call that never slept
+    in the kernel did not, however long a busy machine kept it from the CPU."""
+    return e.duration >= threshold and e.call not in NEVER_WAITS and e.slept is not False
 
 
 def describe_syscall(e: Syscall, exact_times: bool = True, threshold: float = LOOPBACK_NOISE) -> str:

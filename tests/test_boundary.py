@@ -105,10 +105,29 @@ return 'sent'
                         "errno": None,
                         "t": 0,
                         "duration": 0,
+                        "slept": False,
                     }
                 ],
             },
             "unknown call",
+        ),
+        (
+            {
+                "kind": "done",
+                "records": [
+                    {
+                        "kind": "syscall",
+                        "call": "close",
+                        "args": {},
+                        "result": 0,
+                        "errno": None,
+                        "t": 0,
+                        "duration": 0,
+                        "slept": "maybe",
+                    }
+                ],
+            },
+            "whether it slept",
         ),
         ({"kind": "done", "records": "everything"}, "without a list"),
         ({"kind": "__import__('os').system('id')"}, "no known kind"),

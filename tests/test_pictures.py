@@ -16,6 +16,7 @@ from closekit.render.evidence import lit_path
 from closekit.render.kernel import ERAS, close_outcome, era_of
 from closekit.render.picture import MAX_WIDTH
 from closekit.render.states import drawn_sockets
+from closekit.trace import Syscall
 from closekit.transcript import approx, counters_line, html_transcript, rows, story
 
 
@@ -371,3 +372,13 @@ def test_a_segment_a_rule_held_back_says_how_long_it_took(fate):
     assert trace.transcript().count("arrives after") == 1 and said in trace.transcript()
     assert "(held back by the wire, in flight ≈ 0.3 s)" in sequence_diagram(trace).text
     assert "[held back by the wire, arrives after ≈ 0.3 s]" in story(trace)
+
+
+@pytest.mark.parametrize("slept", [True, None])
+def test_a_call_the_busy_machine_only_kept_from_the_cpu_did_not_block(slept):
+    sent = Syscall(t=0.01, side="client", call="send", args={"nbytes": 1}, result=-1, errno="EPIPE",
+                   duration=0.05, slept=False)  # fmt: skip
+    waited = Syscall(t=0.1, side="client", call="close", args={}, result=0, errno=None, duration=0.05, slept=slept)
+    trace = closekit.Trace("busy", "6.18", "netns", {}, (sent, waited), setup_until=0.0)
+    assert "send(nbytes=1) = -1 EPIPE\n" in story(trace) + "\n" and "send(nbytes=1) …" not in story(trace)
+    assert "close() …" in story(trace) and "close() = 0  [returned after ≈ 40-60 ms]" in story(trace)

@@ -12,6 +12,7 @@ import errno as errno_names
 import fcntl
 import math
 import os
+import resource
 import select
 import signal
 import socket
@@ -134,6 +135,7 @@ class Endpoint:
         if self.announce:  # a background step: the helper starts the next one once this call has begun
             self.announce = False
             self._send({"kind": "started"})
+        switches = _voluntary_switches()
         result: Any = None
         err: str | None = None
         try:
@@ -144,7 +146,7 @@ class Endpoint:
         end = time.monotonic()
         self.records.append(
             {"kind": "syscall", "t": start, "call": call, "args": args, "result": result, "errno": err,
-             "duration": end - start}
+             "duration": end - start, "slept": _voluntary_switches() > switches}
         )  # fmt: skip
         for name in self.pending_signals:
             self.records.append({"kind": "signal", "t": end, "signal": name})
@@ -230,7 +232,7 @@ class Endpoint:
             self._fork(step.child)
         elif isinstance(step, sc.Exit):
             self.records.append({"kind": "syscall", "t": time.monotonic(), "call": "exit", "args": {"status": 0},
-                                 "result": None, "errno": None, "duration": 0.0})  # fmt: skip
+                                 "result": None, "errno": None, "duration": 0.0, "slept": False})  # fmt: skip
             self._send({"kind": "done", "records": self.records})
             os._exit(0)
         else:
@@ -278,6 +280,12 @@ class Endpoint:
         if self.records[-1]["errno"] == "EAGAIN":
             raise LimitReached(f"{self.process}: fork() was refused: the experiment's process limit is reached")
         self.records[-1]["result"] = child
+
+
+def _voluntary_switches() -> int:
+    """How often this thread has gone to sleep: a call that waited (for data, an ACK, buffer room)
+    slept in the kernel; one that only lost the CPU to other work on a busy machine did not."""
+    return resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw
 
 
 def _send_all(s: socket.socket, nbytes: int) -> int:
