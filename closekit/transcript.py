@@ -309,7 +309,7 @@ def plan(trace: Trace, clock_free: bool = False) -> Plan:
     windows = windows_shown(trace.segments())
     groups = runs(trace.events, windows)
     if clock_free:
-        quiet = scheduled_acks(trace, windows, groups)
+        quiet = scheduled_acks(trace, windows, groups) | repeated_acks(trace)
         groups = runs([e for e in trace.events if id(e) not in quiet], windows)
     spans = [(g[0].t, g[-1].t) for g in groups if len(g) > 1]
     threshold = wait_threshold(trace)
@@ -344,6 +344,28 @@ def scheduled_acks(trace: Trace, windows: set[int], groups: list[list[Event]]) -
     }
 
 
+def repeated_acks(trace: Trace) -> set[int]:
+    """ids of the pure ACKs that say again what their sender's previous segment said (same numbers,
+    a zero window again) with nothing from the other side in between: whether a receiver repeats
+    itself once more follows its timers and when a retransmission happened to reach it."""
+    last: dict[int, Segment] = {}
+    out: set[int] = set()
+    for s in trace.segments():
+        before = last.get(s.conn)
+        if (
+            before is not None
+            and before.src == s.src
+            and s.flags == before.flags == ("ACK",)
+            and not s.len
+            and not before.len
+            and s.fate == "delivered"
+            and (s.seq, s.ack, s.win == 0) == (before.seq, before.ack, before.win == 0)
+        ):
+            out.add(id(s))
+        last[s.conn] = s
+    return out
+
+
 def retransmissions(trace: Trace) -> set[int]:
     """ids of the segments that send again sequence space their sender had sent before (a SYN, a FIN
     or data below the highest sequence number it had reached): retransmissions. What the wire itself
@@ -359,6 +381,21 @@ def retransmissions(trace: Trace) -> set[int]:
             out.add(id(s))
         reached[key] = max(reached.get(key, 0), s.seq + room)
     return out
+
+
+def returned_at(trace: Trace, e: Syscall) -> float:
+    """When a call's return is told in the clock-free forms: a read loop that ended at the end of the
+    stream returns at the arrival of the FIN that ended it (whether the reader's kernel acknowledged
+    that FIN inside the loop or by its delayed-ACK timer just after is the scheduler's call); any
+    other call when it returned."""
+    end = e.t + e.duration
+    if e.call == "recv" and e.args.get("until") == "EOF" and not e.errno:
+        endpoint = trace.endpoint_of(e.side)
+        fins = [s.arrived for s in trace.segments(flags="FIN") if s.dst == endpoint and s.arrived is not None]
+        ended = [t for t in fins if t <= end]
+        if ended:
+            return max(e.t, min(max(ended), end))
+    return end
 
 
 def returned_text(e: Syscall, exact: bool, transfer: bool) -> str:
@@ -423,7 +460,8 @@ def rows(trace: Trace, exact: bool = True) -> list[Row]:
         elif isinstance(e, Syscall) and id(e) in p.waits:
             out.append(Row(e.t, e.side, "…", f"{call_text(e)} …", "call", e))
             text = f"{call_text(e)}{_result(e)}  {returned_text(e, exact, p.waits[id(e)])}"
-            returns.append(Row(e.t + e.duration, e.side, "=", text, "err" if e.errno else "ret", e))
+            at = e.t + e.duration if exact else returned_at(trace, e)
+            returns.append(Row(at, e.side, "=", text, "err" if e.errno else "ret", e))
         elif isinstance(e, Syscall):
             out.append(Row(e.t, e.side, " ", call_text(e) + _result(e), "err" if e.errno else "call", e))
         elif isinstance(e, Segment):

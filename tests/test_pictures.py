@@ -382,3 +382,45 @@ def test_a_call_the_busy_machine_only_kept_from_the_cpu_did_not_block(slept):
     trace = closekit.Trace("busy", "6.18", "netns", {}, (sent, waited), setup_until=0.0)
     assert "send(nbytes=1) = -1 EPIPE\n" in story(trace) + "\n" and "send(nbytes=1) …" not in story(trace)
     assert "close() …" in story(trace) and "close() = 0  [returned after ≈ 40-60 ms]" in story(trace)
+
+
+def _tail(ack_inside_the_loop: bool) -> closekit.Trace:
+    """A reader's loop ends at a FIN; its kernel acknowledges the FIN inside the loop or just after."""
+    fin = seg(0.100, "client", ("FIN", "ACK"), 1001, 1, delay=0.0)
+    ack = seg(0.1002 if ack_inside_the_loop else 0.140, "server", ("ACK",), 1, 1002, delay=0.0)
+    loop = Syscall(t=0.050, side="server", call="recv", args={"until": "EOF"}, result=1000, errno=None,
+                   duration=0.0504, slept=True)  # fmt: skip
+    events = (loop, fin, state(0.100, "server", "CLOSE_WAIT"), ack)
+    return closekit.Trace("tail", "6.18", "netns", {}, tuple(sorted(events, key=lambda e: e.t)), setup_until=0.0)
+
+
+def test_a_read_loop_returns_at_the_fin_in_the_clock_free_forms_wherever_the_ack_fell():
+    inside, after = _tail(True), _tail(False)
+    assert story(inside) == story(after)
+    assert sequence_diagram(inside).text == sequence_diagram(after).text
+    told = story(inside).splitlines()
+    assert told.index("server            ~ state CLOSE_WAIT") < told.index(
+        "server            = recv(…until EOF) = 1000  [returned after ≈ 40-60 ms]"
+    )
+    # the transcript keeps the clock: there the ACK sent inside the loop comes before the return
+    exact = [r.text for r in rows(inside)]
+    assert exact.index(". 1:1(0) ack 1002") < exact.index("recv(…until EOF) = 1000  [returned after 50.4 ms]")
+
+
+def test_a_receiver_saying_the_same_thing_twice_is_told_once_in_the_clock_free_forms():
+    zero = [seg(0.01 * i, "server", ("ACK",), 1, 4345, win=0, delay=0.0) for i in (1, 2)]
+    probe = seg(0.05, "client", ("ACK",), 4344, 1, delay=0.0)
+    answer = seg(0.06, "server", ("ACK",), 1, 4345, win=0, delay=0.0)
+    trace = closekit.Trace("zero", "6.18", "netns", {}, (*zero, probe, answer), setup_until=0.0)
+    assert story(trace).count("ack 4345 win 0") == 2  # the repeat goes; the answer to the probe stays
+    assert trace.transcript().count("ack 4345 win 0") == 3
+
+
+def test_a_bulk_transfers_data_acks_are_left_out_of_the_clock_free_forms_and_the_ack_of_its_fin_is_not():
+    data = [seg(0.001 * i, "client", ("ACK",), 1 + 1000 * i, 1, length=1000, delay=0.0) for i in range(8)]
+    acks = [seg(0.0105, "server", ("ACK",), 1, 8001, delay=0.0)]
+    fin = seg(0.011, "client", ("FIN", "ACK"), 8001, 1, delay=0.0)
+    fin_ack = seg(0.012, "server", ("ACK",), 1, 8002, delay=0.0)
+    trace = closekit.Trace("bulk", "6.18", "netns", {}, (*data, fin, *acks, fin_ack), setup_until=0.0)
+    assert "ack 8001" not in story(trace) and "ack 8002" in story(trace)
+    assert "ack 8001" in trace.transcript()

@@ -47,6 +47,7 @@ from closekit.transcript import (
     header_lines,
     plan,
     retransmissions,
+    returned_at,
     returned_text,
     run_summary,
     state_text,
@@ -168,7 +169,7 @@ def _calls(trace: Trace, e: Syscall, p: Plan) -> list[_Item]:
         call = _Call(e.t, side, [start], words=f"{start} blocks", process=e.side, css="call")
         returned = f"{who}{call_text(e)}{_result(e)}"
         took = returned_text(e, False, p.waits[id(e)]).strip("[]")
-        call.end = _Call(e.t + e.duration, side, [f"{returned}, returned after {format_duration(e.duration)}"],
+        call.end = _Call(returned_at(trace, e), side, [f"{returned}, returned after {format_duration(e.duration)}"],
                          words=f"{returned}, {took}", process=e.side, css=css, start=call)  # fmt: skip
         return [call, call.end]
     text = who + call_text(e) + _result(e)
