@@ -248,7 +248,7 @@ def _close_returns_at_once(t: Trace) -> tuple[bool, str]:
     c = q.call(t, "client", "close")
     if c is None:
         return _no_call("client", "close()")
-    meanwhile = q.during(t, c)
+    meanwhile = q.answered_during(t, c)
     queued = q.unsent_after(t, "client", c)
     fin = q.first(t, "FIN", "client", after=c)
     r = q.call(t, "server", q.READ_TO_EOF)
@@ -257,7 +257,11 @@ def _close_returns_at_once(t: Trace) -> tuple[bool, str]:
     ok = c.result == 0 and not meanwhile and queued > 0 and _fin_after_all_data(t, "client", fin) and delivered
     return ok, (
         f"close() {_r(c)} after {took(c.duration)}, with "
-        + (f"{len(meanwhile)} segments on the wire while it ran" if meanwhile else "nothing sent or received meanwhile")
+        + (
+            f"{len(meanwhile)} segments from the server arriving while it ran"
+            if meanwhile
+            else "nothing from the server arriving meanwhile"
+        )
         + f"; {queued} bytes were still queued then, and the client's TCP sent them afterwards, its FIN after the "
         "last one: "
         f"{_yes(_fin_after_all_data(t, 'client', fin))}; the server read {r.result if r else 0} of {sent} bytes, "
@@ -710,12 +714,41 @@ def _linger_off_ignored(t: Trace) -> tuple[bool, str]:
         return _no_call("client", "close()")
     lg = q.linger_at(t, "client", c.t)
     after = q.segments(t, "client", after=c)
-    meanwhile = q.during(t, c)
+    meanwhile = q.answered_during(t, c)
     path = _states_after(t, "client", c.t)
     ok = lg is not None and not lg.on and not meanwhile and q.first_flag(after) == "FIN" and "TIME_WAIT" in path
     return ok, (
         f"{_linger_words(lg)}; close() {_r(c)} after {took(c.duration)} and the client sent {q.flags_text(after)}; "
         f"its states after close(): {' → '.join(path)}"
+    )
+
+
+def _time_wait_answers_resent_fin(t: Trace) -> tuple[bool, str]:
+    fins = q.segments(t, "server", "FIN")
+    if len(fins) < 2 or fins[1].arrived is None:
+        return False, f"the server sent its FIN {_times(len(fins))}: nothing was resent"
+    lost = [s for s in q.segments(t, "client", after=fins[0].t, before=fins[1].t) if s.lost]
+    state = q.state_at(t, "client", fins[1].arrived)
+    again = q.ack_of(t, fins[1])
+    closed = next((e for e in q.state_changes(t, "server") if e.state == "CLOSED" and e.t >= fins[1].t), None)
+    ok = bool(lost) and state == "TIME_WAIT" and again is not None and not again.lost and closed is not None
+    return ok, (
+        f"the client's ACK of the server's FIN was lost on the wire: {_yes(lost)}; the server resent its FIN "
+        f"{took(fins[1].t - fins[0].t)} later; it found the client in {state} and was acknowledged again: "
+        f"{_yes(again)}; the server then reached CLOSED: {_yes(closed)}"
+    )
+
+
+def _simultaneous_close(t: Trace) -> tuple[bool, str]:
+    cf, sf = q.first(t, "FIN", "client"), q.first(t, "FIN", "server")
+    if cf is None or sf is None or cf.arrived is None or sf.arrived is None:
+        return False, "the two sides did not both send a FIN"
+    crossed = cf.t < sf.arrived and sf.t < cf.arrived
+    paths = {side: t.states(side) for side in ("client", "server")}
+    ok = crossed and all("CLOSING" in p and p[-1] == "TIME_WAIT" for p in paths.values())
+    return ok, (
+        f"each FIN left before the other's arrived: {_yes(crossed)}; client "
+        f"{' → '.join(_states_after(t, 'client', cf.t))}; server {' → '.join(_states_after(t, 'server', sf.t))}"
     )
 
 
@@ -789,6 +822,22 @@ def _returns_after_ack(t: Trace) -> tuple[bool, str]:
         f"{_relative(q.end(c) - ack.arrived, 'that ACK arrived')}); it waited for {trips} and for the server's TCP, "
         f"which answered the FIN {took(ack.t - fin.arrived)} after it arrived; the server application read "
         f"{'only after close() had returned' if q.end(c) < read.t else 'before close() returned'}"
+    )
+
+
+def _fin_ack_delayed(t: Trace) -> tuple[bool, str]:
+    fin = q.first(t, "FIN", "client")
+    if fin is None or fin.arrived is None:
+        return False, "the client sent no FIN"
+    data = sum(s.len for s in q.segments(t, "client", data=True, before=fin.t))
+    ack = q.ack_of(t, fin)
+    if ack is None:
+        return False, "the client's FIN was never acknowledged"
+    wait = ack.t - fin.arrived
+    ok = data > 0 and wait >= 0.035
+    return (
+        ok,
+        f"after {data} bytes had flowed, the server's TCP acknowledged the client's FIN {took(wait)} after it arrived",
     )
 
 
@@ -886,6 +935,64 @@ def _fin_wait_1_while_queued(t: Trace) -> tuple[bool, str]:
         f"{took(fw1.t - call.t)} after {call.call}() the client's socket was in FIN_WAIT_1 with {queued} bytes still "
         f"to leave; its FIN followed the last of them: {_yes(_fin_after_all_data(t, 'client', fin))}"
     )
+
+
+def _fin_lost(t: Trace) -> tuple[bool, str]:
+    c = q.call(t, "client", "close")
+    if c is None:
+        return _no_call("client", "close()")
+    fins = q.segments(t, "client", "FIN", after=c.t)
+    if not fins or not fins[0].lost or len(fins) < 2:
+        return False, f"close() {_r(c)}; its FIN was {'lost' if fins and fins[0].lost else 'not lost'} on the wire"
+    ack = q.ack_of(t, fins[1])
+    left = next((e for e in q.state_changes(t, "client") if e.t > c.t and e.state != "FIN_WAIT_1"), None)
+    waited = left is not None and ack is not None and ack.arrived is not None and left.t >= ack.arrived
+    ok = c.result == 0 and ack is not None and waited
+    return ok, (
+        f"close() {_r(c)} after {took(c.duration)}; its FIN was lost on the wire and the kernel resent it "
+        f"{took(fins[1].t - fins[0].t)} later; the client stayed in FIN_WAIT_1 until that one was acknowledged: "
+        f"{_yes(waited)}"
+    )
+
+
+def _close_in_syn_sent(t: Trace) -> tuple[bool, str]:
+    c = q.call(t, "client", "close")
+    if c is None:
+        return _no_call("client", "close()")
+    state = q.state_at(t, "client", c.t)
+    after = q.segments(t, "client", after=c)
+    end_state = t.final_state("client")
+    ok = state == "SYN_SENT" and not after and end_state == "CLOSED"
+    return (
+        ok,
+        f"close() {_r(c)} in {state}; the client then sent {q.flags_text(after)} and its socket ended {end_state}",
+    )
+
+
+def _listener_close_resets(t: Trace) -> tuple[bool, str]:
+    lc = next((c for c in t.syscalls("server", "close") if c.args.get("socket") == "listener"), None)
+    if lc is None:
+        return _no_call("server", "close() of its listening socket")
+    accepted = [c for c in q.calls(t, "server", "accept") if c.t < lc.t]
+    rst = q.first(t, "RST", "server", after=lc)
+    r = next((c for c in q.calls(t, "client", "recv") if rst is not None and rst.arrived and c.t >= rst.arrived), None)
+    ok = not accepted and rst is not None and r is not None and r.errno == "ECONNRESET"
+    return ok, (
+        f"the server closed its listening socket with {'no connection' if accepted else 'a connection'} still "
+        f"waiting to be accepted; it sent {q.flags_text(q.segments(t, 'server', after=lc))} to that connection; the "
+        f"client's recv() {_r(r)}"
+    )
+
+
+def _reset_before_accept(t: Trace) -> tuple[bool, str]:
+    rst = q.first(t, "RST", "client")
+    if rst is None or rst.arrived is None:
+        return False, "the client sent no RST"
+    a = next((c for c in q.calls(t, "server", "accept") if c.t >= rst.arrived), None)
+    r = next(iter(q.calls_after(t, "server", a, "recv")), None) if a is not None else None
+    ok = a is not None and a.errno is None and r is not None and r.errno == "ECONNRESET"
+    took_it = "failed: " + _r(a) if a is not None and a.errno else "returned the connection" if a else "was not called"
+    return ok, f"the client's RST arrived before accept(); accept() then {took_it}, and the first recv() {_r(r)}"
 
 
 def _close_unread_rst(t: Trace) -> tuple[bool, str]:
@@ -1187,7 +1294,7 @@ def _exit_lingers_in_background(t: Trace) -> tuple[bool, str]:
     if e is None:
         return _no_call("client", "exit of the socket's last holder")
     lg = q.linger_at(t, "client", e.t)
-    queued = q.unsent_after(t, "client", e)
+    queued = q.unsent_after(t, "client", e.t)
     r = q.call(t, "server", q.READ_TO_EOF)
     sent = q.sent_total(t, "client")
     fin = q.first(t, "FIN", "client", after=e.t)
@@ -1207,7 +1314,7 @@ def _shutdown_linger(t: Trace) -> tuple[Syscall | None, q.Linger | None, int, Se
     if sh is None:
         return None, None, 0, None
     fin = q.first(t, "FIN", "client", after=sh.t)
-    return sh, q.linger_at(t, "client", sh.t), q.unsent_after(t, "client", sh), q.ack_of(t, fin) if fin else None
+    return sh, q.linger_at(t, "client", sh.t), q.unsent_after(t, "client", sh.t), q.ack_of(t, fin) if fin else None
 
 
 def _shutdown_words(sh: Syscall, lg: q.Linger | None, queued: int, ack: Segment | None) -> str:
@@ -1386,6 +1493,14 @@ CLAIMS: tuple[Claim, ...] = (
     _claim("active-closer-time-wait", "3.1",
            "The side that sends the first FIN always ends in TIME_WAIT (unless it ends the connection with an RST).",
            "time-wait", _fin_sender_time_wait, (S, T), "silent-peer", _S3),
+    _claim("time-wait-answers-resent-fin", "3.1",
+           "The side in TIME_WAIT is still there when it is needed: if its last ACK is lost, it acknowledges the "
+           "peer's resent FIN again.",
+           "last-ack-lost", _time_wait_answers_resent_fin, (S, T, W), "time-wait", _S3),
+    _claim("simultaneous-close-both-time-wait", "3.1",
+           "When both sides close at once, both sent the first FIN: both pass through CLOSING and both end in "
+           "TIME_WAIT.",
+           "simultaneous-close", _simultaneous_close, (S, T, W), "time-wait", _S3),
     _claim("old-duplicate-reaches-new-connection", "3.1",
            "Skipping TIME_WAIT has a price: a new incarnation of the connection (same addresses and ports) can "
            "start at once, and an old duplicate segment of the aborted one can reach it.",
@@ -1412,6 +1527,10 @@ CLAIMS: tuple[Claim, ...] = (
            "the FIN (about one round trip, plus however long that TCP waits before acknowledging), which says "
            "nothing about whether the server application has read them.",
            "return-linger", _returns_after_ack, (C, S, W), "return-default", _S4),
+    _claim("fin-ack-delayed", "3.2.2",
+           "(Linux) Once data has flowed, the receiving TCP does not acknowledge a FIN at once: it waits for its "
+           "delayed-ACK timer (at least 40 ms), so an ACK-bound close() waits a round trip plus that.",
+           "fin-delayed-ack", _fin_ack_delayed, (S,), "time-wait", _S4),
     _claim("linger-timeout-ewouldblock", "3.2.2",
            "If the linger time runs out before the data and FIN are acknowledged, close() returns -1 with errno "
            "EWOULDBLOCK.",
@@ -1434,6 +1553,21 @@ CLAIMS: tuple[Claim, ...] = (
     _claim("fin-wait-1-before-data-leaves", "4.1",
            "close() moves the socket to FIN_WAIT_1 first; the queued data is sent after that, and the FIN last.",
            "close-full-window", _fin_wait_1_while_queued, (C, S, T), "close-default", _S5),
+    _claim("close-success-fin-may-be-lost", "4.1",
+           "A successful close() only hands the FIN to the kernel: if it is lost, the kernel resends it, and the "
+           "socket stays in FIN_WAIT_1 until it is acknowledged.",
+           "fin-lost", _fin_lost, (C, S, T, W), "close-default", _S5),
+    _claim("close-in-syn-sent-sends-nothing", "4.1",
+           "(Linux) close() while connect() is still in SYN_SENT sends nothing, neither FIN nor RST: the socket just "
+           "goes.",
+           "close-syn-sent", _close_in_syn_sent, (C, S, T, W), "close-default", _S5),
+    _claim("listener-close-resets-queue", "4.1",
+           "(Linux) Closing a listening socket resets the connections still waiting in its accept queue.",
+           "listener-close-queued", _listener_close_resets, (C, S), "close-unread", _S5),
+    _claim("reset-before-accept-still-accepted", "4.1",
+           "(Linux) A connection reset before accept() is still handed out by accept(); its first read reports the "
+           "reset.",
+           "rst-before-accept", _reset_before_accept, (C, S), "listener-close-queued", _S5),
     _claim("close-unread-rst", "4.1",
            "Closing with unread data in the receive buffer skips the FIN exchange: the kernel sends an RST and the "
            "peer reads 'connection reset by peer' (RFC 1122 4.2.2.13, RFC 2525 2.17).",

@@ -25,6 +25,7 @@ __all__ = [
     "Linger",
     "ack_of",
     "after_call",
+    "answered_during",
     "blocked_at",
     "call",
     "calls",
@@ -200,6 +201,13 @@ def first(
 def during(trace: Trace, c: Syscall, src: str | None = None, flags: str | Iterable[str] | None = None) -> list[Segment]:
     """Segments that left while call `c` ran (from its start until it returned)."""
     return segments(trace, src, flags, after=c.t, before=end(c))
+
+
+def answered_during(trace: Trace, c: Syscall) -> list[Segment]:
+    """Segments from the other endpoint that arrived while call `c` ran: what it could have been
+    waiting for. A call that returned with none did not wait on its peer."""
+    src = peer(trace.endpoint_of(c.side))
+    return [s for s in trace.segments(src=src) if s.arrived is not None and c.t <= s.arrived < end(c)]
 
 
 def after_call(trace: Trace, side: str, name: str, src: str) -> list[Segment]:

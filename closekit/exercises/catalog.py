@@ -5,6 +5,7 @@ Every `truth` reads the live trace: the choice marked right is whatever this ker
 
 from __future__ import annotations
 
+from closekit import query as q
 from closekit.exercises.checks import WriteScenario, all_of, close_blocks, close_sends_no_fin, no_rst, receives_all
 from closekit.exercises.code import PAYLOAD_SIZE, WriteCode
 from closekit.exercises.predict import ChooseFix, Predict
@@ -20,7 +21,8 @@ from closekit.steps import (
     wait_recv_queue,
     wait_state,
 )
-from closekit.trace import Segment, Syscall, Trace
+from closekit.trace import Syscall, Trace
+from closekit.transcript import format_duration
 
 CH1 = "chapter 1 (notebooks/01-close.ipynb)"
 CH2 = "chapter 2 (notebooks/02-shutdown.ipynb)"
@@ -30,23 +32,9 @@ CH5 = "chapter 5 (notebooks/05-kernel-close-path.ipynb)"
 CH6 = "chapter 6 (notebooks/06-shutdown-vs-close.ipynb)"
 
 
-def _after(trace: Trace, side: str, call: str, src: str) -> list[Segment]:
-    """Segments from `src` after `side`'s first `call` (and before that side's next call)."""
-    start = next((c.t for c in trace.syscalls(side, call)), None)
-    if start is None:
-        return []
-    later = [c.t for c in trace.syscalls() if c.t > start]
-    end = min(later, default=float("inf"))
-    return [s for s in trace.segments(src=src) if start <= s.t < end]
-
-
-def _first_flag(segments: list[Segment]) -> str:
-    for s in segments:
-        if s.has("RST"):
-            return "RST"
-        if s.has("FIN"):
-            return "FIN"
-    return "nothing"
+def _sent_by(trace: Trace, side: str, call: str, src: str) -> str:
+    """What `src` put on the wire because of `side`'s first `call`: "RST", "FIN" or "nothing"."""
+    return q.first_flag(q.after_call(trace, side, call, src))
 
 
 # ---- chapter 1 / 5: close() -------------------------------------------------------------------
@@ -54,7 +42,7 @@ def close_unread() -> Predict:
     """The server closes with 6 unread bytes: what does the client's next recv() return?"""
 
     def truth(trace: Trace) -> str:
-        last = trace.syscalls("client", "recv")[-1]
+        last = q.calls(trace, "client", "recv")[-1]
         if last.errno == "ECONNRESET":
             return "B"
         if last.errno is None and last.result == 0:
@@ -62,9 +50,9 @@ def close_unread() -> Predict:
         return "C"
 
     def explain(trace: Trace) -> str:
-        last = trace.syscalls("client", "recv")[-1]
+        last = q.calls(trace, "client", "recv")[-1]
         got = f"-1 {last.errno}" if last.errno else str(last.result)
-        sent = _first_flag(_after(trace, "server", "close", "server"))
+        sent = _sent_by(trace, "server", "close", "server")
         return (
             f"The server's close() sent {sent}, and the client's recv() returned {got}. Closing with data "
             "unread aborts the connection: the kernel counted it as TcpExt:TCPAbortOnClose "
@@ -90,11 +78,11 @@ def close_shared() -> Predict:
     """A forked child still holds the socket: what does the parent's close() put on the wire?"""
 
     def truth(trace: Trace) -> str:
-        return {"FIN": "A", "RST": "B", "nothing": "C"}[_first_flag(_after(trace, "server", "close", "server"))]
+        return {"FIN": "A", "RST": "B", "nothing": "C"}[_sent_by(trace, "server", "close", "server")]
 
     def explain(trace: Trace) -> str:
-        parent = _first_flag(_after(trace, "server", "close", "server"))
-        child = _first_flag(_after(trace, "server-child", "close", "server"))
+        parent = _sent_by(trace, "server", "close", "server")
+        child = _sent_by(trace, "server-child", "close", "server")
         return (
             f"The parent's close() sent {parent}; the child's close(), the last reference, sent {child}. "
             "close() drops one reference to the socket; only the last one starts the teardown."
@@ -121,11 +109,11 @@ def shutdown_half_close() -> Predict:
     """After the client's shutdown(SHUT_WR), can the server still send to it?"""
 
     def truth(trace: Trace) -> str:
-        reads = trace.syscalls("client", "recv")
+        reads = q.calls(trace, "client", "recv")
         return "A" if reads and reads[0].result == 5 and not reads[0].errno else "B"
 
     def explain(trace: Trace) -> str:
-        first = trace.syscalls("client", "recv")[0]
+        first = q.calls(trace, "client", "recv")[0]
         return (
             f"The client's first recv() after its shutdown(SHUT_WR) returned {first.result}"
             f"{' ' + first.errno if first.errno else ''}. SHUT_WR closes only the client's sending half: "
@@ -147,10 +135,10 @@ def shutdown_shared() -> Predict:
     """shutdown() on a socket a forked child still holds: does a FIN go out?"""
 
     def truth(trace: Trace) -> str:
-        return "A" if _first_flag(_after(trace, "server", "shutdown", "server")) == "FIN" else "B"
+        return "A" if _sent_by(trace, "server", "shutdown", "server") == "FIN" else "B"
 
     def explain(trace: Trace) -> str:
-        sent = _first_flag(_after(trace, "server", "shutdown", "server"))
+        sent = _sent_by(trace, "server", "shutdown", "server")
         return f"The parent's shutdown(SHUT_WR) sent {sent}. shutdown() acts on the socket, whoever else holds it."
 
     return Predict(
@@ -173,7 +161,7 @@ def linger_zero_time_wait() -> Predict:
         return {("client",): "A", ("server",): "B"}.get(tuple(waits), "C")
 
     def explain(trace: Trace) -> str:
-        rst = trace.first("RST")
+        rst = q.first(trace, "RST")
         return (
             f"The client's close() sent {'an RST' if rst and rst.src == 'client' else 'no RST'}, and the "
             f"client went to {trace.final_state('client')}, the server to {trace.final_state('server')}. "
@@ -209,17 +197,37 @@ def one_second_close() -> WriteScenario:
 
 
 # ---- chapter 4: when close() returns ----------------------------------------------------------
+def _close_and_read(trace: Trace) -> tuple[Syscall, Syscall | None]:
+    return q.calls(trace, "client", "close")[0], q.call(trace, "server", q.READ_TO_EOF)
+
+
+def _fin_ack_words(trace: Trace, close: Syscall) -> str:
+    """When the ACK of the client's FIN came back, relative to close(), if the segments were seen."""
+    fin = q.first(trace, "FIN", "client", after=close.t)
+    ack = q.ack_of(trace, fin) if fin is not None else None
+    if ack is None or ack.arrived is None or fin is None or fin.arrived is None:
+        return ""
+    where = "after" if q.end(close) >= ack.arrived else "before"
+    return (
+        f" It returned {format_duration(abs(q.end(close) - ack.arrived))} {where} the ACK of its FIN arrived; the "
+        f"server's TCP had sent that ACK {format_duration(ack.t - fin.arrived)} after the FIN reached it."
+    )
+
+
 def return_default() -> Predict:
     """The server is busy for 0.3 s: when does the client's default close() return?"""
 
     def truth(trace: Trace) -> str:
-        return "A" if trace.syscalls("client", "close")[0].duration < 0.1 else "B"
+        close, read = _close_and_read(trace)
+        return "A" if read is None or q.end(close) < read.t else "B"
 
     def explain(trace: Trace) -> str:
-        took = trace.syscalls("client", "close")[0].duration
+        close, read = _close_and_read(trace)
+        before = read is None or q.end(close) < read.t
         return (
-            f"The client's close() returned {'at once' if took < 0.1 else f'after ≈ {took:.1f} s'}: by default "
-            "close() hands the data and the FIN to the kernel and returns; it says nothing about delivery."
+            f"The client's close() {q.result_text(close)} {'before' if before else 'after'} the server began to "
+            f"read.{_fin_ack_words(trace, close)} By default close() hands the data and the FIN to the kernel and "
+            "returns; it says nothing about delivery."
         )
 
     return Predict(
@@ -238,22 +246,27 @@ def return_linger() -> Predict:
     """With SO_LINGER {on, 5} and a busy server: when does close() return?"""
 
     def truth(trace: Trace) -> str:
-        took = trace.syscalls("client", "close")[0].duration
-        return "A" if took < 0.1 else "B" if took < 1 else "C"
+        close, read = _close_and_read(trace)
+        linger = q.linger_at(trace, "client", close.t)
+        if linger is not None and close.duration >= 0.95 * linger.seconds:
+            return "C"
+        return "B" if read is not None and q.end(close) >= read.t else "A"
 
     def explain(trace: Trace) -> str:
-        took = trace.syscalls("client", "close")[0].duration
+        close, read = _close_and_read(trace)
+        before = read is None or q.end(close) < read.t
         return (
-            f"The client's close() returned {'at once' if took < 0.1 else f'after ≈ {took:.1f} s'}. A positive "
-            "linger time waits for the peer's TCP to acknowledge data and FIN, which its kernel does while "
-            "the application is still busy."
+            f"The client's close() {q.result_text(close)} {'before' if before else 'after'} the server began to "
+            f"read.{_fin_ack_words(trace, close)} A positive linger time waits for the peer's TCP to acknowledge "
+            "data and FIN: one round trip, plus however long that TCP holds its ACK back, while the application "
+            "is still busy."
         )
 
     return Predict(
-        "The client sets SO_LINGER {on, 5}, sends 1000 bytes and calls close(); the server is busy for 0.3 s "
-        "before it reads. When does close() return?",
+        "The client sets SO_LINGER {on, 5}, sends 1000 bytes and calls close(); the link takes 10 ms each way and "
+        "the server is busy for 0.3 s before it reads. When does close() return?",
         {
-            "A": "almost at once: when the server's TCP acknowledges data and FIN",
+            "A": "after tens of milliseconds: when the server's TCP has acknowledged data and FIN",
             "B": "after ≈ 0.3 s: when the server's application has read the data",
             "C": "after 5 s: when the linger time runs out",
         },
@@ -270,13 +283,13 @@ def million_bytes() -> Predict:
     """Part 5's naive writer: how much of the million bytes does the reader get?"""
 
     def truth(trace: Trace) -> str:
-        (loop,) = trace.syscalls("server", "recv")
+        (loop,) = q.calls(trace, "server", q.READ_TO_EOF)
         if loop.errno is None and loop.result == MILLION:
             return "A"
         return "B" if loop.errno and loop.result > 0 else "C"
 
     def explain(trace: Trace) -> str:
-        (loop,) = trace.syscalls("server", "recv")
+        (loop,) = q.calls(trace, "server", q.READ_TO_EOF)
         return (
             f"The server read {max(loop.result, 0):,} bytes{', then ' + loop.errno if loop.errno else ''}. "
             "The client closed with the server's 13-byte request unread, so its close() sent an RST and both "
@@ -362,7 +375,7 @@ def write_the_fix() -> WriteScenario:
 
 # ---- chapter 5: what the peer sees ------------------------------------------------------------
 def _epoll_bits(trace: Trace, index: int) -> list[str]:
-    waits = trace.syscalls("client", "epoll_wait")
+    waits = q.calls(trace, "client", "epoll_wait")
     return list(waits[index].result) if len(waits) > index and isinstance(waits[index].result, list) else []
 
 
@@ -409,14 +422,14 @@ def first_write_after_peer_close() -> Predict:
     """The server has closed: what does the client's first send() of 10 bytes return?"""
 
     def truth(trace: Trace) -> str:
-        first = trace.syscalls("client", "send")[0]
+        first = q.calls(trace, "client", "send")[0]
         if first.errno is None and first.result == 10:
             return "A"
         return "B" if first.errno == "EPIPE" else "C"
 
     def explain(trace: Trace) -> str:
-        first = trace.syscalls("client", "send")[0]
-        answer = _first_flag(_after(trace, "client", "send", "server")) if trace.captured else "(not captured)"
+        first = q.calls(trace, "client", "send")[0]
+        answer = _sent_by(trace, "client", "send", "server") if trace.captured else "(not captured)"
         return (
             f"The client's first send() returned {_shown(first)}, and the server's TCP answered the bytes with "
             f"{answer}. A FIN says only that the peer sends no more: the client's kernel cannot know that nobody "
@@ -443,7 +456,7 @@ def second_write_after_reset() -> Predict:
     """The first send() drew an RST: what does the second send() do?"""
 
     def truth(trace: Trace) -> str:
-        sends = trace.syscalls("client", "send")
+        sends = q.calls(trace, "client", "send")
         if len(sends) < 2:
             return "D"
         second = sends[1]
@@ -451,12 +464,12 @@ def second_write_after_reset() -> Predict:
             return "A"
         if second.errno == "ECONNRESET":
             return "B"
-        return "C" if second.errno == "EPIPE" and "SIGPIPE" in trace.signals("client") else "D"
+        return "C" if second.errno == "EPIPE" and "SIGPIPE" in q.signals_of(trace, second) else "D"
 
     def explain(trace: Trace) -> str:
-        sends = trace.syscalls("client", "send")
+        sends = q.calls(trace, "client", "send")
         second = _shown(sends[1]) if len(sends) > 1 else "nothing (no second send)"
-        signals = ", ".join(trace.signals("client")) or "no signal"
+        signals = ", ".join(q.signals_of(trace, sends[1]) if len(sends) > 1 else []) or "no signal"
         return (
             f"The client's second send() returned {second}, and the client got {signals}. The RST ended the "
             "connection; it arrived in CLOSE_WAIT, for which Linux records the error as EPIPE rather than "
