@@ -305,7 +305,7 @@ def _close_shared_no_fin(t: Trace) -> tuple[bool, str]:
 
 
 def _close_last_reference_fin(t: Trace) -> tuple[bool, str]:
-    holders = [c for c in q.calls(t, None, "close") if t.endpoint_of(c.side) == "server"]
+    holders = q.calls_on(t, "server", "close")
     if not holders:
         return _no_call("server", "close()")
     last = max(holders, key=lambda c: c.t)
@@ -357,7 +357,7 @@ def _runs_out_of_descriptors(t: Trace) -> tuple[bool, str]:
 
 # ---- section 2: shutdown() -----------------------------------------------------------------------
 def _shutdowns(t: Trace, endpoint: str, *hows: str) -> list[Syscall]:
-    return [c for c in q.calls(t, None, "shutdown") if t.endpoint_of(c.side) == endpoint and c.args.get("how") in hows]
+    return [c for c in q.calls_on(t, endpoint, "shutdown") if c.args.get("how") in hows]
 
 
 def _shutdown_ignores_refcount(t: Trace) -> tuple[bool, str]:
@@ -366,7 +366,7 @@ def _shutdown_ignores_refcount(t: Trace) -> tuple[bool, str]:
     if child is None or not shs:
         return False, "no shutdown() while a forked process also held the socket"
     sh = shs[0]
-    others = [c for c in q.calls(t, None, "close") if t.endpoint_of(c.side) == "server"]
+    others = q.calls_on(t, "server", "close")
     first_close = min((c.t for c in others), default=None)
     fin = q.first(t, "FIN", "server", after=sh, before=first_close)
     r = next((c for c in q.calls(t, "client", "recv") if fin is not None and c.t >= fin.t), None)
@@ -411,7 +411,7 @@ def _shut_wr_no_more_writes(t: Trace) -> tuple[bool, str]:
         return False, "nobody called shutdown(SHUT_WR)"
     sh = shs[0]
     endpoint = t.endpoint_of(sh.side)
-    w = next((c for c in q.calls_after(t, None, sh, "send") if t.endpoint_of(c.side) == endpoint), None)
+    w = next((c for c in q.calls_on(t, endpoint, "send") if c.t >= q.end(sh)), None)
     if w is None:
         return False, "nobody wrote to the socket after its shutdown(SHUT_WR)"
     sig = q.signals_of(t, w)

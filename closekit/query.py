@@ -30,6 +30,7 @@ __all__ = [
     "call",
     "calls",
     "calls_after",
+    "calls_on",
     "during",
     "end",
     "epoll_bits",
@@ -76,6 +77,12 @@ def calls(trace: Trace, side: str | None = None, name: str | None = None) -> lis
     if name == "close":
         return [c for c in found if c.args.get("socket") != "listener"]
     return found
+
+
+def calls_on(trace: Trace, endpoint: str, name: str | None = None) -> list[Syscall]:
+    """Calls made on `endpoint`'s socket by whichever process holds it (a forked child acts on its
+    parent's), named `name` as in `calls`."""
+    return [c for c in calls(trace, None, name) if trace.endpoint_of(c.side) == endpoint]
 
 
 def call(trace: Trace, side: str, name: str, index: int = 0) -> Syscall | None:

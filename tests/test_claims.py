@@ -177,9 +177,8 @@ def _bsd_linger_timeout(trace: Trace, nonblocking: bool = False) -> Trace:
     fin = q.first(trace, "FIN", "client")
     rst = dataclasses.replace(fin, t=q.end(close), flags=("RST", "ACK"), arrived=q.end(close))
     read = q.call(trace, "server", q.READ_TO_EOF)
-    events = tuple(
-        dataclasses.replace(e, result=4344, errno="ECONNRESET") if e is read else e for e in trace.events
-    ) + (rst,)
+    events = [dataclasses.replace(e, result=4344, errno="ECONNRESET") if e is read else e for e in trace.events]
+    events.append(rst)
     return dataclasses.replace(trace, events=tuple(sorted(events, key=lambda e: e.t)))
 
 

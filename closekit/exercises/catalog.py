@@ -17,7 +17,6 @@ from closekit.steps import (
     read_to_eof,
     send,
     shutdown,
-    wait_done,
     wait_recv_queue,
     wait_state,
 )
@@ -207,11 +206,18 @@ def _fin_ack_words(trace: Trace, close: Syscall) -> str:
     ack = q.ack_of(trace, fin) if fin is not None else None
     if ack is None or ack.arrived is None or fin is None or fin.arrived is None:
         return ""
-    where = "after" if q.end(close) >= ack.arrived else "before"
+    if q.end(close) >= ack.arrived:
+        when = f"{format_duration(q.end(close) - ack.arrived)} after the ACK of its FIN arrived"
+    else:
+        when = "before the ACK of its FIN arrived"
     return (
-        f" It returned {format_duration(abs(q.end(close) - ack.arrived))} {where} the ACK of its FIN arrived; the "
-        f"server's TCP had sent that ACK {format_duration(ack.t - fin.arrived)} after the FIN reached it."
+        f" It returned {when}; the server's TCP had sent that ACK {format_duration(ack.t - fin.arrived)} after "
+        "the FIN reached it."
     )
+
+
+def _returned(c: Syscall) -> str:
+    return f"returned -1 with {c.errno}" if c.errno else f"returned {c.result}"
 
 
 def return_default() -> Predict:
@@ -225,7 +231,7 @@ def return_default() -> Predict:
         close, read = _close_and_read(trace)
         before = read is None or q.end(close) < read.t
         return (
-            f"The client's close() {q.result_text(close)} {'before' if before else 'after'} the server began to "
+            f"The client's close() {_returned(close)} {'before' if before else 'after'} the server began to "
             f"read.{_fin_ack_words(trace, close)} By default close() hands the data and the FIN to the kernel and "
             "returns; it says nothing about delivery."
         )
@@ -256,7 +262,7 @@ def return_linger() -> Predict:
         close, read = _close_and_read(trace)
         before = read is None or q.end(close) < read.t
         return (
-            f"The client's close() {q.result_text(close)} {'before' if before else 'after'} the server began to "
+            f"The client's close() {_returned(close)} {'before' if before else 'after'} the server began to "
             f"read.{_fin_ack_words(trace, close)} A positive linger time waits for the peer's TCP to acknowledge "
             "data and FIN: one round trip, plus however long that TCP holds its ACK back, while the application "
             "is still busy."
@@ -339,9 +345,9 @@ def million_fix() -> ChooseFix:
                 "fix-linger-5",
                 "SO_LINGER {on, 5}, then close()",
                 linger("client", 5),
-                close("client", background=True),
+                close("client"),
+                wait_state("server", "CLOSED"),
                 *server_reads,
-                wait_done("client"),
             ),
             "C": _million(
                 "fix-shutdown-read",
