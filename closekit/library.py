@@ -33,7 +33,6 @@ from closekit.steps import (
     wait_acked,
     wait_done,
     wait_recv_queue,
-    wait_segment,
     wait_state,
 )  # fmt: skip
 
@@ -334,7 +333,7 @@ _WIRE = (
             wait_recv_queue("server", 6),
             recv("server"),
             close("client"),
-            wait_segment("server", ("ACK",)),
+            wait_acked("client"),  # the server's ACK of the FIN (seen by sock_diag, so without capture too)
             recv("server"),
             close("server"),
             wait_state("client", "TIME_WAIT"),
