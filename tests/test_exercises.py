@@ -261,8 +261,10 @@ def test_nbgrader_releases_without_solutions_and_autogrades_from_the_live_kernel
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
         scores = {s: gradebook.find_submission(ASSIGNMENT, s).score for s in ("instructor", "untouched", "plausible")}
         assert gradebook.find_submission(ASSIGNMENT, "instructor").max_score == 5
-    # plausible: right about the shared socket, and a plain close() serves the slow reader only
-    assert scores == {"instructor": 5, "untouched": 0, "plausible": 2}
+    # plausible: right about the shared socket; a plain close() serves the slow reader, and against the
+    # resetting peer its sendall() (blocked: the kernel's default send buffer is small) lets the error out;
+    # only the greeting peer, whose bytes it leaves unread, gets an RST: 1 + 3 * 2/3
+    assert scores == {"instructor": 5, "untouched": 0, "plausible": 3}
     graded = json.loads((course / "autograded" / "untouched" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text())
     errors = [o["ename"] for c in graded["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"]
     assert set(errors) == {"AssertionError"}  # only the test cells fail; the rest ran and said "not answered"
