@@ -243,11 +243,6 @@ def _times(n: int) -> str:
     return {1: "once", 2: "twice"}.get(n, f"{n} times")
 
 
-def _relative(seconds: float, what: str) -> str:
-    """'0.3 ms after that ACK arrived' or '64.0 ms before that ACK arrived'."""
-    return f"{took(abs(seconds))} {'after' if seconds >= 0 else 'before'} {what}"
-
-
 def _no_call(side: str, what: str) -> tuple[bool, str]:
     return False, f"the {side} made no {what}"
 
@@ -828,8 +823,8 @@ def _returns_after_ack(t: Trace) -> tuple[bool, str]:
     delay = t.link.get("delay") or 0.0
     trips = f"two trips over the {took(delay)} link" if delay else "the FIN's and the ACK's trips"
     return ok, (
-        f"{_linger_words(lg)}; close() {_r(c)} once the ACK of its FIN had arrived: {_yes(waited)} (it returned "
-        f"{_relative(q.end(c) - ack.arrived, 'that ACK arrived')}); it waited for {trips} and for the server's TCP, "
+        f"{_linger_words(lg)}; close() {_r(c)} once the ACK of its FIN had arrived, before anything else came from "
+        f"the server: {_yes(waited)}; it waited for {trips} and for the server's TCP, "
         f"which answered the FIN {took(ack.t - fin.arrived)} after it arrived; the server application read "
         f"{'only after close() had returned' if q.end(c) < read.t else 'before close() returned'}"
     )
@@ -899,9 +894,9 @@ def _shutdown_read_waits(t: Trace) -> tuple[bool, str]:
     busy = sum(c.duration for c in q.calls(t, "server", "sleep"))
     ok = r.result == 0 and r.t < sread.t and q.end(r) >= sfin.arrived and q.end(sread) <= sclose.t <= sfin.t
     return ok, (
-        f"the client's recv() after shutdown(SHUT_WR) blocked {took(r.duration)} and {_r(r)}, "
-        f"{took(q.end(r) - sfin.arrived)} after the server's FIN arrived; meanwhile the server was busy "
-        f"{took(busy)}, read {sread.result} bytes and closed: {_yes(ok)}"
+        f"the client's recv() after shutdown(SHUT_WR) blocked {took(r.duration)} and {_r(r)} once the server's FIN "
+        f"had arrived: {_yes(q.end(r) >= sfin.arrived)}; meanwhile the server was busy {took(busy)}, read "
+        f"{sread.result} bytes and closed: {_yes(ok)}"
     )
 
 
@@ -916,18 +911,8 @@ def _close_before_ack(t: Trace) -> tuple[bool, str]:
     ok = c.result == 0 and later and ack is not None and ack.arrived is not None and ack.arrived > q.end(c)
     return ok, (
         f"close() {_r(c)} after {took(c.duration)}; its FIN left "
-        + (
-            f"{took(fin.t - q.end(c))} after close() returned"
-            if later and fin
-            else "while close() ran"
-            if fin
-            else "never"
-        )
-        + (
-            f", and was acknowledged {_relative(ack.arrived - q.end(c), 'close() returned')}"
-            if ack and ack.arrived
-            else ""
-        )
+        + ("only after close() had returned" if later and fin else "while close() ran" if fin else "never")
+        + (f", and was acknowledged after that: {_yes(ack.arrived > q.end(c))}" if ack and ack.arrived else "")
     )
 
 
@@ -942,8 +927,8 @@ def _fin_wait_1_while_queued(t: Trace) -> tuple[bool, str]:
     fin = q.first(t, "FIN", "client", after=call.t)
     ok = queued > 0 and _fin_after_all_data(t, "client", fin)
     return ok, (
-        f"{took(fw1.t - call.t)} after {call.call}() the client's socket was in FIN_WAIT_1 with {queued} bytes still "
-        f"to leave; its FIN followed the last of them: {_yes(_fin_after_all_data(t, 'client', fin))}"
+        f"right after {call.call}() the client's socket was in FIN_WAIT_1 with {queued} bytes still to leave; its "
+        f"FIN followed the last of them: {_yes(_fin_after_all_data(t, 'client', fin))}"
     )
 
 
@@ -1329,7 +1314,7 @@ def _shutdown_linger(t: Trace) -> tuple[Syscall | None, q.Linger | None, int, Se
 
 def _shutdown_words(sh: Syscall, lg: q.Linger | None, queued: int, ack: Segment | None) -> str:
     when = (
-        f"; the ACK of its FIN arrived {took(ack.arrived - q.end(sh))} after it returned"
+        "; the ACK of its FIN arrived only after it had returned"
         if ack is not None and ack.arrived is not None and ack.arrived > q.end(sh)
         else "; its FIN was acknowledged while it ran"
         if ack is not None

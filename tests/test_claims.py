@@ -113,7 +113,9 @@ def test_evidence_is_the_same_on_another_run_but_for_durations(verdicts):
 
 def test_durations_are_verdicts(verdicts):
     assert "blocked 1." in verdicts["linger-timeout-ewouldblock"].evidence  # the linger time, not at once
-    assert "once the ACK of its FIN had arrived: yes" in verdicts["return-linger-after-ack"].evidence
+    assert "once the ACK of its FIN had arrived, before anything else came from the server: yes" in (
+        verdicts["return-linger-after-ack"].evidence
+    )
     assert "before the ACK of its FIN came back: yes" in verdicts["return-default-before-read"].evidence
     assert "within a tenth of the linger time" in verdicts["exit-lingers-in-background"].evidence
 

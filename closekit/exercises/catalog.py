@@ -207,7 +207,7 @@ def _fin_ack_words(trace: Trace, close: Syscall) -> str:
     if ack is None or ack.arrived is None or fin is None or fin.arrived is None:
         return ""
     if q.end(close) >= ack.arrived:
-        when = f"{format_duration(q.end(close) - ack.arrived)} after the ACK of its FIN arrived"
+        when = "right after the ACK of its FIN arrived"
     else:
         when = "before the ACK of its FIN arrived"
     return (
