@@ -108,7 +108,7 @@ def attacks(lab: Lab) -> tuple[int, int]:
             closekit.run("close-unread", lab=lab).first("RST") is not None if lab.mode != "host-nocapture" else True
         )
         stats = lab.stats()
-        contained += ok and healthy and stats["zombies"] == 0 and stats["processes"] == 1
+        contained += ok and healthy and stats["zombies"] == 0 and stats["processes"] in (1, 3)
         if not (ok and healthy):
             print(f"  NOT contained: {what}")
     return tried, contained
@@ -158,7 +158,8 @@ def main() -> None:
             lab.close()
         left = {k: after[k] - before[k] for k in after if after[k] != before[k]}
         print(f"mode {mode}: {runs} runs, {differing} differing; after them: {after['processes']} process(es) "
-              f"below the helper (the reaper), {after['zombies']} zombies, changes {left or 'none'}")  # fmt: skip
+              f"below the helper (the reaper and its idle endpoints), {after['zombies']} zombies, "
+              f"changes {left or 'none'}")  # fmt: skip
         print(f"  adversarial cases: {tried} tried, {contained} contained; fuzz: {cases} tried, {escaped} escaped")
         print(f"  took {time.monotonic() - started:.0f} s")
 

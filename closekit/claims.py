@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from closekit import query as q
+from closekit.lang import claim_words, text
 from closekit.trace import Segment, Syscall, Trace
 from closekit.transcript import format_duration
 
@@ -100,9 +101,9 @@ class Claim:
     text: str
     scenario: str
     check: Check = field(repr=False)
-    needs: frozenset[str]
-    counter: str
-    chapter: str
+    needs: frozenset[str] = frozenset({SYSCALLS})
+    counter: str = ""
+    chapter: str = ""
     linux_text: str | None = None
 
     @property
@@ -110,9 +111,9 @@ class Claim:
         return self.scenario
 
     def missing_in(self, trace: Trace) -> list[str]:
-        """What this claim needs that `trace` did not observe (empty: it can be judged)."""
+        """What this claim needs that `trace` did not observe (of NEEDS; empty: it can be judged)."""
         seen = observed(trace)
-        return [NEEDS[n] for n in sorted(self.needs) if n not in seen]
+        return [n for n in NEEDS if n in self.needs and n not in seen]
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,11 @@ class Verdict:
     @property
     def linux(self) -> str:
         """'Linux 6.18' from a release string such as '6.18.44-generic'."""
-        return "Linux " + ".".join(self.kernel.split("-")[0].split(".")[:2]) if self.kernel else "this kernel"
+        return (
+            "Linux " + ".".join(self.kernel.split("-")[0].split(".")[:2])
+            if self.kernel
+            else text("verdict.this_kernel")
+        )
 
     @property
     def status(self) -> str:
@@ -147,12 +152,17 @@ class Verdict:
         return "differs" if self.claim.linux_text else "does not hold"
 
     def outcome(self, with_kernel: bool = True) -> str:
-        """The status with the kernel it was measured on ("holds on Linux 6.18", "differs on Linux
-        6.18 (from the recording)") or why it cannot be judged here."""
+        """'holds'; 'differs on Linux X.Y' where the ledger explains what Linux does instead; 'does not
+        hold on …' for a failure nobody expected (a bug, or a kernel worth a lesson); 'cannot be judged
+        here (mode …, without …)'. A verdict read off a recorded trace says so."""
         if self.holds is None:
-            return f"cannot be judged here (mode {self.mode}, without {self.evidence})"
-        where = self.linux if with_kernel else "this kernel"
-        return f"{self.status} on {where}" + (", from the recording" if self.recorded else "")
+            return text("verdict.cannot_judge", mode=self.mode, missing=self.evidence)
+        where = self.linux if with_kernel else text("verdict.this_kernel")
+        if self.holds:
+            said = text("verdict.holds")
+        else:
+            said = text("verdict.differs" if self.claim.linux_text else "verdict.does_not_hold", kernel=where)
+        return said + (text("verdict.from_recording") if self.recorded else "")
 
     def line(self, with_kernel: bool = True) -> str:
         """One printable line: section, id, outcome (naming the kernel), evidence."""
@@ -167,10 +177,11 @@ class Verdict:
         return self.line()
 
     def to_dict(self) -> dict[str, Any]:
+        says, linux = claim_words(self.claim)
         return {
             "id": self.claim.id,
             "section": self.claim.section,
-            "claim": self.claim.text,
+            "claim": says,
             "scenario": self.claim.scenario,
             "counter_scenario": self.claim.counter,
             "needs": sorted(self.claim.needs),
@@ -178,7 +189,7 @@ class Verdict:
             "status": self.status,
             "holds": self.holds,
             "evidence": self.evidence,
-            "linux": self.claim.linux_text,
+            "linux": linux,
             "kernel": self.kernel,
             "mode": self.mode,
             "recorded": self.recorded,
@@ -733,7 +744,7 @@ def _time_wait_answers_resent_fin(t: Trace) -> tuple[bool, str]:
     if len(fins) < 2 or fins[1].arrived is None:
         return False, f"the server sent its FIN {_times(len(fins))}: nothing was resent"
     lost = [s for s in q.segments(t, "client", after=fins[0].t, before=fins[1].t) if s.lost]
-    state = q.state_at(t, "client", fins[1].arrived)
+    state = q.state_before(t, "client", fins[1].arrived)
     again = q.ack_of(t, fins[1])
     closed = next((e for e in q.state_changes(t, "server") if e.state == "CLOSED" and e.t >= fins[1].t), None)
     ok = bool(lost) and state == "TIME_WAIT" and again is not None and not again.lost and closed is not None
@@ -1075,7 +1086,7 @@ def _write_after_fin(t: Trace) -> tuple[bool, str]:
     if s is None:
         return False, f"the {writer} wrote nothing after the {closer}'s FIN"
     data = next(iter(q.segments(t, writer, data=True, after=s.t)), None)
-    state = q.state_at(t, closer, data.arrived) if data is not None and data.arrived is not None else None
+    state = q.state_before(t, closer, data.arrived) if data is not None and data.arrived is not None else None
     rst = q.first(t, "RST", closer, after=data.arrived) if data is not None and data.arrived is not None else None
     ok = how is not None and how.call == "close" and s.errno is None and state == "FIN_WAIT_2" and rst is not None
     return ok, (
@@ -1122,7 +1133,7 @@ def _rst_in_close_wait(t: Trace) -> tuple[bool, str]:
     rst = _rst_arrival(t)
     if rst is None:
         return False, "no RST reached the client"
-    state = q.state_at(t, "client", rst.arrived - 1e-9)  # type: ignore[operator]
+    state = q.state_before(t, "client", rst.arrived)  # type: ignore[arg-type]
     s = next((c for c in q.calls(t, "client", "send") if c.t >= rst.arrived), None)  # type: ignore[operator]
     ok = state == "CLOSE_WAIT" and s is not None and s.errno == "EPIPE"
     return ok, f"the RST reached the client in {state}; the client's next send() {_r(s)}"
@@ -1687,9 +1698,23 @@ def judge(claim: Claim | str, trace: Trace) -> Verdict:
     recorded = bool(trace.recorded)
     missing = claim.missing_in(trace)
     if missing:
-        return Verdict(claim, None, " and ".join(missing), trace.kernel, trace.mode, recorded)
+        return Verdict(claim, None, text("verdict.and").join(_need_words(n) for n in missing), trace.kernel,
+                       trace.mode, recorded)  # fmt: skip
     holds, evidence = claim.check(trace)
     return Verdict(claim, bool(holds), evidence, trace.kernel, trace.mode, recorded)
+
+
+def _need_words(need: str) -> str:
+    """What a need is, in the reader's language."""
+    if need == SEGMENTS:
+        return text("verdict.need_segments")
+    if need == COUNTERS:
+        return text("verdict.need_counters")
+    if need == STATES:
+        return text("verdict.need_states")
+    if need == WIRE:
+        return text("verdict.need_wire")
+    return text("verdict.need_syscalls")
 
 
 def verify(claims: Iterable[Claim] = CLAIMS, run: Callable[[str], Trace] | None = None) -> list[Verdict]:
@@ -1708,20 +1733,19 @@ def verify(claims: Iterable[Claim] = CLAIMS, run: Callable[[str], Trace] | None 
 
 
 def summary(verdicts: Sequence[Verdict]) -> str:
-    """'56 claims: 44 hold, 10 differ on Linux 6.18, 2 cannot be judged here (mode host)'."""
-    counts = {
-        s: sum(v.status == s for v in verdicts) for s in ("holds", "differs", "does not hold", "cannot be judged")
-    }
-    where = verdicts[0].linux if verdicts else "this kernel"
-    parts = [f"{counts['holds']} hold", f"{counts['differs']} differ on {where}"]
-    if counts["does not hold"]:
-        parts.append(f"{counts['does not hold']} do not hold")
-    if counts["cannot be judged"]:
-        parts.append(f"{counts['cannot be judged']} cannot be judged here (mode {verdicts[0].mode})")
+    """'63 claims: 54 hold, 9 differ on Linux 6.18' (and how many do not hold, cannot be judged here,
+    or were judged from recordings)."""
+    count = {s: sum(v.status == s for v in verdicts) for s in ("holds", "differs", "does not hold", "cannot be judged")}
+    where = verdicts[0].linux if verdicts else text("verdict.this_kernel")
+    line = text("verdict.summary", total=len(verdicts), holds=count["holds"], differs=count["differs"], kernel=where)
+    if count["does not hold"]:
+        line += text("verdict.summary_not_hold", count=count["does not hold"])
+    if count["cannot be judged"]:
+        line += text("verdict.summary_not_judged", count=count["cannot be judged"], mode=verdicts[0].mode)
     recorded = sum(v.recorded for v in verdicts)
     if recorded:
-        parts.append(f"{recorded} judged from recordings")
-    return f"{len(verdicts)} claims: " + ", ".join(parts)
+        line += text("verdict.summary_recorded", count=recorded)
+    return line
 
 
 def table(verdicts: Sequence[Verdict], with_kernel: bool = True, width: int = 100) -> str:
@@ -1733,8 +1757,8 @@ def table(verdicts: Sequence[Verdict], with_kernel: bool = True, width: int = 10
     w_id = max([5, *(len(r[1]) for r in rows)])
     lines = []
     if with_kernel and verdicts:
-        lines.append(f"Claims of the document, put to {verdicts[0].linux} (mode {verdicts[0].mode})")
-    lines.append(f"{'sec':<{w_sec}}  {'claim':<{w_id}}  verdict")
+        lines.append(text("verdict.title", kernel=verdicts[0].linux, mode=verdicts[0].mode))
+    lines.append(f"{text('verdict.section'):<{w_sec}}  {text('verdict.claim'):<{w_id}}  {text('verdict.verdict')}")
     lines.append("-" * (w_sec + w_id + 17))
     notes = []
     for v, (sec, cid, outcome) in zip(verdicts, rows, strict=True):
@@ -1749,10 +1773,11 @@ def table(verdicts: Sequence[Verdict], with_kernel: bool = True, width: int = 10
         lines.append(summary(verdicts))
     if notes:
         lines.append("")
-        lines.append("Where Linux differs:")
+        lines.append(text("verdict.linux_differs"))
         for v in notes:
-            lines.append(f"- {v.claim.id}: {v.claim.text}")
-            lines.extend("    " + part for part in textwrap.wrap(str(v.claim.linux_text), width - 4))
+            says, linux = claim_words(v.claim)
+            lines.append(f"- {v.claim.id}: {says}")
+            lines.extend("    " + part for part in textwrap.wrap(str(linux), width - 4))
     return "\n".join(lines)
 
 
@@ -1765,17 +1790,18 @@ def verdicts_html(verdicts: Sequence[Verdict], with_kernel: bool = True) -> str:
     rows = []
     for v in verdicts:
         colour = _COLOURS[v.status]
-        linux = f"<br><em>Linux:</em> {esc(v.claim.linux_text)}" if v.claim.linux_text and v.holds is False else ""
+        says, instead = claim_words(v.claim)
+        linux = f"<br><em>{text('verdict.linux')}</em> {esc(instead)}" if instead and v.holds is False else ""
         evidence = esc(v.evidence) if v.judged else ""
         rows.append(
-            f"<tr><td>{esc(v.claim.section)}</td><td>{esc(v.claim.text)}</td>"
+            f"<tr><td>{esc(v.claim.section)}</td><td>{esc(says)}</td>"
             f'<td style="color:{colour};font-weight:bold">{esc(v.outcome(with_kernel))}</td>'
             f"<td>{evidence}{linux}</td></tr>"
         )
-    return (
-        '<table class="closekit-claims"><thead><tr><th>§</th><th>the document says</th><th>verdict</th>'
-        "<th>evidence from the trace</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+    head = "".join(
+        f"<th>{h}</th>" for h in ("§", text("verdict.says"), text("verdict.verdict"), text("verdict.evidence"))
     )
+    return f'<table class="closekit-claims"><thead><tr>{head}</tr></thead><tbody>' + "".join(rows) + "</tbody></table>"
 
 
 def to_json(verdicts: Sequence[Verdict], indent: int | None = 2) -> str:

@@ -7,7 +7,8 @@ import os
 import sys
 from pathlib import Path
 
-from closekit.errors import CloseKitError, UsageError
+from closekit.errors import CloseKitError, LanguageError, UsageError
+from closekit.lang import ENV, LANGUAGES
 
 
 def _list(_args: argparse.Namespace) -> int:
@@ -72,10 +73,16 @@ def _doctor(_args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from closekit import claims
+    from closekit import claims, lang
 
-    verdicts = claims.verify()
-    print(claims.to_json(verdicts) if args.json else claims.table(verdicts))
+    chosen = args.lang or lang.current()  # detected before anything runs: a bad CLOSEKIT_LANG stops here
+    ledger = claims.by_section(args.section) if args.section else claims.CLAIMS
+    if not ledger:
+        sections = ", ".join(dict.fromkeys(c.section for c in claims.CLAIMS))
+        raise UsageError(f"no claims in section {args.section!r}; the sections are: {sections}")
+    verdicts = claims.verify(ledger)
+    with lang.use(chosen):
+        print(claims.to_json(verdicts) if args.json else claims.table(verdicts))
     return 0
 
 
@@ -108,6 +115,12 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("doctor", help="what this machine allows (namespaces, capture, dot)").set_defaults(func=_doctor)
     verify = sub.add_parser("verify", help="check every claim of the document on this kernel")
     verify.add_argument("--json", action="store_true")
+    verify.add_argument("--section", help="only the claims of this section of the document (3 includes 3.1, 3.2 …)")
+    verify.add_argument(
+        "--lang",
+        choices=LANGUAGES,
+        help=f"the language of the claims and verdicts (default: ${ENV}, else the folder: …/zh/ or *-zh is zh)",
+    )
     verify.set_defaults(func=_verify)
     lab = sub.add_parser("lab", help="open the course in JupyterLab")
     lab.add_argument("--notebooks", default="notebooks")
@@ -127,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         status = args.func(args)
         sys.stdout.flush()  # a full disk or a closed pipe shows here, not at exit
         return status
-    except (UsageError, ScenarioError) as e:
+    except (UsageError, ScenarioError, LanguageError) as e:
         print(f"closekit: {e}", file=sys.stderr)
         return 2
     except CloseKitError as e:

@@ -57,5 +57,21 @@ class UsageError(CloseKitError):
     """A `closekit` command line that cannot be carried out as given (checked before anything runs)."""
 
 
+class EditionDriftError(CloseKitError, ValueError):
+    """A translated chapter's code cells no longer pair up one to one with its original's (cells were
+    added or removed): a translator has to write the words for them (closekit.book.editions.sync_code)."""
+
+
 class BuildError(CloseKitError, RuntimeError):
     """The book could not be built: Sphinx failed, or the output folder is not one the build may overwrite."""
+
+
+class LanguageError(CloseKitError, ValueError):
+    """A language closekit does not speak (CLOSEKIT_LANG, --lang): names the languages it does."""
+
+
+class MessageError(CloseKitError, KeyError):
+    """A message the current language's catalog (closekit/lang/*.toml) lacks: a gap in a translation."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])

@@ -213,12 +213,12 @@ def check_rule(rule: Rule) -> None:
         raise ScenarioError(f"link rule action {rule.action!r} is not one of {', '.join(ACTIONS)}")
     if rule.src not in ENDPOINTS:
         raise ScenarioError(f"a link rule's src is 'client' or 'server' (whose segments it acts on), not {rule.src!r}")
-    if (
-        not isinstance(rule.flags, tuple)
-        or any(f not in FLAGS for f in rule.flags)
-        or len(set(rule.flags)) != len(rule.flags)
-    ):
-        raise ScenarioError(f"a link rule's flags are distinct names from {', '.join(FLAGS)}, not {rule.flags!r}")
+    for name in ("flags", "without"):
+        value = getattr(rule, name)
+        if not isinstance(value, tuple) or any(f not in FLAGS for f in value) or len(set(value)) != len(value):
+            raise ScenarioError(f"a link rule's {name} are distinct names from {', '.join(FLAGS)}, not {value!r}")
+    if set(rule.flags) & set(rule.without):
+        raise ScenarioError("a link rule cannot both require and exclude the same flag")
     if rule.data not in (None, True, False):
         raise ScenarioError("a link rule's data is True (segments with payload), False (without) or None (either)")
     _whole(f"link rule {rule.action}: nth", rule.nth, 1, 1_000_000)

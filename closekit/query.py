@@ -48,6 +48,7 @@ __all__ = [
     "signals_after",
     "signals_of",
     "state_at",
+    "state_before",
     "state_changes",
     "unread_at",
     "unsent_after",
@@ -278,6 +279,17 @@ def state_at(trace: Trace, side: str, when: float, conn: int = 1) -> str | None:
     state = None
     for e in state_changes(trace, side, conn):
         if e.t > when:
+            break
+        state = e.state
+    return state
+
+
+def state_before(trace: Trace, side: str, when: float, conn: int = 1) -> str | None:
+    """The state `side`'s socket was in just before `when`: what a segment arriving at `when` found
+    (the lab dates a state by the segment that caused it, so a change at `when` is that segment's doing)."""
+    state = None
+    for e in state_changes(trace, side, conn):
+        if e.t >= when:
             break
         state = e.state
     return state

@@ -7,11 +7,16 @@ Rules of this module:
   picture and the check cannot drift apart.
 * Besides the RFC's orderly transitions, the table holds the Linux abortive ones the course
   shows on the real kernel (close with unread data, SO_LINGER {on, 0}, data arriving after
-  the reading half was shut): they go straight to CLOSED and send RST.
-* A trace records states at settled points, so a state that lasts microseconds on loopback
-  (FIN_WAIT_1 until the peer's ACK, LAST_ACK until the last ACK) is often not in it.
+  the reading half was shut, a listener closed with connections it never handed to accept()):
+  they go straight to CLOSED and send RST. And the ends that send nothing: retransmissions
+  that run out (tcp_retries2, tcp_orphan_retries, TCP_USER_TIMEOUT) and an orphan's FIN_WAIT_2
+  timer (tcp_fin_timeout).
+* A trace may miss a state that lasted microseconds (a trace recorded by an older lab, which
+  looked only at settled points; a state a socket passes through between two observations).
   `explain_path` fills such gaps, but only with `TRANSIENT` states: a state the socket
   leaves by the peer's next segment. A gap that would need any other state is illegal.
+* A socket's path is one socket's: the server's connection is born in SYN_RECEIVED from the
+  listening socket, which stays in LISTEN (its own path is LISTEN → CLOSED).
 
 Nothing here does I/O or knows about traces: it is names, tables and small searches.
 """
@@ -69,6 +74,9 @@ RCV_RST = "rcv RST"
 CLOSE_UNREAD = "close, unread data"
 CLOSE_LINGER_ZERO = "close, SO_LINGER 0"
 RCV_DATA_AFTER_SHUTDOWN = "rcv data after SHUT_RD or close"
+LISTENER_CLOSED = "listener closed"  # inet_csk_listen_stop: a queued, never-accepted connection is reset
+RETRIES_RUN_OUT = "retries run out"  # tcp_write_timeout: no answer to retransmissions (or TCP_USER_TIMEOUT)
+FIN_WAIT_2_TIMEOUT = "FIN_WAIT_2 timeout"  # an orphan waits tcp_fin_timeout for the peer's FIN, then goes
 
 EVENTS = (
     PASSIVE_OPEN,
@@ -86,11 +94,18 @@ EVENTS = (
     CLOSE_UNREAD,
     CLOSE_LINGER_ZERO,
     RCV_DATA_AFTER_SHUTDOWN,
+    LISTENER_CLOSED,
+    RETRIES_RUN_OUT,
+    FIN_WAIT_2_TIMEOUT,
 )  # fmt: skip
 
 # Events that end the connection at once with RST: Linux behaviour (RFC 1122 4.2.2.13 for unread
 # or late data) rather than the RFC 9293 diagram. A gap is explained by them only as a last resort.
-ABORTIVE = frozenset({RCV_RST, CLOSE_UNREAD, CLOSE_LINGER_ZERO, RCV_DATA_AFTER_SHUTDOWN})
+ABORTIVE = frozenset({RCV_RST, CLOSE_UNREAD, CLOSE_LINGER_ZERO, RCV_DATA_AFTER_SHUTDOWN, LISTENER_CLOSED})
+
+# Events that end the connection by giving up, sending nothing: timers, not the peer or the application.
+# Like aborts, a gap is explained by them only as a last resort.
+GIVE_UP = frozenset({RETRIES_RUN_OUT, FIN_WAIT_2_TIMEOUT})
 
 # Events the application causes (the others arrive from the peer or a timer).
 APP_EVENTS = frozenset({PASSIVE_OPEN, ACTIVE_OPEN, CLOSE, SHUTDOWN_WR, CLOSE_UNREAD, CLOSE_LINGER_ZERO})
@@ -111,6 +126,10 @@ class Transition:
     @property
     def abortive(self) -> bool:
         return self.event in ABORTIVE
+
+    @property
+    def gives_up(self) -> bool:
+        return self.event in GIVE_UP
 
 
 def _t(source: str, event: str, target: str, sends: str = "") -> tuple[tuple[str, str], Transition]:
@@ -158,6 +177,13 @@ TRANSITIONS: dict[tuple[str, str], Transition] = dict(
         # abortive, Linux: new data for a socket whose reading half is shut (or already closed)
         _t(FIN_WAIT_1, RCV_DATA_AFTER_SHUTDOWN, CLOSED, "RST"),
         _t(FIN_WAIT_2, RCV_DATA_AFTER_SHUTDOWN, CLOSED, "RST"),
+        # abortive, Linux: closing a listener resets the connections still in its accept queue
+        _t(ESTABLISHED, LISTENER_CLOSED, CLOSED, "RST"),
+        _t(CLOSE_WAIT, LISTENER_CLOSED, CLOSED, "RST"),
+        # giving up, sending nothing: unanswered retransmissions (of a SYN, data or a FIN) ...
+        *(_t(s, RETRIES_RUN_OUT, CLOSED) for s in (SYN_SENT, ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK)),
+        # ... and an orphan whose peer never sends its FIN
+        _t(FIN_WAIT_2, FIN_WAIT_2_TIMEOUT, CLOSED),
     ]
 )
 
@@ -217,7 +243,7 @@ def walks(source: str, target: str) -> list[list[str]]:
 
     def extend(path: list[str], cost: int) -> None:
         for t in transitions_from(path[-1]):
-            step = cost + (_ABORT_COST if t.abortive else 1)
+            step = cost + (_ABORT_COST if t.abortive or t.gives_up else 1)
             if t.target == target:
                 found.append((step, [*path, target]))
             elif t.target in TRANSIENT and t.target not in path:

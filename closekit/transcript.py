@@ -5,21 +5,27 @@ tell the same things in the same order:
 
 - a call that blocked is shown where it starts ("close() …") and again where it returns, with its
   result and how long it took, so the segments sent while it waited sit between the two. "Blocked"
-  means longer than the scheduler's noise (`wait_threshold`): 50 ms on a link without delay (a
-  loaded machine stretches a 6-byte send() to several ms), 1.5 one-way delays on a delayed one;
-  calls that never wait for the network (fork, setsockopt, sleep …) are never split;
+  means longer than the scheduler's noise (`wait_threshold`): 20 ms on a link without delay (a
+  loaded machine stretches a loopback call to a few ms; the shortest wait the network causes there
+  is the 40 ms delayed-ACK timer), 1.8 one-way delays on a delayed one (accept() waits one flight,
+  connect() a round trip); a call during which a whole
+  bulk transfer went by blocked too (a read loop), however fast the machine moved the bytes. Calls
+  that never wait for the network (fork, setsockopt, sleep …) are never split;
 - a segment's window is shown only where it carries the story: a zero window, and the window that
   reopens it; a long run of plain data/ACK segments is one row saying how many, how many bytes and
   the sequence range;
-- a segment the wire did not simply deliver says so (dropped, held, a duplicate it injected), and
-  one that took noticeably long to arrive says after how long;
+- a segment the wire did not simply deliver says so (dropped, held, a duplicate it injected, held
+  back by a rule: then how long it took to arrive), and so does a retransmission;
+- with more than one connection (a second connect() on the same 4-tuple) every segment and state
+  says which one: #1, #2 in the order of their first SYN; the server's listening socket is named;
 - the header names the kernel, the mode, the link (delay, rules) and any setting the scenario
   changed.
 
 Clock readings appear only in the time column (`<td class="t">` in HTML, the line start in text),
 and durations as `12.3 ms` / `1.02 s`; a duration compared across runs is a category
-(`category`: "at once", "after ≈ 40 ms", "after ≈ 1 s"), the same buckets
-tests/nbval.cfg maps printed durations to.
+(`category`: "at once", "after ≈ 40 ms", "after ≈ 1 s"), the same buckets tests/nbval.cfg maps
+printed durations to. The clock-free forms (`story`, a picture's words) also leave out what the
+scheduler decides in a bulk transfer: how many segments and ACKs it took, a window's size.
 """
 
 from __future__ import annotations
@@ -32,21 +38,33 @@ from typing import Any
 
 from closekit.trace import Event, Segment, Signal, StateChange, Syscall, Trace
 
-BLOCKED = 0.005  # shorter than this is "at once" (the first duration category)
-LOOPBACK_NOISE = 0.05  # without a delay on the link, a call this long waited for something
+LOOPBACK_NOISE = 0.02  # without a delay on the link, a call this long waited for something
+WAIT_DELAYS = (
+    1.8  # with one, a call this many one-way delays long: more than a flight and its jitter, under a round trip
+)
 NEVER_WAITS = frozenset({"sleep", "fork", "exit", "setsockopt", "getsockopt", "fcntl", "listen"})
-IN_FLIGHT = 0.0005  # a segment that took this long to arrive says so
 RUN = 6  # this many plain data/ACK segments in a row are collapsed into one row
 SETUP_CALLS = ("listen", "connect", "accept")
 
-# Duration categories: (upper bound in seconds, label). Bounds sit between the waits the course
-# shows (loopback calls, a 10 ms wire's round trip, the 40 ms delayed ACK, a 200 ms RTO, a 0.3 s busy
-# peer, a 1 s linger, a 5 s linger), so that jitter does not move a duration to its neighbour.
+# Duration categories: (upper bound in seconds, label). Each bound sits between two waits the course
+# shows, as measured on a 2-core machine under load, where the wire's relay adds up to ~6 ms to a
+# flight. A duration never falls below its floor (a 10 ms link never delivers in under 10 ms), so a
+# bound may sit just under a floor and far above what comes before it:
+# - 9.5 ms: a 5 ms link's flights (5-11 ms) | a 10 ms link's (10-16 ms seen);
+# - 18 ms: those flights | a 20 ms round trip (connect() on the 10 ms link: 21-23 ms idle; two
+#   flights of up to 16 ms each under load);
+# - 36 ms: a round trip | the delayed ACK of a FIN (40-47 ms; its timer is 40 ms at the least);
+# - none between the delayed ACK alone (linger-ack, fin-delayed-ack) and the delayed ACK plus a round
+#   trip (return-linger's and linger-waits-for-ack's close: 61-67 ms idle; 52 ms once under load,
+#   where a peer reading at once may acknowledge the FIN before its timer fires): within the
+#   jitter the two meet, so one category holds both, "≈ 40-60 ms";
+# - 90 ms and up: a 200 ms RTO, a 0.3 s busy peer, a 1 s and a 5 s linger, far apart.
 CATEGORIES = (
-    (0.005, "under 5 ms"),
-    (0.015, "≈ 10 ms"),
-    (0.030, "≈ 20 ms"),
-    (0.070, "≈ 40 ms"),
+    (0.003, "under 3 ms"),
+    (0.0095, "≈ 5 ms"),
+    (0.018, "≈ 10 ms"),
+    (0.036, "≈ 20 ms"),
+    (0.090, "≈ 40-60 ms"),
     (0.150, "≈ 0.1 s"),
     (0.250, "≈ 0.2 s"),
     (0.400, "≈ 0.3 s"),
@@ -57,6 +75,7 @@ CATEGORIES = (
     (15.00, "≈ 10 s"),
     (float("inf"), "over 15 s"),
 )
+BLOCKED = CATEGORIES[0][0]  # shorter than this is "at once" (the first duration category)
 
 
 def format_ms(seconds: float) -> str:
@@ -114,9 +133,15 @@ def call_text(e: Syscall) -> str:
 
 def wait_threshold(trace: Trace) -> float:
     """How long a call must last to count as blocked in this trace: above the scheduler's noise, and
-    on a delayed link above one one-way delay (a call that waited for the peer waited a round trip)."""
-    delay = float((trace.link or {}).get("delay") or 0.0)
-    return LOOPBACK_NOISE if delay <= 0 else max(BLOCKED, 1.5 * delay)
+    on a delayed link above a one-way delay and its jitter (a call that waited for the peer waited a
+    round trip)."""
+    delay = link_delay(trace)
+    return LOOPBACK_NOISE if delay <= 0 else max(BLOCKED, WAIT_DELAYS * delay)
+
+
+def link_delay(trace: Trace) -> float:
+    """The link's one-way delay in seconds (0 without a wire, or on one without delay)."""
+    return float((trace.link or {}).get("delay") or 0.0)
 
 
 def blocked(e: Syscall, threshold: float = LOOPBACK_NOISE) -> bool:
@@ -133,11 +158,36 @@ def describe_syscall(e: Syscall, exact_times: bool = True, threshold: float = LO
     return text
 
 
-def describe_segment(e: Segment, window: bool | None = None) -> str:
-    """tcpdump/packetdrill notation: `F. 7:7(0) ack 1`; the window only if `window` (default: when 0)."""
+def describe_segment(e: Segment, window: bool | None = None, exact: bool = True) -> str:
+    """tcpdump/packetdrill notation: `F. 7:7(0) ack 1`; the window only if `window` (default: when 0).
+
+    A window other than 0 is a number of bytes the receiver's buffer bookkeeping decides; clock-free
+    forms (`exact=False`) say only that it is open again (`win >0`)."""
     ack = f" ack {e.ack}" if "ACK" in e.flags else ""
     show = e.win == 0 if window is None else window
-    return f"{e.tcpdump_flags or '-'} {e.seq}:{e.seq + e.len}({e.len}){ack}" + (f" win {e.win}" if show else "")
+    win = f" win {e.win if exact or e.win == 0 else '>0'}" if show else ""
+    return f"{e.tcpdump_flags or '-'} {e.seq}:{e.seq + e.len}({e.len}){ack}{win}"
+
+
+# ---- connections -------------------------------------------------------------------------------
+def connections(trace: Trace) -> list[int]:
+    """The connections of a trace (1, 2 …: a second connect() on the same 4-tuple), not the listener."""
+    seen = {e.conn for e in trace.events if isinstance(e, (Segment, StateChange)) and e.conn > 0}
+    return sorted(seen) or [1]
+
+
+def conn_tag(conn: int) -> str:
+    """How a connection is named where a trace has several: #1, #2."""
+    return f"#{conn}"
+
+
+def conn_at(trace: Trace, t: float) -> int:
+    """The connection that held the 4-tuple at time `t`: the latest one whose first SYN had left by then."""
+    firsts: dict[int, float] = {}
+    for s in trace.segments():
+        if s.has("SYN") and s.fate != "duplicate":
+            firsts.setdefault(s.conn, s.t)
+    return max((c for c, start in firsts.items() if start <= t), default=1)
 
 
 FATE_WORDS = {
@@ -147,14 +197,30 @@ FATE_WORDS = {
 }
 
 
-def fate_text(e: Segment, exact: bool = True) -> str:
-    """What the wire did with a segment, if worth saying: `[dropped by the wire]`, `[arrives after 10.0 ms]`."""
+def flight_shown(e: Segment) -> bool:
+    """Is the time a segment took to arrive worth saying? Only when a rule of the scenario held it
+    back (the header says the link's one-way delay once): whether a flight took a few ms more than
+    the delay is the machine's doing (the relay adds some under load), not the lesson's."""
+    return e.arrived is not None and e.fate in ("delayed", "released")
+
+
+def fate_text(e: Segment, exact: bool = True, into: int | None = None) -> str:
+    """What the wire did with a segment, if worth saying: `[dropped by the wire]`, `[held back by the
+    wire, arrives after 0.20 s]`.
+
+    `into` is the connection a duplicate reached, when that is not the connection it was copied from
+    (an old segment replayed into a new one)."""
     if e.fate in FATE_WORDS and (e.fate != "duplicate" or e.arrived is None):
         return f"[{FATE_WORDS[e.fate]}]"
-    words = [FATE_WORDS[e.fate]] if e.fate == "duplicate" else []
-    if e.arrived is not None and e.arrived - e.t >= IN_FLIGHT:
-        flight = e.arrived - e.t
-        words.append(f"arrives after {format_duration(flight) if exact else approx(flight)}")
+    words = []
+    if e.fate == "duplicate":
+        if into is not None and into != e.conn:
+            words.append(f"a copy of {conn_tag(e.conn)}'s segment the wire injected into {conn_tag(into)}")
+        else:
+            words.append(FATE_WORDS["duplicate"])
+    if flight_shown(e):
+        flight = e.arrived - e.t  # type: ignore[operator]
+        words.append(f"held back by the wire, arrives after {format_duration(flight) if exact else approx(flight)}")
     return f"[{', '.join(words)}]" if words else ""
 
 
@@ -171,18 +237,25 @@ def windows_shown(segments: Iterable[Segment]) -> set[int]:
     return shown
 
 
-def plain(e: Event) -> bool:
-    """A data or pure-ACK segment the wire delivered as sent, with an unremarkable window."""
-    return isinstance(e, Segment) and not {"SYN", "FIN", "RST"} & set(e.flags) and e.fate == "delivered" and e.win != 0
+def plain(e: Event, shown: set[int] | frozenset[int] = frozenset()) -> bool:
+    """A data or pure-ACK segment the wire delivered as sent, whose window is not part of the story
+    (`shown`: see `windows_shown`; a zero window always is)."""
+    return (
+        isinstance(e, Segment)
+        and not {"SYN", "FIN", "RST"} & set(e.flags)
+        and e.fate == "delivered"
+        and e.win != 0
+        and id(e) not in shown
+    )
 
 
-def runs(events: Iterable[Event]) -> list[list[Event]]:
+def runs(events: Iterable[Event], shown: set[int] | frozenset[int] = frozenset()) -> list[list[Event]]:
     """Events grouped: a run of `RUN` or more consecutive plain segments is one group, anything else
-    stands alone."""
+    stands alone (a zero window, and the segment that reopens it, break a run: see `plain`)."""
     groups: list[list[Event]] = []
     pending: list[Event] = []
     for e in events:
-        if plain(e):
+        if plain(e, shown):
             pending.append(e)
             continue
         groups.extend([pending] if len(pending) >= RUN else [[p] for p in pending])
@@ -192,20 +265,128 @@ def runs(events: Iterable[Event]) -> list[list[Event]]:
     return groups
 
 
-def run_summary(segments: list[Segment]) -> list[str]:
-    """A collapsed run in words: how many segments, then one line per direction."""
-    lines = [f"{len(segments)} data/ACK segments"]
+def run_summary(segments: list[Segment], exact: bool = True) -> list[str]:
+    """A collapsed run in words: how many segments, then one line per direction.
+
+    Clock-free (`exact=False`) it says what every run of the experiment shares: the bytes and the
+    sequence range each direction carried, not how many segments and ACKs the kernel cut them into
+    nor how far the ACKs had got when the run ended (both follow the scheduler)."""
+    lines = [f"\u00d7 {len(segments)} data/ACK segments" if exact else "data/ACK segments"]  # "times 62 …"
     for src in dict.fromkeys(s.src for s in segments):
         mine = [s for s in segments if s.src == src]
-        data = sum(s.len for s in mine)
+        carrying = [s for s in mine if s.len]
         arrow = f"{src} → {mine[0].dst}"
-        if data:
-            lines.append(
-                f"{arrow}: {len(mine)} carrying {data:,} bytes, seq {mine[0].seq}:{mine[-1].seq + mine[-1].len}"
-            )
-        else:
+        if carrying:  # by sequence number: a retransmitted byte is one byte
+            first, last = min(s.seq for s in carrying), max(s.seq + s.len for s in carrying)
+            count = f"{len(carrying)} carrying " if exact else ""
+            lines.append(f"{arrow}: {count}{last - first:,} bytes, seq {first}:{last}")
+        elif exact:
             lines.append(f"{arrow}: {len(mine)} ACKs, last ack {mine[-1].ack}")
+        else:
+            lines.append(f"{arrow}: ACKs")
     return lines
+
+
+# ---- what a trace's forms share: groups, waits, the set-up ---------------------------------------
+@dataclass(frozen=True)
+class Plan:
+    """How every form of one trace groups and words it: the event groups (`runs`), the segments whose
+    window is shown, the calls that blocked (id → True when a whole bulk transfer went by while the
+    call waited: its duration then follows how fast this machine moves bytes), and whether segments
+    and states need a connection number."""
+
+    groups: list[list[Event]]
+    windows: set[int]
+    waits: dict[int, bool]
+    several: bool
+    resent: set[int]
+
+
+def plan(trace: Trace, clock_free: bool = False) -> Plan:
+    """`clock_free`: for the forms compared across runs, without the ACKs a bulk transfer's scheduling
+    decides (`scheduled_acks`)."""
+    windows = windows_shown(trace.segments())
+    groups = runs(trace.events, windows)
+    if clock_free:
+        quiet = scheduled_acks(trace, windows, groups)
+        groups = runs([e for e in trace.events if id(e) not in quiet], windows)
+    spans = [(g[0].t, g[-1].t) for g in groups if len(g) > 1]
+    threshold = wait_threshold(trace)
+    waits: dict[int, bool] = {}
+    for e in trace.syscalls():
+        if e.call in NEVER_WAITS:
+            continue
+        end = e.t + e.duration
+        transfer = any(e.t <= start and stop <= end for start, stop in spans)
+        if transfer or blocked(e, threshold):
+            waits[id(e)] = transfer
+    return Plan(groups, windows, waits, len(connections(trace)) > 1, retransmissions(trace))
+
+
+def scheduled_acks(trace: Trace, windows: set[int], groups: list[list[Event]]) -> set[int]:
+    """ids of the pure ACKs of data on a connection that carried a bulk transfer: how many of them a
+    receiver sends, and whether one leaves before or after the sender's last segment, follows when
+    the reader and the delayed-ACK timer ran. An ACK of a SYN or a FIN, a zero window, the window
+    that reopens it and anything the wire did not simply deliver are kept: they carry the lesson."""
+    bulk = {g[0].conn for g in groups if len(g) > 1 and isinstance(g[0], Segment)}
+    fin_end = {(s.src, s.conn): s.seq + s.len + 1 for s in trace.segments(flags="FIN")}
+    peer = {"client": "server", "server": "client"}
+    return {
+        id(s)
+        for s in trace.segments()
+        if s.conn in bulk
+        and s.flags == ("ACK",)
+        and not s.len
+        and s.fate == "delivered"
+        and id(s) not in windows
+        and 1 < s.ack < fin_end.get((peer[s.src], s.conn), s.ack + 1)
+    }
+
+
+def retransmissions(trace: Trace) -> set[int]:
+    """ids of the segments that send again sequence space their sender had sent before (a SYN, a FIN
+    or data below the highest sequence number it had reached): retransmissions. What the wire itself
+    injected is not one."""
+    reached: dict[tuple[str, int], int] = {}
+    out: set[int] = set()
+    for s in trace.segments():
+        room = s.len + s.has("SYN") + s.has("FIN")
+        if s.fate == "duplicate" or not room:
+            continue
+        key = (s.src, s.conn)
+        if key in reached and s.seq < reached[key]:
+            out.add(id(s))
+        reached[key] = max(reached.get(key, 0), s.seq + room)
+    return out
+
+
+def returned_text(e: Syscall, exact: bool, transfer: bool) -> str:
+    """`[returned after 54.7 ms]`; clock-free, the duration's category, or for a call that waited out a
+    bulk transfer `[returned after the transfer]`."""
+    if transfer and not exact:
+        return "[returned after the transfer]"
+    return f"[returned {_took(e.duration, exact)}]"
+
+
+def in_setup(trace: Trace, e: Event) -> bool:
+    """Is `e` part of the connection set-up: before the scenario's first step began (`setup_until`)?
+
+    A trace recorded before `setup_until` existed has its set-up guessed: listen/connect/accept, SYNs,
+    ESTABLISHED, and the pure ACKs before the first other call."""
+    if trace.setup_until is not None:
+        return e.t < trace.setup_until
+    return _guessed_setup(trace, e)
+
+
+def _guessed_setup(trace: Trace, e: Event) -> bool:
+    first = next((c.t for c in trace.syscalls() if c.call not in (*SETUP_CALLS, "setsockopt")), None)
+    if isinstance(e, Syscall):
+        return e.call in SETUP_CALLS
+    if isinstance(e, StateChange):
+        return e.state == "ESTABLISHED" or e.conn == 0
+    if isinstance(e, Segment):
+        return e.has("SYN") or ((first is None or e.t < first) and e.flags == ("ACK",) and not e.len)
+    return False
 
 
 # ---- rows: what every form shows ----------------------------------------------------------------
@@ -226,36 +407,49 @@ class Row:
 
 
 def rows(trace: Trace, exact: bool = True) -> list[Row]:
-    """The trace as rows in time order; durations exact, or as categories with `exact=False`."""
-    shown = windows_shown(trace.segments())
-    threshold = wait_threshold(trace)
+    """The trace as rows in time order; durations exact, or as categories with `exact=False` (which
+    also leaves out what the scheduler decides: see `run_summary`, `describe_segment`, `scheduled_acks`)."""
+    p = plan(trace, clock_free=not exact)
     out: list[Row] = []
     returns: list[Row] = []
-    for group in runs(trace.events):
+    for group in p.groups:
         e = group[0]
         if len(group) > 1:
             segments = [s for s in group if isinstance(s, Segment)]
-            text = "\u00d7 " + "\n".join(run_summary(segments))  # "times 62 data/ACK segments"
+            tag = f"{conn_tag(segments[0].conn)} " if p.several else ""
+            text = tag + "\n".join(run_summary(segments, exact))
             out.append(Row(e.t, "client ⇄ server", "»", text, "bulk", e))
-        elif isinstance(e, Syscall) and blocked(e, threshold):
+        elif isinstance(e, Syscall) and id(e) in p.waits:
             out.append(Row(e.t, e.side, "…", f"{call_text(e)} …", "call", e))
-            text = f"{call_text(e)}{_result(e)}  [returned {_took(e.duration, exact)}]"
+            text = f"{call_text(e)}{_result(e)}  {returned_text(e, exact, p.waits[id(e)])}"
             returns.append(Row(e.t + e.duration, e.side, "=", text, "err" if e.errno else "ret", e))
         elif isinstance(e, Syscall):
-            out.append(Row(e.t, e.side, " ", describe_syscall(e, exact, threshold), "err" if e.errno else "call", e))
+            out.append(Row(e.t, e.side, " ", call_text(e) + _result(e), "err" if e.errno else "call", e))
         elif isinstance(e, Segment):
-            text = describe_segment(e, window=id(e) in shown)
-            fate = fate_text(e, exact)
-            css = "rst" if e.has("RST") else "fin" if e.has("FIN") else "syn" if e.has("SYN") else "seg"
-            if e.fate != "delivered":
-                css += " lost" if e.lost else " dup"
-            out.append(Row(e.t, f"{e.src} > {e.dst}", ">", text + (f"  {fate}" if fate else ""), css, e))
+            out.append(Row(e.t, f"{e.src} > {e.dst}", ">", segment_text(trace, e, p, exact), _segment_css(e), e))
         elif isinstance(e, StateChange):
-            out.append(Row(e.t, e.side, "~", f"state {_state(e)}", "st", e))
+            out.append(Row(e.t, e.side, "~", f"state {state_text(e, p.several)}", "st", e))
         elif isinstance(e, Signal):
             out.append(Row(e.t, e.side, "!", f"signal {e.signal}", "err", e))
     # A return goes after everything that happened by then: stable sort, returns last among equals.
     return sorted(out + returns, key=lambda row: row.t)
+
+
+def segment_text(trace: Trace, e: Segment, p: Plan, exact: bool = True) -> str:
+    """A segment's row: `#2 F. 1:1(0) ack 1  [arrives after 10.2 ms]`."""
+    text = (f"{conn_tag(e.conn)} " if p.several else "") + describe_segment(e, id(e) in p.windows, exact)
+    into = conn_at(trace, e.t) if e.fate == "duplicate" else None
+    fate = fate_text(e, exact, into)
+    if id(e) in p.resent:
+        fate = "[retransmitted" + (f", {fate[1:]}" if fate else "]")
+    return text + (f"  {fate}" if fate else "")
+
+
+def _segment_css(e: Segment) -> str:
+    css = "rst" if e.has("RST") else "fin" if e.has("FIN") else "syn" if e.has("SYN") else "seg"
+    if e.fate != "delivered":
+        css += " lost" if e.lost else " dup"
+    return css
 
 
 def one_line(text: str) -> str:
@@ -263,18 +457,22 @@ def one_line(text: str) -> str:
     return text.replace("\n", "; ")
 
 
-def _state(e: StateChange) -> str:
+def state_text(e: StateChange, several: bool = False) -> str:
+    """`FIN_WAIT_1`, `LISTEN (listening socket)`, and `FIN_WAIT_1 (#2)` where there are several connections."""
     if e.conn == 0:
         return f"{e.state} (listening socket)"
-    return e.state if e.conn == 1 else f"{e.state} (connection {e.conn})"
+    return f"{e.state} ({conn_tag(e.conn)})" if several else e.state
 
 
 # ---- the header --------------------------------------------------------------------------------
 def link_text(trace: Trace) -> str:
-    """The link between the endpoints in words: delay, rate and rules as the trace records them."""
+    """The link between the endpoints in words, as the trace records them: its own words (`text`)
+    when it has them, else its delay, rate and rules."""
     link = trace.link or {}
     if not link:
         return "link: loopback, no delay"
+    if isinstance(link.get("text"), str) and link["text"]:
+        return f"link: {link['text']}"
     parts = []
     delay = link.get("delay")
     parts.append(f"one-way delay {format_duration(float(delay))}" if delay else "no delay")
@@ -283,7 +481,8 @@ def link_text(trace: Trace) -> str:
     rules = link.get("rules") or []
     if rules:
         parts.append("rules: " + "; ".join(_rule_text(r) for r in rules))
-    extra = {k: v for k, v in link.items() if k not in ("delay", "rate", "rules") and v not in (None, "", [], {})}
+    known = ("delay", "rate", "rules", "text")
+    extra = {k: v for k, v in link.items() if k not in known and v not in (None, "", [], {})}
     parts.extend(f"{k} {v}" for k, v in extra.items())
     return "link: " + ", ".join(parts)
 
@@ -312,7 +511,8 @@ def settings_text(trace: Trace) -> str:
 
 
 def header_lines(trace: Trace, kernel: bool = True) -> list[str]:
-    """Title, then kernel · mode · link, then the changed settings (if any)."""
+    """Title, then kernel · mode · link, then the changed settings (if any), then the connections if
+    there are several."""
     title = f"{trace.scenario}: {trace.description}" if trace.description else trace.scenario
     where = [f"kernel {trace.kernel}"] if kernel else []
     where += [f"mode {trace.mode}", link_text(trace)]
@@ -320,11 +520,18 @@ def header_lines(trace: Trace, kernel: bool = True) -> list[str]:
     settings = settings_text(trace)
     if settings:
         lines.append(settings)
+    conns = connections(trace)
+    if len(conns) > 1:
+        tags = ", ".join(conn_tag(c) for c in conns)
+        lines.append(f"{len(conns)} connections on the same 4-tuple, {tags} in the order of their first SYN")
     return lines
 
 
+COUNTED = ("netns", "netns-loopback")  # modes with a network namespace of their own: counters are this experiment's
+
+
 def counters_line(trace: Trace) -> str:
-    if trace.mode != "netns":
+    if trace.mode not in COUNTED:
         return "counters: not recorded in this mode"
     shown = ", ".join(f"{k} {v:+d}" for k, v in trace.counters.items())
     return f"counters: {shown or 'none moved'}"
@@ -345,31 +552,22 @@ def text_transcript(trace: Trace) -> str:
 def story(trace: Trace, handshake: bool = False, acks: bool = True) -> str:
     """The trace without clocks, for outputs compared on every run: what happened, in order.
 
-    Leaves out the connection set-up (unless `handshake`) and, if `acks` is False, pure ACKs.
-    Durations are categories ("[returned after ≈ 1 s]").
+    Leaves out the connection set-up, everything before the scenario's first step (`in_setup`:
+    listen, connect, accept, the handshake and the states it passes through), unless `handshake`;
+    socket options set before it stay, since they shape what follows (a small buffer, a linger).
+    A scenario that connects as one of its steps keeps that connect() and its SYNs. With `acks`
+    False, pure ACKs are left out too. Durations are categories ("[returned after ≈ 1 s]").
     """
     lines = []
-    after_setup = handshake
     for row in rows(trace, exact=False):
         e = row.event
-        if not handshake and e is not None and row.marker != "»" and _is_setup(e, after_setup):
+        option = isinstance(e, Syscall) and e.call == "setsockopt"
+        if not handshake and e is not None and in_setup(trace, e) and not option:
             continue
         if not acks and isinstance(e, Segment) and row.marker == ">" and e.flags == ("ACK",) and not e.len:
             continue
-        if isinstance(e, Syscall) and e.call not in (*SETUP_CALLS, "setsockopt"):
-            after_setup = True
         lines.append(f"{row.who:<17} {row.marker} {one_line(row.text)}")
     return "\n".join(lines)
-
-
-def _is_setup(e: Event, after_setup: bool) -> bool:
-    if isinstance(e, Syscall):
-        return e.call in SETUP_CALLS
-    if isinstance(e, StateChange):
-        return e.state == "ESTABLISHED"
-    if isinstance(e, Segment):
-        return e.has("SYN") or (not after_setup and e.flags == ("ACK",) and not e.len)
-    return False
 
 
 # Inline styles only: JupyterLab's sanitizer drops <style> elements from untrusted outputs (a fresh

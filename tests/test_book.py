@@ -35,6 +35,7 @@ pytest.importorskip("nh3", reason="the book extra is not installed (pip install 
 from closekit.book import editions, provenance
 from closekit.book.build import build
 from closekit.book.sanitize import clean
+from closekit.errors import EditionDriftError
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -99,7 +100,8 @@ def test_the_stored_transcripts_keep_their_table_and_colours():
         if "text/html" in o.get("data", {})
     )
     safe = clean(html)
-    assert '<table class="ck-t">' in safe and "<style>.ck-t" in safe and '<td class="rst">' in safe
+    # transcripts carry their colours as inline styles (JupyterLab drops <style> from untrusted outputs)
+    assert '<table class="ck-t">' in safe and re.search(r'<td class="rst" style="[^"]*color:#b00', safe)
     assert safe.count("<tr>") == html.count("<tr>")
 
 
@@ -152,6 +154,79 @@ def test_code_drift_ignores_the_words_and_names_the_code_that_changed(tmp_path):
     assert "has 2 code cells" in problem and "has 3" in problem and "x = 1" in problem
 
 
+def _write(path: Path, cells: list[tuple[str, str]]) -> Path:
+    notebook = _notebook(cells)
+    for cell in notebook["cells"]:
+        if cell["cell_type"] == "code":
+            cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": f"ran {cell['source']}"}]
+            cell["execution_count"] = 1
+    path.write_text(json.dumps(notebook))
+    return path
+
+
+def _cells(path: Path) -> list[tuple[str, str]]:
+    return [(c["cell_type"], "".join(c["source"])) for c in json.loads(path.read_text())["cells"]]
+
+
+def test_sync_gives_a_translation_the_new_code_and_keeps_its_words_beside_their_experiments(tmp_path):
+    en = _write(tmp_path / "en.ipynb", [("markdown", "# Close"), ("code", "a = 1"), ("markdown", "Then:"),
+                                        ("code", 'run("x")'), ("code", "print(a)")])  # fmt: skip
+    zh = _write(tmp_path / "zh.ipynb", [("markdown", "# 关闭"), ("code", "a = 1"), ("markdown", "然后"),
+                                        ("markdown", "看输出。"), ("code", 'run("x")'), ("code", "print(a)"),
+                                        ("markdown", "小结")])  # fmt: skip
+    edited = json.loads(en.read_text())
+    edited["cells"][3]["source"] = 'run("x", quick=True)'
+    edited["cells"][3]["metadata"] = {"tags": ["NBVAL_IGNORE_OUTPUT"]}
+    en.write_text(json.dumps(edited))
+    assert editions.sync_code(en, zh, write=False).differs and _cells(zh)[4] == ("code", 'run("x")')
+
+    done = editions.sync_code(en, zh)
+    assert (done.changed, done.added, done.dropped, done.written) == ((2,), (), (), True)
+    assert _cells(zh) == [("markdown", "# 关闭"), ("code", "a = 1"), ("markdown", "然后"), ("markdown", "看输出。"),
+                          ("code", 'run("x", quick=True)'), ("code", "print(a)"), ("markdown", "小结")]  # fmt: skip
+    code = [c for c in json.loads(zh.read_text())["cells"] if c["cell_type"] == "code"]
+    assert [bool(c["outputs"]) for c in code] == [True, False, True]  # the changed cell must be run again
+    assert code[1]["metadata"] == {"tags": ["NBVAL_IGNORE_OUTPUT"]}  # nbval markers follow the original
+    assert editions.code_drift(en, zh) == []
+    assert not editions.sync_code(en, zh).differs
+
+
+def test_sync_names_the_cells_a_translator_must_write_for_and_accept_brings_them_in(tmp_path):
+    en = _write(tmp_path / "en.ipynb", [("markdown", "# Close"), ("code", "import closekit"),
+                                        ("markdown", "One:"), ("code", 'closekit.run("one")'),
+                                        ("markdown", "Two:"), ("code", 'closekit.run("two")')])  # fmt: skip
+    zh = _write(tmp_path / "zh.ipynb", [("markdown", "# 关闭"), ("code", "import closekit"),
+                                        ("markdown", "第一个"), ("code", 'closekit.run("one")')])  # fmt: skip
+    with pytest.raises(EditionDriftError) as raised:
+        editions.sync_code(en, zh)
+    message = str(raised.value)
+    assert "has 3 code cells, the translation 2" in message
+    assert 'new in the original: code cell 3: closekit.run("two")' in message
+    assert _cells(zh)[-1] == ("code", 'closekit.run("one")')  # untouched
+
+    done = editions.sync_code(en, zh, accept=True)
+    assert (done.added, done.review) == ((3,), (3,))
+    assert editions.untranslated(zh) == [5]
+    assert _cells(zh)[-2:] == [("markdown", "Two:"), ("code", 'closekit.run("two")')]
+    assert json.loads(zh.read_text())["cells"][-2]["metadata"]["closekit"] == {"untranslated": True}
+
+    # the original drops its first experiment: the words written for it move on, nothing is lost
+    dropped = json.loads(en.read_text())
+    del dropped["cells"][2:4]
+    en.write_text(json.dumps(dropped))
+    done = editions.sync_code(en, zh, accept=True)
+    assert (done.dropped, done.review) == ((2,), (2,))
+    assert [text for kind, text in _cells(zh)] == ["# 关闭", "import closekit", "第一个", "Two:", 'closekit.run("two")']
+
+
+def test_pairing_follows_an_edited_cell_past_a_new_one():
+    old = ['closekit.run("a")', 'trace = closekit.run("million-bytes")\nprint(trace)', "x"]
+    new = ['closekit.run("a")', "from closekit.render import sequence_diagram",
+           'trace = closekit.run("million-bytes")\nprint(trace.summary())', "x"]  # fmt: skip
+    assert editions.pair_cells(old, new) == [(0, 0), (None, 1), (1, 2), (2, 3)]
+    assert editions.pair_cells(["a", "b"], ["a"]) == [(0, 0), (1, None)]
+
+
 @pytest.mark.parametrize("translation", [nb for _, nb in TRANSLATIONS] or [None], ids=lambda p: _id(p) if p else "none")
 def test_a_translated_chapter_runs_exactly_the_code_of_the_original(translation):
     if translation is None:
@@ -159,6 +234,13 @@ def test_a_translated_chapter_runs_exactly_the_code_of_the_original(translation)
     original = REPO / DEFAULT.notebooks / translation.name
     assert original.is_file(), f"{_id(translation)} has no original: editions use the same file names"
     assert editions.code_drift(original, translation) == []
+
+
+@pytest.mark.parametrize("translation", [nb for _, nb in TRANSLATIONS] or [None], ids=lambda p: _id(p) if p else "none")
+def test_a_translated_chapter_has_no_words_left_in_the_original_language(translation):
+    if translation is None:
+        pytest.skip("no translated chapters yet (notebooks/zh/ is empty)")
+    assert editions.untranslated(translation) == [], "sync --accept brought these in: translate them"
 
 
 @pytest.mark.parametrize("notebook", ALL_CHAPTERS, ids=_id)
@@ -402,9 +484,27 @@ def test_each_chapter_names_its_outputs_kernel_and_links_jupyterlab_and_exercise
     assert frame.locator("a.ck-open-lab").get_attribute("href") == BOOK.lab.format(path="notebooks/01-close.ipynb")
     exercises = [a.get_attribute("href") for a in frame.locator("a.ck-exercise").all()]
     assert exercises == [BOOK.lab.format(path=DEFAULT.exercises.format(name=n)) for n in BOOK.exercises["01-close"]]
-    # the chapter's own link to ../exercises/ opens that folder in JupyterLab, as it does inside JupyterLab
-    start = open_page(f"{DEFAULT.lang}/00-start-here.html")
-    assert start.locator(f'article a[href="{BOOK.lab.format(path="exercises")}"]').count() == 1
+    # the start page's link to the solutions folder (../exercises/solutions/ in notebooks/, one level
+    # more in a translation's folder) opens that folder in JupyterLab, as it does inside JupyterLab
+    for edition in BOOK.editions:
+        if (REPO / edition.notebooks / "00-start-here.ipynb").is_file():
+            start = open_page(f"{edition.lang}/00-start-here.html")
+            assert start.locator(f'article a[href="{BOOK.lab.format(path="exercises/solutions")}"]').count() == 1
+
+
+@pytest.mark.parametrize("edition", BOOK.editions[1:], ids=lambda e: e.lang)
+def test_a_translated_chapter_offers_its_own_exercises_or_else_the_originals(site, open_page, edition):
+    if not (REPO / edition.notebooks / "01-close.ipynb").is_file():
+        pytest.skip(f"no {edition.lang} chapter 1 yet")
+    frame = open_page(f"{edition.lang}/01-close.html").locator(".ck-frame")
+    expected = []
+    for name in BOOK.exercises["01-close"]:
+        own = edition.exercises.format(name=name)
+        expected.append(BOOK.lab.format(path=own if (REPO / own).is_file() else DEFAULT.exercises.format(name=name)))
+    assert [a.get_attribute("href") for a in frame.locator("a.ck-exercise").all()] == expected
+    assert frame.locator("a.ck-open-lab").get_attribute("href") == BOOK.lab.format(
+        path=f"{edition.notebooks}/01-close.ipynb"
+    )
 
 
 def test_the_front_door_opens_the_default_edition(site, open_page):
@@ -490,7 +590,7 @@ def _small_repo(root: Path) -> Path:
          "## Outputs\n\nTIME_WAIT and friends."], code)  # fmt: skip
     start_zh = _chapter(
         [
-            "# 从这里开始\n\n半关闭的意思是只关闭一个方向，然后读[第一章](01-close.ipynb)。",  # noqa: RUF001
+            "# 从这里开始\n\n半关闭的意思是只关闭一个方向，然后读[第一章](01-close.ipynb)。",
             "## 输出\n\n四次挥手。",
         ],
         code,
@@ -502,7 +602,7 @@ def _small_repo(root: Path) -> Path:
         "notebooks/00-start-here.ipynb": start_en,
         "notebooks/01-close.ipynb": close_en,
         "notebooks/zh/00-start-here.ipynb": start_zh,
-        "exercises/release/ex01-close/ex01-close.ipynb": _chapter(["# ex01"], [("pass", [])]),
+        "exercises/student/ex01-close/ex01-close.ipynb": _chapter(["# ex01"], [("pass", [])]),
     }
     for name, notebook in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)

@@ -49,9 +49,10 @@ def lab():
 
 
 def clean(lab: Lab) -> None:
-    """Nothing is left of the experiments: only the reaper below the helper, no zombie."""
+    """Nothing is left of the experiments: below the helper only the reaper (and, after an experiment
+    that ran only the lab's own code, the two endpoint processes it keeps idle), no zombie."""
     stats = lab.stats()
-    assert (stats["processes"], stats["zombies"]) == (1, 0), stats
+    assert stats["processes"] in (1, 3) and stats["zombies"] == 0, stats
 
 
 # ---- data across the boundary --------------------------------------------------------------------

@@ -51,6 +51,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 LIT = "#1f5fbf"  # closekit.render.states.LIT: the colour of the path the trace took
+ABORT = "#c0392b"  # closekit.render.sequence.COLOURS["RST"]: an RST
+RGB = {colour: [int(colour[i : i + 2], 16) for i in (1, 3, 5)] for colour in (LIT, ABORT)}
 EXERCISE = "ex01-close"
 SERVER_START = 120.0  # s; JupyterLab answers in ~3 s here, far longer on a loaded machine
 STALL = 120.0  # s without any cell finishing before a run counts as stuck (cells take ms to seconds)
@@ -394,35 +396,73 @@ def test_start_page_runs_and_shows_the_transcript_with_its_rst(page, lab, shots)
     assert_no_errors(page, panel)
 
 
+# In the browser, the pixels of a loaded PNG: its size, how many are the lit path's blue (LIT), how many
+# an RST's red (ABORT), read back through a canvas (a data: URL is same-origin: the canvas is not tainted).
+PNG_PIXELS = """([img, LIT, ABORT]) => new Promise(resolve => {
+    const read = () => {
+        const canvas = document.createElement('canvas');
+        canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+        const g = canvas.getContext('2d'); g.drawImage(img, 0, 0);
+        const d = g.getImageData(0, 0, canvas.width, canvas.height).data;
+        const near = (i, [r, gr, b]) =>
+            Math.abs(d[i] - r) < 30 && Math.abs(d[i + 1] - gr) < 30 && Math.abs(d[i + 2] - b) < 30;
+        let lit = 0, abort = 0;
+        for (let i = 0; i < d.length; i += 4) {
+            if (near(i, LIT)) lit++;
+            if (near(i, ABORT)) abort++;
+        }
+        const r = img.getBoundingClientRect(), a = img.closest('.jp-OutputArea-output').getBoundingClientRect();
+        resolve({width: img.naturalWidth, height: img.naturalHeight, lit, abort,
+                 shown: r.width, right: r.right, columnRight: a.right});
+    };
+    if (img.complete && img.naturalWidth) read(); else img.addEventListener('load', read);
+})"""
+
+
+def _saved_cells(path: Path, until, timeout: float = UI / 1000) -> list[dict]:
+    """The cells of a notebook as JupyterLab saved it, once `until(cells)` holds (the save lands a moment later)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(ValueError, KeyError, IndexError):  # not written yet, or half written
+            cells = json.loads(path.read_text())["cells"]
+            if until(cells):
+                return cells
+        assert time.monotonic() < deadline, f"{path.name} was not saved with its outputs"
+        time.sleep(0.2)
+
+
 def test_diagrams_render_with_the_lit_path(page, lab, shots):
     panel = open_notebook(page, lab, "browser/diagrams.ipynb")
     run_all(page, panel)
     outputs = panel.locator(".jp-CodeCell").nth(1).locator(".jp-OutputArea-output")
-    # graphviz's image/svg+xml: JupyterLab shows it as an <img> of the SVG
-    image = outputs.locator('img[src^="data:image/svg+xml"]').first
+    # a Picture's PNG (it shows untrusted too), drawn with the lit path in the lit colour
+    image = outputs.locator('img[src^="data:image/png"]').first
     image.wait_for()
-    svg = page.evaluate(
-        """src => { const [head, body] = src.split(',', 2);
-                    return head.endsWith(';base64') ? decodeURIComponent(escape(atob(body)))
-                                                    : decodeURIComponent(body); }""",
-        image.get_attribute("src"),
-    )
-    assert "<svg" in svg and LIT in svg, "the state diagram has no lit path"
-    assert "SO_LINGER 0" in svg, "the lit edge does not name the event the trace saw"
-    box = image.bounding_box()
-    assert box and box["width"] > 100 and box["height"] > 100, f"the diagram is not visible: {box}"
+    pixels = page.evaluate(PNG_PIXELS, [image.element_handle(), RGB[LIT], RGB[ABORT]])
+    assert pixels["width"] > 200 and pixels["height"] > 200, f"the diagram is not a picture: {pixels}"
+    assert pixels["lit"] > 500, f"the state diagram has no lit path: {pixels}"
+    assert pixels["shown"] > 100 and pixels["right"] <= pixels["columnRight"] + 1, f"it does not fit: {pixels}"
     screenshot(page, image, shots, "diagram-state-linger-zero")
 
-    # the gallery: inline <svg> elements in the HTML output, one per picture
-    gallery = panel.locator(".jp-CodeCell").nth(2).locator(".closekit-gallery")
-    gallery.wait_for()
-    figures = gallery.locator("figure svg")
-    assert figures.count() >= 3, "the gallery shows fewer than three diagrams"
-    html = gallery.inner_html()
-    assert LIT in html and "SO_LINGER 0" in html
-    assert figures.first.bounding_box()["width"] > 100
-    screenshot(page, gallery, shots, "diagram-gallery-linger-zero")
+    # the gallery: one PNG per picture (sequence, each side's states, the kernel's close path)
+    gallery = panel.locator(".jp-CodeCell").nth(2).locator('.jp-OutputArea-output img[src^="data:image/png"]')
+    gallery.first.wait_for()
+    assert gallery.count() >= 4, "the gallery shows fewer than four diagrams"
+    shown = [page.evaluate(PNG_PIXELS, [gallery.nth(i).element_handle(), RGB[LIT], RGB[ABORT]])
+             for i in range(gallery.count())]  # fmt: skip
+    assert all(p["width"] > 200 and p["right"] <= p["columnRight"] + 1 for p in shown), shown
+    assert shown[0]["abort"] > 50, "the sequence picture has no red RST"
+    screenshot(page, gallery.first, shots, "diagram-gallery-linger-zero")
     assert_no_errors(page, panel)
+
+    # what the pictures say in words is their text/plain, stored beside the PNG: the lit path, step by step
+    menu(page, "File", "Save Notebook")
+    cells = _saved_cells(lab.root / "browser" / "diagrams.ipynb", until=lambda cells: len(cells[2]["outputs"]) >= 4)
+    (state,) = [o for o in cells[1]["outputs"] if "image/png" in o.get("data", {})]
+    words = "".join(state["data"]["text/plain"])
+    assert "ESTABLISHED ──close, SO_LINGER 0──▶ CLOSED" in words and "ends in CLOSED" in words, words
+    gallery_words = "".join("".join(o["data"]["text/plain"]) for o in cells[2]["outputs"] if "data" in o)
+    assert "client ──R. " in gallery_words and "SO_LINGER {on, 0}? yes" in gallery_words
 
 
 def answer_cell(panel, grade_id_index: int):

@@ -162,8 +162,7 @@ def test_a_recorded_trace_says_its_verdict_is_from_the_recording():
     trace = load("return-linger", "a test")
     assert trace is not None
     v = claims.judge("return-linger-after-ack", trace)
-    assert v.line().startswith("[3.2.2] return-linger-after-ack: holds on Linux ")
-    assert ", from the recording — " in v.line()
+    assert v.line().startswith("[3.2.2] return-linger-after-ack: holds, from the recording — ")
 
 
 # ---- a "differs" check can hold: the book's behaviour, edited into the real trace -----------------------
@@ -220,7 +219,7 @@ def test_a_check_that_differs_on_linux_holds_where_the_book_would(live, claim_id
 # ---- reports -------------------------------------------------------------------------------------
 def test_judge_accepts_an_id_and_a_trace(live):
     v = claims.judge("linger-zero-rst", live("linger-zero"))
-    assert v.holds and "ECONNRESET" in v.evidence and v.outcome().startswith("holds on Linux ")
+    assert v.holds and "ECONNRESET" in v.evidence and v.outcome() == "holds"
 
 
 def test_reports(verdicts):

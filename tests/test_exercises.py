@@ -15,6 +15,7 @@ import pytest
 import closekit
 from closekit import exercises
 from closekit.exercises import ExerciseError, catalog
+from closekit.lang import edition_name
 from closekit.steps import call, close, linger, send, wait_recv_queue
 from closekit.trace import Syscall, Trace
 
@@ -220,10 +221,10 @@ def _nbgrader(course: Path, *args: str) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
 
 
-def _submit(course: Path, student: str, notebook: dict) -> None:
-    folder = course / "submitted" / student / ASSIGNMENT
+def _submit(course: Path, assignment: str, student: str, notebook: dict) -> None:
+    folder = course / "submitted" / student / assignment
     folder.mkdir(parents=True)
-    (folder / f"{ASSIGNMENT}.ipynb").write_text(json.dumps(notebook))
+    (folder / f"{assignment}.ipynb").write_text(json.dumps(notebook))
 
 
 def _answer(notebook: dict, answers: dict[str, str]) -> dict:
@@ -235,36 +236,43 @@ def _answer(notebook: dict, answers: dict[str, str]) -> dict:
     return notebook
 
 
-def test_nbgrader_releases_without_solutions_and_autogrades_from_the_live_kernel(tmp_path):
+# The Chinese edition is graded the same way, and its kernel (in the assignment's -zh folder) speaks Chinese.
+EDITIONS = [(ASSIGNMENT, "not answered yet: choose one of A, B, C"), (edition_name(ASSIGNMENT, "zh"), "还没有作答")]
+
+
+@pytest.mark.parametrize(("assignment", "unanswered"), EDITIONS, ids=[e[0] for e in EDITIONS])
+def test_nbgrader_releases_without_solutions_and_autogrades_from_the_live_kernel(tmp_path, assignment, unanswered):
     course = tmp_path / "course"
     ignore = shutil.ignore_patterns("student", "exchange", "submitted", "autograded", "feedback", "gradebook.db")
     shutil.copytree(ROOT / "exercises", course, ignore=ignore)
-    _nbgrader(course, "generate_assignment", ASSIGNMENT)
-    released = (course / "student" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text()
+    _nbgrader(course, "generate_assignment", assignment)
+    released = (course / "student" / assignment / f"{assignment}.ipynb").read_text()
     for secret in ("BEGIN SOLUTION", "END SOLUTION", "sock.sendall", 'q1.answer(\\"B\\")', 'q2.answer(\\"C\\")'):
         assert secret not in released
     student = json.loads(released)
     assert not any(c.get("outputs") for c in student["cells"])
 
-    _submit(course, "instructor", json.loads((course / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text()))
-    _submit(course, "untouched", json.loads(released))
+    solution = json.loads((course / "solutions" / assignment / f"{assignment}.ipynb").read_text())
+    _submit(course, assignment, "instructor", solution)
+    _submit(course, assignment, "untouched", json.loads(released))
     wrong = {
         "q1-answer": 'q1.answer("A")',
         "q2-answer": 'q2.answer("C")',
         "code-answer": "sock.sendall(data)\n    sock.close()",
     }
-    _submit(course, "plausible", _answer(json.loads(released), wrong))
-    _nbgrader(course, "autograde", ASSIGNMENT)
+    _submit(course, assignment, "plausible", _answer(json.loads(released), wrong))
+    _nbgrader(course, "autograde", assignment)
 
     from nbgrader.api import Gradebook
 
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
-        scores = {s: gradebook.find_submission(ASSIGNMENT, s).score for s in ("instructor", "untouched", "plausible")}
-        assert gradebook.find_submission(ASSIGNMENT, "instructor").max_score == 5
-    # plausible: right about the shared socket; a plain close() serves the slow reader, and against the
-    # resetting peer its sendall() (blocked: the kernel's default send buffer is small) lets the error out;
-    # only the greeting peer, whose bytes it leaves unread, gets an RST: 1 + 3 * 2/3
+        scores = {s: gradebook.find_submission(assignment, s).score for s in ("instructor", "untouched", "plausible")}
+        assert gradebook.find_submission(assignment, "instructor").max_score == 5
+    # plausible: right about the shared socket; with the kernel's default buffers its sendall() of a
+    # million bytes is still blocked when the reset peer's RST comes, so the error reaches the caller,
+    # and a plain close() serves the slow reader; only the greeting peer shows what close() misses
     assert scores == {"instructor": 5, "untouched": 0, "plausible": 3}
-    graded = json.loads((course / "autograded" / "untouched" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text())
-    errors = [o["ename"] for c in graded["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"]
-    assert set(errors) == {"AssertionError"}  # only the test cells fail; the rest ran and said "not answered"
+    graded = json.loads((course / "autograded" / "untouched" / assignment / f"{assignment}.ipynb").read_text())
+    errors = [o for c in graded["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"]
+    assert {o["ename"] for o in errors} == {"AssertionError"}  # only the test cells fail; the rest ran
+    assert all(o["evalue"].startswith(unanswered) for o in errors[:2])  # and said "not answered", in its language

@@ -27,6 +27,9 @@ def _lit(source: str) -> set[str]:
         ("close-shared", "server-child", "fin", {"__fput", "tcp_send_fin", "out_fin"}, {"out_shared"}),
         ("linger-timeout", None, "fin", {"tcp_send_fin", "sk_stream_wait_close", "out_wait"}, {"out_fin"}),
         ("close-shared", "server", "shared", {"fd", "flush", "put"}, {"sock_close"}),
+        ("listener-close-queued", None, "listener", {"listening", "listen_stop", "out_listener"}, {"unread"}),
+        ("close-syn-sent", None, "no-fin", {"listening", "tcp_close_state", "out_no_fin"}, {"tcp_send_fin"}),
+        ("shutdown-wr-rd", None, "no-fin", {"sh_send_fin", "out_shut_wr", "out_shut_rd"}, {"tcp_send_fin"}),
     ],
     ids=[
         "unread-rst",
@@ -36,6 +39,9 @@ def _lit(source: str) -> set[str]:
         "shared-child-fin",
         "linger-wait",
         "shared-parent-vfs",
+        "listener-resets-its-queue",
+        "syn-sent-sends-nothing",
+        "both-shutdowns",
     ],
 )
 def test_the_branch_lit_is_the_one_the_evidence_shows(live, scenario, side, branch, lit, dark) -> None:
@@ -93,3 +99,12 @@ def test_same_trace_gives_byte_identical_dot(live) -> None:
 
 def test_without_a_trace_nothing_is_lit() -> None:
     assert _lit(kernel_path().source) == set()
+
+
+@pytest.mark.parametrize("name", ["shutdown-wr-rd", "listener-close-queued"])
+def test_the_close_path_fits_a_column_without_shrinking(live, name) -> None:
+    from closekit.render.picture import MAX_WIDTH
+
+    picture = kernel_path(live(name), shutdown=True)
+    assert picture.width <= MAX_WIDTH
+    assert re.search(r'class="graph" transform="scale\(1 1\)', picture.svg), "laid out too wide: dot shrank it"

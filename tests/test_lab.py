@@ -207,8 +207,9 @@ def test_the_lab_works_for_an_unprivileged_user():
         os.chmod(readable, 0o755)
         shutil.copytree(Path(closekit.__file__).parent, Path(readable) / "closekit")
         code = (
-            "import closekit; t = closekit.run('close-unread'); "
-            "print(t.mode, t.first('RST').src, t.counters['TcpExt:TCPAbortOnClose'])"
+            "import closekit; t = closekit.run('close-unread'); w = closekit.run('fin-lost'); "
+            "print(t.mode, t.first('RST').src, t.counters['TcpExt:TCPAbortOnClose'], "
+            "[s.fate for s in w.segments(src='client', flags='FIN')], w.recorded or 'live')"
         )
         out = subprocess.run(
             ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", python, "-c", code],
@@ -217,7 +218,7 @@ def test_the_lab_works_for_an_unprivileged_user():
         )  # fmt: skip
     finally:
         shutil.rmtree(readable)
-    assert out.stdout.strip() == "netns server 1", out.stderr
+    assert out.stdout.strip() == "netns server 1 ['dropped', 'delivered'] live", out.stderr
 
 
 def test_cli_lists_runs_and_exports(tmp_path):

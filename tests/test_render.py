@@ -31,39 +31,67 @@ def _lit_edges(source: str) -> list[str]:
 
 
 def test_plain_machine_has_every_state_and_transition() -> None:
-    source = render.state_diagram().source
+    picture = render.state_diagram()
     for state in tcp.STATES:
-        assert f"\t{state} [" in source
-    for t in tcp.TRANSITIONS.values():
-        assert t.event in source
+        assert f"\t{state} [" in picture.source
+    for t in tcp.TRANSITIONS.values():  # every edge drawn, every event said in the words
+        target = "CLOSED_end" if t.target == tcp.CLOSED and t.source in tcp.SYNCHRONIZED else t.target
+        assert f"\t{t.source} -> {target} [" in picture.source
+        assert f"{t.source} ──{t.event}" in picture.text
+    assert picture.width <= 800
+
+
+def _states_node(source: str, state: str) -> str:
+    """The attributes of a state's node in a DOT source (a label may span lines)."""
+    return re.search(rf'^\t{state} \[((?:[^\]"]|"[^"]*")*)\]', source, flags=re.MULTILINE)[1]
+
+
+# A trace recorded by the old lab (tests/fixtures) saw only settled states; the lab now records every
+# state as it happens, from the connection's set-up on.
+CLOSE_DEFAULT_CLIENT = {
+    "recorded": ["1. close", "2. rcv ACK of FIN", "3. rcv FIN"],
+    "live": ["1. connect", "2. rcv SYN+ACK", "3. close", "4. rcv ACK of FIN", "5. rcv FIN"],
+}
 
 
 @pytest.mark.parametrize("get", [recorded, None], ids=["recorded", "live"])
 def test_close_default_client_path_is_lit_in_order(live, get) -> None:
     trace = get("close-default") if get else live["close-default"]
     source = render.state_diagram(trace, "client").source
-    assert [label.split(" · ")[0] for label in _lit_edges(source)] == [
-        "1. close",
-        "2. rcv ACK of FIN",
-        "3. rcv FIN",
-    ]
-    assert re.search(r"FIN_WAIT_1 \[label=\"FIN_WAIT_1\npassed through\)?", source) or "dashed" in source
-    assert re.search(r"TIME_WAIT \[[^\]]*peripheries=2", source)
+    labels = [label.split(" · ")[0] for label in _lit_edges(source)]
+    assert labels == CLOSE_DEFAULT_CLIENT["recorded" if get else "live"]
+    fin_wait_1 = _states_node(source, "FIN_WAIT_1")
+    if get:  # the old lab never saw FIN_WAIT_1: inferred from the table, drawn dashed
+        assert "passed through" in fin_wait_1 and "dashed" in fin_wait_1
+    else:  # seen as it happened: lit like any observed state
+        assert "passed through" not in fin_wait_1 and "filled" in fin_wait_1
+    assert "peripheries=2" in _states_node(source, "TIME_WAIT")
 
 
-def test_linger_zero_client_path_is_an_abort(live) -> None:
-    source = render.state_diagram(live["linger-zero"], "client").source
-    assert [label.split(" · ")[0] for label in _lit_edges(source)] == ["1. close, SO_LINGER 0"]
+@pytest.mark.parametrize("get", [recorded, None], ids=["recorded", "live"])
+def test_linger_zero_client_path_is_an_abort(live, get) -> None:
+    trace = get("linger-zero") if get else live["linger-zero"]
+    source = render.state_diagram(trace, "client").source
+    labels = [label.split(" · ")[0] for label in _lit_edges(source)]
+    assert labels == (["1. close, SO_LINGER 0"] if get else ["1. connect", "2. rcv SYN+ACK", "3. close, SO_LINGER 0"])
 
 
-def test_server_passes_last_ack_in_close_default(live) -> None:
-    steps = lit_path(live["close-default"], "server")
+def test_the_servers_path_is_its_connections_not_its_listeners(live) -> None:
+    trace = live["close-default"]
+    steps = lit_path(trace, "server")
     assert [(s.state, s.event, s.inferred) for s in steps] == [
-        ("ESTABLISHED", None, False),
+        ("SYN_RECEIVED", None, False),
+        ("ESTABLISHED", tcp.RCV_ACK_OF_SYN, False),
         ("CLOSE_WAIT", tcp.RCV_FIN, False),
-        ("LAST_ACK", tcp.CLOSE, True),
+        ("LAST_ACK", tcp.CLOSE, False),  # seen now, no longer inferred
         ("CLOSED", tcp.RCV_ACK_OF_FIN, False),
     ]
+    listener = [(s.state, s.event) for s in lit_path(trace, "server", conn=0)]
+    assert listener == [("CLOSED", None), ("LISTEN", tcp.PASSIVE_OPEN)]  # the listener: listen(), still listening
+    picture = render.state_diagram(trace, "server")
+    assert re.search(r"\tLISTEN -> SYN_RECEIVED \[[^\]]*style=dashed", picture.source)  # where it came from
+    assert "LISTEN" not in _lit_edges(picture.source)[0] and "filled" not in _states_node(picture.source, "LISTEN")
+    assert "starts in SYN_RECEIVED (made by the listening socket" in picture.text
 
 
 @pytest.mark.parametrize("get", [recorded, None], ids=["recorded", "live"])
@@ -77,21 +105,43 @@ def test_linger_zero_sequence_has_rst_from_client_and_no_fin(live, get) -> None:
     assert "close() = 0" in picture.text and "ECONNRESET" in picture.text
 
 
+def _client_bytes(words: str) -> int:
+    """Bytes the client sent, as a sequence picture's words say: bands plus single data segments."""
+    bands = sum(int(n.replace(",", "")) for n in re.findall(r"client → server: ([\d,]+) bytes", words))
+    single = sum(int(n) for n in re.findall(r"^client ──\S+ \d+:\d+\((\d+)\)", words, flags=re.MULTILINE))
+    return bands + single
+
+
 def test_a_bulk_transfer_collapses_its_data_segments(live) -> None:
     trace = live["million-bytes-fixed"]
     picture = render.sequence_diagram(trace)
-    assert picture.svg.count('class="bulk"') == 1
-    assert "data/ACK segments" in picture.text and "1,000,000 bytes" in picture.text
-    assert picture.svg.count('<g class="segment') < len(trace.segments()) / 2
+    bands = picture.svg.count('class="bulk"')
+    assert bands >= 1 and picture.svg.count('<g class="segment') < len(trace.segments()) / 10
+    assert _client_bytes(picture.text) == 1_000_000  # the bands and the segments between them: every byte
+    # the words are compared on every run: nothing the scheduler decides (segment counts, how far ACKs got)
+    assert not re.search(r"\d+ data/ACK segments|\d+ ACKs|last ack", picture.text)
+    assert picture.text.count("data/ACK segments") == bands
+
+
+def _rects(svg: str, css: str) -> list[tuple[float, float]]:
+    """(top, bottom) of each bar of class `css` in a sequence picture."""
+    found = re.findall(rf'<rect class="{css}" x="[\d.]+" y="([\d.]+)" width="8" height="([\d.]+)"', svg)
+    return [(float(y), float(y) + float(h)) for y, h in found]
 
 
 def test_a_long_pause_is_a_break_and_a_blocked_call_a_bar(live) -> None:
     picture = render.sequence_diagram(live["return-shutdown-read"])
-    assert "later ⋯</text>" in picture.svg  # the 0.3 s the server slept is a break
+    breaks = [
+        float(y) for y in re.findall(r'<text class="break" x="[\d.]+" y="([\d.]+)"[^>]*>⋯ [^<]* later ⋯', picture.svg)
+    ]
+    assert len(breaks) == 1  # the 0.3 s the server slept is a break
     assert "client ┃ recv(nbytes=65536) … blocks" in picture.text
     assert "client ┃ recv(nbytes=65536) = 0, returned after ≈ 0.3 s" in picture.text
-    bars = [float(h) for h in re.findall(r'<rect class="blocked"[^>]*height="([\d.]+)"', picture.svg)]
-    assert len(bars) == 1 and bars[0] > 40
+    assert "server ┃ sleep(seconds=0.3) = 0, busy ≈ 0.3 s" in picture.text
+    connect, recv = _rects(picture.svg, "blocked")  # connect() waits a round trip of the 10 ms link
+    assert 30 < connect[1] - connect[0] < recv[1] - recv[0] and recv[0] < breaks[0] < recv[1]
+    ((top, bottom),) = _rects(picture.svg, "busy")  # the sleeping server: across the break too
+    assert top < breaks[0] < bottom
 
 
 @pytest.mark.parametrize("name", ["close-default", "linger-zero", "million-bytes"])

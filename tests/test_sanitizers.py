@@ -19,7 +19,7 @@ import pytest
 from wire_traces import lingering_close
 
 from closekit.render import kernel_path, sequence_diagram
-from closekit.transcript import approx, format_duration, html_transcript, story
+from closekit.transcript import CATEGORIES, approx, format_duration, html_transcript, story
 
 TESTS = Path(__file__).parent
 REPO = TESTS.parent
@@ -50,7 +50,7 @@ def _durations():
 
 
 def test_printed_durations_sanitize_to_the_category_closekit_prints():
-    bounds = (0.005, 0.015, 0.03, 0.07, 0.15, 0.25, 0.4, 0.7, 1.5, 3, 7.5, 15)
+    bounds = [bound for bound, _ in CATEGORIES[:-1]]
     checked = 0
     for seconds in _durations():
         if any(abs(seconds - b) < 0.0006 or abs(seconds - b) / b < 0.006 for b in bounds):
@@ -194,3 +194,17 @@ def test_nbval_itself(tmp_path, run, passes):
     assert (out.returncode == 0) is passes, out.stdout[-3000:]
     if not passes:
         assert "1 failed" in out.stdout
+
+
+def test_a_reopened_windows_size_is_masked_and_a_zero_window_is_not():
+    opened = {sanitize(f". 1:1(0) ack 4345 win {size}") for size in (2896, 65536)}
+    assert opened == {". 1:1(0) ack 4345 win >0"}
+    assert sanitize(". 1:1(0) ack 4345 win 0") != sanitize(". 1:1(0) ack 4345 win 2896")
+
+
+def test_a_bulk_transfers_large_numbers_are_masked_and_a_small_exchange_is_not():
+    one, other = (sanitize(f"client → server: {n:,} bytes, seq 1:{n + 1}; > . 14:14(0) ack {n + 1} win 0")
+                  for n in (89808, 90232))  # fmt: skip
+    assert one == other == "client → server: N bytes, seq 1:N; > . 14:14(0) ack N win 0"
+    assert sanitize("> F. 1001:1001(0) ack 1") != sanitize("> F. 1002:1002(0) ack 1")
+    assert sanitize("send(nbytes=1000) = 1000") == "send(nbytes=1000) = 1000"

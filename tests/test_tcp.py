@@ -6,6 +6,7 @@ import pytest
 
 import closekit
 from closekit import tcp
+from closekit.trace import StateChange
 
 
 @pytest.fixture(scope="module")
@@ -16,8 +17,10 @@ def traces() -> dict[str, closekit.Trace]:
 @pytest.mark.parametrize("name", list(closekit.scenarios()))
 @pytest.mark.parametrize("side", ["client", "server"])
 def test_every_observed_path_is_legal(traces: dict[str, closekit.Trace], name: str, side: str) -> None:
-    result = tcp.check_path(traces[name].states(side))
-    assert result.legal, (traces[name].states(side), result.reason)
+    trace = traces[name]
+    for conn in sorted({e.conn for e in trace.events if isinstance(e, StateChange) and e.side == side}):
+        result = tcp.check_path(trace.states(side, conn))  # each socket its own: the listener is conn 0
+        assert result.legal, (conn, trace.states(side, conn), result.reason)
 
 
 def test_time_wait_back_to_established_is_reported() -> None:
@@ -47,10 +50,25 @@ def test_passive_closer_passes_last_ack_rather_than_a_reset() -> None:
     assert [s.state for s in steps] == ["ESTABLISHED", "CLOSE_WAIT", "LAST_ACK", "CLOSED"]
 
 
-def test_direct_established_to_closed_is_an_abort() -> None:
+def test_direct_established_to_closed_is_an_abort_or_giving_up() -> None:
     (_, closed) = tcp.explain_path(["ESTABLISHED", "CLOSED"])
-    assert set(closed.events) == {tcp.RCV_RST, tcp.CLOSE_UNREAD, tcp.CLOSE_LINGER_ZERO}
+    assert set(closed.events) == {
+        tcp.RCV_RST,
+        tcp.CLOSE_UNREAD,
+        tcp.CLOSE_LINGER_ZERO,
+        tcp.LISTENER_CLOSED,
+        tcp.RETRIES_RUN_OUT,
+    }
     assert all(tcp.TRANSITIONS[("ESTABLISHED", e)].sends in ("", "RST") for e in closed.events)
+
+
+def test_giving_up_sends_nothing_and_explains_a_gap_only_as_a_last_resort() -> None:
+    for t in tcp.TRANSITIONS.values():
+        if t.gives_up:
+            assert t.target == tcp.CLOSED and t.sends == "" and not t.abortive
+    # a silent LAST_ACK side that gives up is a legal path, but LAST_ACK -> CLOSED reads as the ACK first
+    assert tcp.events_between(tcp.LAST_ACK, tcp.CLOSED)[0] == tcp.RCV_ACK_OF_FIN
+    assert [s.state for s in tcp.explain_path(["CLOSE_WAIT", "CLOSED"])] == ["CLOSE_WAIT", "LAST_ACK", "CLOSED"]
 
 
 def test_explain_path_raises_on_an_illegal_path() -> None:

@@ -4,11 +4,16 @@ The cells are generated, not written by hand, so that they survive any rewrite o
 each carries `metadata.closekit.generated`, and a run replaces exactly those cells (and nothing else)
 with what the current files say. Titles are read from each notebook's first heading.
 
+The chapters of every edition get them in the edition's language: notebooks/ (English) and
+notebooks/zh/ (Chinese). A Chinese chapter links the Chinese exercise (`ex01-close-zh` …) where it
+exists and the English one until then, so a run after the Chinese exercises arrive switches the links.
+
     python tools/navigation.py           # rewrite the cells in notebooks/ and exercises/solutions/
     python tools/navigation.py --check   # exit 1 if a notebook's navigation is out of date (CI)
 
 Student versions (exercises/student/) get theirs from their instructor version through
-`nbgrader generate_assignment`.
+`nbgrader generate_assignment`. An exercise's editions in other languages (`ex01-close-zh`, see
+tools/exercise_editions.py) link their edition's chapters (`notebooks/zh/`) by number.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import json
 import re
 import sys
 from pathlib import Path
+
+from closekit.lang import edition_name
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -34,6 +41,8 @@ EXERCISES: dict[str, tuple[int, ...]] = {
     "ex06-fix": (6,),
 }
 KEY = "closekit"
+# The line an exercise's edition puts under its title, and how it names chapter N.
+EDITION_WORDS = {"zh": ("对应章节：", "第 {number} 章")}
 
 
 def title(path: Path) -> str:
@@ -46,8 +55,57 @@ def title(path: Path) -> str:
     return path.stem
 
 
-def chapters() -> list[Path]:
-    return sorted(p for p in NOTEBOOKS.glob("0*.ipynb") if re.match(r"0\d-", p.name))
+class Edition:
+    """One language of the chapters: their folder, what its exercises are called, the words of its cells."""
+
+    def __init__(self, folder: Path, suffix: str, contents: str, practise: str, exercises: str) -> None:
+        self.folder = folder  # the chapters
+        self.suffix = suffix  # an exercise's name in this language: EXERCISES' name + suffix
+        self.contents = contents
+        self.practise = practise  # {links}
+        self.exercises = exercises  # the start page's list: {rows}, {up}
+        self.up = "../" * len(folder.relative_to(ROOT).parts)  # from a chapter to the repository's root
+
+    def exercise(self, name: str) -> str:
+        """This edition's name of an exercise, or the English one while it has none of its own."""
+        own = name + self.suffix
+        return own if (SOLUTIONS / own / f"{own}.ipynb").is_file() else name
+
+
+ENGLISH = Edition(
+    folder=NOTEBOOKS,
+    suffix="",
+    contents="contents",
+    practise="**Practise this chapter:** {links} (graded, checked on the live kernel).",
+    exercises=(
+        "## Exercises\n\n"
+        "Predict-then-run questions, choose-the-fix, and code of your own, each checked on the live kernel.\n"
+        "Open the student versions below (your course may hand them out through nbgrader instead).\n\n"
+        "| exercise | chapters |\n|---|---|\n{rows}\n\n"
+        "Solutions, for self-study once you have answered, are kept apart in "
+        "[`{up}exercises/solutions/`]({up}exercises/solutions/) — each with its answers and the verdicts "
+        "this kernel gave. Instructors: [`{up}exercises/README.md`]({up}exercises/README.md)."
+    ),
+)
+CHINESE = Edition(
+    folder=NOTEBOOKS / "zh",
+    suffix="-zh",
+    contents="目录",
+    practise="**本章练习：** {links}（自动评分，在真实内核上检查）。",
+    exercises=(
+        "## 练习\n\n"
+        "先预测再运行、从几种写法中选出正确的修复、自己动手写代码——每道题的答案都拿到真实内核上检查。\n"
+        "打开下面的学生版即可作答（你的课程也可能通过 nbgrader 分发它们）。\n\n"
+        "| 练习 | 对应章节 |\n|---|---|\n{rows}\n\n"
+        "答案单独放在 [`{up}exercises/solutions/`]({up}exercises/solutions/)，供作答之后自学对照，"
+        "每份都附有参考答案和本机内核给出的判定。"
+        "教师请看 [`{up}exercises/README.md`]({up}exercises/README.md)（英文）。"
+    ),
+)
+
+
+def chapters(edition: Edition = ENGLISH) -> list[Path]:
+    return sorted(p for p in edition.folder.glob("0*.ipynb") if re.match(r"0\d-", p.name))
 
 
 def chapter_number(path: Path) -> int:
@@ -67,7 +125,7 @@ def cell(kind: str, text: str) -> dict:
     }
 
 
-def chapter_cells(path: Path, all_chapters: list[Path]) -> tuple[dict, dict]:
+def chapter_cells(path: Path, all_chapters: list[Path], edition: Edition = ENGLISH) -> tuple[dict, dict]:
     """The line under a chapter's title and the block at its end."""
     i = all_chapters.index(path)
     previous = all_chapters[i - 1] if i > 0 else None
@@ -76,39 +134,31 @@ def chapter_cells(path: Path, all_chapters: list[Path]) -> tuple[dict, dict]:
     if previous is not None:
         parts.append(f"← [{title(previous)}]({previous.name})")
     if path.name != "00-start-here.ipynb":
-        parts.append("[contents](00-start-here.ipynb)")
+        parts.append(f"[{edition.contents}](00-start-here.ipynb)")
     if following is not None:
         parts.append(f"[{title(following)}]({following.name}) →")
     line = " · ".join(parts)
     number = chapter_number(path)
-    practice = [name for name, numbers in EXERCISES.items() if number in numbers]
+    practice = [edition.exercise(name) for name, numbers in EXERCISES.items() if number in numbers]
     bottom = [f"---\n\n{line}"]
     if practice:
         links = ", ".join(
-            f"[{title(SOLUTIONS / name / f'{name}.ipynb')}](../{exercise_path(name)})" for name in practice
+            f"[{title(SOLUTIONS / name / f'{name}.ipynb')}]({edition.up}{exercise_path(name)})" for name in practice
         )
-        bottom.insert(0, f"**Practise this chapter:** {links} (graded, checked on the live kernel).")
+        bottom.insert(0, edition.practise.format(links=links))
     top = cell("navigation-top", f"<small>{line}</small>")
     return top, cell("navigation-bottom", "\n\n".join(bottom))
 
 
-def start_page_cell() -> dict:
+def start_page_cell(edition: Edition = ENGLISH) -> dict:
     """The start page's list of exercises: the student versions, and the solutions kept apart."""
     rows = []
     for name, numbers in EXERCISES.items():
+        name = edition.exercise(name)
         source = SOLUTIONS / name / f"{name}.ipynb"
-        where = ", ".join(f"[{n}]({p.name})" for p in chapters() for n in [chapter_number(p)] if n in numbers)
-        rows.append(f"| [{title(source)}](../{exercise_path(name)}) | {where} |")
-    return cell(
-        "exercises",
-        "## Exercises\n\n"
-        "Predict-then-run questions, choose-the-fix, and code of your own, each checked on the live kernel.\n"
-        "Open the student versions below (your course may hand them out through nbgrader instead).\n\n"
-        "| exercise | chapters |\n|---|---|\n" + "\n".join(rows) + "\n\n"
-        "Solutions, for self-study once you have answered, are kept apart in "
-        "[`../exercises/solutions/`](../exercises/solutions/) — each with its answers and the verdicts "
-        "this kernel gave. Instructors: [`../exercises/README.md`](../exercises/README.md).",
-    )
+        where = ", ".join(f"[{n}]({p.name})" for p in chapters(edition) for n in [chapter_number(p)] if n in numbers)
+        rows.append(f"| [{title(source)}]({edition.up}{exercise_path(name)}) | {where} |")
+    return cell("exercises", edition.exercises.format(rows="\n".join(rows), up=edition.up))
 
 
 def exercise_cell(name: str) -> dict:
@@ -117,6 +167,16 @@ def exercise_cell(name: str) -> dict:
         chapter = next(p for p in chapters() if chapter_number(p) == number)
         links.append(f"[{title(chapter)}](../../../notebooks/{chapter.name})")
     return cell("navigation-top", "<small>Chapters: " + " · ".join(links) + "</small>")
+
+
+def edition_exercise_cell(name: str, lang: str) -> dict:
+    """The chapters line of an exercise's `lang` edition: its edition's chapters, named by number."""
+    lead, chapter_name = EDITION_WORDS[lang]
+    links = []
+    for number in EXERCISES[name]:
+        chapter = next(p for p in chapters() if chapter_number(p) == number)
+        links.append(f"[{chapter_name.format(number=number)}](../../../notebooks/{lang}/{chapter.name})")
+    return cell("navigation-top", f"<small>{lead}" + " · ".join(links) + "</small>")
 
 
 def _without_generated(cells: list[dict]) -> list[dict]:
@@ -163,6 +223,23 @@ def plan() -> list[tuple[Path, dict | None, dict | None]]:
         jobs.append((path, top, bottom))
     for name in EXERCISES:
         jobs.append((SOLUTIONS / name / f"{name}.ipynb", exercise_cell(name), None))
+        for lang in EDITION_WORDS:
+            edition = edition_name(name, lang)
+            jobs.append((SOLUTIONS / edition / f"{edition}.ipynb", edition_exercise_cell(name, lang), None))
+    return jobs
+
+
+def translated_chapters(editions: tuple[Edition, ...] = (CHINESE,)) -> list[tuple[Path, dict, dict]]:
+    """The chapters of the other editions: the same cells as plan() gives the English ones, in their words."""
+    jobs = []
+    for edition in editions:
+        every = chapters(edition)
+        for path in every:
+            top, bottom = chapter_cells(path, every, edition)
+            if path.name == "00-start-here.ipynb":
+                bottom = start_page_cell(edition)
+                bottom["source"] += ["\n", "\n", *chapter_cells(path, every, edition)[1]["source"]]
+            jobs.append((path, top, bottom))
     return jobs
 
 
@@ -171,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check", action="store_true", help="change nothing; exit 1 if a notebook is out of date")
     args = p.parse_args(argv)
     stale = []
-    for path, top, bottom in plan():
+    for path, top, bottom in [*plan(), *translated_chapters()]:
         if args.check:
             before = path.read_text()
             changed = navigate(path, top, bottom)

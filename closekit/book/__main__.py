@@ -1,13 +1,15 @@
-"""python -m closekit.book build | stamp | check — see closekit/book/__init__.py and README.md."""
+"""python -m closekit.book build | stamp | check | sync — see closekit/book/__init__.py and README.md."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from closekit.book import editions, provenance
 from closekit.book.build import REPO, BuildError, build
+from closekit.errors import EditionDriftError
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -44,8 +46,52 @@ def _check(args: argparse.Namespace) -> int:
                 problems.append(f"{notebook}: no chapter of that name in {default.notebooks}/")
                 continue
             problems += [f"{notebook}: {p}" for p in editions.code_drift(original, notebook)]
+            left = editions.untranslated(notebook)
+            if left:
+                problems.append(
+                    f"{notebook}: markdown cells {', '.join(map(str, left))} are still the original's words "
+                    "(metadata closekit.untranslated): translate them and remove the mark"
+                )
     print("\n\n".join(problems) or "the editions share their code cells")
     return 1 if problems else 0
+
+
+def _translations(repo: Path, names: list[str]) -> list[tuple[Path, Path]]:
+    """(original, translation) for the named translated chapters, or for every one."""
+    book = editions.load()
+    default = book.editions[0]
+    chapters = [nb for e in book.editions[1:] for nb in e.chapters(repo)]
+    if names:
+        chapters = [Path(n).resolve() for n in names]
+    # relative paths, so that messages name the files as a reader of the repository does
+    return [(Path(os.path.relpath(repo / default.notebooks / nb.name)), Path(os.path.relpath(nb))) for nb in chapters]
+
+
+def _sync(args: argparse.Namespace) -> int:
+    """Give translated chapters their original's code cells; their own markdown stays where it was."""
+    repo = Path(args.repo)
+    status, rerun = 0, []
+    for original, translation in _translations(repo, args.notebooks):
+        if not original.is_file():
+            print(f"{translation}: no chapter of that name in {original.parent}/", file=sys.stderr)
+            status = 1
+            continue
+        try:
+            done = editions.sync_code(original, translation, accept=args.accept, write=not args.check)
+        except EditionDriftError as error:
+            print(error, file=sys.stderr)
+            status = 1
+            continue
+        print(done.report())
+        if done.differs and args.check:
+            status = 1
+        if done.written and (done.changed or done.added):
+            rerun.append(str(translation))
+    if rerun:
+        print(
+            "then: python tools/navigation.py && python -m closekit.book stamp --execute " + " ".join(rerun),
+        )
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,6 +111,20 @@ def main(argv: list[str] | None = None) -> int:
     c = commands.add_parser("check", help="do the editions' chapters share their code cells?")
     c.add_argument("--repo", default=str(REPO))
     c.set_defaults(run=_check)
+    y = commands.add_parser(
+        "sync",
+        help="give translated chapters the code cells of their originals (after the originals changed), "
+        "keeping each translation's markdown beside its experiment",
+    )
+    y.add_argument("notebooks", nargs="*", help="translated chapters (default: all of them)")
+    y.add_argument("--repo", default=str(REPO))
+    y.add_argument(
+        "--accept",
+        action="store_true",
+        help="when the original gained or lost code cells: bring new ones in with its (untranslated) markdown",
+    )
+    y.add_argument("--check", action="store_true", help="change nothing; exit 1 if a translation is out of date")
+    y.set_defaults(run=_sync)
     args = parser.parse_args(argv)
     return args.run(args)
 

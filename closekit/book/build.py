@@ -49,6 +49,14 @@ def _stage_notebook(source: Path, target: Path) -> None:
     target.write_text(json.dumps(notebook, ensure_ascii=False))
 
 
+def _exercise(repo: Path, book: Book, edition: Edition, name: str) -> str:
+    """The repository path of the exercise `name` in `edition`'s language; a translation whose own
+    version of it does not exist (yet) offers the default edition's."""
+    path = edition.exercises.format(name=name)
+    default = book.editions[0].exercises.format(name=name)
+    return path if (repo / path).is_file() or not (repo / default).is_file() else default
+
+
 def _stage(
     repo: Path, book: Book, edition: Edition, chapters: dict[str, list[str]], src: Path
 ) -> list[tuple[Path, str]]:
@@ -64,11 +72,12 @@ def _stage(
         stamps.append(stamp)
         exercises = []
         for name in book.exercises.get(page, ()):
-            path = edition.exercises.format(name=name)
+            path = _exercise(repo, book, edition, name)
             found = (repo / path).is_file()
+            stem = Path(path).stem
             if found:
-                downloads.append((repo / path, f"_exercises/{name}.ipynb"))
-            exercises.append(frame.Exercise(name, path, f"_exercises/{name}.ipynb" if found else None))
+                downloads.append((repo / path, f"_exercises/{stem}.ipynb"))
+            exercises.append(frame.Exercise(stem, path, f"_exercises/{stem}.ipynb" if found else None))
         headers[page] = frame.chapter_header(book, edition, notebook.relative_to(repo).as_posix(), stamp, exercises)
     (src / "index.md").write_text(frame.cover(book, edition, chapters[edition.lang], stamps))
     switches = {

@@ -27,8 +27,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from closekit.lang import text
+
 TARGET = "closekit.answer"
-HEADER = '# Your answer: written here when you clicked "Run it" above. This cell is what gets graded.'
 
 # Replaced in tests: (target_name, data) -> a comm with on_msg/on_close, or None where there is no kernel.
 open_comm: Callable[[str, dict[str, Any]], Any] | None = None
@@ -50,7 +51,7 @@ def variable_name(obj: object) -> str | None:
 
 
 def answer_source(name: str, key: str) -> str:
-    return f'{HEADER}\n{name}.answer("{key}")'
+    return f'{text("notebook.header")}\n{name}.answer("{key}")'
 
 
 def _note(kind: str, text: str) -> str:
@@ -73,39 +74,27 @@ def record(exercise: object, key: str, view: Any, status: Any) -> None:
     """
     name = variable_name(exercise)
     if name is None:
-        status.value = _note(
-            "warn",
-            f"Your answer is {html.escape(key)}, but this question is not stored in a variable, so it cannot be "
-            "written into the notebook: assign it (<code>q = catalog…</code>) and answer in code.",
-        )
+        status.value = _note("warn", text("notebook.no_variable", key=html.escape(key)))
         return
     code = f'{name}.answer("{key}")'
-    yourself = (
-        f"write <code>{html.escape(code)}</code> in the answer cell below and save: that cell is what gets graded"
-    )
+    yourself = text("notebook.yourself", code=html.escape(code))
     state = {"answered": False}
 
     def replied(msg: dict[str, Any]) -> None:
         data = msg.get("content", {}).get("data", {}) or {}
         state["answered"] = True
         if data.get("ok"):
-            where = "a new cell below" if data.get("inserted") else "the answer cell below"
-            status.value = _note(
-                "ok",
-                f"✔ Saved in the notebook: {where} now says <code>{html.escape(code)}</code>, which is graded.",
-            )
+            where = text("notebook.new_cell") if data.get("inserted") else text("notebook.answer_cell")
+            status.value = _note("ok", text("notebook.saved", where=where, code=html.escape(code)))
         else:
-            reason = html.escape(str(data.get("reason", "the front end refused")))
-            status.value = _note("warn", f"Your answer could not be written into the notebook ({reason}): {yourself}.")
+            reason = html.escape(str(data.get("reason", text("notebook.refused"))))
+            status.value = _note("warn", text("notebook.not_written", reason=reason, yourself=yourself))
 
     def closed(_msg: Any) -> None:
         if not state["answered"]:
-            status.value = _note(
-                "warn",
-                f"This front end does not write clicked answers into the notebook (no closekit extension): {yourself}.",
-            )
+            status.value = _note("warn", text("notebook.no_extension", yourself=yourself))
 
-    status.value = _note("wait", f"Writing <code>{html.escape(code)}</code> into the answer cell below…")
+    status.value = _note("wait", text("notebook.writing", code=html.escape(code)))
     comm = (open_comm or _default_comm)(
         TARGET, {"model_id": getattr(view, "model_id", None), "name": name, "source": answer_source(name, key)}
     )

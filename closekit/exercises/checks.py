@@ -14,6 +14,7 @@ import closekit
 from closekit import query as q
 from closekit.errors import CloseKitError
 from closekit.exercises.results import Result
+from closekit.lang import text, word
 from closekit.scenario import Call, Scenario, Step
 from closekit.trace import Trace
 
@@ -29,9 +30,9 @@ class Requirement:
     def judge(self, trace: Trace) -> tuple[bool, str]:
         """(holds, what was seen), refusing to say "holds" about segments nobody could see."""
         if self.needs_capture and not trace.captured:
-            return False, f"cannot be checked in mode {trace.mode}: the segments were not captured"
+            return False, text("checks.not_captured", mode=trace.mode)
         seen = self.test(trace)
-        return seen is None, "it holds" if seen is None else seen
+        return seen is None, text("checks.holds") if seen is None else seen
 
 
 def _closes(trace: Trace, side: str) -> list[Any]:
@@ -43,13 +44,14 @@ def close_sends_no_fin(side: str = "client") -> Requirement:
 
     def test(trace: Trace) -> str | None:
         if not _closes(trace, side):
-            return f"the {side} never called close() (successfully)"
+            return text("checks.never_closed_ok", side=word("side", side))
         fin = q.first(trace, "FIN", side)
         if fin is not None:
-            return f"the {side} sent a FIN ({fin.tcpdump_flags} {fin.seq}:{fin.seq + fin.len}({fin.len}))"
+            segment = f"{fin.tcpdump_flags} {fin.seq}:{fin.seq + fin.len}({fin.len})"
+            return text("checks.sent_fin", side=word("side", side), segment=segment)
         return None
 
-    return Requirement(f"the {side} calls close() and sends no FIN at all", test)
+    return Requirement(text("checks.no_fin", side=word("side", side)), test)
 
 
 def close_blocks(side: str = "client", low: float = 0.8, high: float = 1.5) -> Requirement:
@@ -58,13 +60,14 @@ def close_blocks(side: str = "client", low: float = 0.8, high: float = 1.5) -> R
     def test(trace: Trace) -> str | None:
         closes = q.calls(trace, side, "close")
         if not closes:
-            return f"the {side} never called close()"
+            return text("checks.never_closed", side=word("side", side))
         longest = max(c.duration for c in closes)
         if low <= longest <= high:
             return None
-        return f"the {side}'s close() returned after {longest:.2f} s"
+        return text("checks.close_took", side=word("side", side), seconds=longest)
 
-    return Requirement(f"the {side}'s close() blocks between {low} and {high} s", test, needs_capture=False)
+    requirement = text("checks.close_blocks", side=word("side", side), low=low, high=high)
+    return Requirement(requirement, test, needs_capture=False)
 
 
 def receives_all(side: str, nbytes: int) -> Requirement:
@@ -74,9 +77,10 @@ def receives_all(side: str, nbytes: int) -> Requirement:
         got, error = q.received(trace, side), q.recv_error(trace, side)
         if got == nbytes and error is None:
             return None
-        return f"the {side} received {got:,} of {nbytes:,} bytes" + (f", then {error}" if error else "")
+        then = text("words.then", error=error) if error else ""
+        return text("checks.received", side=word("side", side), got=got, total=nbytes) + then
 
-    return Requirement(f"the {side} receives all {nbytes:,} bytes", test, needs_capture=False)
+    return Requirement(text("checks.receives_all", side=word("side", side), total=nbytes), test, needs_capture=False)
 
 
 def no_rst() -> Requirement:
@@ -84,9 +88,9 @@ def no_rst() -> Requirement:
 
     def test(trace: Trace) -> str | None:
         rst = q.first(trace, "RST")
-        return None if rst is None else f"the {rst.src} sent an RST"
+        return None if rst is None else text("checks.sent_rst", side=word("side", rst.src))
 
-    return Requirement("no RST is sent", test)
+    return Requirement(text("checks.no_rst"), test)
 
 
 def all_of(*requirements: Requirement) -> Requirement:
@@ -94,9 +98,10 @@ def all_of(*requirements: Requirement) -> Requirement:
 
     def test(trace: Trace) -> str | None:
         seen = [r.judge(trace)[1] for r in requirements if not r.judge(trace)[0]]
-        return "; ".join(seen) or None
+        return text("checks.separator").join(seen) or None
 
-    return Requirement(" and ".join(r.text for r in requirements), test, any(r.needs_capture for r in requirements))
+    joined = text("checks.and").join(r.text for r in requirements)
+    return Requirement(joined, test, any(r.needs_capture for r in requirements))
 
 
 class WriteScenario:
@@ -124,7 +129,7 @@ class WriteScenario:
     @property
     def result(self) -> Result:
         """The result of the last check (a not-passed result before any)."""
-        return self._result or Result(False, "not checked yet: write your scenario, then call .check(it)", self.points)
+        return self._result or Result(False, text("scenario.not_checked"), self.points)
 
     def check(self, scenario: Scenario | Iterable[Step] | None) -> Result:
         """Run `scenario` on the live kernel and check every requirement against its trace."""
@@ -138,14 +143,15 @@ class WriteScenario:
         try:
             trace = closekit.run(built)
         except CloseKitError as e:
-            return Result(False, f"your scenario did not run to its end: {e}", self.points)
+            return Result(False, text("scenario.did_not_run", error=e), self.points)
         lines, passed = [], True
         for r in self.requirements:
             holds, seen = r.judge(trace)
             passed &= holds
-            lines.append(f"{'✔' if holds else '✘'} {r.text}" + ("" if holds else f": {seen}"))
-        see = f" See {self.section}." if self.section and not passed else ""
-        head = "Your scenario does it." if passed else "Not yet."
+            said = r.text if holds else text("scenario.unmet", requirement=r.text, seen=seen)
+            lines.append(f"{'✔' if holds else '✘'} {said}")
+        see = text("predict.see", section=self.section) if self.section and not passed else ""
+        head = text("scenario.done") if passed else text("scenario.not_yet")
         return Result(passed, f"{head}{see}\n" + "\n".join(lines), self.points, trace)
 
     def _scenario(self, scenario: Any) -> Scenario | Result:
@@ -153,25 +159,20 @@ class WriteScenario:
             return Result(False, message, self.points)
 
         if scenario is None:
-            return fail("not answered yet: build your scenario (or its steps), then check it")
+            return fail(text("scenario.not_answered"))
         if isinstance(scenario, str):
-            return fail(
-                f"{scenario!r} is a name; this task wants your own scenario: a closekit.Scenario or a tuple "
-                "of steps from closekit.steps"
-            )
+            return fail(text("scenario.a_name", name=repr(scenario)))
         if isinstance(scenario, Step):
             scenario = (scenario,)
         if isinstance(scenario, list | tuple):
             if not scenario:
-                return fail("your scenario has no steps yet: give at least one step from closekit.steps")
+                return fail(text("scenario.no_steps"))
             try:
                 scenario = Scenario("yours", self.task, steps=tuple(scenario))
             except CloseKitError as e:
-                return fail(f"that scenario cannot run: {e}")
+                return fail(text("scenario.cannot_run", error=e))
         if not isinstance(scenario, Scenario):
-            return fail(
-                f"expected a closekit.Scenario or a tuple of steps from closekit.steps, not {type(scenario).__name__}"
-            )
+            return fail(text("scenario.wrong_type", type=type(scenario).__name__))
         if not self.allow_calls and any(isinstance(s, Call) for s in scenario.steps):
-            return fail("this task is about the socket calls the chapter teaches: call() steps are not allowed here")
+            return fail(text("scenario.no_calls"))
         return scenario

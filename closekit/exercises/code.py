@@ -17,6 +17,7 @@ import closekit
 from closekit import query as q
 from closekit.errors import CloseKitError, ExperimentError, SyncTimeoutError
 from closekit.exercises.results import CodeResult, PeerCheck
+from closekit.lang import text, texts, word
 from closekit.query import received, recv_error
 from closekit.scenario import Call, Options, Scenario
 from closekit.steps import close, linger, read_to_eof, send, sleep, wait_done, wait_recv_queue
@@ -24,12 +25,7 @@ from closekit.trace import Trace
 
 PAYLOAD_SIZE = 1_000_000
 BANNER = 13  # bytes the banner peer sends first, which a plain close() leaves unread
-PEERS = ("slow reader", "banner", "reset")
-PEER_TEXT = {
-    "slow reader": "a peer that is busy for 0.2 s, then reads slowly through a small window",
-    "banner": f"a peer that first sends a {BANNER}-byte greeting your function never asked for, then is busy",
-    "reset": "a peer that resets the connection as soon as the first bytes arrive",
-}
+PEERS = ("slow reader", "banner", "reset")  # what each does: closekit/lang/*.toml, code.peer_about
 ENTRY = "_closekit_entry"
 LEFT_OPEN = "closekit: left the socket open"
 # Runs the student's function; whatever it does, the socket is closed afterwards so the peer is not
@@ -90,7 +86,7 @@ def scenario_for(
         raise ValueError(f"no peer called {peer!r}; the peers are: {', '.join(PEERS)}")
     return Scenario(
         f"{function.__name__}-vs-{peer.replace(' ', '-')}",
-        f"{function.__name__}(sock, data) against {PEER_TEXT[peer]}",
+        text("code.against", name=function.__name__, peer=texts("code.peer_about", banner=BANNER)[peer]),
         steps=steps,
         options=options,
         time_limit=time_limit,
@@ -101,9 +97,7 @@ def _source(function: Callable[..., Any]) -> str:
     try:
         return textwrap.dedent(inspect.getsource(function))
     except (OSError, TypeError):
-        raise CloseKitError(
-            f"the source of {function.__name__}() cannot be found; define it with def in a cell"
-        ) from None
+        raise CloseKitError(text("code.no_source", name=function.__name__)) from None
 
 
 class WriteCode:
@@ -137,7 +131,7 @@ class WriteCode:
         """The result of the last check (a not-passed result before any)."""
         if self._result is not None:
             return self._result
-        return CodeResult(False, f"not checked yet: write {self.name}(sock, data), then check it", self.points)
+        return CodeResult(False, text("code.not_checked", name=self.name), self.points)
 
     def check(self, function: Any) -> CodeResult:
         """Run `function(sock, data)` against every peer on the live kernel and say how it did."""
@@ -151,33 +145,38 @@ class WriteCode:
         if problem:
             head = problem
         elif passed:
-            head = f"{self.name}() delivered all {self.payload_size:,} bytes to every peer, or said it could not."
+            head = text("code.all_passed", name=self.name, size=self.payload_size)
         else:
-            head = f"{self.name}() passed {done} of {len(checks)} peers." + (
-                f" See {self.section}." if self.section else ""
+            see = text("predict.see", section=self.section) if self.section else ""
+            head = text("code.some_passed", name=self.name, done=done, total=len(checks)) + see
+        lines = "\n".join(
+            text(
+                "code.peer_line", mark="✔" if c.passed else "✘", peer=word("code.peer_name", c.peer), message=c.message
             )
-        lines = "\n".join(f"{'✔' if c.passed else '✘'} {c.peer}: {c.message}" for c in checks)
+            for c in checks
+        )
         self._result = CodeResult(passed, f"{head}\n{lines}", self.points, checks=checks)
         return self._result
 
     def _signature_problem(self, function: Any) -> str | None:
         if function is None:
-            return f"not answered yet: define {self.name}(sock, data) and check it"
+            return text("code.not_answered", name=self.name)
         if not inspect.isfunction(function):
-            return f"expected a function defined with def, {self.name}(sock, data), not {type(function).__name__}"
+            return text("code.not_a_function", name=self.name, type=type(function).__name__)
         if function.__name__ == "<lambda>":
-            return f"define {self.name}(sock, data) with def, not as a lambda"
+            return text("code.a_lambda", name=self.name)
         try:
             inspect.signature(function).bind(object(), b"")
         except TypeError:
-            return f"{function.__name__}{inspect.signature(function)} cannot be called as {self.name}(sock, data)"
+            signature = inspect.signature(function)
+            return text("code.bad_signature", function=function.__name__, signature=signature, name=self.name)
         try:
             _source(function)
         except CloseKitError as e:
             return str(e)
         if function.__code__.co_freevars:
             names = ", ".join(function.__code__.co_freevars)
-            return f"{function.__name__}() uses variables of an enclosing function ({names}); it must stand alone"
+            return text("code.closure", function=function.__name__, names=names)
         return None
 
     def _against(self, function: Callable[..., Any], peer: str) -> PeerCheck:
@@ -185,43 +184,40 @@ class WriteCode:
         try:
             trace = closekit.run(scenario)
         except (ExperimentError, SyncTimeoutError) as e:
-            text = str(e)
-            if "time limit" in text:
-                return PeerCheck(peer, False, f"{self.name}() did not return within {self.time_limit:g} s (it hangs)")
-            if "died" in text:
-                return PeerCheck(peer, False, f"{self.name}() ended its process (os._exit?) instead of returning")
-            return PeerCheck(peer, False, f"the experiment could not run to its end: {text}")
+            if "time limit" in str(e):
+                return PeerCheck(peer, False, text("code.hangs", name=self.name, seconds=self.time_limit))
+            if "died" in str(e):
+                return PeerCheck(peer, False, text("code.exited", name=self.name))
+            return PeerCheck(peer, False, text("code.not_to_end", error=e))
         except CloseKitError as e:
-            return PeerCheck(peer, False, f"the experiment could not run: {e}")
+            return PeerCheck(peer, False, text("code.could_not_run", error=e))
         return PeerCheck(peer, *self._judge(trace, peer), trace=trace)
 
     def _judge(self, trace: Trace, peer: str) -> tuple[bool, str]:
         calls = trace.syscalls("client", "call")
         if not calls:
-            return False, "your function did not run (the experiment recorded no call)"
+            return False, text("code.no_call")
         call = calls[0]
         got, error = received(trace, "server"), recv_error(trace, "server")
-        arrived = f"the peer received {got:,} of {self.payload_size:,} bytes" + (f", then {error}" if error else "")
+        then = text("words.then", error=error) if error else ""
+        arrived = text("code.arrived", got=got, total=self.payload_size) + then
         rst = q.first(trace, "RST", "client")
         raised_other = isinstance(call.result, str) and call.result.startswith("raised ") and call.errno is None
         if peer == "reset":
             if call.errno:
-                return True, f"the peer reset the connection and your function let the {call.errno} out"
+                return True, text("code.reset_let_out", errno=call.errno)
             if raised_other:
-                return False, f"the peer reset the connection and your function {call.result}: let the OSError out"
-            return False, (
-                f"the peer reset the connection ({arrived}), but your function returned normally: "
-                "its caller cannot tell that the data did not arrive"
-            )
+                return False, text("code.reset_raised", error=call.result.removeprefix("raised "))
+            return False, text("code.reset_returned", arrived=arrived)
         if call.errno:
-            return False, f"{arrived}; your function raised OSError {call.errno}"
+            return False, text("code.raised_oserror", arrived=arrived, errno=call.errno)
         if raised_other:
-            return False, f"{arrived}; your function {call.result}"
+            return False, text("code.raised", arrived=arrived, error=call.result.removeprefix("raised "))
         if rst is not None:
-            why = " (closing with the greeting unread aborts the connection)" if peer == "banner" else ""
-            return False, f"{arrived}: your side sent an RST{why}"
+            why = text("code.greeting_unread") if peer == "banner" else ""
+            return False, text("code.sent_rst", arrived=arrived, why=why)
         if got != self.payload_size or error:
             return False, arrived
         if call.result == LEFT_OPEN:
-            return False, f"the peer received all {self.payload_size:,} bytes, but your function left the socket open"
-        return True, f"the peer received all {self.payload_size:,} bytes, then end of stream"
+            return False, text("code.left_open", total=self.payload_size)
+        return True, text("code.delivered", total=self.payload_size)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from closekit import query as q
+from closekit.lang import text, word
 from closekit.query import received, recv_error
 from closekit.trace import Trace
 
@@ -27,15 +28,29 @@ class Outcome:
 
     def line(self) -> str:
         """One sentence: 'server received 1,000,000 bytes; no RST; TIME_WAIT on the client'."""
+
+        def sides(names: tuple[str, ...]) -> str:
+            return text("outcome.sides_and").join(word("side", s) for s in names)
+
         parts = []
         for side, n in self.received.items():
             error = self.recv_errors.get(side)
-            parts.append(f"{side} received {n:,} bytes" + (f", then {error}" if error else ""))
-        if self.captured:
-            parts.append(f"RST from the {' and the '.join(self.rst_from)}" if self.rst_from else "no RST")
-        parts.append(f"TIME_WAIT on the {' and the '.join(self.time_wait)}" if self.time_wait else "no TIME_WAIT")
-        slow = [f"{side}'s close() blocked ≈ {s:.1f} s" for side, s in self.close_seconds.items() if s >= 0.1]
-        return "; ".join(parts + slow)
+            then = text("words.then", error=error) if error else ""
+            parts.append(text("outcome.received", side=word("side", side), count=n) + then)
+        if self.captured and self.rst_from:
+            parts.append(text("outcome.rst_from", sides=sides(self.rst_from)))
+        elif self.captured:
+            parts.append(text("outcome.no_rst"))
+        if self.time_wait:
+            parts.append(text("outcome.time_wait", sides=sides(self.time_wait)))
+        else:
+            parts.append(text("outcome.no_time_wait"))
+        slow = [
+            text("outcome.blocked", side=word("side", side), seconds=seconds)
+            for side, seconds in self.close_seconds.items()
+            if seconds >= 0.1
+        ]
+        return text("outcome.separator").join(parts + slow)
 
 
 def outcome(trace: Trace) -> Outcome:

@@ -21,10 +21,9 @@ from closekit.exercises.checks import Requirement
 from closekit.exercises.code import scenario_for
 from closekit.exercises.outcome import outcome
 from closekit.exercises.results import PredictionResult, verdict_html
+from closekit.lang import text
 from closekit.scenario import Scenario
 from closekit.trace import Trace
-
-NOT_ANSWERED = "not answered yet: choose one of {keys} with .answer(), e.g. .answer({first!r}), then run it"
 
 
 class _Choice:
@@ -48,11 +47,7 @@ class _Choice:
         """Record your choice (a key of `choices`, e.g. "B"); fixed once the experiment has run."""
         found = self._key(key)
         if self._result is not None and self._result.prediction != found:
-            raise ExerciseError(
-                f"your answer is locked: you chose {self._result.prediction!r} before the experiment ran. "
-                "A prediction cannot change after the kernel has answered it; re-run the notebook from the "
-                "top to start afresh"
-            )
+            raise ExerciseError(text("predict.locked", chosen=repr(self._result.prediction)))
         self.prediction = found
         if self._ui is not None:
             self._ui["radio"].value = found
@@ -60,11 +55,11 @@ class _Choice:
     def _key(self, key: Any) -> str:
         keys = ", ".join(repr(k) for k in self.choices)
         if not isinstance(key, str):
-            raise ExerciseError(f"answer with one of the keys {keys} (a str), not {key!r}")
+            raise ExerciseError(text("predict.not_a_str", keys=keys, given=repr(key)))
         for k in self.choices:
             if k.lower() == key.strip().lower():
                 return k
-        raise ExerciseError(f"{key!r} is not one of the choices; answer with one of {keys}")
+        raise ExerciseError(text("predict.not_a_choice", given=repr(key), keys=keys))
 
     def _locked_prediction(self) -> str | None:
         """The prediction to check, refusing one changed (by assignment) after the run."""
@@ -72,10 +67,7 @@ class _Choice:
             return None
         key = self._key(self.prediction)
         if self._result is not None and self._result.prediction != key:
-            raise ExerciseError(
-                f"your answer is locked: you chose {self._result.prediction!r} before the experiment ran, "
-                f"and .prediction now says {key!r}"
-            )
+            raise ExerciseError(text("predict.locked_changed", chosen=repr(self._result.prediction), now=repr(key)))
         return key
 
     @property
@@ -83,17 +75,17 @@ class _Choice:
         """The verdict of the last run (a not-passed result saying so before any run)."""
         if self._result is not None:
             return self._result
-        return PredictionResult(False, self._not_answered() if self.prediction is None else "not run yet: call .run()")
+        return PredictionResult(False, self._not_answered() if self.prediction is None else text("predict.not_run"))
 
     def _not_answered(self) -> str:
         keys = ", ".join(self.choices)
-        return NOT_ANSWERED.format(keys=keys, first=next(iter(self.choices)))
+        return text("predict.not_answered", keys=keys, first=repr(next(iter(self.choices))))
 
     def _failed_run(self, error: CloseKitError) -> PredictionResult:
-        return PredictionResult(False, f"the experiment could not run, so nothing was checked: {error}", self.points)
+        return PredictionResult(False, text("predict.failed_run", error=error), self.points)
 
     def _see(self) -> str:
-        return f" See {self.section}." if self.section else ""
+        return text("predict.see", section=self.section) if self.section else ""
 
     # ---- widget --------------------------------------------------------------------------
     def _build_ui(self) -> dict[str, Any]:
@@ -103,13 +95,13 @@ class _Choice:
             value=self.prediction,
             layout=w.Layout(width="max-content"),
         )
-        button = w.Button(description="Run it", button_style="primary", icon="play")
+        button = w.Button(description=text("predict.run"), button_style="primary", icon="play")
         output = w.Output()
         status = w.HTML()
 
         def clicked(_button: Any) -> None:
             if radio.value is None:
-                _widget.show_html(output, verdict_html(False, "choose an answer first"))
+                _widget.show_html(output, verdict_html(False, text("predict.choose_first")))
                 return
             try:
                 self.answer(radio.value)
@@ -133,7 +125,7 @@ class _Choice:
         if self._ui is None:
             return
         self._ui["radio"].disabled = True
-        self._ui["button"].description = "Run again"
+        self._ui["button"].description = text("predict.run_again")
         _widget.show_html(self._ui["output"], result._repr_html_() + extra_html)
 
     @property
@@ -194,15 +186,15 @@ class Predict(_Choice):
             return self._failed_run(e)
         result = self._judge(prediction, trace)
         self._result = result
-        self._show(result, f"<details open><summary>transcript</summary>{trace._repr_html_()}</details>")
+        summary = f"<summary>{text('predict.transcript')}</summary>"
+        self._show(result, f"<details open>{summary}{trace._repr_html_()}</details>")
         return result
 
     def _judge(self, prediction: str, trace: Trace) -> PredictionResult:
         if self.requires_capture and not trace.captured:
             return PredictionResult(
                 False,
-                f"cannot be judged here: this machine runs experiments in mode {trace.mode}, which does not "
-                "see the segments this question is about. " + trace.notice,
+                text("predict.not_captured", mode=trace.mode, notice=trace.notice),
                 self.points,
                 trace,
                 prediction=prediction,
@@ -210,14 +202,12 @@ class Predict(_Choice):
         truth = self._truth(trace)
         if truth not in self.choices:
             raise ExerciseError(f"the exercise's truth() returned {truth!r}, which is not a choice key")
-        why = f" {self._explain(trace)}" if self._explain else ""
+        why = text("predict.why", explain=self._explain(trace)) if self._explain else ""
+        said = {"key": prediction, "choice": self.choices[prediction], "why": why, "see": self._see()}
         if truth == prediction:
-            message = f"Your prediction held: {prediction}) {self.choices[prediction]}.{why}{self._see()}"
+            message = text("predict.held", **said)
         else:
-            message = (
-                f"Your prediction did not hold: you predicted {prediction}) {self.choices[prediction]}, "
-                f"but the kernel did {truth}) {self.choices[truth]}.{why}{self._see()}"
-            )
+            message = text("predict.did_not_hold", truth=truth, truth_choice=self.choices[truth], **said)
         return PredictionResult(truth == prediction, message, self.points, trace, prediction=prediction, truth=truth)
 
 
@@ -258,14 +248,14 @@ class ChooseFix(_Choice):
         Before that it runs nothing and says so: the outcomes would give the answer away.
         """
         if self._result is None or self._result.prediction is None:
-            return RecipeTable(self.goal.text, (), note="choose a recipe and run it first; then every recipe is shown")
+            return RecipeTable(self.goal.text, (), note=text("choose.not_yet"))
         rows = []
         for key in self.recipes:
             try:
                 trace = self._trace(key)
                 rows.append((key, self.choices[key], outcome(trace).line()))
             except CloseKitError as e:
-                rows.append((key, self.choices[key], f"could not run: {e}"))
+                rows.append((key, self.choices[key], text("choose.could_not_run", error=e)))
         return RecipeTable(self.goal.text, tuple(rows))
 
     def run(self) -> PredictionResult:
@@ -278,14 +268,18 @@ class ChooseFix(_Choice):
         except CloseKitError as e:
             return self._failed_run(e)
         met, seen = self.goal.judge(trace)
-        verdict = "meets" if met else "does not meet"
-        message = (
-            f"Recipe {choice}) {self.choices[choice]}: {outcome(trace).line()}. "
-            f"It {verdict} the goal ({self.goal.text}): {seen}.{self._see()}"
+        message = text(
+            "choose.meets" if met else "choose.misses",
+            key=choice,
+            recipe=self.choices[choice],
+            outcome=outcome(trace).line(),
+            goal=self.goal.text,
+            seen=seen,
+            see=self._see(),
         )
         result = PredictionResult(met, message, self.points, trace, prediction=choice, truth=choice if met else None)
         self._result = result
-        self._show(result, f"<details><summary>transcript</summary>{trace._repr_html_()}</details>")
+        self._show(result, f"<details><summary>{text('predict.transcript')}</summary>{trace._repr_html_()}</details>")
         return result
 
 
@@ -300,7 +294,7 @@ class RecipeTable(tuple):
 
     def __repr__(self) -> str:
         if not self:
-            return f"not yet: {self.note}"  # type: ignore[attr-defined]
+            return text("choose.table_not_yet", note=self.note)  # type: ignore[attr-defined]
         return "\n".join(f"{k}) {d}\n   {o}" for k, d, o in self)
 
     def _repr_html_(self) -> str:
@@ -310,7 +304,8 @@ class RecipeTable(tuple):
             f"<tr><td><b>{html.escape(k)}</b></td><td>{html.escape(d)}</td><td>{html.escape(o)}</td></tr>"
             for k, d, o in self
         )
-        return f"<table><tr><th></th><th>recipe</th><th>what happened</th></tr>{rows}</table>"
+        head = f"<th></th><th>{text('choose.recipe')}</th><th>{text('choose.what_happened')}</th>"
+        return f"<table><tr>{head}</tr>{rows}</table>"
 
 
 def _describe(recipe: Any) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from closekit.errors import ExerciseError
+from closekit.lang import text, word
 from closekit.trace import Trace
 
 __all__ = ["CodeResult", "ExerciseError", "PeerCheck", "PredictionResult", "Result", "chapter_href", "verdict_html"]
@@ -40,7 +41,7 @@ class Result:
         return self.message
 
     def __repr__(self) -> str:
-        return f"{'PASSED' if self.passed else 'NOT PASSED'}: {self.message}"
+        return f"{text('results.passed') if self.passed else text('results.not_passed')}: {self.message}"
 
     def _repr_html_(self) -> str:
         """The verdict; when it did not pass, also what the experiment did (the transcript), to learn from."""
@@ -48,7 +49,7 @@ class Result:
         if self.passed or self.trace is None:
             return head
         return (
-            f"{head}<details open><summary>what happened: the transcript</summary>{self.trace._repr_html_()}</details>"
+            f"{head}<details open><summary>{text('results.transcript')}</summary>{self.trace._repr_html_()}</details>"
         )
 
 
@@ -87,11 +88,18 @@ class CodeResult(Result):
         for c in self.checks:
             if c.peer == name:
                 return c
-        raise ExerciseError(f"no peer called {name!r}; the peers are: {', '.join(c.peer for c in self.checks)}")
+        raise ExerciseError(text("results.no_peer", name=repr(name), peers=", ".join(c.peer for c in self.checks)))
 
     def _repr_html_(self) -> str:
         rows = "".join(
-            f"<li>{'✔' if c.passed else '✘'} <b>{html.escape(c.peer)}</b>: {html.escape(c.message)}</li>"
+            "<li>"
+            + text(
+                "code.peer_line",
+                mark="✔" if c.passed else "✘",
+                peer=f"<b>{html.escape(word('code.peer_name', c.peer))}</b>",
+                message=html.escape(c.message),
+            )
+            + "</li>"
             for c in self.checks
         )
         head = verdict_html(self.passed, self.message.split("\n", 1)[0])
@@ -99,16 +107,17 @@ class CodeResult(Result):
 
 
 COURSE = Path(__file__).resolve().parents[2]  # the repository, when closekit runs from one
-_CHAPTER = re.compile(r"notebooks/(\d\d-[\w-]+\.ipynb)")
+_CHAPTER = re.compile(r"notebooks/((?:[a-z]{2}/)?\d\d-[\w-]+\.ipynb)")
 
 
 def chapter_href(name: str, here: Path | None = None) -> str | None:
-    """A link from the running notebook (the kernel's folder) to the course chapter `name`, if the course
-    is on this machine; JupyterLab opens a relative link to a notebook in a tab of its own."""
-    chapter = COURSE / "notebooks" / name
-    if not chapter.is_file():
+    """A link from the running notebook (the kernel's folder) to the course chapter `name` (in an edition's
+    folder: "zh/01-close.ipynb"), if the course is on this machine; JupyterLab opens a relative link to a
+    notebook in a tab of its own. Every edition has the same chapter files, so the chapter exists when the
+    default edition's does (a stored verdict then does not change when an edition's chapter is added)."""
+    if not (COURSE / "notebooks" / Path(name).name).is_file():
         return None
-    return Path(os.path.relpath(chapter, here or Path.cwd())).as_posix()
+    return Path(os.path.relpath(COURSE / "notebooks" / name, here or Path.cwd())).as_posix()
 
 
 def _linked(text: str) -> str:

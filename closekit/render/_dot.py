@@ -21,6 +21,9 @@ INSTALL_HINT = (
     "The DOT source is still available as `picture.source`."
 )
 FONT = "Helvetica"
+# dot scales a drawing down to this (inches: 8.1 in = 778 CSS px, under picture.MAX_WIDTH) and never up,
+# so a layout a few labels too wide still fits a notebook column; the layouts are made to fit without it
+FIT = "8.1,100"
 
 
 def digraph(name: str, **graph_attr: str) -> graphviz.Digraph:
@@ -32,7 +35,7 @@ def digraph(name: str, **graph_attr: str) -> graphviz.Digraph:
             "drawing needs the graphviz Python package: pip install 'closekit[lab]' (or pip install graphviz)"
         ) from error
     g = graphviz.Digraph(name)
-    g.attr(fontname=FONT, **graph_attr)
+    g.attr(fontname=FONT, size=FIT, **graph_attr)
     g.attr("node", fontname=FONT, fontsize="11")
     g.attr("edge", fontname=FONT, fontsize="9")
     return g

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from closekit.render.kernel import kernel_path
 from closekit.render.picture import Picture
 from closekit.render.sequence import sequence_diagram
-from closekit.render.states import state_diagram
+from closekit.render.states import drawn_sockets, state_diagram
 from closekit.trace import Trace
 
 GALLERY_SCALE = 1
@@ -15,7 +15,8 @@ GALLERY_SCALE = 1
 
 @dataclass(frozen=True)
 class Gallery:
-    """A trace's time-sequence diagram, the state diagram of each side and the kernel path of its first close().
+    """A trace's time-sequence diagram, the state diagram of each socket (`drawn_sockets`) and the kernel
+    path of its first close().
 
     In a notebook each picture is an output of its own (PNG and words), so every one of them shows in
     an untrusted notebook; `str(gallery)` is all their words.
@@ -43,7 +44,7 @@ def gallery(scenario: str | Trace) -> Gallery:
 
     trace = closekit.run(scenario) if isinstance(scenario, str) else scenario
     pictures: list[Picture] = [sequence_diagram(trace)]
-    pictures += [state_diagram(trace, side) for side in ("client", "server") if trace.states(side)]
+    pictures += [state_diagram(trace, side, conn) for side, conn in drawn_sockets(trace)]
     if trace.syscalls(call="close"):
         pictures.append(kernel_path(trace))
     for picture in pictures:  # many pictures in one notebook: 1 pixel per CSS pixel keeps it small

@@ -15,10 +15,12 @@ What the graph claims, and where it comes from (Linux source, the version that c
   calls `__sock_release`, which calls `sock->ops->release` = `inet_release` (net/ipv4/af_inet.c):
   timeout = l_linger if SO_LINGER is on and the process is not exiting, else 0; then
   `sk->sk_prot->close` = `tcp_close` → `__tcp_close` (net/ipv4/tcp.c).
-- `__tcp_close` purges the receive queue counting unread bytes; unread data → RST
+- `__tcp_close` first handles a listening socket: CLOSED, and `inet_csk_listen_stop` resets
+  (`tcp_disconnect`) every connection still in its accept queue, never handed to accept().
+- Otherwise `__tcp_close` purges the receive queue counting unread bytes; unread data → RST
   (`tcp_send_active_reset`, TCPAbortOnClose); else SO_LINGER {on, 0} → `tcp_disconnect` (RST,
   TCPAbortOnData); else `tcp_close_state` (ESTABLISHED → FIN_WAIT_1, CLOSE_WAIT → LAST_ACK,
-  SYN_RECV → FIN_WAIT_1) and, if the state needs one, `tcp_send_fin`; then `sk_stream_wait_close`
+  SYN_RECV → FIN_WAIT_1, SYN_SENT → CLOSED) and, if the state needs one, `tcp_send_fin`; then `sk_stream_wait_close`
   sleeps while the FIN is unacknowledged, up to the timeout (0: not at all).
 
 Which branch is lit is decided by `close_outcome` from the trace's evidence only: what the closing
@@ -36,15 +38,16 @@ import itertools
 import os
 import re
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from closekit.errors import CloseKitError
 from closekit.render._dot import DotPicture, digraph, ms
-from closekit.render.evidence import linger_seconds_before, linger_zero_before, origin
+from closekit.render.evidence import linger_seconds_before, linger_zero_before, origin, unread_bytes
 from closekit.trace import Segment, Syscall
-from closekit.transcript import BLOCKED, approx
+from closekit.transcript import approx, link_text, settings_text, wait_threshold
 
 if TYPE_CHECKING:
     import graphviz
@@ -56,7 +59,7 @@ LIT = "#1f5fbf"
 ABORT = "#c0392b"
 DIM = "#9a9a9a"
 
-Branch = Literal["shared", "unread", "linger-zero", "fin", "no-fin", "failed", "unobserved", "none"]
+Branch = Literal["shared", "listener", "unread", "linger-zero", "fin", "no-fin", "failed", "unobserved", "none"]
 Status = Literal["present", "absent", "unknown"]
 
 
@@ -135,12 +138,18 @@ SOCKET_PATH = (
     Fn("__sock_release", "__sock_release", "sock->ops->release", static=True),
     Fn("inet_release", "inet_release", "timeout = l_linger if SO_LINGER\nis on and not exiting, else 0"),
     Fn("tcp_close", "tcp_close", "sk_prot->close: lock_sock"),
-    Fn("__tcp_close", "__tcp_close", "purge the receive queue,\ncounting unread bytes"),
+    Fn("__tcp_close", "__tcp_close", "a listener? else purge the\nreceive queue, counting unread bytes"),
 )
 TCP_CLOSE = (
+    Fn("listen_stop", "inet_csk_listen_stop", "each connection never accepted:\ntcp_disconnect, RST"),
     Fn("rst_unread", "tcp_send_active_reset", "RST · TCPAbortOnClose"),
     Fn("tcp_disconnect", "tcp_disconnect", "RST · TCPAbortOnData"),
-    Fn("tcp_close_state", "tcp_close_state", "ESTABLISHED → FIN_WAIT_1\nCLOSE_WAIT → LAST_ACK", static=True),
+    Fn(
+        "tcp_close_state",
+        "tcp_close_state",
+        "ESTABLISHED → FIN_WAIT_1\nCLOSE_WAIT → LAST_ACK\nSYN_SENT → CLOSED",
+        static=True,
+    ),
     Fn("tcp_send_fin", "tcp_send_fin", "FIN after any unsent data"),
     Fn("sk_stream_wait_close", "sk_stream_wait_close", "sleep until the FIN is acked\nor the timeout runs out"),
 )
@@ -148,20 +157,22 @@ SHUTDOWN_PATH = (
     SYS_SHUTDOWN,
     Fn("__sys_shutdown", "__sys_shutdown", "fd → socket; no file\nreference is dropped"),
     Fn("inet_shutdown", "inet_shutdown", "sk_shutdown |= how;\nwake readers"),
-    Fn("tcp_shutdown", "tcp_shutdown", "SEND_SHUTDOWN only, in ESTABLISHED,\nSYN_SENT, SYN_RECV, CLOSE_WAIT"),
+    Fn("tcp_shutdown", "tcp_shutdown", "SEND_SHUTDOWN only, in\nESTABLISHED, SYN_SENT,\nSYN_RECV, CLOSE_WAIT"),
     Fn("sh_send_fin", "tcp_send_fin", "after tcp_close_state: FIN"),
 )
 DECISIONS = {
     "last_ref": "last reference?",
+    "listening": "a listening\nsocket?",
     "unread": "unread data?",
     "linger0": "SO_LINGER\n{on, 0}?",
     "linger_on": "timeout > 0?",
 }
 OUTCOMES = {
     "out_shared": "nothing sent: another descriptor\n(fork, dup) still holds the socket",
+    "out_listener": "listener CLOSED; an RST to\neach queued connection",
     "out_unread": "RST; socket CLOSED",
     "out_linger0": "RST; socket CLOSED,\nno TIME_WAIT",
-    "out_no_fin": "nothing sent: no FIN due\n(already sent, or reset)",
+    "out_no_fin": "nothing sent: no FIN due\n(not connected, already sent, or reset)",
     "out_fin": "FIN; close() returns at once",
     "out_wait": "FIN; close() returns when it is\nacked or l_linger runs out",
     "out_shut_rd": "SHUT_RD: nothing sent",
@@ -179,7 +190,10 @@ EDGES = (  # (from, to, label)
     ("__sock_release", "inet_release", ""),
     ("inet_release", "tcp_close", ""),
     ("tcp_close", "__tcp_close", ""),
-    ("__tcp_close", "unread", ""),
+    ("__tcp_close", "listening", ""),
+    ("listening", "listen_stop", "yes"),
+    ("listen_stop", "out_listener", ""),
+    ("listening", "unread", "no"),
     ("unread", "rst_unread", "yes"),
     ("rst_unread", "out_unread", ""),
     ("unread", "linger0", "no"),
@@ -200,10 +214,12 @@ EDGES = (  # (from, to, label)
     ("sh_send_fin", "out_shut_wr", ""),
 )
 _VFS = ("sys_close", "fd", "flush", "put", "last_ref")
-_SOCKET = ("__fput", "sock_close", "__sock_release", "inet_release", "tcp_close", "__tcp_close", "unread")
+_RELEASE = ("__fput", "sock_close", "__sock_release", "inet_release", "tcp_close", "__tcp_close", "listening")
+_SOCKET = (*_RELEASE, "unread")
 _FIN = (*_SOCKET, "linger0", "tcp_close_state", "tcp_send_fin", "linger_on")
 LIT_NODES: dict[str, tuple[str, ...]] = {  # after the VFS prefix; "lingered": a FIN, then a wait
     "shared": ("out_shared",),
+    "listener": (*_RELEASE, "listen_stop", "out_listener"),
     "unread": (*_SOCKET, "rst_unread", "out_unread"),
     "linger-zero": (*_SOCKET, "linger0", "tcp_disconnect", "out_linger0"),
     "fin": (*_FIN, "out_fin"),
@@ -213,7 +229,7 @@ LIT_NODES: dict[str, tuple[str, ...]] = {  # after the VFS prefix; "lingered": a
     "unobserved": (),
     "none": (),
 }
-ABORTS = {"rst_unread", "tcp_disconnect", "out_unread", "out_linger0"}
+ABORTS = {"rst_unread", "tcp_disconnect", "out_unread", "out_linger0", "listen_stop", "out_listener"}
 
 
 @dataclass(frozen=True)
@@ -230,6 +246,7 @@ class CloseOutcome:
     evidence: tuple[str, ...]
     shutdown: str | None = None  # how of the socket's last shutdown() before the close, if any
     words: tuple[str, ...] = ()
+    shutdowns: tuple[str, ...] = ()  # how of every shutdown() of the socket before the close, in order
 
 
 # ---- the running kernel ------------------------------------------------------------------------
@@ -293,14 +310,15 @@ def close_outcome(trace: Trace, close_index: int = 0, side: str | None = None) -
         )
     position, call = closes[close_index]
     exact, words = _judge(trace, position, call, exact=True), _judge(trace, position, call, exact=False)
-    return CloseOutcome(exact.side, exact.branch, exact.lingered, exact.evidence, exact.shutdown, words.evidence)
+    return CloseOutcome(exact.side, exact.branch, exact.lingered, exact.evidence, exact.shutdown, words.evidence,
+                        exact.shutdowns)  # fmt: skip
 
 
 def _judge(trace: Trace, position: int, call: Syscall, exact: bool) -> CloseOutcome:
     def after(seconds: float) -> str:
         if exact:
             return f"{ms(seconds)} after"
-        return "at once after" if seconds < BLOCKED else f"{approx(seconds)} after"
+        return "at once after" if seconds < wait_threshold(trace) else f"{approx(seconds)} after"
 
     sock = trace.endpoint_of(call.side)
     peer = "server" if sock == "client" else "client"
@@ -310,12 +328,15 @@ def _judge(trace: Trace, position: int, call: Syscall, exact: bool) -> CloseOutc
     end = later[0] if later else len(events)
     window = [(i, e) for i, e in enumerate(events) if position < i < end and isinstance(e, Segment)]
     lines = [f"close() by {call.side}" + (f" at {ms(call.t - origin(trace))}" if exact else "")]
-    shutdowns = [e for i, e in own if i < position and e.call == "shutdown" and not e.failed]
-    how = str(shutdowns[-1].args.get("how")) if shutdowns else None
+    hows = tuple(str(e.args.get("how")) for i, e in own if i < position and e.call == "shutdown" and not e.failed)
+    how = hows[-1] if hows else None
     linger = linger_seconds_before(trace, sock, call.t)
     zero = linger_zero_before(trace, sock, call.t)
     if call.failed:
-        return CloseOutcome(call.side, "failed", False, (*lines, f"close() failed with {call.errno}"), how)
+        return CloseOutcome(call.side, "failed", False, (*lines, f"close() failed with {call.errno}"), how,
+                            shutdowns=hows)  # fmt: skip
+    if call.args.get("socket") == "listener":
+        return _judge_listener(trace, call, window, lines, after)
 
     # What this socket sent after the call: a RST counts as the close's only if no data from the
     # peer arrived first (data after close() draws a RST of its own, TcpExt:TCPAbortOnData).
@@ -329,7 +350,7 @@ def _judge(trace: Trace, position: int, call: Syscall, exact: bool) -> CloseOutc
             break
     first = min((s for s in (fin, rst) if s is not None), key=lambda s: s.t, default=None)
     reset = [e for e in events[:position] if isinstance(e, Segment) and e.has("RST")]
-    unread = 0 if reset else _unread_bytes(trace, position, sock, peer)
+    unread = 0 if reset else unread_bytes(trace, call)
     counters = {name: trace.counter(name) for name in ("TcpExt:TCPAbortOnClose", "TcpExt:TCPAbortOnData")}
     counted = "; ".join(f"{name} +{value}" for name, value in counters.items() if value)
     holders = _other_holders(trace, position, call.side)
@@ -340,8 +361,8 @@ def _judge(trace: Trace, position: int, call: Syscall, exact: bool) -> CloseOutc
         lines.append("SO_LINGER {on, 0} set before close()")
     elif linger:
         lines.append(f"SO_LINGER {{on, {linger}}} set before close()")
-    if how:
-        lines.append(f"shutdown({how}) called before close()")
+    if hows:
+        lines.append(", then ".join(f"shutdown({h})" for h in hows) + " called before close()")
 
     branch: Branch
     if first is not None and first is rst:
@@ -375,7 +396,7 @@ def _judge(trace: Trace, position: int, call: Syscall, exact: bool) -> CloseOutc
     if lingered and fin is not None:
         returned = call.t + call.duration
         fin_end = fin.seq + fin.len + 1
-        acked = any(e.src == peer and e.ack >= fin_end and e.t <= returned for _, e in window)
+        acked = any(e.src == peer and e.ack >= fin_end and (e.arrived or e.t) <= returned for _, e in window)
         why = (
             "after the peer acknowledged data and FIN"
             if acked
@@ -384,7 +405,23 @@ def _judge(trace: Trace, position: int, call: Syscall, exact: bool) -> CloseOutc
         )
         waited = ms(call.duration) if exact else approx(call.duration)
         lines.append(f"close() waited {waited} in sk_stream_wait_close and returned {call.result} {why}")
-    return CloseOutcome(call.side, branch, lingered, tuple(lines), how)
+    return CloseOutcome(call.side, branch, lingered, tuple(lines), how, shutdowns=hows)
+
+
+def _judge_listener(
+    trace: Trace, call: Syscall, window: list[tuple[int, Segment]], lines: list[str], after: Callable[[float], str]
+) -> CloseOutcome:
+    """A listening socket's close(): the resets it sent to the connections it never handed to accept()."""
+    sock = trace.endpoint_of(call.side)
+    rsts = [e for _, e in window if e.src == sock and e.has("RST")]
+    lines = [*lines, "the listening socket closed"]
+    if rsts:
+        lines.append(f"RST sent by {sock} {after(rsts[0].t - call.t)} close(), to {len(rsts)} queued connection(s)")
+    elif trace.captured:
+        lines.append("nothing sent: no connection waited in its accept queue")
+    else:
+        lines.append("segments were not captured here: what it reset is not known")
+    return CloseOutcome(call.side, "listener", False, tuple(lines))
 
 
 def _already_over(trace: Trace, call: Syscall, sock: str, exact: bool) -> str:
@@ -395,15 +432,6 @@ def _already_over(trace: Trace, call: Syscall, sock: str, exact: bool) -> str:
     last = before[-1]
     what = "connection already reset by" if last.has("RST") else "FIN already sent by"
     return f"{what} {last.src}" + (f" at {ms(last.t - origin(trace))}" if exact else "")
-
-
-def _unread_bytes(trace: Trace, position: int, sock: str, peer: str) -> int:
-    """Bytes the peer had sent (by sequence number, so retransmissions count once) minus bytes read."""
-    events = trace.events[:position]
-    sent = [e.seq + e.len for e in events if isinstance(e, Segment) and e.src == peer and e.len > 0]
-    calls = [e for e in events if isinstance(e, Syscall) and trace.endpoint_of(e.side) == sock and e.call == "recv"]
-    read = sum(e.result for e in calls if isinstance(e.result, int) and e.result > 0)
-    return max(0, (max(sent) - 1 if sent else 0) - read)
 
 
 def _other_holders(trace: Trace, position: int, side: str) -> str | None:
@@ -451,9 +479,9 @@ def kernel_path(
         lit.update(LIT_NODES["lingered" if outcome.lingered else outcome.branch])
     elif outcome is not None:
         lit.add("sys_close")
-    if outcome is not None and outcome.shutdown:
+    for how in outcome.shutdowns if outcome is not None else ():
         lit.update(fn.node for fn in SHUTDOWN_PATH[:4])
-        lit.update(("out_shut_rd",) if outcome.shutdown == "SHUT_RD" else ("sh_send_fin", "out_shut_wr"))
+        lit.update(("out_shut_rd",) if how == "SHUT_RD" else ("sh_send_fin", "out_shut_wr"))
     with_shutdown = shutdown if shutdown is not None else (trace is None or bool(outcome and outcome.shutdown))
 
     title = "close(fd) in the kernel"
@@ -469,7 +497,9 @@ def kernel_path(
     if traced != release:
         checked += f"; the trace ran on kernel {traced}"
     evidence = "\n".join(part for line in outcome.evidence for part in textwrap.wrap(line, 90)) if outcome else ""
-    label = "\n".join(part for part in (title, evidence, checked) if part)
+    wire = [link_text(trace), settings_text(trace)] if trace is not None else []
+    wire_lines = "\n".join(part for line in wire if line for part in textwrap.wrap(line, 90))
+    label = "\n".join(part for part in (title, wire_lines, evidence, checked) if part)
     g = digraph("kernel_path", label=label, labelloc="t", fontsize="11", rankdir="TB", nodesep="0.15")
     g.attr(ranksep="0.22", newrank="true")
     g.attr("node", fontsize="9.5", margin="0.06,0.03", height="0.3")
@@ -512,6 +542,7 @@ def kernel_path(
         ("last_ref", "out_shared"),
         ("__fput", "sock_close", "__sock_release"),
         ("inet_release", "tcp_close", "__tcp_close"),
+        ("listening", "listen_stop", "out_listener"),
         ("unread", "rst_unread", "out_unread"),
         ("linger0", "tcp_disconnect", "out_linger0"),
         ("tcp_close_state", "out_no_fin"),
@@ -534,14 +565,21 @@ def kernel_path(
         g.edge(a, b, style="invis", weight="50")
     g.node("history", HISTORY.replace("\n", "\\l") + "\\l", shape="note", fontsize="8.5", color="#cccccc",
            fontcolor="#666666")  # fmt: skip
-    g.edge("out_wait", "history", style="invis")
-    if with_shutdown:
+    g.edge("sh_send_fin" if with_shutdown else "out_wait", "history", style="invis")  # last, under the rest
+    if with_shutdown:  # below the close path, in two rows: beside it, it would not fit a column
         with g.subgraph(name="cluster_shutdown") as shut:
             shut.attr(label="shutdown(fd, how): acts on the socket, not the file", color="#cccccc", fontsize="9.5")
-            for fn in SHUTDOWN_PATH:
-                fn_node(shut, fn)
-            for node in ("out_shut_rd", "out_shut_wr"):
-                other_node(shut, node, OUTCOMES[node], "note")
+            with shut.subgraph() as row:
+                row.attr(rank="same")
+                for column, fn in enumerate(SHUTDOWN_PATH[:4]):
+                    fn_node(row, fn)
+                    row.node(fn.node, group=f"c{column}")
+            with shut.subgraph() as row:
+                row.attr(rank="same")
+                fn_node(row, SHUTDOWN_PATH[4])
+                for node in ("out_shut_rd", "out_shut_wr"):
+                    other_node(row, node, OUTCOMES[node], "note")
+        g.edge("sk_stream_wait_close", "sys_shutdown", style="invis", weight="50")  # under the first column
 
     for source, target, text in EDGES:
         if not with_shutdown and (source in _SHUTDOWN_NODES or target in _SHUTDOWN_NODES):
@@ -576,6 +614,7 @@ def _words(trace: Trace | None, era: Era, outcome: CloseOutcome | None, lit: set
             lines.append(f"close(2), VFS ({era.label}): {' → '.join(chain)}{deferred}")
         steps = [
             ("last_ref", "last reference to the open file?", "__fput", "out_shared"),
+            ("listening", "a listening socket?", "listen_stop", "unread"),
             ("unread", "unread data in the receive queue?", "rst_unread", "linger0"),
             ("linger0", "SO_LINGER {on, 0}?", "tcp_disconnect", "tcp_close_state"),
             ("tcp_close_state", "does the state need a FIN?", "tcp_send_fin", "out_no_fin"),
@@ -591,8 +630,8 @@ def _words(trace: Trace | None, era: Era, outcome: CloseOutcome | None, lit: set
         outcome_node = next((n for n in OUTCOMES if n in lit and not n.startswith("out_shut")), None)
         if outcome_node:
             lines.append("outcome: " + OUTCOMES[outcome_node].replace("\n", " "))
-        if outcome.shutdown:
-            lines.append(f"before it: shutdown({outcome.shutdown}) went sys_shutdown → __sys_shutdown → inet_shutdown"
+        for how in outcome.shutdowns:
+            lines.append(f"before it: shutdown({how}) went sys_shutdown → __sys_shutdown → inet_shutdown"
                          " → tcp_shutdown")  # fmt: skip
         lines.append("evidence: " + "; ".join(outcome.words))
     symbols = kernel_symbols()

@@ -34,20 +34,23 @@ from typing import TYPE_CHECKING
 from closekit.render.picture import MAX_WIDTH, SvgPicture
 from closekit.trace import ENDPOINTS, Segment, Signal, StateChange, Syscall
 from closekit.transcript import (
+    Plan,
     _result,
     approx,
-    blocked,
     call_text,
-    category,
+    conn_at,
+    conn_tag,
     describe_segment,
-    describe_syscall,
+    flight_shown,
     format_duration,
     format_ms,
     header_lines,
+    plan,
+    retransmissions,
+    returned_text,
     run_summary,
-    runs,
+    state_text,
     wait_threshold,
-    windows_shown,
 )
 
 if TYPE_CHECKING:
@@ -65,6 +68,8 @@ MARGIN = 10.0
 GUTTER = 60.0  # the time column
 GAP = 8.0  # between a lifeline and its side text
 WIRE_MIN = 230.0
+BAND_CHAR = 0.6 * 10  # a bulk band's words: 10 px sans-serif, at most this wide a character
+BAND_MAX = 400.0  # a band widens the wire up to this, then its words wrap
 MONO = "DejaVu Sans Mono, Menlo, Consolas, Liberation Mono, monospace"
 SANS = "DejaVu Sans, Helvetica, Arial, Liberation Sans, sans-serif"
 COLOURS = {"RST": "#c0392b", "FIN": "#1f5fbf", "SYN": "#2e8b57"}
@@ -72,7 +77,6 @@ BAR = "#1f5fbf"
 STATE = "#2e7d32"
 ERROR = "#b00020"
 GREY = "#777777"
-TIMES = "\u00d7"  # the multiplication sign: "times 31 segments"
 
 
 # ---- the drawing model: what is drawn, independent of where ----------------------------------------
@@ -104,6 +108,7 @@ class _Tag(_Item):
 class _Arrow(_Item):
     segment: Segment | None = None
     arrived: float | None = None
+    into: int | None = None  # a duplicate: the connection it reached
 
 
 @dataclass
@@ -119,45 +124,59 @@ class _Break:
 
 
 def _model(trace: Trace) -> list[_Item]:
-    shown = windows_shown(trace.segments())
-    threshold = wait_threshold(trace)
+    p = plan(trace, clock_free=True)
+    resent = retransmissions(trace)
     items: list[_Item] = []
-    for group in runs(trace.events):
+    for group in p.groups:
         e = group[0]
         if len(group) > 1:
             segments = [s for s in group if isinstance(s, Segment)]
-            summary = run_summary(segments)
-            items.append(_Band(e.t, "wire", [f"{TIMES} {summary[0]}", *summary[1:]], segments=segments))
-            items.append(_Item(segments[-1].t, "ghost", []))
+            tag = f"{conn_tag(segments[0].conn)} " if p.several else ""
+            summary, words = run_summary(segments), run_summary(segments, exact=False)
+            band = _Band(e.t, "wire", [f"{tag}{summary[0]}", *summary[1:]], segments=segments)
+            band.words = "; ".join([f"{tag}{words[0]}", *words[1:]])
+            items += [band, _Item(segments[-1].t, "ghost", [])]
         elif isinstance(e, Syscall):
-            side = trace.endpoint_of(e.side)
-            who = "" if e.side in ENDPOINTS else f"{e.side}: "
-            css = "err" if e.errno else "call"
-            if blocked(e, threshold):
-                start = f"{who}{call_text(e)} …"
-                call = _Call(e.t, side, [start], words=f"{start} blocks", process=e.side, css="call")
-                returned = f"{who}{call_text(e)}{_result(e)}"
-                call.end = _Call(e.t + e.duration, side, [f"{returned}, returned after {format_duration(e.duration)}"],
-                                 words=f"{returned}, returned {category(e.duration)}", process=e.side,
-                                 css=css, start=call)  # fmt: skip
-                items += [call, call.end]
-            else:
-                text = who + describe_syscall(e, threshold=threshold)
-                items.append(_Call(e.t, side, [text], words=text, process=e.side, css=css))
+            items += _calls(trace, e, p)
         elif isinstance(e, Segment):
-            label = describe_segment(e, window=id(e) in shown)
-            if e.conn != 1:
-                label = f"#{e.conn} {label}"
-            items.append(_Arrow(e.t, "wire", [label], segment=e, arrived=e.arrived))
+            label = (f"{conn_tag(e.conn)} " if p.several else "") + describe_segment(e, id(e) in p.windows)
+            words = (f"{conn_tag(e.conn)} " if p.several else "") + describe_segment(e, id(e) in p.windows, False)
+            if id(e) in resent:
+                label, words = label + " (resent)", words + " (resent)"
+            if e.fate == "duplicate":
+                label += " (copied by the wire)"
+            into = conn_at(trace, e.t) if e.fate == "duplicate" else None
+            items.append(_Arrow(e.t, "wire", [label], words=words, segment=e, arrived=e.arrived, into=into))
             if e.arrived is not None:
                 items.append(_Item(e.arrived, "ghost", []))
         elif isinstance(e, StateChange):
-            suffix = " (listening)" if e.conn == 0 else f" (#{e.conn})" if e.conn != 1 else ""
-            items.append(_Tag(e.t, trace.endpoint_of(e.side), [e.state + suffix], css="state"))
+            items.append(_Tag(e.t, trace.endpoint_of(e.side), [state_text(e, p.several)], css="state"))
         elif isinstance(e, Signal):
             items.append(_Tag(e.t, trace.endpoint_of(e.side), [f"{e.side}: {e.signal}"], css="signal"))
     # stable: at one instant, things keep the trace's order and returns come after what they waited for
     return sorted(items, key=lambda item: item.t)
+
+
+def _calls(trace: Trace, e: Syscall, p: Plan) -> list[_Item]:
+    """A call as drawn: a tick, or a bar from its start to its return (labelled at both ends). A sleep
+    long enough to see is a grey bar with one label: a busy process, not a wait for the network."""
+    side = trace.endpoint_of(e.side)
+    who = "" if e.side in ENDPOINTS else f"{e.side}: "
+    css = "err" if e.errno else "call"
+    if id(e) in p.waits:
+        start = f"{who}{call_text(e)} …"
+        call = _Call(e.t, side, [start], words=f"{start} blocks", process=e.side, css="call")
+        returned = f"{who}{call_text(e)}{_result(e)}"
+        took = returned_text(e, False, p.waits[id(e)]).strip("[]")
+        call.end = _Call(e.t + e.duration, side, [f"{returned}, returned after {format_duration(e.duration)}"],
+                         words=f"{returned}, {took}", process=e.side, css=css, start=call)  # fmt: skip
+        return [call, call.end]
+    text = who + call_text(e) + _result(e)
+    if e.call == "sleep" and e.duration >= wait_threshold(trace):
+        call = _Call(e.t, side, [text], words=f"{text}, busy {approx(e.duration)}", process=e.side, css="busy")
+        call.end = _Call(e.t + e.duration, side, [], process=e.side, css="busy", start=call)
+        return [call, call.end]
+    return [_Call(e.t, side, [text], words=text, process=e.side, css=css)]
 
 
 # ---- layout ------------------------------------------------------------------------------------
@@ -174,6 +193,13 @@ class _Layout:
     side_width: dict[str, float]
 
 
+TAG_PAD = 10.0  # a state's box reaches this much further from the lifeline than its text, and a pixel or two
+# How far a side item's ink reaches above and below its y (its first line's): a call's text (with the
+# low bar of its underscores), a state's box. The layout keeps each clear of the one above it: a state
+# box drawn over the line before it hid that line's underscores.
+_EXTENT = {False: (5.0, 7.5), True: (10.0, 8.5)}
+
+
 def _wrap(text: str, chars: int) -> list[str]:
     """Lines of at most `chars`; a call's result and how long it took are kept whole where they fit."""
     if len(text) <= chars:
@@ -186,16 +212,29 @@ def _wrap(text: str, chars: int) -> list[str]:
             if len(lines[-1]) + 1 + len(rest) <= chars:
                 return [*lines[:-1], f"{lines[-1]} {rest}"]
             return [*lines, *_wrap("  " + rest, chars)]
-    return textwrap.wrap(text, chars, break_on_hyphens=False, subsequent_indent="  ") or [text]
+    spaced = text.replace("|", "| ")  # epoll's EPOLLIN|EPOLLOUT|… breaks after a bar, not inside a flag
+    lines = textwrap.wrap(spaced, chars, break_on_hyphens=False, subsequent_indent="  ")
+    return [line.replace("| ", "|") for line in lines] or [text]
 
 
 def _layout(trace: Trace, items: list[_Item]) -> _Layout:
-    longest = {side: max((len(line) for i in items if i.column == side for line in i.lines), default=0)
+    def ink(item: _Item, line: str) -> float:  # how wide a side line is drawn
+        return len(line) * CHAR + (TAG_PAD if isinstance(item, _Tag) else 0)
+
+    longest = {side: max((ink(i, line) for i in items if i.column == side for line in i.lines), default=0.0)
                for side in ENDPOINTS}  # fmt: skip
     seg = max((len(i.lines[0]) for i in items if isinstance(i, _Arrow)), default=0)
+    band = max((len(line) for i in items if isinstance(i, _Band) for line in i.lines), default=0)
     wire = max(WIRE_MIN, seg * SEG_CHAR + 40)
+    spare = MAX_WIDTH - 6 - 2 * MARGIN - GUTTER - 2 * GAP - wire - sum(longest.values())
+    wanted = min(band * BAND_CHAR + 24, BAND_MAX) - wire
+    wire += max(0.0, min(wanted, spare))  # a band widens the wire only into room the sides leave
+    for item in items:  # a band's words wrap inside the wire
+        if isinstance(item, _Band):
+            chars = int((wire - 24) // BAND_CHAR)
+            item.lines = [part for line in item.lines for part in textwrap.wrap(line, chars, subsequent_indent="  ")]
     room = MAX_WIDTH - 6 - 2 * MARGIN - GUTTER - 2 * GAP - wire  # 6: rounding of label widths
-    want = {side: longest[side] * CHAR for side in ENDPOINTS}
+    want = dict(longest)
     if want["client"] + want["server"] > room:  # share the room, each side at least what it needs up to half
         half = room / 2
         small = min(want.values())
@@ -203,9 +242,9 @@ def _layout(trace: Trace, items: list[_Item]) -> _Layout:
             want[side] = min(want[side], max(half, room - small))
     for item in items:
         if item.column in ENDPOINTS:
-            chars = max(12, round(want[item.column] / CHAR))
+            chars = max(12, int((want[item.column] - ink(item, "")) / CHAR))
             item.lines = [part for line in item.lines for part in _wrap(line, chars)]
-    widths = {side: max((len(line) for i in items if i.column == side for line in i.lines), default=6) * CHAR
+    widths = {side: max((ink(i, line) for i in items if i.column == side for line in i.lines), default=6 * CHAR)
               for side in ENDPOINTS}  # fmt: skip
     x_client = MARGIN + GUTTER + widths["client"] + GAP
     x_server = x_client + wire
@@ -233,12 +272,14 @@ def _layout(trace: Trace, items: list[_Item]) -> _Layout:
                 breaks.append(_Break(y, y + BREAK_PX, item.t - last_t))
                 natural = BREAK_PX
             y += max(natural, 0.0)
-        if item.column in bottom:
-            y = max(y, bottom[item.column] + 11)
-            height = LINE * len(item.lines)
-            if isinstance(item, _Band):
-                height += 6
-            bottom[item.column] = y + height - 11 + (2 if item.column == "wire" else 0)
+        if item.column == "wire":
+            y = max(y, bottom["wire"] + 11)
+            # an arrow's label sits above its line; a band's box ends below its words, clear of the next label
+            bottom["wire"] = y + LINE * len(item.lines) + (8 if isinstance(item, _Band) else -9)
+        elif item.column in bottom and item.lines:  # clear of what is drawn above, a box's border included
+            above, below = _EXTENT[isinstance(item, _Tag)]
+            y = max(y, bottom[item.column] + above + 2)
+            bottom[item.column] = y + below + LINE * (len(item.lines) - 1)
         item.y = y
         knots.append((item.t, y))
         last_t = item.t
@@ -264,13 +305,33 @@ def _colour(segment: Segment) -> str:
     return colour or ("#333333" if segment.len else GREY)
 
 
+ADVANCE = 0.602  # em: the monospace advance (DejaVu Sans Mono 1233/2048, Liberation Mono 1229/2048)
+
+
+def _underlines(x: float, y: float, text: str, anchor: str, size: float, colour: str) -> str:
+    """A bar under each "_" of monospace text. The font's own low line is 0.04 em thick, under one
+    device pixel at 11.5 px even at 2x, and resvg's fast text drops it or not by where it falls:
+    FIN_WAIT_1 read "FIN WAIT 1". These bars are a pixel thick at any scale."""
+    advance = ADVANCE * size
+    left = {"start": x, "end": x - len(text) * advance, "middle": x - len(text) * advance / 2}[anchor]
+    return "".join(
+        f'<rect x="{left + i * advance:.2f}" y="{y + 0.19 * size:.2f}" width="{advance:.2f}" '
+        f'height="{max(0.05 * size, 1.0):.2f}" fill="{colour}"/>'
+        for i, char in enumerate(text)
+        if char == "_"
+    )
+
+
 def _text(x: float, y: float, text: str, *, anchor: str = "start", size: float = FONT, colour: str = "#222",
           family: str = MONO, weight: str = "normal", css: str = "", extra: str = "") -> str:  # fmt: skip
     cls = f' class="{css}"' if css else ""
-    return (
+    element = (
         f'<text{cls} x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" font-family="{family}" font-size="{size}" '
-        f'font-weight="{weight}" fill="{colour}"{extra}>{html.escape(text)}</text>'
+        f'font-weight="{weight}" fill="{colour}">{html.escape(text)}</text>'
     )
+    if family == MONO and "_" in text:
+        element += _underlines(x, y, text, anchor, size, colour)
+    return f"<g{extra}>{element}</g>" if extra else element
 
 
 def _svg(trace: Trace, items: list[_Item], lay: _Layout) -> str:
@@ -325,8 +386,9 @@ def _svg(trace: Trace, items: list[_Item], lay: _Layout) -> str:
     for item in items:
         if isinstance(item, _Call) and item.end is not None:  # blocked: a bar to where it returned
             x = x_of[item.column]
-            out.append(f'<rect class="blocked" x="{x - 4:.1f}" y="{item.y:.1f}" width="8" '
-                       f'height="{max(item.end.y - item.y, 2):.1f}" fill="#dbe7fb" stroke="{BAR}" '
+            css, fill, stroke = ("busy", "#eeeeee", "#999999") if item.css == "busy" else ("blocked", "#dbe7fb", BAR)
+            out.append(f'<rect class="{css}" x="{x - 4:.1f}" y="{item.y:.1f}" width="8" '
+                       f'height="{max(item.end.y - item.y, 2):.1f}" fill="{fill}" stroke="{stroke}" '
                        f'stroke-width="1.2"/>')  # fmt: skip
     for item in items:
         if isinstance(item, _Band):
@@ -339,7 +401,8 @@ def _svg(trace: Trace, items: list[_Item], lay: _Layout) -> str:
 
     legend = (
         f"time runs down, {PX_PER_MS:g} px per ms where events are sparse; close events are spread out; "
-        "⋯ marks a shortened stretch · bar: a call that blocked · ✗: dropped by the wire"
+        "⋯ marks a shortened stretch · blue bar: a call that blocked · grey bar: a process busy (sleep) · "
+        "✗: dropped by the wire"
     )
     ly = lay.bottom + 4
     for line in _wrap(legend, int((width - 2 * MARGIN) // (0.6 * 9.5))):
@@ -394,8 +457,8 @@ def _arrow(item: _Arrow, lay: _Layout, delay: float) -> str:
     if s.arrived is None:  # lost: ends half-way, on the slope it would have had
         xe = (x0 + x1) / 2
         ye = y0 + max(_y_at(lay.knots, s.t + delay) - y0, 0.0) / 2
-    else:
-        xe, ye = x1, _y_at(lay.knots, s.arrived)
+    else:  # at its arrival time, but never above where it left (items at one instant are spread)
+        xe, ye = x1, max(_y_at(lay.knots, s.arrived), y0)
     parts = [f'<g class="{css}">']
     parts.append(f'<line x1="{x0:.1f}" y1="{y0:.1f}" x2="{xe:.1f}" y2="{ye:.1f}" stroke="{colour}" '
                  f'stroke-width="{width}"{dash}/>')  # fmt: skip
@@ -410,21 +473,25 @@ def _arrow(item: _Arrow, lay: _Layout, delay: float) -> str:
                      f'fill="{colour}"/>')  # fmt: skip
     elif s.fate == "held":
         parts.append(f'<rect x="{xe - 2:.1f}" y="{ye - 7:.1f}" width="4" height="14" fill="{ERROR}"/>')
-        parts.append(_text(xe, ye + 17, "held", anchor="middle", size=9.5, family=SANS, colour=ERROR))
+        ahead = 1 if x1 > x0 else -1
+        parts.append(_text(xe + 6 * ahead, ye + 4, "held", anchor="start" if ahead > 0 else "end", size=9.5,
+                           family=SANS, colour=ERROR))  # fmt: skip
     else:
         parts.append(f'<path d="M{xe - 5:.1f},{ye - 5:.1f} L{xe + 5:.1f},{ye + 5:.1f} M{xe - 5:.1f},{ye + 5:.1f} '
                      f'L{xe + 5:.1f},{ye - 5:.1f}" stroke="{ERROR}" stroke-width="2.2"/>')  # fmt: skip
-        parts.append(_text(xe, ye + 17, "dropped", anchor="middle", size=9.5, family=SANS, colour=ERROR))
+        ahead = 1 if x1 > x0 else -1  # the word goes where the arrow would have gone on: clear of its label
+        parts.append(_text(xe + 9 * ahead, ye + 4, "dropped", anchor="start" if ahead > 0 else "end", size=9.5,
+                           family=SANS, colour=ERROR))  # fmt: skip
     # the label along the arrow, above it, starting at the sender
-    if s.fate == "duplicate":  # the label under its end: the original's label is above
-        parts.append(_text(xe - 12, ye + 13, "duplicate", anchor="end", size=9.5, family=SANS, colour=colour))
-        parts.append("</g>")
-        return "".join(parts)
     label = item.lines[0]
     rot = math.degrees(math.atan2(ye - y0, xe - x0) if xe > x0 else math.atan2(y0 - ye, x0 - xe))
     anchor = "start" if xe > x0 else "end"
     lx = x0 + (6 if xe > x0 else -6)
     ly = y0 - 3 + (6 * math.tan(math.radians(rot)) if xe > x0 else -6 * math.tan(math.radians(rot)))
+    if s.fate == "duplicate":  # it starts mid-wire: the label ends at the receiver, on the arrow's slope
+        anchor = "end" if xe > x0 else "start"
+        lx = xe + (-12 if xe > x0 else 12)
+        ly = ye - 3 - 12 * abs(math.tan(math.radians(rot)))
     transform = f' transform="rotate({rot:.2f} {lx:.1f} {ly:.1f})"' if abs(rot) > 0.05 else ""
     parts.append(_text(lx, ly, label, anchor=anchor, size=SEG_FONT, colour=colour, css="label", extra=transform))
     parts.append("</g>")
@@ -452,13 +519,14 @@ def _words(trace: Trace, items: list[_Item]) -> str:
     """The picture as lines: clock-free, durations as categories, one line per thing drawn.
 
     Breaks are left out: where one falls depends on how the idle time splits between two events, and
-    the waits that matter are said where calls return."""
+    the waits that matter are said where calls return. So are what the scheduler decides in a bulk
+    transfer (segment counts, window sizes: see `closekit.transcript.run_summary`)."""
     lines = header_lines(trace)
     if trace.notice:
         lines.append(f"NOTE: {trace.notice}")
     lines.append("client ┃ … ┃ server  (time runs down)")
     for item in items:
-        if isinstance(item, _Call):
+        if isinstance(item, _Call) and item.words:
             bar = "┃" if item.start is not None or item.end is not None else "│"
             lines.append(f"{item.column:<6} {bar} {item.words}")
         elif isinstance(item, _Tag):
@@ -466,23 +534,25 @@ def _words(trace: Trace, items: list[_Item]) -> str:
         elif isinstance(item, _Arrow):
             lines.append(_arrow_words(item))
         elif isinstance(item, _Band):
-            lines.append("client ⇶⇶ " + "; ".join(item.lines) + " ⇶⇶ server")
+            lines.append(f"client ⇶⇶ {item.words} ⇶⇶ server")
     return "\n".join(lines)
 
 
 def _arrow_words(item: _Arrow) -> str:
     s = item.segment
     assert s is not None
-    label = item.lines[0]
-    if s.fate == "duplicate":
+    label = item.words
+    if s.fate == "duplicate" and item.into is not None and item.into != s.conn:
+        label += f" (a copy of {conn_tag(s.conn)}'s segment injected by the wire into {conn_tag(item.into)})"
+    elif s.fate == "duplicate":
         label += " (duplicate injected by the wire)"
     lost = {"dropped": "✗ dropped by the wire", "held": "held by the wire, never delivered"}
     if s.src == "client":
         shaft = f"client ──{label}──▶ server" if s.arrived is not None else f"client ──{label}── {lost[s.fate]}"
     else:
         shaft = f"client ◀──{label}── server" if s.arrived is not None else f"{lost[s.fate]} ──{label}── server"
-    if s.arrived is not None and s.arrived - s.t >= 0.0005:
-        shaft += f"  (in flight {approx(s.arrived - s.t)})"
+    if flight_shown(s):
+        shaft += f"  (held back by the wire, in flight {approx(s.arrived - s.t)})"  # type: ignore[operator]
     return shaft
 
 

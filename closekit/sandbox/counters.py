@@ -6,6 +6,7 @@ stays bound to the network namespace it was opened in.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable
 
@@ -19,20 +20,40 @@ _NOT_COUNTERS = {
 }  # fmt: skip
 
 
-def read_counters(files: Iterable[int]) -> dict[str, int]:
-    """Every Tcp/TcpExt counter in the given open MIB files, keyed 'Group:Name'."""
-    values: dict[str, int] = {}
+Snapshot = list[tuple[tuple[str | None, ...], list[bytes]]]  # per MIB line pair: its keys, its raw numbers
+
+
+def snapshot(files: Iterable[int]) -> Snapshot:
+    """The Tcp/TcpExt lines of the given open MIB files, as read (parsed only when compared)."""
+    taken: Snapshot = []
     for fd in files:
-        lines = _read_all(fd).decode().splitlines()
+        lines = _read_all(fd).splitlines()
         for names, numbers in zip(lines[::2], lines[1::2]):
-            group, _, header = names.partition(":")
-            if group not in GROUPS:
-                continue
-            for name, number in zip(header.split(), numbers.partition(":")[2].split()):
-                key = f"{group}:{name}"
-                if key not in _NOT_COUNTERS:
-                    values[key] = values.get(key, 0) + int(number)
-    return values
+            keys = _keys(names)
+            if keys:
+                taken.append((keys, numbers.split()[1:]))
+    return taken
+
+
+def deltas(before: Snapshot, after: Snapshot) -> dict[str, int]:
+    """The counters that moved between two snapshots of the same files, summed by name, sorted."""
+    moved: dict[str, int] = {}
+    for (keys, old), (_keys_again, new) in zip(before, after):
+        for key, a, b in zip(keys, old, new):
+            if key and a != b:
+                moved[key] = moved.get(key, 0) + int(b) - int(a)
+    return {k: v for k, v in sorted(moved.items()) if v}
+
+
+@functools.cache
+def _keys(header: bytes) -> tuple[str | None, ...]:
+    """'Group:Name' for each column of a header line (None for what is not a counter); cached, since
+    the same few header lines come back on every read."""
+    group, _, names = header.decode().partition(":")
+    if group not in GROUPS:
+        return ()
+    keys = (f"{group}:{name}" for name in names.split())
+    return tuple(None if key in _NOT_COUNTERS else key for key in keys)
 
 
 def _read_all(fd: int) -> bytes:
@@ -43,8 +64,3 @@ def _read_all(fd: int) -> bytes:
             return b"".join(chunks)
         chunks.append(chunk)
         offset += len(chunk)
-
-
-def deltas(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
-    """The counters that moved, sorted by name."""
-    return {k: after[k] - before.get(k, 0) for k in sorted(after) if after[k] != before.get(k, 0)}

@@ -75,17 +75,19 @@ class Endpoint:
         self.last_local: tuple[str, int] | None = None
         self.records: list[dict[str, Any]] = []
         self.pending_signals: list[str] = []
+        self.announce = False  # say "started" when the step's call begins
 
     # ---- the loop ------------------------------------------------------------------------
     def serve(self) -> None:
+        """Do what the helper asks until it closes the channel (the experiment is over)."""
         signal.signal(signal.SIGPIPE, self._on_signal)
         while True:
             try:
                 message = recv_message(self.channel, "helper")
             except (OSError, ProtocolError):
-                os._exit(0)
+                return
             if not isinstance(message, dict) or message.get("op") == "quit":
-                os._exit(0)
+                return
             self.records = []
             try:
                 self.handle(message)
@@ -104,6 +106,7 @@ class Endpoint:
 
     def handle(self, message: dict[str, Any]) -> None:
         op = message.get("op")
+        self.announce = message.get("announce") is True
         if op == "listen":
             self._listen()
         elif op == "socket":
@@ -128,6 +131,9 @@ class Endpoint:
     def record(self, call: str, args: dict[str, Any], fn: Any) -> Any:
         """Make one call, record it as a syscall event, and return its result (None on error)."""
         start = time.monotonic()
+        if self.announce:  # a background step: the helper starts the next one once this call has begun
+            self.announce = False
+            self._send({"kind": "started"})
         result: Any = None
         err: str | None = None
         try:
@@ -267,6 +273,7 @@ class Endpoint:
             self.records = []
             self._send({"kind": "hello"})
             self.serve()
+            os._exit(0)
         channel.close()
         if self.records[-1]["errno"] == "EAGAIN":
             raise LimitReached(f"{self.process}: fork() was refused: the experiment's process limit is reached")
@@ -389,6 +396,14 @@ def prepare(scenario: dict[str, Any], addresses: dict[str, str]) -> tuple[sc.Sce
 
 
 def run(prepared: tuple[sc.Scenario, Addresses], process: str, channel: socket.socket, children: dict) -> None:
-    """The body of an endpoint process."""
+    """One experiment of an endpoint process; returns, with every socket it made closed, when the
+    helper ends it (so the process can serve the next experiment)."""
     scenario, addresses = prepared
-    Endpoint(process, scenario, channel, children, addresses).serve()
+    endpoint = Endpoint(process, scenario, channel, children, addresses)
+    try:
+        endpoint.serve()
+    finally:
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # the handler held the endpoint: let it go
+        for s in (endpoint.sock, endpoint.listener, endpoint.channel, *endpoint.children.values()):
+            if s is not None:
+                s.close()

@@ -32,6 +32,7 @@ import select
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +51,8 @@ from closekit.sandbox.namespace import (
 
 PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER = 4, 38, 36
 CLEAR_TIMEOUT = 2.0  # seconds the reaper may take to end an experiment before it is killed itself
+PARK_TIMEOUT = 0.5  # seconds an endpoint process may take to close an experiment and go idle
+REUSE = 200  # experiments an endpoint process serves before it retires (its CPU-time limit counts them all)
 MAX_MESSAGE = 256 * 1024
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -138,10 +141,11 @@ class Jail:
                 return
             self._note(report)
 
-    def clear(self) -> None:
-        """End every process of the experiment, without asking any of them; back when all are reaped."""
+    def clear(self, reuse: bool = False) -> None:
+        """End the experiment's processes, without asking them; back when all are reaped. With `reuse`
+        (it ran only the lab's own code and ended cleanly) its two endpoints may stay, idle."""
         try:
-            self._channel.send(b'{"op": "clear"}')
+            self._channel.send(json.dumps({"op": "clear", "reuse": reuse}).encode())
             self._expect("cleared", timeout=CLEAR_TIMEOUT)
         except OSError:
             self.close()
@@ -237,11 +241,19 @@ def _reaper(spec: JailSpec, launcher: Launcher, channel: socket.socket) -> None:
 
 
 class _Reaper:
-    """What the reaper does for the helper: start an experiment's endpoints, reap, clear."""
+    """What the reaper does for the helper: start an experiment's endpoints, reap, clear.
+
+    An experiment that ran only the lab's own code (no function of a student's, no fork or exit)
+    and ended cleanly leaves its two endpoint processes idle rather than killed: they close every
+    descriptor of the experiment and wait for the next one, which saves forking and isolating two
+    processes (most of an experiment's CPU). Anything else ends with kill(-1).
+    """
 
     def __init__(self, spec: JailSpec, launcher: Launcher, channel: socket.socket) -> None:
         self.spec, self.launcher, self.channel = spec, launcher, channel
         self.endpoints: dict[int, str] = {}  # pid -> process name, of this experiment's endpoints
+        self.idle: dict[str, tuple[int, socket.socket]] = {}  # endpoint -> (pid, its control socket)
+        self.running: dict[str, tuple[int, socket.socket]] = {}
 
     def say(self, report: dict[str, Any]) -> None:
         try:
@@ -260,7 +272,8 @@ class _Reaper:
             self.leave()
         request = json.loads(message)
         if request.get("op") == "clear":
-            self.kill_all()
+            if not (request.get("reuse") and self.park()):
+                self.kill_all()
             self.say({"cleared": True})
             if self.spec.private:
                 rootfs.empty_scratch()
@@ -276,30 +289,75 @@ class _Reaper:
 
     def start(self, request: dict[str, Any], fds: list[int]) -> None:
         channels = {name: socket.socket(fileno=fd) for name, fd in zip(request["processes"], fds)}
-        prepared = self.launcher.prepare(request["scenario"], request["addresses"])
-        gc.freeze()  # what exists now is never scanned in the endpoints: fewer copy-on-write pages
+        prepared = None
         for endpoint in ("client", "server"):
-            target = self.spec.netns.get(endpoint)
-            if target is not None:
-                setns(target, CLONE_NEWNET)
             mine = channels[endpoint]
             kids = {
                 n: c for n, c in channels.items() if n not in ("client", "server") and _owner(request, n) == endpoint
             }
-            keep = {mine.fileno(), *(s.fileno() for s in kids.values())}
-            pid = os.fork()
-            if pid == 0:
-                _guard(lambda e=endpoint, m=mine, k=kids, f=keep: self._endpoint(e, prepared, m, k, f))
+            if endpoint in self.idle and not kids:
+                pid, control = self.idle.pop(endpoint)
+                data = json.dumps({"scenario": request["scenario"], "addresses": request["addresses"]}).encode()
+                socket.send_fds(control, [data], [mine.fileno()])
+            else:
+                if prepared is None:
+                    prepared = self.launcher.prepare(request["scenario"], request["addresses"])
+                    gc.freeze()  # what exists now is never scanned in the endpoints: fewer copy-on-write pages
+                pid, control = self._fork(endpoint, prepared, mine, kids)
+            self.running[endpoint] = (pid, control)
             self.endpoints[pid] = endpoint
         for s in channels.values():
             s.detach()  # the fds are closed by serve()
 
-    def _endpoint(self, endpoint: str, prepared: Any, mine: socket.socket, kids: dict, keep: set[int]) -> None:
+    def _fork(self, endpoint: str, prepared: Any, mine: socket.socket, kids: dict) -> tuple[int, socket.socket]:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        target = self.spec.netns.get(endpoint)
+        if target is not None:
+            setns(target, CLONE_NEWNET)
+        keep = {mine.fileno(), theirs.fileno(), *(s.fileno() for s in kids.values())}
+        pid = os.fork()
+        if pid == 0:
+            _guard(lambda: self._endpoint(endpoint, prepared, mine, kids, theirs, keep))
+        theirs.close()
+        return pid, ours
+
+    def _endpoint(
+        self, endpoint: str, prepared: Any, mine: socket.socket, kids: dict, control: socket.socket, keep: set[int]
+    ) -> None:
+        """An endpoint process: isolated once, then one experiment after another while it is reused."""
         signal.set_wakeup_fd(-1)  # the reaper's, whose descriptor is not ours to write into
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         keep_only(keep)
         isolate(self.spec)
-        self.launcher.run(prepared, endpoint, mine, kids)
+        top = self.spec.limits.open_files - 1  # the highest descriptor the process may hold
+        control, mine = _pin(control, top), _pin(mine, top - 1)
+        kids = {name: _pin(s, top - 2 - i) for i, (name, s) in enumerate(kids.items())}
+        for served in range(1, REUSE + 1):
+            self.launcher.run(prepared, endpoint, mine, kids)  # returns when the helper closes its channel
+            if served == REUSE:
+                return  # retire: the reaper forks a fresh one for the next experiment
+            keep_only({control.fileno()})  # every descriptor of that experiment goes
+            control.send(b'{"idle": true}')
+            message, fds, _flags, _address = socket.recv_fds(control, MAX_MESSAGE, 1)
+            if not message or not fds:
+                return
+            request = json.loads(message)
+            prepared = self.launcher.prepare(request["scenario"], request["addresses"])
+            mine, kids = _pin(socket.socket(fileno=fds[0]), top - 1), {}
+
+    def park(self) -> bool:
+        """Ask the experiment's endpoints to go idle; True if both did at once."""
+        running, self.running = self.running, {}
+        if len(running) != 2:
+            return False
+        deadline = time.monotonic() + PARK_TIMEOUT
+        for endpoint, (pid, control) in running.items():
+            ready, _, _ = select.select([control], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready or control.recv(64) != b'{"idle": true}':
+                return False
+            self.idle[endpoint] = (pid, control)
+        self.endpoints.clear()
+        return True
 
     def reap(self) -> None:
         while True:
@@ -312,9 +370,14 @@ class _Reaper:
             name = self.endpoints.pop(pid, None)
             if name is not None:
                 self.say({"ended": name, "how": describe_exit(status)})
+            for pool in (self.idle, self.running):
+                for endpoint, (idle_pid, control) in list(pool.items()):
+                    if idle_pid == pid:
+                        control.close()
+                        del pool[endpoint]
 
     def kill_all(self) -> None:
-        """Every process of the experiment: SIGKILL, then reap until none is left."""
+        """Every process of the experiment (and the idle ones): SIGKILL, then reap until none is left."""
         if self.spec.private:
             try:
                 os.kill(-1, signal.SIGKILL)  # from a PID namespace's init: everything in the namespace
@@ -328,6 +391,19 @@ class _Reaper:
             except ChildProcessError:
                 break
         self.endpoints.clear()
+        for _pid, control in [*self.idle.values(), *self.running.values()]:
+            control.close()
+        self.idle.clear()
+        self.running.clear()
+
+
+def _pin(sock: socket.socket, fd: int) -> socket.socket:
+    """The same socket at descriptor `fd` (at the top of what the process may hold), so the lab's own
+    descriptors sit out of the way and an experiment's sockets get the same numbers (accept() = 4)
+    in a fresh process and a reused one."""
+    os.dup2(sock.fileno(), fd, inheritable=True)
+    sock.close()
+    return socket.socket(fileno=fd)
 
 
 def _owner(request: dict[str, Any], process: str) -> str:

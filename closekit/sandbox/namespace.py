@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from closekit.sandbox import netlink
 from closekit.sandbox.diag import Diag
+from closekit.sandbox.stamps import SendStamps
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWIPC = 0x08000000
@@ -102,12 +103,15 @@ class NetNamespace:
     rtnl: socket.socket
     tun: int | None = None
     ifindex: int = 1  # the TUN device's (the loopback's without one)
+    stamps: SendStamps | None = None  # the kernel's send times of the TUN device's packets
     defaults: dict[str, str] = field(default_factory=dict)  # sysctl values before a scenario changed them
 
     def close(self) -> list[int]:
         """Close what holds the namespace; returns the fds whose close waits for the kernel (the TUN)."""
         self.diag.close()
         self.rtnl.close()
+        if self.stamps is not None:
+            self.stamps.close()
         for fd in (*self.mib, self.fd):
             os.close(fd)
         return [self.tun] if self.tun is not None else []
@@ -118,7 +122,7 @@ def new_network_namespace(name: str, wired: bool) -> NetNamespace:
     device up (addresses come per experiment). The caller moves back."""
     unshare(CLONE_NEWNET)
     netlink.interface_up("lo")
-    tun = None
+    tun = stamps = None
     if wired:
         tun = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
@@ -128,6 +132,10 @@ def new_network_namespace(name: str, wired: bool) -> NetNamespace:
             raise
         _quiet_ipv6(TUN_NAME)
         netlink.interface_up(TUN_NAME)
+        try:
+            stamps = SendStamps(socket.if_nametoindex(TUN_NAME))
+        except OSError:
+            stamps = None  # the wire times packets when it reads them (a few microseconds late)
     return NetNamespace(
         name=name,
         fd=os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC),
@@ -136,6 +144,7 @@ def new_network_namespace(name: str, wired: bool) -> NetNamespace:
         rtnl=netlink.route_socket(),
         tun=tun,
         ifindex=socket.if_nametoindex(TUN_NAME) if wired else 1,
+        stamps=stamps,
     )
 
 

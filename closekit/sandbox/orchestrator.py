@@ -22,7 +22,7 @@ from closekit import scenario as sc
 from closekit.errors import ExperimentError, NotHereError, ParentGone, ProtocolError, ScenarioError, SyncTimeoutError
 from closekit.sandbox import policy
 from closekit.sandbox.capture import Capture
-from closekit.sandbox.counters import deltas, read_counters
+from closekit.sandbox.counters import deltas, snapshot
 from closekit.sandbox.diag import Diag, DiagSocket
 from closekit.sandbox.endpoint import Addresses
 from closekit.sandbox.jail import Jail, Limits
@@ -37,6 +37,10 @@ TIMER_SLACK = 0.002  # look again this long after a kernel timer was due to fire
 QUIET = 0.001  # without a wire: nothing moved this long means nothing is in flight
 POLL = 0.001  # without any view of the packets: how often sockets are looked at while waiting
 EXIT_REPORT = 0.2  # how long to wait for the init's word on how a process ended
+# A call that changes its socket's state may send nothing (close() with the window shut queues its
+# FIN behind the data; close() in SYN_SENT): look this long after it began, while it still runs.
+PEEKS = (0.001, 0.005)
+PEEKED = (sc.Close, sc.Shutdown, sc.Call)
 
 
 @dataclass
@@ -74,6 +78,7 @@ class _Process:
     channel: socket.socket
     running: str | None = None  # what it is doing
     background: bool = False
+    started: bool = True  # a background step has said it began (the next step waits for that)
     exited: bool = False
 
 
@@ -96,12 +101,19 @@ class Experiment:
     server_port: int = 0
     setup_until: float | None = None  # when the scenario's first step began (before: the set-up)
     mark: int = 0  # wait_segment looks at packets from this index on
+    peeks: list[tuple[float, str]] = field(default_factory=list)  # (when, process): look while it runs
     last_activity: float = 0.0
     order: Any = field(default_factory=itertools.count)
 
     def __post_init__(self) -> None:
         if self.env.wired:
-            self.wire = Wire(self.scenario.link, {e: self.env.spaces[e].tun for e in ENDPOINTS})  # type: ignore[misc]
+            spaces = self.env.spaces
+            self.wire = Wire(
+                self.scenario.link,
+                {e: spaces[e].tun for e in ENDPOINTS},  # type: ignore[misc]
+                stamps={e: spaces[e].stamps for e in ENDPOINTS},
+                clock=time.monotonic,
+            )
 
     # ---- processes -----------------------------------------------------------------------
     @property
@@ -124,16 +136,23 @@ class Experiment:
             self.procs[p] = _Process(p, self.scenario.endpoint_of(p), mine)
 
     def _owner(self, process: str) -> str:
-        return self.scenario.endpoint_of(process)
+        return self.procs[process].endpoint if process in self.procs else self.scenario.endpoint_of(process)
 
-    def stop(self) -> None:
+    def stop(self, clean: bool = False) -> None:
+        """End the experiment's processes. `clean`: it ended without error, so if it ran only the lab's
+        own code (no function of a student's, no fork, no exit) its endpoints may be reused."""
         for proc in self.procs.values():
             proc.channel.close()
-        self.jail.clear()
+        own_code = not any(isinstance(s, sc.Call | sc.Fork | sc.Exit) for s in sc.iter_steps(self.scenario.steps))
+        self.jail.clear(reuse=clean and own_code and not any(p.running for p in self.procs.values()))
 
     def command(self, process: str, message: dict[str, Any], label: str, background: bool = False) -> None:
+        """Send `process` its next command; a background one must say when its call begins, so that
+        the step after it, on the other side, begins later (not merely is sent later)."""
         proc = self.procs[process]
-        proc.running, proc.background = label, background
+        proc.running, proc.background, proc.started = label, background, not background
+        if background:
+            message = {**message, "announce": True}
         try:
             send_message(proc.channel, message)
         except OSError:
@@ -150,7 +169,7 @@ class Experiment:
                 f"scenario {self.scenario.name!r} ran past its time limit of {self.scenario.time_limit:g} s "
                 f"(still running: {doing})"
             )
-        wake = min(until, limit_at + 0.001, *self.timers.values())
+        wake = min(until, limit_at + 0.001, *self.timers.values(), *(when for when, _p in self.peeks))
         if self.wire is not None:
             due = self.wire.next_due()
             if due is not None:
@@ -172,7 +191,11 @@ class Experiment:
             raise ParentGone("the process that asked for this experiment has gone")
         self._move_packets(now, ready)
         if self.jail in ready:
+            ended = len(self.jail.ended)
             self.jail.take()
+            for process in list(self.jail.ended)[ended:]:  # its descriptors are closed now
+                if process in self.procs:
+                    self._look(self.procs[process].endpoint, self._current())
         for proc in list(self.procs.values()):
             if proc.channel in ready and not proc.exited:
                 self._take_reply(proc)
@@ -180,6 +203,10 @@ class Experiment:
             if due <= now:
                 del self.timers[key]
                 self._look(*key)
+        for peek in [p for p in self.peeks if p[0] <= now]:
+            self.peeks.remove(peek)
+            if self.procs[peek[1]].running:
+                self._look(self.procs[peek[1]].endpoint, self._current())
         if self.wire is None and self.env.capture is None:
             for key in list(self.views):
                 self._look(*key)
@@ -191,13 +218,7 @@ class Experiment:
                 for src in sources:
                     for p in self.wire.take(src, now, self.conns.classify):
                         self._seen_packet(p)
-                delivered = self.wire.deliver(now)
-                for p in delivered:
-                    dst = "server" if p.src == "client" else "client"
-                    self.conns.delivered(p)
-                    self._look_after(p, dst)
-                    if "SYN" in p.flags and dst == "server":
-                        self._look("server", 0)
+                delivered = self.wire.deliver(now, after=self._arrived)
                 if not delivered:
                     return
                 sources = [("server" if p.src == "client" else "client") for p in delivered]
@@ -209,24 +230,33 @@ class Experiment:
                 self.captured.append(p)
                 self._seen_packet(p)
 
+    def _arrived(self, p: Packet) -> None:
+        """The wire has just written `p` into its receiver's device: look at what it changed there."""
+        dst = "server" if p.src == "client" else "client"
+        self.conns.delivered(p)
+        self._look_after(p, dst, at=p.arrived)
+        if "SYN" in p.flags and dst == "server":
+            self._look("server", 0, at=p.arrived)
+
     def _seen_packet(self, p: Packet) -> None:
         self.last_activity = time.monotonic()
         self.conns.sent(p)
         if not p.conn:
             return
-        self._look_after(p, p.src)
+        self._look_after(p, p.src, at=p.t)
         if self.wire is None:  # on a loopback, sent is received
             self.conns.delivered(p)
-            self._look_after(p, "server" if p.src == "client" else "client")
+            self._look_after(p, "server" if p.src == "client" else "client", at=p.t)
 
-    def _look_after(self, p: Packet, endpoint: str) -> None:
-        """Look at `endpoint`'s socket after packet `p` left or reached it, unless nothing can have
-        changed: a plain data or ACK segment leaves an established connection established."""
+    def _look_after(self, p: Packet, endpoint: str, at: float | None) -> None:
+        """Look at `endpoint`'s socket after packet `p` left or reached it (a change found is dated
+        `at`: when it left or arrived), unless nothing can have changed: a plain data or ACK segment
+        leaves an established connection established."""
         if not {"SYN", "FIN", "RST"} & set(p.flags):
             view = self.views.get((endpoint, p.conn))
             if view is not None and view.state == "ESTABLISHED" and (endpoint, p.conn) not in self.timers:
                 return
-        self._look(endpoint, p.conn)
+        self._look(endpoint, p.conn, at)
 
     def _take_reply(self, proc: _Process) -> None:
         now = time.monotonic()
@@ -248,12 +278,20 @@ class Experiment:
             raise ExperimentError(f"the experiment hit a limit of the lab: {records[0]['message']}")
         if kind == "hello":
             return
+        if kind == "started":
+            if proc.running is None or proc.started:
+                raise ExperimentError(
+                    f"the {proc.name} process said a call began when none was due (code in the experiment wrote "
+                    "to the lab's channel); the experiment was stopped"
+                )
+            proc.started = True
+            return
         if proc.running is None:
             raise ExperimentError(
                 f"the {proc.name} process sent a reply while it was running nothing (code in the experiment wrote "
                 "to the lab's channel); the experiment was stopped"
             )
-        proc.running = None
+        proc.running, proc.started = None, True
         for r in records:
             if r["kind"] == "port":
                 if r["role"] == "listener" and proc.endpoint == "server":
@@ -264,7 +302,7 @@ class Experiment:
                 self.records.append((next(self.order), proc.name, r))
                 if r.get("call") == "exit":
                     proc.exited = True
-        self._look(proc.endpoint, self.conns.all[-1].number if self.conns.all else 1)
+        self._look(proc.endpoint, self._current())
         if proc.endpoint == "server":
             self._look("server", 0)
 
@@ -286,8 +324,11 @@ class Experiment:
         return self.jail.ended.get(process, "ended")
 
     # ---- sockets -------------------------------------------------------------------------
-    def _look(self, endpoint: str, conn: int) -> None:
-        """Ask the kernel about one socket (conn 0: the server's listener) and record a new state."""
+    def _look(self, endpoint: str, conn: int, at: float | None = None) -> None:
+        """Ask the kernel about one socket (conn 0: the server's listener) and record a new state,
+        dated `at` if what changed it is known (a packet's leaving or arrival), else now. Dating a
+        change by its cause, not by when the lab asked, keeps the order of events the kernel's: a
+        reader woken by a FIN returns after the state the FIN brought, however late the lab looks."""
         address = self._tuple(endpoint, conn)
         if address is None:
             return
@@ -296,7 +337,8 @@ class Experiment:
         now = time.monotonic()
         view = self._view_of(found, key)
         if view.state is not None and view.state != self.views.get(key, policy.SocketView()).state:
-            self.states.append((next(self.order), StateChange(t=now - self.t0, side=endpoint, state=view.state,
+            when = now if at is None else at
+            self.states.append((next(self.order), StateChange(t=when - self.t0, side=endpoint, state=view.state,
                                                               conn=conn)))  # fmt: skip
         self.views[key] = view
         if found is not None and found.timer is not None and found.timer != "time-wait":
@@ -310,6 +352,10 @@ class Experiment:
         self.seen.add(key)
         return policy.SocketView(found.state, found.rqueue, found.wqueue, found.timer)
 
+    def _current(self) -> int:
+        """The number of the newest connection (1 before any)."""
+        return self.conns.all[-1].number if self.conns.all else 1
+
     def _tuple(self, endpoint: str, conn: int) -> tuple[tuple[str, int], tuple[str, int]] | None:
         addresses = self.env.addresses
         if conn == 0:
@@ -320,7 +366,9 @@ class Experiment:
         client, server = (addresses.client, c.client_port), (addresses.server, c.server_port)
         return (client, server) if endpoint == "client" else (server, client)
 
-    def moment(self) -> policy.Moment:
+    def moment(self, segments: bool = False) -> policy.Moment:
+        """What the policy decides on; `segments` adds the segments sent since the step began (only
+        wait_segment needs them)."""
         now = time.monotonic()
         in_flight = self.wire.in_flight if self.wire is not None else 0
         if self.wire is None and now - self.last_activity < QUIET:
@@ -333,10 +381,12 @@ class Experiment:
             acks_owed=self.conns.acks_owed() if packets else 0,
             owed_for=now - self.last_activity,
             sockets=self.views,
-            current=self.conns.all[-1].number if self.conns.all else 1,
+            current=self._current(),
             segments=tuple(
                 (p.src, frozenset(p.flags), self.conns.relative(p)[2]) for p in packets[self.mark :] if p.conn
-            ),
+            )
+            if segments
+            else (),
         )
 
     # ---- waiting -------------------------------------------------------------------------
@@ -353,23 +403,35 @@ class Experiment:
         while self.procs[process].running:
             self.pump(self.t0 + self.scenario.time_limit)
 
+    def wait_ended(self, process: str) -> None:
+        """Until the reaper says `process` is gone: only then are its descriptors closed (the exit
+        step's reply leaves before), and the next step must find its sockets released."""
+        while process not in self.jail.ended:
+            self.pump(self.t0 + self.scenario.time_limit)
+
+    def wait_started(self, process: str) -> None:
+        proc = self.procs[process]
+        while proc.running and not proc.started:
+            self.pump(self.t0 + self.scenario.time_limit)
+
     def sync(self, step: sc.Step) -> None:
         endpoint = self._owner(step.side)
         deadline = time.monotonic() + self.scenario.sync_timeout
+        segments = isinstance(step, sc.WaitSegment)
         while True:
             self._refresh(step, endpoint)
-            if policy.met(step, self.moment(), endpoint):
+            if policy.met(step, self.moment(segments), endpoint):
                 return
             if time.monotonic() > deadline:
                 raise SyncTimeoutError(
                     f"sync point {step.describe()} in {self.scenario.name!r} was not met within "
-                    f"{self.scenario.sync_timeout:g} s: {policy.waited_for(step, self.moment(), endpoint)}"
+                    f"{self.scenario.sync_timeout:g} s: {policy.waited_for(step, self.moment(segments), endpoint)}"
                 )
             self.pump(deadline)
 
     def _refresh(self, step: sc.Step, endpoint: str) -> None:
         """Look again at the sockets a sync point depends on (queues move without a state change)."""
-        current = self.conns.all[-1].number if self.conns.all else 1
+        current = self._current()
         if isinstance(step, sc.WaitRecvQueue):
             self._look(endpoint, current)
             self._look("server" if endpoint == "client" else "client", current)
@@ -404,8 +466,15 @@ class Experiment:
                 self.mark = len(self._packets())
                 self.command(step.side, {"op": "step", "path": [index], "port": self.server_port},
                              step.describe(), background=step.background)  # fmt: skip
-                if not step.background:
+                if isinstance(step, PEEKED):
+                    now = time.monotonic()
+                    self.peeks += [(now + after, step.side) for after in PEEKS]
+                if step.background:
+                    self.wait_started(step.side)
+                else:
                     self.wait_idle(step.side)
+                if isinstance(step, sc.Exit):
+                    self.wait_ended(step.side)
             self.settle()
         for proc in list(self.procs.values()):
             self.wait_idle(proc.name)
@@ -438,13 +507,15 @@ class Experiment:
         """Start, run every step, stop every process; the Trace of what happened."""
         refuse_unsupported(self.scenario, self.env)
         files = self.env.mib_files()
-        before = read_counters(files) if files else {}
+        before = snapshot(files)
         self.start()
+        clean = False
         try:
             self.execute()
-            counters = deltas(before, read_counters(files)) if files else {}
+            counters = deltas(before, snapshot(files))
+            clean = True
         finally:
-            self.stop()
+            self.stop(clean)
         if self.env.capture is not None and self.env.capture.drops():
             raise ExperimentError("the packet capture dropped segments; the trace would be incomplete")
         return self.trace(counters)
@@ -458,14 +529,15 @@ class Experiment:
     # ---- the result ----------------------------------------------------------------------
     def trace(self, counters: dict[str, int]) -> Trace:
         t0 = self.t0
-        events: list[tuple[float, int, Any]] = []
+        # (time, rank, order): a state dated by a packet comes right after that packet
+        events: list[tuple[float, int, int, Any]] = []
         for order, process, r in self.records:
             if r["kind"] == "signal":
-                events.append((r["t"] - t0, order, Signal(t=r["t"] - t0, side=process, signal=r["signal"])))
+                events.append((r["t"] - t0, 2, order, Signal(t=r["t"] - t0, side=process, signal=r["signal"])))
             else:
                 e = Syscall(t=r["t"] - t0, side=process, call=r["call"], args=r["args"], result=r["result"],
                             errno=r["errno"], duration=r["duration"])  # fmt: skip
-                events.append((e.t, order, e))
+                events.append((e.t, 2, order, e))
         for order, p in enumerate(self._packets()):
             if not p.conn:
                 continue
@@ -474,13 +546,13 @@ class Experiment:
                 t=p.t - t0, src=p.src, flags=p.flags, seq=seq, ack=ack, len=p.payload, win=win, raw=p.raw,
                 conn=p.conn, arrived=None if p.arrived is None else p.arrived - t0, fate=p.fate,
             )  # fmt: skip
-            events.append((s.t, order, s))
-        events.extend((s.t, order, s) for order, s in self.states)
-        events.sort(key=lambda x: (x[0], x[1]))
+            events.append((s.t, 0, order, s))
+        events.extend((s.t, 1, order, s) for order, s in self.states)
+        events.sort(key=lambda x: x[:3])
         scenario = self.scenario
         return Trace(
             scenario=scenario.name, description=scenario.description, kernel=self.env.kernel, mode=self.env.mode,
-            counters=counters, events=tuple(e for _t, _o, e in events), unobserved=self.env.unobserved,
+            counters=counters, events=tuple(e for *_key, e in events), unobserved=self.env.unobserved,
             link=scenario.link.to_dict(), settings=scenario.settings.to_dict(),
             processes={p: scenario.endpoint_of(p) for p in scenario.sides}, setup_until=self.setup_until,
         )  # fmt: skip

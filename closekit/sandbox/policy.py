@@ -47,7 +47,7 @@ class Moment:
     acks_owed: int = 0  # receivers that have not yet acknowledged what they were handed
     owed_for: float = 0.0  # seconds the wire has been quiet with an acknowledgement owed
     sockets: Mapping[tuple[str, int], SocketView] = field(default_factory=dict)  # (endpoint, conn); conn 0: listener
-    current: int = 0  # the newest connection's number (0: none yet)
+    current: int = 1  # the newest connection's number (1 before any)
     segments: tuple[tuple[str, frozenset[str], int], ...] = ()  # (src, flags, window) sent since the step began
 
     def view(self, endpoint: str, listener: bool = False) -> SocketView:

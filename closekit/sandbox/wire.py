@@ -17,11 +17,12 @@ from __future__ import annotations
 import heapq
 import itertools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 from closekit.link import Link
 from closekit.sandbox.packets import Packet, decode_ip
+from closekit.sandbox.stamps import SendStamps
 
 MAX_READ = 65536 + 256
 PEER = {"client": "server", "server": "client"}
@@ -30,16 +31,27 @@ PEER = {"client": "server", "server": "client"}
 class Wire:
     """The relay for one experiment (its TUN descriptors belong to the helper and outlive it)."""
 
-    def __init__(self, link: Link, tuns: dict[str, int]) -> None:
+    def __init__(
+        self,
+        link: Link,
+        tuns: dict[str, int],
+        stamps: Mapping[str, SendStamps | None] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        """`stamps`: the kernel's send times per sender (else a packet is timed when read); `clock`:
+        read just before each packet is written, as its arrival (else the `now` deliver() is given)."""
         self.link = link
         self.tuns = tuns
-        self._due: list[tuple[float, int, Packet, bytes]] = []  # heap of (when, order, packet, bytes)
+        self.stamps = dict(stamps or {})
+        self.clock = clock
+        self._due: list[tuple[float, int, Packet, bytes, bool]] = []  # heap of (when, order, packet, bytes, prompt)
         self._order = itertools.count()
         self._held: dict[str, list[tuple[Packet, bytes]]] = {"client": [], "server": []}
         self._gated: list[tuple[Packet, bytes]] = []
         self._gate = False
         self._matches = [0] * len(link.rules)
         self._free = {"client": 0.0, "server": 0.0}  # when each direction's link is free again (rate)
+        self._last = {"client": float("-inf"), "server": float("-inf")}  # latest arrival from each sender
         self.packets: list[Packet] = []  # every TCP packet taken, in order
         self.carried = 0  # packets of any kind written onwards
 
@@ -50,13 +62,18 @@ class Wire:
     def take(self, src: str, now: float, classify: Callable[[Packet], object]) -> list[Packet]:
         """Read everything `src`'s kernel has sent; returns the TCP packets among them, each passed to
         `classify` (which numbers its connection) before the link acts on it."""
-        fresh = []
+        batch = []
         while True:
             try:
-                data = os.read(self.tuns[src], MAX_READ)
+                batch.append(os.read(self.tuns[src], MAX_READ))
             except BlockingIOError:
-                return fresh
-            packet = decode_ip(data, now, src)
+                break
+        stamps = self.stamps.get(src)
+        if stamps is not None and batch:
+            stamps.drain()  # every packet read has its copy queued already (taps see it first)
+        fresh = []
+        for data in batch:
+            packet = decode_ip(data, now if stamps is None else stamps.sent(data, now), src)
             if packet is None:
                 if data[:1] and data[0] >> 4 == 4:  # IPv4 but not TCP (e.g. ICMP): carried unobserved
                     self._schedule(Packet(now, src, 0, 0, (), 0, 0, 0, 0, None, b""), data, now, observed=False)
@@ -68,8 +85,9 @@ class Wire:
                 self._gated.append((packet, data))
             else:
                 self._apply(packet, data, now)
+        return fresh
 
-    def _apply(self, packet: Packet, data: bytes, now: float) -> None:
+    def _apply(self, packet: Packet, data: bytes, now: float, late: bool = False) -> None:
         rule = None
         for i, r in enumerate(self.link.rules):
             if r.matches(packet.src, packet.flags, packet.payload):
@@ -83,8 +101,10 @@ class Wire:
             packet.fate = "held"
             self._held[packet.src].append((packet, data))
         else:
-            extra = rule.seconds if action == "delay" else 0.0  # type: ignore[union-attr]
-            self._schedule(packet, data, now, extra=extra)
+            extra = 0.0
+            if action == "delay":
+                packet.fate, extra = "delayed", rule.seconds  # type: ignore[union-attr]
+            self._schedule(packet, data, now, extra=extra, late=late)
             if action == "duplicate":
                 twin = replace(packet, copy=True, fate="duplicate", arrived=None)
                 self.packets.append(twin)
@@ -94,7 +114,12 @@ class Wire:
                 self.packets.append(twin)
                 self._held[packet.src].append((twin, data))
 
-    def _schedule(self, packet: Packet, data: bytes, now: float, extra: float = 0.0, observed: bool = True) -> None:
+    def _schedule(
+        self, packet: Packet, data: bytes, now: float, extra: float = 0.0, observed: bool = True, late: bool = False
+    ) -> None:
+        """Put a packet on its way. On a link without delay or rate, a packet nothing holds back (no
+        rule, no gate: not `late`) arrives as it left: the microseconds the relay takes to pass it on
+        are the lab's, not the link's), though never before what the link delivered ahead of it."""
         if packet.copy:
             packet.t = now + extra  # a copy leaves the wire, not its sender: when the wire injects it
         start = now
@@ -103,17 +128,23 @@ class Wire:
             self._free[packet.src] = start
         if observed:
             packet.arrived = None  # on its way
-        heapq.heappush(self._due, (start + self.link.delay + extra, next(self._order), packet, data))
+        prompt = not late and not extra and not packet.copy and not self.link.delay and self.link.rate is None
+        heapq.heappush(self._due, (start + self.link.delay + extra, next(self._order), packet, data, prompt))
 
     # ---- handing packets over -------------------------------------------------------------
     def next_due(self) -> float | None:
         return self._due[0][0] if self._due else None
 
-    def deliver(self, now: float) -> list[Packet]:
-        """Write every packet whose time has come into the receiver's TUN device, in order."""
+    def deliver(self, now: float, after: Callable[[Packet], object] | None = None) -> list[Packet]:
+        """Write every packet whose time has come into the receiver's TUN device, in order; `after` is
+        called with each TCP packet as soon as it is written (before the next one), so what is seen
+        then is that packet's doing."""
         delivered = []
         while self._due and self._due[0][0] <= now:
-            _when, _order, packet, data = heapq.heappop(self._due)
+            _when, _order, packet, data, prompt = heapq.heappop(self._due)
+            # taken before write(): the receiving kernel reacts inside it
+            arrived = packet.t if prompt else now if self.clock is None else self.clock()
+            arrived = self._last[packet.src] = max(arrived, self._last[packet.src])
             try:
                 os.write(self.tuns[PEER[packet.src]], data)
             except OSError:
@@ -121,10 +152,12 @@ class Wire:
                 continue
             self.carried += 1
             if packet.flags:
-                packet.arrived = now
+                packet.arrived = arrived
                 if packet.fate == "held":
-                    packet.fate = "delivered" if not packet.copy else "duplicate"
+                    packet.fate = "released" if not packet.copy else "duplicate"
                 delivered.append(packet)
+                if after is not None:
+                    after(packet)
         return delivered
 
     @property
@@ -136,7 +169,7 @@ class Wire:
         """Put the segments a hold or copy rule kept back from `src` on their way; returns how many."""
         held, self._held[src] = self._held[src], []
         for packet, data in held:
-            self._schedule(packet, data, now)
+            self._schedule(packet, data, now, late=True)
         return len(held)
 
     # ---- steps that start together --------------------------------------------------------
@@ -148,10 +181,13 @@ class Wire:
         self._gate = False
         gated, self._gated = self._gated, []
         for packet, data in gated:
-            self._apply(packet, data, now)
+            self._apply(packet, data, now, late=True)
 
     def drain(self) -> None:
         """Throw away whatever the TUN devices still hold (the experiment is over)."""
+        for stamps in self.stamps.values():
+            if stamps is not None:
+                stamps.forget()
         for fd in self.tuns.values():
             while True:
                 try:

@@ -233,19 +233,18 @@ class Workspace:
         self._start_jail()
 
     def stats(self) -> dict[str, int]:
-        """What a leak test compares: this helper's descriptors and threads, every process below it
-        (the reaper, and whatever an experiment left: zombies counted too), and the namespaces
-        those processes are in."""
+        """What a leak test compares: this helper's descriptors and threads, and every process below it
+        (the reaper, the two endpoint processes it keeps idle between experiments, and whatever an
+        experiment left: zombies counted too). Every namespace of an experiment belongs to one of
+        these processes, so counting them counts the namespaces as well."""
         from closekit.sandbox.jail import descendants
 
         below = descendants(os.getpid())
-        zombies, namespaces = 0, set()
+        zombies = 0
         for pid in below:
             try:
                 with open(f"/proc/{pid}/stat") as f:
                     zombies += f.read().rsplit(")", 1)[1].split()[0] == "Z"
-                for kind in ("net", "pid", "mnt", "ipc", "user"):
-                    namespaces.add(os.readlink(f"/proc/{pid}/ns/{kind}"))
             except OSError:
                 continue
         return {
@@ -253,7 +252,6 @@ class Workspace:
             "threads": len(os.listdir("/proc/self/task")),
             "processes": len(below),
             "zombies": zombies,
-            "namespaces": len(namespaces),
         }
 
 

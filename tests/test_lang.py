@@ -1,0 +1,267 @@
+"""The language layer: which language a notebook speaks, catalogs that cannot drift apart, and the
+exercises, widgets, checkers and verdicts actually speaking Chinese where a Chinese notebook runs."""
+
+from __future__ import annotations
+
+import ast
+import os
+import string
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from closekit import claims, cli, lang
+from closekit.errors import LanguageError, MessageError
+from closekit.exercises import WriteCode, catalog
+from closekit.steps import close
+from closekit.trace import Trace
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "closekit"
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def plain_close(sock, data):
+    sock.sendall(data)
+    sock.close()
+
+
+# ---- which language -----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("environ", "cwd", "expected"),
+    [
+        ({}, "/course/notebooks", "en"),
+        ({}, "/course/notebooks/zh", "zh"),  # the Chinese chapters
+        ({}, "/course/notebooks/zh/extra", "zh"),  # anywhere under a folder named zh
+        ({}, "/course/exercises/student/ex01-close-zh", "zh"),  # a Chinese assignment
+        ({}, "/srv/autograded/alice/ex01-close-zh", "zh"),  # nbgrader's copy of it
+        ({}, "/course/exercises/student/ex01-close", "en"),
+        ({}, "/home/zhang/ex01-close", "en"),  # 'zh' inside a name is not a folder named zh
+        ({"CLOSEKIT_LANG": "en"}, "/course/notebooks/zh", "en"),  # the variable wins
+        ({"CLOSEKIT_LANG": "zh"}, "/course/notebooks", "zh"),
+        ({"CLOSEKIT_LANG": ""}, "/course/notebooks/zh", "zh"),  # set but empty: as if unset
+    ],
+)
+def test_the_language_comes_from_the_variable_else_the_notebooks_folder(environ, cwd, expected):
+    assert lang.detect(environ, cwd) == expected
+
+
+@pytest.mark.parametrize("value", ["fr", "ZH", "zh_CN", "chinese"])
+def test_a_language_closekit_does_not_speak_is_an_error_naming_the_ones_it_does(value):
+    with pytest.raises(LanguageError, match=rf"CLOSEKIT_LANG is '{value}'; the languages are: en, zh"):
+        lang.detect({"CLOSEKIT_LANG": value}, "/course/notebooks")
+
+
+def test_the_kernels_working_directory_decides_and_use_overrides_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("CLOSEKIT_LANG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert lang.current() == "en" and lang.text("predict.run") == "Run it"
+    assignment = tmp_path / "ex02-shutdown-zh"
+    assignment.mkdir()
+    monkeypatch.chdir(assignment)
+    assert lang.current() == "zh" and lang.text("predict.run") == "运行"
+    with lang.use("en"):
+        assert lang.text("predict.run") == "Run it"
+    assert lang.current() == "zh"
+    with pytest.raises(LanguageError, match="the languages are: en, zh"), lang.use("fr"):
+        pass
+
+
+def test_import_closekit_reads_no_catalog():
+    code = (
+        "import sys, closekit; assert 'closekit.lang' not in sys.modules\n"
+        "from closekit import lang; assert lang.catalog.cache_info().currsize == 0\n"
+        "lang.text('predict.run'); assert lang.catalog.cache_info().currsize == 1"
+    )
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+# ---- the catalogs -------------------------------------------------------------------------------
+def leaves(table: dict, prefix: str = "") -> dict[str, str]:
+    """Every message of a catalog by its dotted key."""
+    found = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            found.update(leaves(value, f"{prefix}{key}."))
+        else:
+            found[f"{prefix}{key}"] = value
+    return found
+
+
+def fields(message: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(message) if name is not None}
+
+
+EN, ZH = leaves(lang.catalog("en")), leaves(lang.catalog("zh"))
+
+
+def test_both_catalogs_have_the_same_keys():
+    assert sorted(set(EN) - set(ZH)) == [], "in en.toml, missing from zh.toml"
+    assert sorted(set(ZH) - set(EN)) == [], "in zh.toml, not in en.toml"
+
+
+@pytest.mark.parametrize("key", sorted(EN))
+def test_each_message_fills_the_same_fields_in_both_languages(key):
+    assert fields(EN[key]) == fields(ZH[key]), f"{key}: en {fields(EN[key])}, zh {fields(ZH[key])}"
+    for message in (EN[key], ZH[key]):
+        assert all(name.isidentifier() for name in fields(message)), f"{key}: a brace not doubled? {message!r}"
+
+
+def test_a_missing_message_fails_loudly_in_every_language():
+    for code in lang.LANGUAGES:
+        with lang.use(code), pytest.raises(MessageError, match=rf"no message 'predict.nope' in closekit/lang/{code}"):
+            lang.text("predict.nope")
+    with pytest.raises(MessageError, match="is a table, not a message"):
+        lang.text("side")
+    with pytest.raises(MessageError, match="not a table of messages"):
+        lang.texts("predict.run")
+
+
+def _used_keys() -> tuple[set[str], set[str]]:
+    """Keys named in closekit's code: messages (text) and tables (texts, word). A key built at run time
+    would escape this test, so every key must be a literal (or a choice between literals)."""
+    messages, tables = set(), set()
+    for path in PACKAGE.rglob("*.py"):
+        if path.parent.name == "lang":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+                continue
+            if node.func.id not in ("text", "texts", "word") or "closekit.lang" not in path.read_text():
+                continue
+            arg = node.args[0]
+            options = [arg.body, arg.orelse] if isinstance(arg, ast.IfExp) else [arg]
+            for option in options:
+                assert isinstance(option, ast.Constant), f"{path}:{node.lineno}: a message key must be a literal"
+                (messages if node.func.id == "text" else tables).add(option.value)
+    return messages, tables
+
+
+def test_every_key_the_code_names_is_in_the_catalog_and_every_message_is_used():
+    messages, tables = _used_keys()
+    assert sorted(messages - set(EN)) == [], "named in the code, missing from the catalogs"
+    assert sorted(t for t in tables if not any(k.startswith(f"{t}.") for k in EN)) == []
+    used = messages | {k for k in EN for t in tables if k.startswith(f"{t}.")}
+    assert sorted(set(EN) - used) == [], "in the catalogs but used nowhere"
+
+
+# ---- the claims' Chinese text ---------------------------------------------------------------------
+ZH_CLAIMS = lang.claim_catalog("zh")
+
+
+def test_every_claim_has_a_chinese_text_and_no_chinese_text_is_orphaned():
+    ids = {c.id for c in claims.CLAIMS}
+    assert sorted(ids - set(ZH_CLAIMS["claims"])) == [], "claims with no Chinese text"
+    assert sorted(set(ZH_CLAIMS["claims"]) - ids) == [], "Chinese texts of claims that do not exist"
+    shared = {w["linux_shared"] for w in ZH_CLAIMS["claims"].values() if "linux_shared" in w}
+    assert shared == set(ZH_CLAIMS["shared"]), "a shared text used by no claim, or a claim naming none"
+
+
+@pytest.mark.parametrize("claim", claims.CLAIMS, ids=lambda c: c.id)
+def test_a_claim_says_what_linux_does_instead_in_chinese_exactly_when_it_does_in_english(claim):
+    words = ZH_CLAIMS["claims"][claim.id]
+    assert set(words) <= {"text", "linux", "linux_shared"} and words["text"]
+    assert ("linux" in words or "linux_shared" in words) == bool(claim.linux_text), claim.id
+    with lang.use("zh"):
+        says, linux = lang.claim_words(claim)
+    assert says == words["text"] and (linux is None) == (claim.linux_text is None)
+
+
+def test_a_claim_without_a_chinese_text_fails_loudly():
+    orphan = claims.Claim("not-in-the-ledger", "1", "x", "close-default", lambda t: True)
+    with lang.use("zh"), pytest.raises(MessageError, match="no text for claim 'not-in-the-ledger'"):
+        lang.claim_words(orphan)
+    with lang.use("en"):
+        assert lang.claim_words(orphan) == ("x", None)
+
+
+def test_verdicts_speak_chinese():
+    trace = Trace.from_json((FIXTURES / "linger-zero.json").read_text())
+    verdict = claims.judge("linger-zero-no-time-wait", trace)
+    with lang.use("zh"):
+        assert verdict.outcome() == "成立"
+        table = claims.table([verdict])
+        page = claims.verdicts_html([verdict])
+    assert table.startswith("文档中的论断，在 Linux") and "\n节 " in table and "成立" in table
+    assert "文档的说法" in page and "异常终止之后，关闭的一方跳过 TIME_WAIT" in page
+    with lang.use("en"):
+        assert verdict.outcome() == "holds" and "Claims of the document" in claims.table([verdict])
+
+
+# ---- the exercises in a Chinese notebook ----------------------------------------------------------
+@pytest.fixture
+def chinese_assignment(tmp_path, monkeypatch):
+    """The kernel runs in a Chinese assignment's folder, as Jupyter, nbval and nbgrader start it."""
+    monkeypatch.delenv("CLOSEKIT_LANG", raising=False)
+    folder = tmp_path / "ex01-close-zh"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    return folder
+
+
+def test_a_widget_in_a_chinese_notebook_shows_and_judges_in_chinese(chinese_assignment):
+    ex = catalog.linger_zero_time_wait()
+    bundle = ex._repr_mimebundle_()
+    assert "最后哪一端处于 TIME_WAIT" in bundle["text/html"] and "两端都不会" in bundle["text/html"]
+    assert bundle["text/plain"].startswith("Predict: 客户端把 SO_LINGER 设为 {l_onoff=1, l_linger=0}")
+    assert ex._ui["button"].description == "运行"
+    ex._ui["radio"].value = "C"
+    ex._ui["button"].click()
+    shown = ex._ui["output"].outputs[0]["data"]["text/html"]
+    assert "预测正确：C) 两端都不会。客户端的 close() 发出了 RST" in shown and "交互记录" in shown
+    assert "参见第 3 章（notebooks/zh/03-so-linger.ipynb）中讲 l_linger = 0 异常终止的部分。" in ex.result.message
+    assert 'notebooks/zh/03-so-linger.ipynb">notebooks/zh/03-so-linger.ipynb</a>' in shown  # a link to it
+    assert ex._ui["button"].description == "再次运行"
+    assert repr(ex.result).startswith("通过: 预测正确")
+
+
+def test_checkers_in_a_chinese_notebook_explain_in_chinese(chinese_assignment):
+    written = catalog.no_fin_close().check((close("client"),))
+    assert not written.passed and written.message.startswith("还没有做到。参见第 3 章")
+    assert "✘ 客户端调用 close()，而且完全不发出 FIN：客户端发出了 FIN（F." in written.message
+    assert repr(written).startswith("未通过: ")
+    code = WriteCode(peers=("banner",)).check(plain_close)
+    assert not code.passed and code.message.startswith("send_all_then_close() 只通过了 1 个对端中的 0 个。")
+    assert "✘ 先发问候语的对端：对端收到了 1,000,000 字节中的" in code.message
+    assert "你这一端发出了 RST（问候语没读就关闭" in code.message
+    fix = catalog.million_fix()
+    fix.answer("A")
+    assert "它没有达到目标（服务器收到全部 1,000,000 字节，并且没有任何一方发出 RST）" in fix.run().message
+
+
+def test_the_same_exercise_in_an_english_notebook_speaks_english(tmp_path, monkeypatch):
+    monkeypatch.delenv("CLOSEKIT_LANG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    ex = catalog.close_shared()
+    assert ex.choices == {"A": "a FIN", "B": "an RST", "C": "nothing at all"}
+    ex.answer("C")
+    assert ex.run().message.startswith("Your prediction held: C) nothing at all. The parent's close() sent nothing")
+
+
+# ---- closekit verify --lang ---------------------------------------------------------------------
+def test_verify_takes_a_language(capsys):
+    with pytest.raises(SystemExit) as done:
+        cli.main(["verify", "--help"])
+    assert done.value.code == 0 and "--lang {en,zh}" in capsys.readouterr().out
+    assert cli.main(["verify", "--lang", "zh", "--section", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("文档中的论断") and "shut-wr-half-close" in out and "成立" in out
+    assert "Linux 的不同之处：" in out and "SHUT_RD 会丢弃已经在套接字接收缓冲区中等待的数据。" in out
+    assert cli.main(["verify", "--lang", "en", "--section", "2", "--json"]) == 0
+    assert '"claim": "SHUT_WR is a half-close' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "says"),
+    [
+        (["verify", "--lang", "fr"], {}, "invalid choice: 'fr' (choose from 'en', 'zh')"),
+        (["verify", "--section", "2"], {"CLOSEKIT_LANG": "fr"}, "CLOSEKIT_LANG is 'fr'; the languages are: en, zh"),
+        (["verify", "--lang", "zh", "--section", "9"], {}, "no claims in section '9'; the sections are: 1, 2"),
+    ],
+)
+def test_verify_refuses_a_language_or_section_it_does_not_have(argv, environ, says):
+    env = {**{k: v for k, v in os.environ.items() if k != "CLOSEKIT_LANG"}, **environ}
+    done = subprocess.run([sys.executable, "-m", "closekit", *argv], capture_output=True, text=True, env=env)
+    assert done.returncode == 2 and says in done.stderr and done.stdout == ""

@@ -1,0 +1,87 @@
+"""The lab's settle and sync rules, on hand-made moments: no kernel, no processes (h11's sans-IO idea)."""
+
+from __future__ import annotations
+
+import pytest
+
+from closekit import steps as s
+from closekit.sandbox.policy import DELAYED_ACK_MAX, Moment, SocketView, met, settled, waited_for
+
+
+def moment(**kwargs) -> Moment:
+    return Moment(**kwargs)
+
+
+def sockets(**views: SocketView) -> dict[tuple[str, int], SocketView]:
+    return {(name, 1): view for name, view in views.items()}
+
+
+def test_a_step_starts_only_when_nothing_runs_nothing_flies_and_no_ack_is_owed():
+    assert settled(moment())
+    assert not settled(moment(busy=frozenset({"client"})))
+    assert not settled(moment(in_flight=1))
+    assert not settled(moment(acks_owed=1, owed_for=0.01))  # the peer's delayed ACK is still to come
+    assert settled(moment(acks_owed=1, owed_for=DELAYED_ACK_MAX + 0.01))  # it never came: go on
+    assert settled(moment(running=frozenset({"server"})))  # a background step does not hold the timeline
+
+
+def test_wait_recv_queue_is_met_by_the_bytes_or_by_a_closed_window():
+    step = s.wait_recv_queue("server", 100)
+    assert not met(step, moment(sockets=sockets(server=SocketView("ESTABLISHED", rqueue=99))), "server")
+    assert met(step, moment(sockets=sockets(server=SocketView("ESTABLISHED", rqueue=100))), "server")
+    step = s.wait_recv_queue("server", 20000)  # more than the receiver's buffer takes
+    full = sockets(
+        server=SocketView("ESTABLISHED", rqueue=4096),
+        client=SocketView("ESTABLISHED", wqueue=15000, timer="zero-window probe"),
+    )
+    assert met(step, moment(sockets=full), "server")
+    assert not met(step, moment(sockets=full, in_flight=1), "server")  # something may still arrive
+    retransmitting = dict(full)
+    retransmitting[("client", 1)] = SocketView("ESTABLISHED", wqueue=15000, timer="retransmit")
+    assert not met(step, moment(sockets=retransmitting), "server")  # the window is not known to be shut
+
+
+def test_wait_state_reads_the_current_connection_or_the_listener():
+    views = {("server", 0): SocketView("LISTEN"), ("server", 1): SocketView("SYN_RECEIVED"), ("server", 2):
+             SocketView("ESTABLISHED")}  # fmt: skip
+    assert met(s.wait_state("server", "ESTABLISHED"), moment(sockets=views, current=2), "server")
+    assert not met(s.wait_state("server", "ESTABLISHED"), moment(sockets=views, current=1), "server")
+    assert met(s.wait_state("server", "LISTEN", listener=True), moment(sockets=views, current=2), "server")
+
+
+def test_wait_acked_needs_an_empty_send_queue_and_a_quiet_wire():
+    step = s.wait_acked("client")
+    assert not met(step, moment(sockets=sockets(client=SocketView("FIN_WAIT_1", wqueue=1))), "client")
+    assert met(step, moment(sockets=sockets(client=SocketView("FIN_WAIT_2", wqueue=0))), "client")
+    assert not met(step, moment(sockets=sockets(client=SocketView("FIN_WAIT_2")), in_flight=1), "client")
+    assert not met(step, moment(), "client")  # a socket never seen has acknowledged nothing
+
+
+def test_wait_segment_matches_flags_and_window_of_the_named_sender():
+    seen = (("client", frozenset({"FIN", "ACK"}), 64512), ("server", frozenset({"ACK"}), 0))
+    assert met(s.wait_segment("client", ("FIN",)), moment(segments=seen), "client")
+    assert not met(s.wait_segment("server", ("FIN",)), moment(segments=seen), "server")
+    assert met(s.wait_segment("server", ("ACK",), win=0), moment(segments=seen), "server")
+    assert not met(s.wait_segment("server", ("ACK",), win=1), moment(segments=seen), "server")
+
+
+def test_wait_done_is_met_when_the_side_runs_nothing():
+    assert met(s.wait_done("client"), moment(running=frozenset({"server"})), "client")
+    assert not met(s.wait_done("client"), moment(running=frozenset({"client"})), "client")
+
+
+@pytest.mark.parametrize(
+    ("step", "seen", "expected"),
+    [
+        (s.wait_recv_queue("server", 10), moment(sockets=sockets(server=SocketView("ESTABLISHED", rqueue=2))),
+         "waited for 10 unread bytes (or a closed window), but server's receive queue held 2"),
+        (s.wait_state("client", "TIME_WAIT"), moment(sockets=sockets(client=SocketView("FIN_WAIT_2"))),
+         "waited for client's socket in TIME_WAIT, but it was in FIN_WAIT_2"),
+        (s.wait_acked("client"), moment(sockets=sockets(client=SocketView("FIN_WAIT_1", wqueue=1))),
+         "but 1 bytes (a FIN counts one) were unacknowledged"),
+        (s.wait_segment("server", ("RST",)), moment(segments=(("client", frozenset({"FIN"}), 1),)),
+         "but the segments sent were: client FIN"),
+    ],
+)  # fmt: skip
+def test_a_sync_point_that_times_out_says_what_it_waited_for_and_what_it_saw(step, seen, expected):
+    assert expected in waited_for(step, seen, step.side)
