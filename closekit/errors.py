@@ -32,6 +32,10 @@ class TraceFormatError(CloseKitError, ValueError):
     """Trace data (JSON from a file or from the lab's helper) that does not follow the trace schema."""
 
 
+class ExerciseError(CloseKitError, ValueError):
+    """An exercise was used the wrong way (unknown choice, changed prediction …): says what is expected."""
+
+
 class NotHereError(ScenarioError):
     """A scenario needs what this machine's lab mode cannot give (the lab's wire, settings of its own)."""
 

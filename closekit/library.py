@@ -14,11 +14,13 @@ from closekit.settings import Settings
 from closekit.steps import (
     accept,
     at_once,
+    call,
     close,
     connect,
     epoll,
     exit,
     fork,
+    getsockopt,
     linger,
     nonblocking,
     read_to_eof,
@@ -31,7 +33,6 @@ from closekit.steps import (
     wait_acked,
     wait_done,
     wait_recv_queue,
-    wait_segment,
     wait_state,
 )  # fmt: skip
 
@@ -332,7 +333,7 @@ _WIRE = (
             wait_recv_queue("server", 6),
             recv("server"),
             close("client"),
-            wait_segment("server", ("ACK",)),
+            wait_acked("client"),  # the server's ACK of the FIN (seen by sock_diag, so without capture too)
             recv("server"),
             close("server"),
             wait_state("client", "TIME_WAIT"),
@@ -624,7 +625,306 @@ _LEDGER = (
     ),
 )
 
-SCENARIOS: dict[str, Scenario] = {s.name: s for s in (*_ALL, *_WIRE, *_LEDGER)}
+
+# ---- functions a few experiments run inside the sandbox (steps.call sends their source) -------------
+# Each stands for something no single socket call does: a process that keeps every descriptor, or one
+# whose exit drops a socket's last reference. They measure nothing themselves: the lab records the
+# call's result, errno and duration like any other call's.
+def hold_every_descriptor(sock):
+    """A parent that never closes what accept() gives it: hold one more descriptor for the socket
+    (dup(), as each accepted connection would add one) until the kernel refuses. The OSError is let
+    out, with `partial` the number of descriptors that were held."""
+    import os
+
+    held = []
+    try:
+        while len(held) < 1_000_000:
+            held.append(os.dup(sock.fileno()))
+    except OSError as error:
+        error.partial = len(held)
+        raise
+    finally:
+        for fd in held:
+            os.close(fd)
+    return len(held)
+
+
+def close_every_descriptor(sock):
+    """A parent that closes its copy of each connection it hands on: as many descriptors again and
+    again, each closed before the next; returns how many it made."""
+    import os
+
+    for _ in range(10_000):
+        os.close(os.dup(sock.fileno()))
+    return 10_000
+
+
+def exit_holding_the_socket(sock):
+    """fork(); the parent closes its descriptor, so the child holds the socket's last reference; the
+    child exits without calling close(). Returns once the child has gone (waitpid), so this call's
+    duration is how long the exit took. (Self-contained: the lab sends only this function's code.)"""
+    import os
+
+    ready, go = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: wait until the parent has let go, then exit holding the last reference
+        os.close(go)
+        os.read(ready, 1)
+        os._exit(0)
+    os.close(ready)
+    sock.close()  # the parent's descriptor: one reference less, nothing else happens
+    os.write(go, b"x")
+    os.close(go)
+    os.waitpid(pid, 0)
+
+
+def close_then_exit(sock):
+    """As exit_holding_the_socket, but the child calls close() on the socket before it exits."""
+    import os
+
+    ready, go = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(go)
+        os.read(ready, 1)
+        sock.close()  # the last reference, dropped by close(): SO_LINGER applies
+        os._exit(0)
+    os.close(ready)
+    sock.close()
+    os.write(go, b"x")
+    os.close(go)
+    os.waitpid(pid, 0)
+
+
+_TWO_CONNECTIONS_FIRST = (  # connection 1 ends with the server's shutdown(SHUT_WR); the client watches
+    shutdown("server", "SHUT_WR"),
+    wait_state("client", "CLOSE_WAIT"),
+    wait_acked("server"),
+    epoll("client"),
+    recv("client"),
+    close("client"),
+    wait_state("server", "TIME_WAIT"),
+    close("server"),
+    connect("client"),  # connection 2: the same addresses and ports
+    accept("server"),
+)
+_MILLION_START = (  # part 5: B greets, A writes a million bytes while B is slow to read
+    send("server", 13),
+    wait_recv_queue("client", 13),
+)
+
+_MORE = (
+    Scenario(
+        "descriptors-never-closed",
+        "a parent that never closes keeps one descriptor per connection until the kernel refuses (EMFILE)",
+        section="1",
+        steps=(
+            call("server", hold_every_descriptor),
+            close("server"),
+            wait_state("client", "CLOSE_WAIT"),
+            recv("client"),
+            close("client"),
+        ),
+    ),
+    Scenario(
+        "descriptors-closed",
+        "a parent that closes its copy of each connection never runs out of descriptors",
+        section="1",
+        steps=(
+            call("server", close_every_descriptor),
+            close("server"),
+            wait_state("client", "CLOSE_WAIT"),
+            recv("client"),
+            close("client"),
+        ),
+    ),
+    Scenario(
+        "shutdown-wr-queued",
+        "shutdown(SHUT_WR) with data still queued behind a shut window: the data goes first, then the FIN; "
+        "the peer can still send",
+        section="2",
+        options=_FULL_OPTIONS,
+        steps=(
+            *_FULL_WINDOW,
+            shutdown("client", "SHUT_WR"),
+            read_to_eof("server"),
+            send("server", 5),
+            wait_recv_queue("client", 5),
+            recv("client"),
+            close("server"),
+            wait_state("client", "TIME_WAIT"),
+            recv("client"),
+            close("client"),
+        ),
+    ),
+    Scenario(
+        "shutdown-rdwr-peer-sends",
+        "shutdown(SHUT_RDWR) with bytes already queued: they stay readable; data the peer sends afterwards "
+        "draws an RST, and the peer's next send() fails",
+        section="2",
+        steps=(
+            send("server", 5),
+            wait_recv_queue("client", 5),
+            shutdown("client", "SHUT_RDWR"),
+            wait_state("server", "CLOSE_WAIT"),
+            recv("client"),
+            send("server", 5),
+            wait_state("server", "CLOSED"),
+            send("server", 5),
+            recv("client"),
+            close("client"),
+            close("server"),
+        ),
+    ),
+    Scenario(
+        "linger-off-ignored",
+        "SO_LINGER {l_onoff = 0, l_linger = 0}: with l_onoff 0 the linger time is ignored, close() is the default",
+        section="3.1",
+        steps=(
+            send("client", 13),
+            wait_recv_queue("server", 13),
+            recv("server"),
+            linger("client", 0, onoff=0),
+            close("client"),
+            wait_state("server", "CLOSE_WAIT"),
+            recv("server"),
+            close("server"),
+            wait_state("client", "TIME_WAIT"),
+        ),
+    ),
+    Scenario(
+        "epoll-after-fin",
+        "the peer closed: level-triggered epoll keeps reporting the FIN; a write draws an RST, whose error "
+        "EPOLLERR reports until SO_ERROR is read",
+        section="4.1",
+        steps=(
+            close("server"),
+            wait_state("client", "CLOSE_WAIT"),
+            epoll("client"),
+            epoll("client"),
+            getsockopt("client", "SO_ERROR"),
+            send("client", 10),
+            wait_state("client", "CLOSED"),
+            epoll("client"),
+            getsockopt("client", "SO_ERROR"),
+            epoll("client"),
+            send("client", 10),
+            close("client"),
+        ),
+    ),
+    Scenario(
+        "send-after-rst-established",
+        "an RST arrives while the client is still ESTABLISHED: its next send() gets ECONNRESET, the one after "
+        "that EPIPE and SIGPIPE",
+        section="4.1",
+        steps=(
+            send("client", 6),
+            wait_recv_queue("server", 6),
+            close("server"),
+            wait_state("client", "CLOSED"),
+            send("client", 10),
+            send("client", 10),
+            close("client"),
+        ),
+    ),
+    Scenario(
+        "close-vs-shutdown-peer",
+        "two connections on the same ports: the server ends the first with shutdown(SHUT_WR), the second with "
+        "close(); what the client sees of each",
+        section="4.1",
+        steps=(
+            *_TWO_CONNECTIONS_FIRST,
+            close("server"),
+            wait_state("client", "CLOSE_WAIT"),
+            wait_acked("server"),
+            epoll("client"),
+            recv("client"),
+            close("client"),
+        ),
+    ),
+    Scenario(
+        "close-vs-abort-peer",
+        "two connections on the same ports: the server ends the first with shutdown(SHUT_WR), the second with "
+        "an abortive close (SO_LINGER {on, 0}); what the client sees of each",
+        section="4.1",
+        steps=(
+            *_TWO_CONNECTIONS_FIRST,
+            linger("server", 0),
+            close("server"),
+            wait_state("client", "CLOSED"),
+            epoll("client"),
+            recv("client"),
+            close("client"),
+        ),
+    ),
+    Scenario(
+        "million-bytes-linger",
+        "part 5 with SO_LINGER {on, 5}: the writer lingers, but it still closes with the greeting unread",
+        section="5",
+        options=Options(server_rcvbuf=SMALL_BUFFER),
+        settings=FAST_WRITER,
+        steps=(
+            *_MILLION_START,
+            send("client", MILLION),
+            wait_recv_queue("server", MILLION),  # as much as its 4 KB buffer holds
+            linger("client", 5),
+            close("client"),
+            wait_state("server", "CLOSED"),
+            read_to_eof("server"),
+            close("server"),
+        ),
+    ),
+    Scenario(
+        "million-bytes-read-linger",
+        "part 5, the writer reads the greeting and lingers (SO_LINGER {on, 1}): close() succeeds before the "
+        "reader has read anything",
+        section="5",
+        options=Options(server_rcvbuf=SMALL_BUFFER),
+        settings=FAST_WRITER,
+        steps=(
+            *_MILLION_START,
+            recv("client"),
+            linger("client", 1),
+            send("client", MILLION),
+            wait_recv_queue("server", MILLION),  # as much as its 4 KB buffer holds
+            close("client"),
+            read_to_eof("server"),
+            wait_acked("client"),
+            close("server"),
+        ),
+    ),
+    Scenario(
+        "exit-with-linger",
+        "SO_LINGER {on, 1} and data queued; the last holder of the socket exits without close(): how long "
+        "the exit takes, and whether the data still arrives",
+        section="5",
+        options=_FULL_OPTIONS,
+        steps=(
+            *_FULL_WINDOW,
+            linger("client", 1),
+            call("client", exit_holding_the_socket),
+            read_to_eof("server"),
+            wait_acked("client"),
+            close("server"),
+        ),
+    ),
+    Scenario(
+        "close-in-child-with-linger",
+        "as exit-with-linger, but the last holder calls close() before it exits: the close lingers",
+        section="5",
+        options=_FULL_OPTIONS,
+        steps=(
+            *_FULL_WINDOW,
+            linger("client", 1),
+            call("client", close_then_exit),
+            read_to_eof("server"),
+            wait_acked("client"),
+            close("server"),
+        ),
+    ),
+)
+
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in (*_ALL, *_WIRE, *_LEDGER, *_MORE)}
 
 
 def get(name: str) -> Scenario:

@@ -62,6 +62,22 @@ EXPECTED = {
     "rst-before-accept": (["S", ".", "R."], ["S."], [*OPEN[0], "CLOSED"], [*OPEN[1], "CLOSED"]),
     "silent-peer": (["F.", "F.", "F.", "F."], ["./dropped"] * 4, [*OPEN[0], "FIN_WAIT_1", "CLOSED"],
                     [*OPEN[1], "CLOSE_WAIT"]),
+    "descriptors-never-closed": ([".", "F."], ["F.", "."], [*OPEN[0], "CLOSE_WAIT", "LAST_ACK", "CLOSED"],
+                                 [*OPEN[1], "FIN_WAIT_1", "FIN_WAIT_2", "TIME_WAIT"]),
+    "descriptors-closed": ([".", "F."], ["F.", "."], [*OPEN[0], "CLOSE_WAIT", "LAST_ACK", "CLOSED"],
+                           [*OPEN[1], "FIN_WAIT_1", "FIN_WAIT_2", "TIME_WAIT"]),
+    "shutdown-rdwr-peer-sends": ([".", "F.", "R"], ["P.D", ".", "P.D"],
+                                 [*OPEN[0], "FIN_WAIT_1", "FIN_WAIT_2", "CLOSED"], [*OPEN[1], "CLOSE_WAIT", "CLOSED"]),
+    "linger-off-ignored": (["P.D", "F.", "."], [".", ".", "F."], ACTIVE, PASSIVE),
+    "epoll-after-fin": ([".", "P.D"], ["F.", "R"], [*OPEN[0], "CLOSE_WAIT", "CLOSED"],
+                        [*OPEN[1], "FIN_WAIT_1", "FIN_WAIT_2", "CLOSED"]),
+    "send-after-rst-established": (["P.D"], [".", "R."], [*OPEN[0], "CLOSED"], [*OPEN[1], "CLOSED"]),
+    "close-vs-shutdown-peer": ([".", "F.", "S#2", ".#2", ".#2", "F.#2"], ["F.", ".", "S.#2", "F.#2", ".#2"],
+                               [*OPEN[0], "CLOSE_WAIT", "LAST_ACK", "CLOSED"],
+                               [*OPEN[1], "FIN_WAIT_1", "FIN_WAIT_2", "TIME_WAIT"]),
+    "close-vs-abort-peer": ([".", "F.", "S#2", ".#2"], ["F.", ".", "S.#2", "R.#2"],
+                            [*OPEN[0], "CLOSE_WAIT", "LAST_ACK", "CLOSED"],
+                            [*OPEN[1], "FIN_WAIT_1", "FIN_WAIT_2", "TIME_WAIT"]),
     "old-duplicate": (["P.D", "R.", "S#2", ".#2", "P.D/duplicate", "F.#2", ".#2"], [".", "S.#2", ".#2", ".#2", "F.#2"],
                       [*OPEN[0], "CLOSED"], [*OPEN[1], "CLOSED"]),
 }  # fmt: skip
@@ -222,6 +238,27 @@ def test_million_bytes_fixed_delivers_everything(live):
     assert results(trace, "server", "recv") == [1_000_000]
     assert results(trace, "client", "recv") == [13]
     assert not trace.segments(flags="RST")
+
+
+def test_the_error_an_rst_leaves_depends_on_the_state_it_finds(live):
+    assert results(live("write-after-peer-close"), "client", "send") == [10, "EPIPE"]  # it found CLOSE_WAIT
+    assert results(live("send-after-rst-established"), "client", "send") == [6, "ECONNRESET", "EPIPE"]
+    assert live("send-after-rst-established").signals("client") == ["SIGPIPE"]  # only with the EPIPE
+
+
+def test_an_exit_does_not_linger_but_a_close_does(live):
+    (exit_,) = live("exit-with-linger").syscalls("client", "call")
+    (close,) = live("close-in-child-with-linger").syscalls("client", "call")
+    assert exit_.duration < 0.2 and 0.9 < close.duration < 1.5  # SO_LINGER {on, 1}, the peer's window shut
+    for name in ("exit-with-linger", "close-in-child-with-linger"):
+        assert results(live(name), "server", "recv") == [20000]  # the orphan sends everything either way
+
+
+def test_a_parent_that_keeps_every_descriptor_runs_out(live):
+    (held,) = live("descriptors-never-closed").syscalls("server", "call")
+    assert held.errno == "EMFILE" and held.result > 0
+    (closed,) = live("descriptors-closed").syscalls("server", "call")
+    assert closed.errno is None and closed.result == 10_000
 
 
 def test_write_after_peer_close_epoll_bits_rst_then_epipe_and_sigpipe(live):

@@ -12,6 +12,7 @@ True
 
 from __future__ import annotations
 
+from closekit.errors import ExerciseError
 from closekit.exercises import catalog
 from closekit.exercises.checks import (
     Requirement,
@@ -25,7 +26,7 @@ from closekit.exercises.checks import (
 from closekit.exercises.code import PAYLOAD_SIZE, PEERS, WriteCode
 from closekit.exercises.outcome import Outcome, outcome
 from closekit.exercises.predict import ChooseFix, Predict
-from closekit.exercises.results import CodeResult, ExerciseError, PeerCheck, PredictionResult, Result
+from closekit.exercises.results import CodeResult, PeerCheck, PredictionResult, Result
 
 __all__ = [
     "PAYLOAD_SIZE",

@@ -7,6 +7,7 @@ tables `ex.<function name>`), so an exercise speaks the language of the notebook
 
 from __future__ import annotations
 
+from closekit import query as q
 from closekit.book import editions
 from closekit.exercises.checks import WriteScenario, all_of, close_blocks, close_sends_no_fin, no_rst, receives_all
 from closekit.exercises.code import PAYLOAD_SIZE, WriteCode
@@ -20,11 +21,11 @@ from closekit.steps import (
     read_to_eof,
     send,
     shutdown,
-    wait_done,
     wait_recv_queue,
     wait_state,
 )
-from closekit.trace import Segment, Syscall, Trace
+from closekit.trace import Syscall, Trace
+from closekit.transcript import format_duration
 
 CHAPTERS = {
     1: "01-close.ipynb",
@@ -44,27 +45,9 @@ def _chapter(number: int, topic: str = "") -> str:
     return text("words.chapter", number=number, path=path)
 
 
-def _after(trace: Trace, side: str, call: str, src: str) -> list[Segment]:
-    """Segments from `src` after `side`'s first `call` (and before that side's next call)."""
-    start = next((c.t for c in trace.syscalls(side, call)), None)
-    if start is None:
-        return []
-    later = [c.t for c in trace.syscalls() if c.t > start]
-    end = min(later, default=float("inf"))
-    return [s for s in trace.segments(src=src) if start <= s.t < end]
-
-
-def _when(seconds: float) -> str:
-    return text("words.at_once") if seconds < 0.1 else text("words.after", seconds=seconds)
-
-
-def _first_flag(segments: list[Segment]) -> str:
-    for s in segments:
-        if s.has("RST"):
-            return "RST"
-        if s.has("FIN"):
-            return "FIN"
-    return "nothing"
+def _sent_by(trace: Trace, side: str, call: str, src: str) -> str:
+    """What `src` put on the wire because of `side`'s first `call`: "RST", "FIN" or "nothing"."""
+    return q.first_flag(q.after_call(trace, side, call, src))
 
 
 # ---- chapter 1 / 5: close() -------------------------------------------------------------------
@@ -82,7 +65,7 @@ def close_unread() -> Predict:
     def explain(trace: Trace) -> str:
         last = trace.syscalls("client", "recv")[-1]
         got = f"-1 {last.errno}" if last.errno else str(last.result)
-        sent = word("sent", _first_flag(_after(trace, "server", "close", "server")))
+        sent = word("sent", _sent_by(trace, "server", "close", "server"))
         count = trace.counter("TcpExt:TCPAbortOnClose")
         return text("ex.close_unread.explain", sent=sent, got=got, count=count)
 
@@ -100,11 +83,11 @@ def close_shared() -> Predict:
     """A forked child still holds the socket: what does the parent's close() put on the wire?"""
 
     def truth(trace: Trace) -> str:
-        return {"FIN": "A", "RST": "B", "nothing": "C"}[_first_flag(_after(trace, "server", "close", "server"))]
+        return {"FIN": "A", "RST": "B", "nothing": "C"}[_sent_by(trace, "server", "close", "server")]
 
     def explain(trace: Trace) -> str:
-        parent = word("sent", _first_flag(_after(trace, "server", "close", "server")))
-        child = word("sent", _first_flag(_after(trace, "server-child", "close", "server")))
+        parent = word("sent", _sent_by(trace, "server", "close", "server"))
+        child = word("sent", _sent_by(trace, "server-child", "close", "server"))
         return text("ex.close_shared.explain", parent=parent, child=child)
 
     return Predict(
@@ -150,10 +133,10 @@ def shutdown_shared() -> Predict:
     """shutdown() on a socket a forked child still holds: does a FIN go out?"""
 
     def truth(trace: Trace) -> str:
-        return "A" if _first_flag(_after(trace, "server", "shutdown", "server")) == "FIN" else "B"
+        return "A" if _sent_by(trace, "server", "shutdown", "server") == "FIN" else "B"
 
     def explain(trace: Trace) -> str:
-        sent = word("sent", _first_flag(_after(trace, "server", "shutdown", "server")))
+        sent = word("sent", _sent_by(trace, "server", "shutdown", "server"))
         return text("ex.shutdown_shared.explain", sent=sent)
 
     return Predict(
@@ -206,15 +189,34 @@ def one_second_close() -> WriteScenario:
 
 
 # ---- chapter 4: when close() returns ----------------------------------------------------------
+def _close_and_read(trace: Trace) -> tuple[Syscall, Syscall | None]:
+    return q.calls(trace, "client", "close")[0], q.call(trace, "server", q.READ_TO_EOF)
+
+
+def _timing(trace: Trace) -> str:
+    """When the client's close() returned, relative to the server's read and (if the segments were
+    seen) to the ACK of its FIN."""
+    close, read = _close_and_read(trace)
+    value = f"-1 {close.errno}" if close.errno else str(close.result)
+    before = read is None or q.end(close) < read.t
+    words = text("ex.timing.before_read" if before else "ex.timing.after_read", value=value)
+    fin = q.first(trace, "FIN", "client", after=close.t)
+    ack = q.ack_of(trace, fin) if fin is not None else None
+    if ack is None or ack.arrived is None or fin is None or fin.arrived is None:
+        return words
+    delay = format_duration(ack.t - fin.arrived)
+    return words + text("ex.timing.ack_after" if q.end(close) >= ack.arrived else "ex.timing.ack_before", delay=delay)
+
+
 def return_default() -> Predict:
     """The server is busy for 0.3 s: when does the client's default close() return?"""
 
     def truth(trace: Trace) -> str:
-        return "A" if trace.syscalls("client", "close")[0].duration < 0.1 else "B"
+        close, read = _close_and_read(trace)
+        return "A" if read is None or q.end(close) < read.t else "B"
 
     def explain(trace: Trace) -> str:
-        when = _when(trace.syscalls("client", "close")[0].duration)
-        return text("ex.return_default.explain", when=when)
+        return text("ex.return_default.explain", timing=_timing(trace))
 
     return Predict(
         text("ex.return_default.question"),
@@ -231,12 +233,14 @@ def return_linger() -> Predict:
     """With SO_LINGER {on, 5} and a busy server: when does close() return?"""
 
     def truth(trace: Trace) -> str:
-        took = trace.syscalls("client", "close")[0].duration
-        return "A" if took < 0.1 else "B" if took < 1 else "C"
+        close, read = _close_and_read(trace)
+        linger = q.linger_at(trace, "client", close.t)
+        if linger is not None and close.duration >= 0.95 * linger.seconds:
+            return "C"
+        return "B" if read is not None and q.end(close) >= read.t else "A"
 
     def explain(trace: Trace) -> str:
-        when = _when(trace.syscalls("client", "close")[0].duration)
-        return text("ex.return_linger.explain", when=when)
+        return text("ex.return_linger.explain", timing=_timing(trace))
 
     return Predict(
         text("ex.return_linger.question"),
@@ -302,9 +306,9 @@ def million_fix() -> ChooseFix:
                 "fix-linger-5",
                 recipe["B"],
                 linger("client", 5),
-                close("client", background=True),
+                close("client"),
+                wait_state("server", "CLOSED"),
                 *server_reads,
-                wait_done("client"),
             ),
             "C": _million(
                 "fix-shutdown-read",
@@ -379,7 +383,7 @@ def first_write_after_peer_close() -> Predict:
 
     def explain(trace: Trace) -> str:
         first = trace.syscalls("client", "send")[0]
-        flag = _first_flag(_after(trace, "client", "send", "server")) if trace.captured else "uncaptured"
+        flag = _sent_by(trace, "client", "send", "server") if trace.captured else "uncaptured"
         return text("ex.first_write_after_peer_close.explain", got=_shown(first), answer=word("answer", flag))
 
     return Predict(
@@ -405,12 +409,12 @@ def second_write_after_reset() -> Predict:
             return "A"
         if second.errno == "ECONNRESET":
             return "B"
-        return "C" if second.errno == "EPIPE" and "SIGPIPE" in trace.signals("client") else "D"
+        return "C" if second.errno == "EPIPE" and "SIGPIPE" in q.signals_of(trace, second) else "D"
 
     def explain(trace: Trace) -> str:
         sends = trace.syscalls("client", "send")
         second = _shown(sends[1]) if len(sends) > 1 else text("ex.second_write_after_reset.no_second")
-        signals = ", ".join(trace.signals("client")) or text("words.no_signal")
+        signals = ", ".join(q.signals_of(trace, sends[1]) if len(sends) > 1 else []) or text("words.no_signal")
         return text("ex.second_write_after_reset.explain", got=second, signals=signals)
 
     return Predict(

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import closekit
+from closekit import query as q
 from closekit.errors import CloseKitError
 from closekit.exercises.results import Result
 from closekit.lang import text, word
@@ -35,7 +36,7 @@ class Requirement:
 
 
 def _closes(trace: Trace, side: str) -> list[Any]:
-    return [c for c in trace.syscalls(side, "close") if not c.failed]
+    return [c for c in q.calls(trace, side, "close") if not c.failed]
 
 
 def close_sends_no_fin(side: str = "client") -> Requirement:
@@ -44,7 +45,7 @@ def close_sends_no_fin(side: str = "client") -> Requirement:
     def test(trace: Trace) -> str | None:
         if not _closes(trace, side):
             return text("checks.never_closed_ok", side=word("side", side))
-        fin = trace.first("FIN", src=side)
+        fin = q.first(trace, "FIN", side)
         if fin is not None:
             segment = f"{fin.tcpdump_flags} {fin.seq}:{fin.seq + fin.len}({fin.len})"
             return text("checks.sent_fin", side=word("side", side), segment=segment)
@@ -57,7 +58,7 @@ def close_blocks(side: str = "client", low: float = 0.8, high: float = 1.5) -> R
     """One of `side`'s close() calls blocks between `low` and `high` seconds."""
 
     def test(trace: Trace) -> str | None:
-        closes = _closes(trace, side) + [c for c in trace.syscalls(side, "close") if c.failed]
+        closes = q.calls(trace, side, "close")
         if not closes:
             return text("checks.never_closed", side=word("side", side))
         longest = max(c.duration for c in closes)
@@ -71,10 +72,9 @@ def close_blocks(side: str = "client", low: float = 0.8, high: float = 1.5) -> R
 
 def receives_all(side: str, nbytes: int) -> Requirement:
     """`side` reads exactly `nbytes` and no read fails."""
-    from closekit.exercises.outcome import received, recv_error
 
     def test(trace: Trace) -> str | None:
-        got, error = received(trace, side), recv_error(trace, side)
+        got, error = q.received(trace, side), q.recv_error(trace, side)
         if got == nbytes and error is None:
             return None
         then = text("words.then", error=error) if error else ""
@@ -87,7 +87,7 @@ def no_rst() -> Requirement:
     """Nobody sends an RST."""
 
     def test(trace: Trace) -> str | None:
-        rst = trace.first("RST")
+        rst = q.first(trace, "RST")
         return None if rst is None else text("checks.sent_rst", side=word("side", rst.src))
 
     return Requirement(text("checks.no_rst"), test)

@@ -14,10 +14,11 @@ from collections.abc import Callable
 from typing import Any
 
 import closekit
+from closekit import query as q
 from closekit.errors import CloseKitError, ExperimentError, SyncTimeoutError
-from closekit.exercises.outcome import received, recv_error
 from closekit.exercises.results import CodeResult, PeerCheck
 from closekit.lang import text, texts, word
+from closekit.query import received, recv_error
 from closekit.scenario import Call, Options, Scenario
 from closekit.steps import close, linger, read_to_eof, send, sleep, wait_done, wait_recv_queue
 from closekit.trace import Trace
@@ -200,7 +201,7 @@ class WriteCode:
         got, error = received(trace, "server"), recv_error(trace, "server")
         then = text("words.then", error=error) if error else ""
         arrived = text("code.arrived", got=got, total=self.payload_size) + then
-        rst = trace.first("RST", src="client")
+        rst = q.first(trace, "RST", "client")
         raised_other = isinstance(call.result, str) and call.result.startswith("raised ") and call.errno is None
         if peer == "reset":
             if call.errno:

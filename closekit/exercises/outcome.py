@@ -7,8 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from closekit import query as q
 from closekit.lang import text, word
+from closekit.query import received, recv_error
 from closekit.trace import Trace
+
+__all__ = ["Outcome", "outcome", "received", "recv_error"]
 
 
 @dataclass(frozen=True)
@@ -49,18 +53,6 @@ class Outcome:
         return text("outcome.separator").join(parts + slow)
 
 
-def received(trace: Trace, side: str) -> int:
-    """Bytes `side`'s recv() calls returned, counting those a failing read loop got before its error."""
-    return sum(c.result for c in trace.syscalls(side, "recv") if isinstance(c.result, int) and c.result > 0)
-
-
-def recv_error(trace: Trace, side: str) -> str | None:
-    for c in trace.syscalls(side, "recv"):
-        if c.errno:
-            return c.errno
-    return None
-
-
 def outcome(trace: Trace) -> Outcome:
     """Summarise what the teardown in `trace` did."""
     sides = [s for s in ("client", "server") if s in trace.sides] + [
@@ -69,12 +61,12 @@ def outcome(trace: Trace) -> Outcome:
     reading = [s for s in sides if trace.syscalls(s, "recv")]
     errors = {s: e for s in reading if (e := recv_error(trace, s))}
     closes: dict[str, float] = {}
-    for c in trace.syscalls(call="close"):
+    for c in q.calls(trace, None, "close"):
         closes[c.side] = max(closes.get(c.side, 0.0), c.duration)
     return Outcome(
         received={s: received(trace, s) for s in reading},
         recv_errors=errors,
-        rst_from=tuple(s for s in ("client", "server") if trace.sent(s, "RST")),
+        rst_from=tuple(s for s in ("client", "server") if q.first(trace, "RST", s) is not None),
         time_wait=tuple(s for s in ("client", "server") if "TIME_WAIT" in trace.states(s)),
         close_seconds=closes,
         captured=trace.captured,

@@ -15,12 +15,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import closekit
-from closekit.errors import CloseKitError
+from closekit.errors import CloseKitError, ExerciseError
 from closekit.exercises import _notebook, _widget
 from closekit.exercises.checks import Requirement
 from closekit.exercises.code import scenario_for
 from closekit.exercises.outcome import outcome
-from closekit.exercises.results import ExerciseError, PredictionResult, verdict_html
+from closekit.exercises.results import PredictionResult, verdict_html
 from closekit.lang import text
 from closekit.scenario import Scenario
 from closekit.trace import Trace

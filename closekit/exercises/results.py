@@ -12,13 +12,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from closekit.errors import CloseKitError
+from closekit.errors import ExerciseError
 from closekit.lang import text, word
 from closekit.trace import Trace
 
-
-class ExerciseError(CloseKitError, ValueError):
-    """An exercise was used the wrong way (unknown choice, changed prediction …): says what is expected."""
+__all__ = ["CodeResult", "ExerciseError", "PeerCheck", "PredictionResult", "Result", "chapter_href", "verdict_html"]
 
 
 @dataclass(frozen=True)

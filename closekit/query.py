@@ -1,0 +1,337 @@
+"""One way to ask a trace: who called what, when, what went on the wire meanwhile, and what answered it.
+
+The claims ledger, the exercises and the diagrams all read traces; they ask through these functions
+so that "the server's first close()", "the ACK of that FIN" or "the call that was blocked when this
+segment arrived" mean the same thing everywhere. Every function is a pure function of the Trace.
+
+Times are the trace's clock (seconds). A *window* is `start <= t < end`, either bound left open with
+None. A segment is placed in time by when it left its sender (`t`); `arrived` is when the wire
+handed it over (the same on a link without delay).
+
+    >>> from closekit import query as q
+    >>> close = q.call(trace, "server", "close")
+    >>> q.segments(trace, src="server", after=close)          # what the server sent after it
+    >>> q.ack_of(trace, q.first(trace, "FIN", src="client"))  # the server's ACK of the client's FIN
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from closekit.trace import Segment, Signal, StateChange, Syscall, Trace
+
+__all__ = [
+    "Linger",
+    "ack_of",
+    "after_call",
+    "answered_during",
+    "blocked_at",
+    "call",
+    "calls",
+    "calls_after",
+    "calls_on",
+    "during",
+    "end",
+    "epoll_bits",
+    "first",
+    "first_flag",
+    "flags_text",
+    "linger_at",
+    "peer",
+    "received",
+    "recv_error",
+    "result_text",
+    "segments",
+    "sent_total",
+    "seq_end",
+    "signals_after",
+    "signals_of",
+    "state_at",
+    "state_before",
+    "state_changes",
+    "unread_at",
+    "unsent_after",
+]
+
+READ_TO_EOF = "read_to_eof"
+
+
+def peer(endpoint: str) -> str:
+    """The other endpoint: 'server' for 'client' and back."""
+    return "server" if endpoint == "client" else "client"
+
+
+# ---- calls ----------------------------------------------------------------------------------------
+def _is_loop(c: Syscall) -> bool:
+    return c.call == "recv" and c.args.get("until") == "EOF"
+
+
+def calls(trace: Trace, side: str | None = None, name: str | None = None) -> list[Syscall]:
+    """`side`'s calls named `name`, in order. "recv" is one recv(); "read_to_eof" is the read loop the
+    trace records as recv(until=EOF); "close" does not count closing a listening socket."""
+    if name == READ_TO_EOF:
+        return [c for c in trace.syscalls(side, "recv") if _is_loop(c)]
+    found = trace.syscalls(side, name)
+    if name == "recv":
+        return [c for c in found if not _is_loop(c)]
+    if name == "close":
+        return [c for c in found if c.args.get("socket") != "listener"]
+    return found
+
+
+def calls_on(trace: Trace, endpoint: str, name: str | None = None) -> list[Syscall]:
+    """Calls made on `endpoint`'s socket by whichever process holds it (a forked child acts on its
+    parent's), named `name` as in `calls`."""
+    return [c for c in calls(trace, None, name) if trace.endpoint_of(c.side) == endpoint]
+
+
+def call(trace: Trace, side: str, name: str, index: int = 0) -> Syscall | None:
+    """The `index`-th (from 0; -1 for the last) of `side`'s `name` calls, or None if there is no such call."""
+    found = calls(trace, side, name)
+    return found[index] if -len(found) <= index < len(found) else None
+
+
+def end(c: Syscall) -> float:
+    """When a call returned."""
+    return c.t + c.duration
+
+
+def calls_after(trace: Trace, side: str | None, after: Syscall | float, name: str | None = None) -> list[Syscall]:
+    """`side`'s calls (any side's with None) that started after `after` (a call: after it returned)."""
+    when = end(after) if isinstance(after, Syscall) else after
+    return [c for c in calls(trace, side, name) if c.t >= when and c is not after]
+
+
+def blocked_at(trace: Trace, when: float, side: str | None = None) -> Syscall | None:
+    """The call (of `side`, or of anyone) that had started and not yet returned at time `when`."""
+    for c in trace.syscalls(side):
+        if c.t < when < end(c):
+            return c
+    return None
+
+
+def signals_after(trace: Trace, side: str, after: Syscall | float) -> list[str]:
+    """Signals delivered to `side` after `after` (a call: from its start, since a signal is raised by it)."""
+    when = after.t if isinstance(after, Syscall) else after
+    return [e.signal for e in trace.events if isinstance(e, Signal) and e.side == side and e.t >= when]
+
+
+def signals_of(trace: Trace, c: Syscall | None) -> list[str]:
+    """Signals call `c` raised: those delivered to its process from its start until that process's
+    next call."""
+    if c is None:
+        return []
+    nxt = min((o.t for o in trace.syscalls(c.side) if o.t > c.t), default=float("inf"))
+    return [e.signal for e in trace.events if isinstance(e, Signal) and e.side == c.side and c.t <= e.t < nxt]
+
+
+def epoll_bits(c: Syscall | None) -> frozenset[str]:
+    """The event bits an epoll_wait() reported (empty for none, or for another call)."""
+    if c is None or c.call != "epoll_wait" or not isinstance(c.result, list):
+        return frozenset()
+    return frozenset(c.result)
+
+
+def received(trace: Trace, side: str) -> int:
+    """Bytes `side`'s recv() calls returned, counting what a failing read loop got before its error."""
+    return sum(c.result for c in trace.syscalls(side, "recv") if isinstance(c.result, int) and c.result > 0)
+
+
+def sent_total(trace: Trace, side: str) -> int:
+    """Bytes `side`'s send() calls handed to the kernel (counting what a failing send moved first)."""
+    return sum(c.result for c in trace.syscalls(side, "send") if isinstance(c.result, int) and c.result > 0)
+
+
+def unread_at(trace: Trace, endpoint: str, when: float, conn: int = 1) -> int:
+    """Bytes that had arrived at `endpoint`'s socket from its peer by `when` and that none of its
+    processes had read by then: what sat in its receive queue."""
+    arrived = [s.seq + s.len for s in trace.segments(src=peer(endpoint)) if s.len and s.conn == conn
+               and s.arrived is not None and s.arrived <= when]  # fmt: skip
+    got = sum(
+        c.result
+        for c in trace.syscalls(call="recv")
+        if trace.endpoint_of(c.side) == endpoint and end(c) <= when and isinstance(c.result, int) and c.result > 0
+    )
+    return max(0, max(arrived, default=1) - 1 - got)
+
+
+def recv_error(trace: Trace, side: str) -> str | None:
+    """The errno of `side`'s first failing recv(), if one failed."""
+    return next((c.errno for c in trace.syscalls(side, "recv") if c.errno), None)
+
+
+# ---- segments -------------------------------------------------------------------------------------
+def _bound(when: Syscall | float | None, returned: bool) -> float | None:
+    if isinstance(when, Syscall):
+        return end(when) if returned else when.t
+    return when
+
+
+def segments(
+    trace: Trace,
+    src: str | None = None,
+    flags: str | Iterable[str] | None = None,
+    *,
+    after: Syscall | float | None = None,
+    before: Syscall | float | None = None,
+    data: bool | None = None,
+    conn: int | None = None,
+) -> list[Segment]:
+    """Segments from `src` carrying every flag in `flags`, that left in the window from `after` (a
+    call: from its start) up to `before` (a call: up to its start); `data` True keeps only segments
+    with payload, False only those without; `conn` one connection."""
+    start, stop = _bound(after, returned=False), _bound(before, returned=False)
+    return [
+        s
+        for s in trace.segments(src, flags)
+        if (start is None or s.t >= start)
+        and (stop is None or s.t < stop)
+        and (data is None or bool(s.len) == data)
+        and (conn is None or s.conn == conn)
+    ]
+
+
+def first(
+    trace: Trace,
+    flags: str | Iterable[str] | None,
+    src: str | None = None,
+    *,
+    after: Syscall | float | None = None,
+    before: Syscall | float | None = None,
+    conn: int | None = None,
+) -> Segment | None:
+    """The first segment from `src` with `flags` in the window (see `segments`), or None."""
+    found = segments(trace, src, flags, after=after, before=before, conn=conn)
+    return found[0] if found else None
+
+
+def during(trace: Trace, c: Syscall, src: str | None = None, flags: str | Iterable[str] | None = None) -> list[Segment]:
+    """Segments that left while call `c` ran (from its start until it returned)."""
+    return segments(trace, src, flags, after=c.t, before=end(c))
+
+
+def answered_during(trace: Trace, c: Syscall) -> list[Segment]:
+    """Segments from the other endpoint that arrived while call `c` ran: what it could have been
+    waiting for. A call that returned with none did not wait on its peer."""
+    src = peer(trace.endpoint_of(c.side))
+    return [s for s in trace.segments(src=src) if s.arrived is not None and c.t <= s.arrived < end(c)]
+
+
+def after_call(trace: Trace, side: str, name: str, src: str) -> list[Segment]:
+    """What `src` sent from `side`'s first `name` call until the next call anyone made: the segments
+    that call itself caused."""
+    c = call(trace, side, name)
+    if c is None:
+        return []
+    nxt = min((o.t for o in trace.syscalls() if o.t > c.t), default=None)
+    return segments(trace, src, after=c, before=nxt)
+
+
+def seq_end(s: Segment) -> int:
+    """The sequence number just after `s`: its payload, and one more for a SYN or a FIN."""
+    return s.seq + s.len + (1 if s.has("SYN") or s.has("FIN") else 0)
+
+
+def ack_of(trace: Trace, s: Segment) -> Segment | None:
+    """The first segment of the other endpoint (same connection) that acknowledges all of `s`, sent
+    after `s` arrived there; None if it was never acknowledged (or `s` never arrived)."""
+    if s.arrived is None:
+        return None
+    for a in trace.segments(src=s.dst, flags="ACK"):
+        if a.conn == s.conn and a.t >= s.arrived and a.ack >= seq_end(s) and not a.has("RST"):
+            return a
+    return None
+
+
+def unsent_after(trace: Trace, src: str, when: Syscall | float) -> int:
+    """Bytes `src` sent for the first time after `when` (a call: after it returned): data that was
+    still queued in its send buffer then (retransmissions do not count)."""
+    t = _bound(when, returned=True)
+    sent_before = max((s.seq + s.len for s in trace.segments(src=src) if s.t < t and s.len), default=1)  # type: ignore[operator]
+    later = [s.seq + s.len for s in trace.segments(src=src) if s.t >= t and s.len]  # type: ignore[operator]
+    return max(0, max(later, default=sent_before) - sent_before)
+
+
+def first_flag(segs: Sequence[Segment]) -> str:
+    """ "RST" or "FIN" (whichever of them comes first in `segs`), else "nothing"."""
+    for s in segs:
+        if s.has("RST"):
+            return "RST"
+        if s.has("FIN"):
+            return "FIN"
+    return "nothing"
+
+
+def flags_text(segs: Sequence[Segment]) -> str:
+    """Segments as tcpdump flags ("F., ."), or "nothing"."""
+    return ", ".join(s.tcpdump_flags for s in segs) or "nothing"
+
+
+# ---- states and options ---------------------------------------------------------------------------
+def state_changes(trace: Trace, side: str, conn: int = 1) -> list[StateChange]:
+    """The states `side`'s socket of connection `conn` went through, with their times."""
+    return [e for e in trace.events if isinstance(e, StateChange) and e.side == side and e.conn == conn]
+
+
+def state_at(trace: Trace, side: str, when: float, conn: int = 1) -> str | None:
+    """The last state recorded for `side`'s socket at or before `when` (None before the first)."""
+    state = None
+    for e in state_changes(trace, side, conn):
+        if e.t > when:
+            break
+        state = e.state
+    return state
+
+
+def state_before(trace: Trace, side: str, when: float, conn: int = 1) -> str | None:
+    """The state `side`'s socket was in just before `when`: what a segment arriving at `when` found
+    (the lab dates a state by the segment that caused it, so a change at `when` is that segment's doing)."""
+    state = None
+    for e in state_changes(trace, side, conn):
+        if e.t >= when:
+            break
+        state = e.state
+    return state
+
+
+@dataclass(frozen=True)
+class Linger:
+    """The SO_LINGER a socket had: `on` (l_onoff != 0) and `seconds` (l_linger)."""
+
+    on: bool
+    seconds: int
+
+    def __str__(self) -> str:
+        return f"{{l_onoff={int(self.on)}, l_linger={self.seconds}}}"
+
+
+def linger_at(trace: Trace, endpoint: str, when: float) -> Linger | None:
+    """The last SO_LINGER set on `endpoint`'s socket (by whichever of its processes) before `when`;
+    None if none was set (the default: off)."""
+    found = [
+        c
+        for c in trace.syscalls(call="setsockopt")
+        if c.args.get("option") == "SO_LINGER"
+        and trace.endpoint_of(c.side) == endpoint
+        and c.t <= when
+        and not c.failed
+    ]
+    if not found:
+        return None
+    last = found[-1]
+    return Linger(bool(last.args.get("l_onoff")), int(last.args.get("l_linger", 0)))
+
+
+# ---- words ----------------------------------------------------------------------------------------
+def result_text(c: Syscall | None) -> str:
+    """How a transcript shows a call's outcome: '= 0', '= -1 ECONNRESET', '= 4344, then ECONNRESET'."""
+    if c is None:
+        return "was not made"
+    if c.call == "epoll_wait":
+        return "= " + ("|".join(c.result) if c.result else "0 (nothing ready)")
+    if c.errno and isinstance(c.result, int) and c.result > 0:
+        return f"= {c.result}, then {c.errno}"
+    if c.errno:
+        return f"= -1 {c.errno}"
+    return f"= {c.result}"
