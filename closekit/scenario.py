@@ -338,6 +338,8 @@ class Scenario:
             missing.append("the lab's wire, which holds what steps started at once send until all have returned")
         if not self.settings.is_default and mode not in ("netns", "netns-loopback"):
             missing.append(f"a private network namespace for its settings ({self.settings.describe()})")
+        if mode == "host-nocapture" and any(isinstance(s, WaitSegment) for s in iter_steps(self.steps)):
+            missing.append("the segments on the wire, which its wait_segment() sync point waits for")
         return missing
 
     def script(self) -> str:

@@ -487,11 +487,22 @@ def test_mode_specific_refusals_say_what_is_missing():
     assert recorded.recorded.startswith("recorded on Linux") and "this machine runs mode host" in recorded.notice
 
 
+def test_a_sync_point_on_segments_is_refused_where_nothing_is_captured():
+    mine = Scenario("mine", "", steps=(s.close("client"), s.wait_segment("client", ("FIN",))))
+    lab = Lab(sandbox="host-nocapture")
+    try:
+        with pytest.raises(closekit.NotHereError, match=r"wait_segment\(\) sync point"):
+            closekit.run(mine, lab=lab)
+    finally:
+        lab.close()
+    assert not mine.missing_in("host") and not mine.missing_in("netns")
+
+
 def test_a_recorded_trace_is_what_the_kernel_gives_today():
-    from closekit.recorded import load
+    from closekit.recorded import load, recordable
 
     for name, scenario in closekit.scenarios().items():
-        if scenario.missing_in("host"):
+        if recordable(scenario):
             recorded = load(name, "test")
             assert recorded is not None, f"no recording of {name}: run python -m closekit.recorded"
             assert closekit.run(name) == recorded, f"{name} no longer runs as recorded: python -m closekit.recorded"

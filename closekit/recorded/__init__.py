@@ -24,7 +24,7 @@ DIRECTORY = Path(__file__).parent
 
 def recordable(scenario: Scenario) -> bool:
     """A built-in scenario some mode cannot run."""
-    return bool(scenario.missing_in("host"))
+    return any(scenario.missing_in(mode) for mode in ("netns-loopback", "host", "host-nocapture"))
 
 
 def load(name: str, why: str) -> Trace | None:
