@@ -247,7 +247,7 @@ def _ran_out(t: Trace, c: Syscall, lg: q.Linger | None) -> tuple[bool, Segment |
     fin = q.first(t, "FIN", t.endpoint_of(c.side), after=c.t)
     ack = q.ack_of(t, fin) if fin is not None else None
     unacked = ack is None or ack.arrived is None or ack.arrived > q.end(c)
-    return bool(lg is not None and lg.on and lg.seconds > 0 and unacked and c.duration >= 0.95 * lg.seconds), ack
+    return bool(lg is not None and lg.on and lg.seconds > 0 and unacked and c.waited >= 0.95 * lg.seconds), ack
 
 
 def _times(n: int) -> str:
@@ -271,7 +271,7 @@ def _close_returns_at_once(t: Trace) -> tuple[bool, str]:
     delivered = r is not None and r.result == sent and r.errno is None
     ok = c.result == 0 and not meanwhile and queued > 0 and _fin_after_all_data(t, "client", fin) and delivered
     return ok, (
-        f"close() {_r(c)} after {took(c.duration)}, with "
+        f"close() {_r(c)} after {took(c.waited)}, with "
         + (
             f"{len(meanwhile)} segments from the server arriving while it ran"
             if meanwhile
@@ -484,7 +484,7 @@ def _shut_rd_read_returns_zero(t: Trace) -> tuple[bool, str]:
     ok = blocking and empty and r.result == 0 and not meanwhile
     return ok, (
         f"on a {'blocking' if blocking else 'non-blocking'} socket with {'nothing' if empty else 'data'} queued, "
-        f"recv() after SHUT_RD {_r(r)} after {took(r.duration)}, nothing having arrived meanwhile: "
+        f"recv() after SHUT_RD {_r(r)} after {took(r.waited)}, nothing having arrived meanwhile: "
         f"{_yes(not meanwhile)}"
     )
 
@@ -641,7 +641,7 @@ def _linger_positive_four_way(t: Trace) -> tuple[bool, str]:
         and t.final_state("client") == "TIME_WAIT"
     )
     return ok, (
-        f"{_linger_words(lg)}; close() {_r(c)} after {took(c.duration)}, its FIN acknowledged before it returned: "
+        f"{_linger_words(lg)}; close() {_r(c)} after {took(c.waited)}, its FIN acknowledged before it returned: "
         f"{_yes(in_time)}; a FIN from each side: {_yes(fin and q.first(t, 'FIN', 'server'))}, RST: {_yes(rst)}; "
         f"the client ended in {t.final_state('client')}"
     )
@@ -658,7 +658,7 @@ def _linger_timeout_rst(t: Trace) -> tuple[bool, str]:
     sent = q.sent_total(t, "client")
     lost = r is not None and r.result < sent
     return ran_out and rst is not None and lost, (
-        f"{_linger_words(lg)}; close() {_r(c)} after {took(c.duration)}, the linger time having run out with its "
+        f"{_linger_words(lg)}; close() {_r(c)} after {took(c.waited)}, the linger time having run out with its "
         f"FIN unacknowledged: {_yes(ran_out)}; an RST followed: {_yes(rst)}; the server later read "
         f"{r.result if r else 0} of {sent} bytes"
     )
@@ -734,7 +734,7 @@ def _linger_off_ignored(t: Trace) -> tuple[bool, str]:
     path = _states_after(t, "client", c.t)
     ok = lg is not None and not lg.on and not meanwhile and q.first_flag(after) == "FIN" and "TIME_WAIT" in path
     return ok, (
-        f"{_linger_words(lg)}; close() {_r(c)} after {took(c.duration)} and the client sent {q.flags_text(after)}; "
+        f"{_linger_words(lg)}; close() {_r(c)} after {took(c.waited)} and the client sent {q.flags_text(after)}; "
         f"its states after close(): {' → '.join(path)}"
     )
 
@@ -781,7 +781,7 @@ def _return_default(t: Trace) -> tuple[bool, str]:
     before_read = q.end(c) < read.t
     ok = c.result == 0 and before_ack and before_read
     return ok, (
-        f"{_linger_words(lg)}; close() {_r(c)} after {took(c.duration)}, before the ACK of its FIN came back: "
+        f"{_linger_words(lg)}; close() {_r(c)} after {took(c.waited)}, before the ACK of its FIN came back: "
         f"{_yes(before_ack)}"
         + f"; the busy server read the {read.result} bytes after close() had returned: {_yes(before_read)}"
     )
@@ -798,7 +798,7 @@ def _orphan_gives_up(t: Trace) -> tuple[bool, str]:
     ok = c.result == 0 and len(fins) >= 2 and not acked and closed is not None and not q.first(t, "RST", "client")
     counter = f" (TCPAbortOnTimeout +{t.counter('TcpExt:TCPAbortOnTimeout')})" if COUNTERS in observed(t) else ""
     return ok, (
-        f"close() {_r(c)} after {took(c.duration)}; then the kernel sent the FIN {_times(len(fins))}, "
+        f"close() {_r(c)} after {took(c.waited)}; then the kernel sent the FIN {_times(len(fins))}, "
         f"{'none' if not acked else len(acked)} acknowledged, and "
         + (f"dropped the connection {_gave_up(t, c, closed.t)}{counter}" if closed else f"kept the connection{counter}")
         + f"; the application, with no descriptor left, {'was told nothing' if not told else 'made more calls'}"
@@ -865,7 +865,7 @@ def _linger_timeout_ewouldblock(t: Trace) -> tuple[bool, str]:
     ran_out, _ack = _ran_out(t, c, lg)
     ok = ran_out and c.errno in ("EWOULDBLOCK", "EAGAIN")
     return ok, (
-        f"{_linger_words(lg)}; close() blocked {took(c.duration)}, "
+        f"{_linger_words(lg)}; close() blocked {took(c.waited)}, "
         + (
             "until the linger time ran out with its FIN unacknowledged, "
             if ran_out
@@ -884,11 +884,11 @@ def _linger_nonblocking(t: Trace) -> tuple[bool, str]:
     fin = q.first(t, "FIN", "client", after=c.t)
     ack = q.ack_of(t, fin) if fin else None
     pending = ack is None or ack.arrived is None or ack.arrived > q.end(c)
-    at_once = lg is not None and c.duration < lg.seconds / 2
+    at_once = lg is not None and c.waited < lg.seconds / 2
     ok = nonblocking and _on(lg, zero=False) and pending and at_once and c.errno in ("EWOULDBLOCK", "EAGAIN")
     return ok, (
         f"{_linger_words(lg)} on a {'non-blocking' if nonblocking else 'blocking'} socket with data "
-        f"{'still unacknowledged' if pending else 'acknowledged'}: close() {_r(c)} after {took(c.duration)}"
+        f"{'still unacknowledged' if pending else 'acknowledged'}: close() {_r(c)} after {took(c.waited)}"
     )
 
 
@@ -905,7 +905,7 @@ def _shutdown_read_waits(t: Trace) -> tuple[bool, str]:
     busy = sum(c.duration for c in q.calls(t, "server", "sleep"))
     ok = r.result == 0 and r.t < sread.t and q.end(r) >= sfin.arrived and q.end(sread) <= sclose.t <= sfin.t
     return ok, (
-        f"the client's recv() after shutdown(SHUT_WR) blocked {took(r.duration)} and {_r(r)} once the server's FIN "
+        f"the client's recv() after shutdown(SHUT_WR) blocked {took(r.waited)} and {_r(r)} once the server's FIN "
         f"had arrived: {_yes(q.end(r) >= sfin.arrived)}; meanwhile the server was busy {took(busy)}, read "
         f"{sread.result} bytes and closed: {_yes(ok)}"
     )
@@ -921,7 +921,7 @@ def _close_before_ack(t: Trace) -> tuple[bool, str]:
     later = fin is not None and fin.t > q.end(c)
     ok = c.result == 0 and later and ack is not None and ack.arrived is not None and ack.arrived > q.end(c)
     return ok, (
-        f"close() {_r(c)} after {took(c.duration)}; its FIN left "
+        f"close() {_r(c)} after {took(c.waited)}; its FIN left "
         + ("only after close() had returned" if later and fin else "while close() ran" if fin else "never")
         + (f", and was acknowledged after that: {_yes(ack.arrived > q.end(c))}" if ack and ack.arrived else "")
     )
@@ -955,7 +955,7 @@ def _fin_lost(t: Trace) -> tuple[bool, str]:
     waited = left is not None and ack is not None and ack.arrived is not None and left.t >= ack.arrived
     ok = c.result == 0 and ack is not None and waited
     return ok, (
-        f"close() {_r(c)} after {took(c.duration)}; its FIN was lost on the wire and the kernel resent it "
+        f"close() {_r(c)} after {took(c.waited)}; its FIN was lost on the wire and the kernel resent it "
         f"{took(fins[1].t - fins[0].t)} later; the client stayed in FIN_WAIT_1 until that one was acknowledged: "
         f"{_yes(waited)}"
     )
@@ -1257,7 +1257,7 @@ def _million_linger(t: Trace) -> tuple[bool, str]:
     ok = _on(lg, zero=False) and unread > 0 and rst is not None and r.result < sent and r.errno == "ECONNRESET"
     return ok, (
         f"A set {_linger_words(lg)}; its close() with {unread} bytes of B's unread returned {_ret(c)} after "
-        f"{took(c.duration)} and sent an RST: {_yes(rst)}; B read {r.result} of {sent} bytes, then "
+        f"{took(c.waited)} and sent an RST: {_yes(rst)}; B read {r.result} of {sent} bytes, then "
         f"{r.errno or 'end of stream'}"
     )
 
@@ -1290,7 +1290,7 @@ def _million_read_linger(t: Trace) -> tuple[bool, str]:
     ok = greeting > 0 and unread == 0 and _on(lg, zero=False) and c.result == 0 and read_by_then < sent
     return ok, (
         f"A read {greeting} bytes (B's greeting), set {_linger_words(lg)}, and close() {_r(c)} after "
-        f"{took(c.duration)}; at that moment B's kernel had acknowledged {min(acked, sent)} of {sent} bytes and B's "
+        f"{took(c.waited)}; at that moment B's kernel had acknowledged {min(acked, sent)} of {sent} bytes and B's "
         f"application had read {read_by_then}; B went on to read {b.result if b else 0}"
     )
 
@@ -1304,12 +1304,12 @@ def _exit_lingers_in_background(t: Trace) -> tuple[bool, str]:
     r = q.call(t, "server", q.READ_TO_EOF)
     sent = q.sent_total(t, "client")
     fin = q.first(t, "FIN", "client", after=e.t)
-    quick = lg is not None and e.duration < lg.seconds / 2
+    quick = lg is not None and e.waited < lg.seconds / 2
     delivered = r is not None and r.result == sent and r.errno is None and fin is not None
     ok = _on(lg, zero=False) and quick and queued > 0 and delivered
     return ok, (
         f"{_linger_words(lg)}; the socket's last holder ended ({e.args.get('function')}) "
-        + ("within a tenth of the linger time" if lg and e.duration < lg.seconds / 10 else f"after {took(e.duration)}")
+        + ("within a tenth of the linger time" if lg and e.waited < lg.seconds / 10 else f"after {took(e.waited)}")
         + f", with {queued} bytes still queued; the kernel sent them afterwards: the server read "
         f"{r.result if r else 0} of {sent}, then the FIN: {_yes(fin)}"
     )
@@ -1332,7 +1332,7 @@ def _shutdown_words(sh: Syscall, lg: q.Linger | None, queued: int, ack: Segment 
         else "; its FIN was never acknowledged"
     )
     how = sh.args.get("how")
-    return f"{_linger_words(lg)}; shutdown({how}) {_r(sh)} after {took(sh.duration)}, with {queued} bytes queued{when}"
+    return f"{_linger_words(lg)}; shutdown({how}) {_r(sh)} after {took(sh.waited)}, with {queued} bytes queued{when}"
 
 
 def _shutdown_lingers(t: Trace) -> tuple[bool, str]:
@@ -1340,7 +1340,7 @@ def _shutdown_lingers(t: Trace) -> tuple[bool, str]:
     if sh is None:
         return _no_call("client", "shutdown()")
     waited = (ack is not None and ack.arrived is not None and q.end(sh) >= ack.arrived) or (
-        lg is not None and sh.duration >= 0.95 * lg.seconds
+        lg is not None and sh.waited >= 0.95 * lg.seconds
     )
     return _on(lg, zero=False) and queued > 0 and waited, _shutdown_words(sh, lg, queued, ack)
 
@@ -1350,7 +1350,7 @@ def _linger_no_effect_on_shutdown(t: Trace) -> tuple[bool, str]:
     if sh is None:
         return _no_call("client", "shutdown()")
     returned_first = ack is None or ack.arrived is None or q.end(sh) < ack.arrived
-    ok = _on(lg, zero=False) and queued > 0 and returned_first and sh.duration < lg.seconds / 2  # type: ignore[union-attr]
+    ok = _on(lg, zero=False) and queued > 0 and returned_first and sh.waited < lg.seconds / 2  # type: ignore[union-attr]
     return ok, _shutdown_words(sh, lg, queued, ack)
 
 
@@ -1376,7 +1376,7 @@ def _table_linger_positive(t: Trace) -> tuple[bool, str]:
     r = q.call(t, "server", q.READ_TO_EOF)
     ok = ran_out and c.errno in ("EWOULDBLOCK", "EAGAIN")
     return ok, (
-        f"{_linger_words(lg)}; {queued} bytes still queued at close(), which blocked {took(c.duration)} "
+        f"{_linger_words(lg)}; {queued} bytes still queued at close(), which blocked {took(c.waited)} "
         + ("(the linger time ran out first) " if ran_out else "")
         + f"and returned {_ret(c)}; the data and FIN were sent all the same (the server read "
         f"{r.result if r else 0} of {q.sent_total(t, 'client')})"

@@ -45,7 +45,8 @@ class Syscall:
 
     `slept`: whether the calling thread went to sleep in it (it waited for the network, a timer or
     buffer room), as opposed to running all along or merely losing the CPU for a while on a busy
-    machine; None where it was not recorded (traces from before it was)."""
+    machine; None where it was not recorded (traces from before it was). `queued`: how much of
+    `duration` the process spent runnable but waiting for a CPU (None where not recorded)."""
 
     t: float = field(compare=False)
     side: str
@@ -55,11 +56,18 @@ class Syscall:
     errno: str | None
     duration: float = field(compare=False)
     slept: bool | None = field(default=None, compare=False)
+    queued: float | None = field(default=None, compare=False)
     kind: Literal["syscall"] = "syscall"
 
     @property
     def failed(self) -> bool:
         return self.errno is not None
+
+    @property
+    def waited(self) -> float:
+        """How long the call took, less the time its process only waited for a CPU: the part the kernel
+        or the network decided (a woken close() can sit tens of ms in a busy machine's run queue)."""
+        return max(self.duration - (self.queued or 0.0), 0.0)
 
 
 @dataclass(frozen=True)

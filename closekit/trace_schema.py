@@ -21,7 +21,7 @@ TOP_KEYS = {"scenario", "description", "kernel", "mode", "unobserved", "counters
             "processes", "setup_until", "events"}  # fmt: skip
 STATES = tcp.STATES
 _FIELDS = {
-    "syscall": {"kind", "t", "side", "call", "args", "result", "errno", "duration", "slept"},
+    "syscall": {"kind", "t", "side", "call", "args", "result", "errno", "duration", "slept", "queued"},
     "segment": {"kind", "t", "src", "flags", "seq", "ack", "len", "win", "conn", "arrived", "fate", "raw"},
     "state": {"kind", "t", "side", "state", "conn"},
     "signal": {"kind", "t", "side", "signal"},
@@ -84,6 +84,7 @@ def load_trace(cls: type, data: Any) -> Any:
                 args=_args(where, e["args"]), result=_result(where, e["result"]),
                 errno=None if e["errno"] is None else _text(f"{where}: errno", e["errno"], 20),
                 duration=_number(f"{where}: duration", e["duration"], low=0.0), slept=_slept(where, e.get("slept")),
+                queued=None if e.get("queued") is None else _number(f"{where}: queued", e["queued"], low=0.0),
             ))  # fmt: skip
         elif kind == "segment":
             flags = e["flags"]

@@ -102,8 +102,9 @@ def duration_category(seconds: float) -> str:
     return "at once" if seconds < 0.1 else f"after ≈ {round(seconds, 1)} s"
 
 
-def _took(seconds: float, exact: bool) -> str:
-    return f"after {format_duration(seconds)}" if exact else category(seconds)
+def _took(e: Syscall, exact: bool) -> str:
+    """The clock's duration, or the category of the part the kernel or the network decided."""
+    return f"after {format_duration(e.duration)}" if exact else category(e.waited)
 
 
 # ---- one event as words ----------------------------------------------------------------------------
@@ -147,7 +148,7 @@ def link_delay(trace: Trace) -> float:
 def blocked(e: Syscall, threshold: float = LOOPBACK_NOISE) -> bool:
     """Did the call wait for something (`threshold`: see `wait_threshold`)? A call that never slept
     in the kernel did not, however long a busy machine kept it from the CPU."""
-    return e.duration >= threshold and e.call not in NEVER_WAITS and e.slept is not False
+    return e.waited >= threshold and e.call not in NEVER_WAITS and e.slept is not False
 
 
 def describe_syscall(e: Syscall, exact_times: bool = True, threshold: float = LOOPBACK_NOISE) -> str:
@@ -155,7 +156,7 @@ def describe_syscall(e: Syscall, exact_times: bool = True, threshold: float = LO
     (`[returned after 1.02 s]`, or with `exact_times=False` its category, `[returned after ≈ 1 s]`)."""
     text = call_text(e) + _result(e)
     if blocked(e, threshold):
-        text += f"  [returned {_took(e.duration, exact_times)}]"
+        text += f"  [returned {_took(e, exact_times)}]"
     return text
 
 
@@ -403,7 +404,7 @@ def returned_text(e: Syscall, exact: bool, transfer: bool) -> str:
     bulk transfer `[returned after the transfer]`."""
     if transfer and not exact:
         return "[returned after the transfer]"
-    return f"[returned {_took(e.duration, exact)}]"
+    return f"[returned {_took(e, exact)}]"
 
 
 def in_setup(trace: Trace, e: Event) -> bool:

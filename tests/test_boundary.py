@@ -106,6 +106,7 @@ return 'sent'
                         "t": 0,
                         "duration": 0,
                         "slept": False,
+                        "queued": None,
                     }
                 ],
             },
@@ -124,10 +125,30 @@ return 'sent'
                         "t": 0,
                         "duration": 0,
                         "slept": "maybe",
+                        "queued": None,
                     }
                 ],
             },
             "whether it slept",
+        ),
+        (
+            {
+                "kind": "done",
+                "records": [
+                    {
+                        "kind": "syscall",
+                        "call": "close",
+                        "args": {},
+                        "result": 0,
+                        "errno": None,
+                        "t": 0,
+                        "duration": 0.01,
+                        "slept": True,
+                        "queued": 5.0,
+                    }
+                ],
+            },
+            "impossible time waiting for a CPU",
         ),
         ({"kind": "done", "records": "everything"}, "without a list"),
         ({"kind": "__import__('os').system('id')"}, "no known kind"),

@@ -384,6 +384,16 @@ def test_a_call_the_busy_machine_only_kept_from_the_cpu_did_not_block(slept):
     assert "close() …" in story(trace) and "close() = 0  [returned after ≈ 40-60 ms]" in story(trace)
 
 
+@pytest.mark.parametrize(("queued", "said"), [(0.165, "≈ 40-60 ms"), (None, "≈ 0.2 s"), (0.0, "≈ 0.2 s")])
+def test_a_woken_call_s_wait_for_a_cpu_is_not_part_of_its_duration_s_words(queued, said):
+    """A lingering close() woken by the ACK 45 ms in, that sat 165 ms in a busy machine's run queue."""
+    close = Syscall(t=0.1, side="client", call="close", args={}, result=0, errno=None, duration=0.21, slept=True,
+                    queued=queued)  # fmt: skip
+    trace = closekit.Trace("queued", "6.18", "netns", {}, (close,), setup_until=0.0)
+    assert f"close() = 0  [returned after {said}]" in story(trace)
+    assert "close() = 0  [returned after 210.0 ms]" in trace.transcript()  # the clock says what it saw
+
+
 def _tail(ack_inside_the_loop: bool) -> closekit.Trace:
     """A reader's loop ends at a FIN; its kernel acknowledges the FIN inside the loop or just after."""
     fin = seg(0.100, "client", ("FIN", "ACK"), 1001, 1, delay=0.0)

@@ -235,7 +235,7 @@ def return_linger() -> Predict:
     def truth(trace: Trace) -> str:
         close, read = _close_and_read(trace)
         linger = q.linger_at(trace, "client", close.t)
-        if linger is not None and close.duration >= 0.95 * linger.seconds:
+        if linger is not None and close.waited >= 0.95 * linger.seconds:
             return "C"
         return "B" if read is not None and q.end(close) >= read.t else "A"
 

@@ -61,7 +61,7 @@ def close_blocks(side: str = "client", low: float = 0.8, high: float = 1.5) -> R
         closes = q.calls(trace, side, "close")
         if not closes:
             return text("checks.never_closed", side=word("side", side))
-        longest = max(c.duration for c in closes)
+        longest = max(c.waited for c in closes)
         if low <= longest <= high:
             return None
         return text("checks.close_took", side=word("side", side), seconds=longest)

@@ -62,7 +62,7 @@ def outcome(trace: Trace) -> Outcome:
     errors = {s: e for s in reading if (e := recv_error(trace, s))}
     closes: dict[str, float] = {}
     for c in q.calls(trace, None, "close"):
-        closes[c.side] = max(closes.get(c.side, 0.0), c.duration)
+        closes[c.side] = max(closes.get(c.side, 0.0), c.waited)
     return Outcome(
         received={s: received(trace, s) for s in reading},
         recv_errors=errors,

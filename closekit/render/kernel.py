@@ -403,7 +403,7 @@ def _judge(trace: Trace, position: int, call: Syscall, exact: bool) -> CloseOutc
             else "when l_linger ran out, its FIN still unacknowledged"
             + (" (not even sent yet)" if fin.t > returned else "")
         )
-        waited = ms(call.duration) if exact else approx(call.duration)
+        waited = ms(call.duration) if exact else approx(call.waited)
         lines.append(f"close() waited {waited} in sk_stream_wait_close and returned {call.result} {why}")
     return CloseOutcome(call.side, branch, lingered, tuple(lines), how, shutdowns=hows)
 

@@ -135,7 +135,7 @@ class Endpoint:
         if self.announce:  # a background step: the helper starts the next one once this call has begun
             self.announce = False
             self._send({"kind": "started"})
-        switches = _voluntary_switches()
+        switches, queued = _voluntary_switches(), _run_delay()
         result: Any = None
         err: str | None = None
         try:
@@ -144,9 +144,11 @@ class Endpoint:
             err = errno_names.errorcode.get(e.errno or 0, "EIO")
             result = getattr(e, "partial", -1)
         end = time.monotonic()
+        after = _run_delay()
         self.records.append(
             {"kind": "syscall", "t": start, "call": call, "args": args, "result": result, "errno": err,
-             "duration": end - start, "slept": _voluntary_switches() > switches}
+             "duration": end - start, "slept": _voluntary_switches() > switches,
+             "queued": None if queued is None or after is None else min(max(after - queued, 0.0), end - start)}
         )  # fmt: skip
         for name in self.pending_signals:
             self.records.append({"kind": "signal", "t": end, "signal": name})
@@ -232,7 +234,8 @@ class Endpoint:
             self._fork(step.child)
         elif isinstance(step, sc.Exit):
             self.records.append({"kind": "syscall", "t": time.monotonic(), "call": "exit", "args": {"status": 0},
-                                 "result": None, "errno": None, "duration": 0.0, "slept": False})  # fmt: skip
+                                 "result": None, "errno": None, "duration": 0.0, "slept": False,
+                                 "queued": 0.0})  # fmt: skip
             self._send({"kind": "done", "records": self.records})
             os._exit(0)
         else:
@@ -286,6 +289,17 @@ def _voluntary_switches() -> int:
     """How often this thread has gone to sleep: a call that waited (for data, an ACK, buffer room)
     slept in the kernel; one that only lost the CPU to other work on a busy machine did not."""
     return resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw
+
+
+def _run_delay() -> float | None:
+    """Seconds this thread has spent runnable but waiting for a CPU (the scheduler's run_delay in
+    /proc/thread-self/schedstat); None where the kernel does not keep it. On a busy machine a call
+    that was woken by an ACK may wait tens of milliseconds more before it runs and returns."""
+    try:
+        with open("/proc/thread-self/schedstat", "rb") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _send_all(s: socket.socket, nbytes: int) -> int:

@@ -538,7 +538,7 @@ class Experiment:
                 events.append((r["t"] - t0, 2, order, Signal(t=r["t"] - t0, side=process, signal=r["signal"])))
             else:
                 e = Syscall(t=r["t"] - t0, side=process, call=r["call"], args=r["args"], result=r["result"],
-                            errno=r["errno"], duration=r["duration"], slept=r["slept"])  # fmt: skip
+                            errno=r["errno"], duration=r["duration"], slept=r["slept"], queued=r["queued"])  # fmt: skip
                 events.append((e.t, 2, order, e))
         for order, p in enumerate(self._packets()):
             if not p.conn:

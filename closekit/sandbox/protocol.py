@@ -122,9 +122,11 @@ def _check_record(r: Any, who: str, t_low: float, t_high: float) -> dict[str, An
         raise ProtocolError(f"the {who} process sent a record that is not an object")
     kind = r.get("kind")
     if kind == "syscall":
-        _keys(r, {"kind", "call", "args", "result", "errno", "t", "duration", "slept"}, who)
+        _keys(r, {"kind", "call", "args", "result", "errno", "t", "duration", "slept", "queued"}, who)
         if not isinstance(r["slept"], bool):
             raise ProtocolError(f"the {who} process reported a call without saying whether it slept")
+        if r["queued"] is not None and (not _finite(r["queued"]) or not 0 <= r["queued"] <= r["duration"]):
+            raise ProtocolError(f"the {who} process reported an impossible time waiting for a CPU")
         if r["call"] not in CALLS:
             raise ProtocolError(f"the {who} process reported an unknown call {str(r['call'])[:40]!r}")
         _time(r["t"], t_low, t_high, who)
