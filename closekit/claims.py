@@ -110,6 +110,16 @@ class Claim:
     def scenario_name(self) -> str:
         return self.scenario
 
+    @property
+    def statement(self) -> str:
+        """What the claim says, in the course's language (`text` is the English original)."""
+        return claim_words(self)[0]
+
+    @property
+    def linux(self) -> str | None:
+        """What Linux does instead, in the course's language (`linux_text`: the English original)."""
+        return claim_words(self)[1]
+
     def missing_in(self, trace: Trace) -> list[str]:
         """What this claim needs that `trace` did not observe (of NEEDS; empty: it can be judged)."""
         seen = observed(trace)

@@ -167,6 +167,11 @@ def test_a_claim_says_what_linux_does_instead_in_chinese_exactly_when_it_does_in
     with lang.use("zh"):
         says, linux = lang.claim_words(claim)
     assert says == words["text"] and (linux is None) == (claim.linux_text is None)
+    with lang.use("zh"):
+        assert (claim.statement, claim.linux) == (says, linux)  # what a chapter's code cell prints
+    with lang.use("en"):
+        assert (claim.statement, claim.linux) == (claim.text, claim.linux_text)
+    assert says != claim.text
 
 
 def test_a_claim_without_a_chinese_text_fails_loudly():
