@@ -38,6 +38,7 @@ __all__ = [
     "first_flag",
     "flags_text",
     "linger_at",
+    "origin",
     "peer",
     "received",
     "recv_error",
@@ -62,20 +63,26 @@ def peer(endpoint: str) -> str:
     return "server" if endpoint == "client" else "client"
 
 
+def origin(trace: Trace) -> float:
+    """Time zero of a trace's drawings and evidence: its first event."""
+    return trace.events[0].t if trace.events else 0.0
+
+
 # ---- calls ----------------------------------------------------------------------------------------
 def _is_loop(c: Syscall) -> bool:
     return c.call == "recv" and c.args.get("until") == "EOF"
 
 
-def calls(trace: Trace, side: str | None = None, name: str | None = None) -> list[Syscall]:
+def calls(trace: Trace, side: str | None = None, name: str | None = None, *, listener: bool = False) -> list[Syscall]:
     """`side`'s calls named `name`, in order. "recv" is one recv(); "read_to_eof" is the read loop the
-    trace records as recv(until=EOF); "close" does not count closing a listening socket."""
+    trace records as recv(until=EOF); "close" does not count closing a listening socket unless
+    `listener`."""
     if name == READ_TO_EOF:
         return [c for c in trace.syscalls(side, "recv") if _is_loop(c)]
     found = trace.syscalls(side, name)
     if name == "recv":
         return [c for c in found if not _is_loop(c)]
-    if name == "close":
+    if name == "close" and not listener:
         return [c for c in found if c.args.get("socket") != "listener"]
     return found
 
@@ -144,14 +151,16 @@ def sent_total(trace: Trace, side: str) -> int:
 
 
 def unread_at(trace: Trace, endpoint: str, when: float, conn: int = 1) -> int:
-    """Bytes that had arrived at `endpoint`'s socket from its peer by `when` and that none of its
-    processes had read by then: what sat in its receive queue."""
+    """Bytes that had arrived at `endpoint`'s socket of connection `conn` from its peer by `when` and
+    that none of its processes had read by then: what sat in its receive queue. By sequence number,
+    so a retransmission counts once; reads count from the connection's first SYN on."""
     arrived = [s.seq + s.len for s in trace.segments(src=peer(endpoint)) if s.len and s.conn == conn
                and s.arrived is not None and s.arrived <= when]  # fmt: skip
+    began = min((s.t for s in trace.segments(flags="SYN") if s.conn == conn), default=float("-inf"))
     got = sum(
         c.result
-        for c in trace.syscalls(call="recv")
-        if trace.endpoint_of(c.side) == endpoint and end(c) <= when and isinstance(c.result, int) and c.result > 0
+        for c in calls_on(trace, endpoint)
+        if c.call == "recv" and began <= c.t and end(c) <= when and isinstance(c.result, int) and c.result > 0
     )
     return max(0, max(arrived, default=1) - 1 - got)
 
@@ -175,21 +184,24 @@ def segments(
     *,
     after: Syscall | float | None = None,
     before: Syscall | float | None = None,
+    until: float | None = None,
     data: bool | None = None,
     conn: int | None = None,
+    arrived: bool = False,
 ) -> list[Segment]:
     """Segments from `src` carrying every flag in `flags`, that left in the window from `after` (a
-    call: from its start) up to `before` (a call: up to its start); `data` True keeps only segments
-    with payload, False only those without; `conn` one connection."""
+    call: from its start) up to `before` (a call: up to its start) or up to and including `until`;
+    `data` True keeps only segments with payload, False only those without; `conn` one connection.
+    With `arrived`, a segment is placed by when it arrived, and one the wire never delivered is left out."""
     start, stop = _bound(after, returned=False), _bound(before, returned=False)
-    return [
-        s
-        for s in trace.segments(src, flags)
-        if (start is None or s.t >= start)
-        and (stop is None or s.t < stop)
-        and (data is None or bool(s.len) == data)
-        and (conn is None or s.conn == conn)
-    ]
+    found = []
+    for s in trace.segments(src, flags):
+        t = s.arrived if arrived else s.t
+        if t is None or (start is not None and t < start) or (stop is not None and t >= stop):
+            continue
+        if (until is None or t <= until) and (data is None or bool(s.len) == data) and (conn is None or s.conn == conn):
+            found.append(s)
+    return found
 
 
 def first(
@@ -199,10 +211,12 @@ def first(
     *,
     after: Syscall | float | None = None,
     before: Syscall | float | None = None,
+    until: float | None = None,
     conn: int | None = None,
+    arrived: bool = False,
 ) -> Segment | None:
     """The first segment from `src` with `flags` in the window (see `segments`), or None."""
-    found = segments(trace, src, flags, after=after, before=before, conn=conn)
+    found = segments(trace, src, flags, after=after, before=before, until=until, conn=conn, arrived=arrived)
     return found[0] if found else None
 
 
@@ -233,13 +247,22 @@ def seq_end(s: Segment) -> int:
     return s.seq + s.len + (1 if s.has("SYN") or s.has("FIN") else 0)
 
 
-def ack_of(trace: Trace, s: Segment) -> Segment | None:
+def ack_of(trace: Trace, s: Segment, delivered: bool = False, resent: bool = False) -> Segment | None:
     """The first segment of the other endpoint (same connection) that acknowledges all of `s`, sent
-    after `s` arrived there; None if it was never acknowledged (or `s` never arrived)."""
-    if s.arrived is None:
+    after `s` arrived there; None if it was never acknowledged (or `s` never arrived). `delivered`:
+    the first such that arrived back. `resent`: `s` arrived when its first copy did (itself or a
+    later retransmission of it), so the ACK of a retransmission of a dropped `s` counts."""
+    copies = [s]
+    if resent:
+        copies += [r for r in trace.segments(src=s.src) if r.t >= s.t and r is not s and r.conn == s.conn
+                   and r.seq == s.seq and seq_end(r) == seq_end(s)]  # fmt: skip
+    arrived = min((r.arrived for r in copies if r.arrived is not None), default=None)
+    if arrived is None:
         return None
     for a in trace.segments(src=s.dst, flags="ACK"):
-        if a.conn == s.conn and a.t >= s.arrived and a.ack >= seq_end(s) and not a.has("RST"):
+        if a.conn == s.conn and a.t >= arrived and a.ack >= seq_end(s) and not a.has("RST"):
+            if delivered and a.arrived is None:
+                continue
             return a
     return None
 
@@ -304,6 +327,16 @@ class Linger:
 
     def __str__(self) -> str:
         return f"{{l_onoff={int(self.on)}, l_linger={self.seconds}}}"
+
+    @property
+    def abortive(self) -> bool:
+        """On with l_linger 0: close() resets the connection instead of sending a FIN."""
+        return self.on and self.seconds == 0
+
+    @property
+    def timeout(self) -> int:
+        """How long close() may sleep for the ACK of its FIN: l_linger when on, else 0."""
+        return self.seconds if self.on else 0
 
 
 def linger_at(trace: Trace, endpoint: str, when: float) -> Linger | None:

@@ -11,9 +11,10 @@ import pytest
 from wire_traces import D, lingering_close, seg, state
 
 import closekit
+from closekit.close_outcome import close_outcome
 from closekit.render import kernel_path, sequence_diagram, state_diagram
 from closekit.render.evidence import lit_path
-from closekit.render.kernel import ERAS, close_outcome, era_of
+from closekit.render.kernel import ERAS, era_of
 from closekit.render.picture import MAX_WIDTH
 from closekit.render.states import drawn_sockets
 from closekit.trace import Syscall

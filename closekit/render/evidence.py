@@ -7,12 +7,11 @@ scenario's name, so a student's own scenario is drawn as faithfully as a built-i
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
 from dataclasses import dataclass
 
+from closekit import query as q
 from closekit import tcp
-from closekit.trace import Segment, StateChange, Syscall, Trace
-from closekit.transcript import conn_at
+from closekit.trace import StateChange, Syscall, Trace
 
 
 @dataclass(frozen=True)
@@ -25,67 +24,10 @@ class LitStep:
     t: float | None
 
 
-def origin(trace: Trace) -> float:
-    """Time zero of a trace's drawings: its first event."""
-    return trace.events[0].t if trace.events else 0.0
-
-
-def own_syscalls(trace: Trace, socket: str) -> list[Syscall]:
-    """Calls made on `socket` (an endpoint), by whichever process: a forked child acts on its parent's."""
-    return [e for e in trace.syscalls() if trace.endpoint_of(e.side) == socket]
-
-
-def linger_zero_before(trace: Trace, socket: str, t: float) -> bool:
-    """Had this socket's owner set SO_LINGER {on, 0} (the last SO_LINGER call before `t`)?"""
-    lingers = [
-        e
-        for e in own_syscalls(trace, socket)
-        if e.call == "setsockopt" and e.args.get("option") == "SO_LINGER" and e.t <= t and not e.failed
-    ]
-    return bool(lingers) and bool(lingers[-1].args.get("l_onoff")) and lingers[-1].args.get("l_linger") == 0
-
-
-def linger_seconds_before(trace: Trace, socket: str, t: float) -> int:
-    """l_linger of the last SO_LINGER {on, n} before `t` (0 when lingering is off)."""
-    lingers = [e for e in own_syscalls(trace, socket) if e.call == "setsockopt" and e.args.get("option") == "SO_LINGER"]
-    lingers = [e for e in lingers if e.t <= t and not e.failed]
-    if not lingers or not lingers[-1].args.get("l_onoff"):
-        return 0
-    return int(lingers[-1].args.get("l_linger", 0))
-
-
-def unread_bytes(trace: Trace, call: Syscall) -> int:
-    """Bytes the peer's segments had brought to the caller's connection by the time of `call`, minus
-    the bytes its socket had read: by sequence number, so a retransmission counts once, and only
-    what arrived (a segment the wire dropped, or one still in flight, brought nothing)."""
-    sock = trace.endpoint_of(call.side)
-    peer = "server" if sock == "client" else "client"
-    conn = conn_at(trace, call.t)
-    began = min((s.t for s in trace.segments(flags="SYN") if s.conn == conn), default=float("-inf"))
-    ends = [
-        s.seq + s.len
-        for s in trace.segments(src=peer)
-        if s.conn == conn and s.len > 0 and s.arrived is not None and s.arrived <= call.t
-    ]
-    reads = [e for e in own_syscalls(trace, sock) if e.call == "recv" and began <= e.t < call.t]
-    read = sum(e.result for e in reads if isinstance(e.result, int) and e.result > 0)
-    return max(0, (max(ends) - 1 if ends else 0) - read)
-
-
-def _first(segments: Iterable[Segment], flag: str, start: float, end: float) -> Segment | None:
-    """The first segment sent with `flag` in [start, end] (by when it left)."""
-    return next((s for s in segments if s.has(flag) and start <= s.t <= end), None)
-
-
-def _first_in(segments: Iterable[Segment], flag: str, start: float, end: float) -> Segment | None:
-    """The first segment received with `flag` in [start, end], by when it arrived: a segment the wire
-    dropped was never received."""
-    return next((s for s in segments if s.has(flag) and s.arrived is not None and start <= s.arrived <= end), None)
-
-
-def _states(trace: Trace, side: str, conn: int) -> list[StateChange]:
-    observed = [e for e in trace.events if isinstance(e, StateChange) and e.side == side and e.conn == conn]
-    return [e for i, e in enumerate(observed) if i == 0 or e.state != observed[i - 1].state]
+def _observed(trace: Trace, side: str, conn: int) -> list[StateChange]:
+    """The socket's recorded states, a state repeated in a row counted once."""
+    changes = q.state_changes(trace, side, conn)
+    return [e for i, e in enumerate(changes) if i == 0 or e.state != changes[i - 1].state]
 
 
 def lit_path(trace: Trace, side: str, conn: int = 1) -> list[LitStep]:
@@ -98,19 +40,18 @@ def lit_path(trace: Trace, side: str, conn: int = 1) -> list[LitStep]:
     in the trace is taken (CLOSE_WAIT -> CLOSED is a reset when this side sent no FIN); with no
     such walk, the cheapest. Raises ValueError if the path is not a legal walk at all.
     """
-    observed = _states(trace, side, conn)
+    observed = _observed(trace, side, conn)
     check = tcp.check_path([e.state for e in observed])
     if not check.legal:
         raise ValueError(check.reason)
     if not observed:
         return []
-    t0 = origin(trace)
+    t0 = q.origin(trace)
     opener = {tcp.SYN_SENT: ("connect", tcp.ACTIVE_OPEN), tcp.LISTEN: ("listen", tcp.PASSIVE_OPEN)}
     call, event = opener.get(observed[0].state, ("", ""))
     opened = _call_before(trace, side, call, observed[0]) if call else None
     if opened is not None:  # the socket was CLOSED until this call
-        syn = _first([s for s in trace.segments(src=trace.endpoint_of(side)) if s.conn == conn], "SYN", opened.t,
-                     observed[0].t)  # fmt: skip
+        syn = q.first(trace, "SYN", trace.endpoint_of(side), after=opened.t, until=observed[0].t, conn=conn)
         lit = [
             LitStep(tcp.CLOSED, None, False, opened.t - t0),
             LitStep(observed[0].state, event, False, (syn.t if syn else opened.t) - t0),
@@ -136,7 +77,7 @@ def lit_path(trace: Trace, side: str, conn: int = 1) -> list[LitStep]:
 
 def _call_before(trace: Trace, side: str, call: str, first: StateChange) -> Syscall | None:
     """The connect() or listen() that put a socket in its first state: the side's last one begun by then."""
-    calls = [e for e in own_syscalls(trace, trace.endpoint_of(side)) if e.call == call and e.t <= first.t]
+    calls = [e for e in q.calls_on(trace, trace.endpoint_of(side), call) if e.t <= first.t]
     return calls[-1] if calls else None
 
 
@@ -144,15 +85,15 @@ def listener_origin(trace: Trace, side: str, conn: int = 1) -> float | None:
     """When the connection's socket was born from the listening socket (seconds from the trace's
     start: its SYN's arrival, else its first state), or None if this socket was not: its path does
     not start in SYN_RECEIVED, or the side has no listening socket in the trace."""
-    observed = _states(trace, side, conn)
+    observed = _observed(trace, side, conn)
     if conn == 0 or not observed or observed[0].state != tcp.SYN_RECEIVED:
         return None
-    if not any(isinstance(e, StateChange) and e.side == side and e.conn == 0 for e in trace.events):
+    if not q.state_changes(trace, side, 0):
         return None
-    peer = "server" if trace.endpoint_of(side) == "client" else "client"
-    syns = [s for s in trace.segments(src=peer) if s.conn == conn and s.flags == ("SYN",) and s.arrived is not None]
+    peer = q.peer(trace.endpoint_of(side))
+    syns = [s for s in q.segments(trace, peer, "SYN", conn=conn, arrived=True) if s.flags == ("SYN",)]
     born = syns[0].arrived if syns and syns[0].arrived <= observed[0].t else observed[0].t  # type: ignore[operator]
-    return born - origin(trace)
+    return born - q.origin(trace)
 
 
 def _choose(
@@ -160,12 +101,11 @@ def _choose(
 ) -> tuple[str | None, float | None]:
     """Which of the step's candidate events the evidence in [start, end] supports, and its time."""
     sock = trace.endpoint_of(side)
-    peer = "server" if sock == "client" else "client"
-    mine = [s for s in trace.segments(src=sock) if s.conn == conn]
-    theirs = [s for s in trace.segments(src=peer) if s.conn == conn]
+    peer = q.peer(sock)
     candidates = set(step.events)
-    calls = [e for e in own_syscalls(trace, sock) if start <= e.t <= end and e.call in ("close", "shutdown")]
-    own_rst, peer_rst = _first(mine, "RST", start, end), _first_in(theirs, "RST", start, end)
+    calls = [e for e in q.calls_on(trace, sock) if start <= e.t <= end and e.call in ("close", "shutdown")]
+    own_rst = q.first(trace, "RST", sock, after=start, until=end, conn=conn)
+    peer_rst = q.first(trace, "RST", peer, after=start, until=end, conn=conn, arrived=True)
 
     if candidates & tcp.ABORTIVE and (own_rst or peer_rst):
         if own_rst and (candidates - {tcp.RCV_RST}) & tcp.ABORTIVE:
@@ -174,10 +114,12 @@ def _choose(
             if last and tcp.LISTENER_CLOSED in candidates and last.args.get("socket") == "listener":
                 return tcp.LISTENER_CLOSED, own_rst.t
             # __tcp_close looks at unread data first, at SO_LINGER {on, 0} only without any
-            unread = last is not None and (unread_bytes(trace, last) > 0 or trace.counter("TcpExt:TCPAbortOnClose") > 0)
+            unread = last is not None and (
+                q.unread_at(trace, sock, last.t, conn) > 0 or trace.counter("TcpExt:TCPAbortOnClose") > 0
+            )
             if last and tcp.CLOSE_UNREAD in candidates and unread:
                 return tcp.CLOSE_UNREAD, own_rst.t
-            if last and tcp.CLOSE_LINGER_ZERO in candidates and linger_zero_before(trace, sock, last.t):
+            if last and tcp.CLOSE_LINGER_ZERO in candidates and _abortive(q.linger_at(trace, sock, last.t)):
                 return tcp.CLOSE_LINGER_ZERO, own_rst.t
             if last and tcp.CLOSE_UNREAD in candidates and last.args.get("socket") != "listener":
                 return tcp.CLOSE_UNREAD, own_rst.t
@@ -190,7 +132,7 @@ def _choose(
         last = closes[-1] if closes else None
         if last and tcp.LISTENER_CLOSED in candidates and last.args.get("socket") == "listener":
             return tcp.LISTENER_CLOSED, last.t
-        if last and tcp.CLOSE_LINGER_ZERO in candidates and linger_zero_before(trace, sock, last.t):
+        if last and tcp.CLOSE_LINGER_ZERO in candidates and _abortive(q.linger_at(trace, sock, last.t)):
             return tcp.CLOSE_LINGER_ZERO, last.t
         if last and tcp.CLOSE_UNREAD in candidates and last.args.get("socket") != "listener":
             return tcp.CLOSE_UNREAD, last.t
@@ -202,24 +144,24 @@ def _choose(
         return (step.events[0] if step.events else None), None
     if set(orderly) >= {tcp.CLOSE, tcp.SHUTDOWN_WR}:
         event = tcp.SHUTDOWN_WR if calls and calls[-1].call == "shutdown" else tcp.CLOSE
-        fin = _first(mine, "FIN", start, end)
+        fin = q.first(trace, "FIN", sock, after=start, until=end, conn=conn)
         return event, fin.t if fin else (calls[-1].t if calls else None)
     event = orderly[0]
     if event in (tcp.RCV_FIN, tcp.RCV_FIN_ACK):
-        fin = _first_in(theirs, "FIN", start, end)
+        fin = q.first(trace, "FIN", peer, after=start, until=end, conn=conn, arrived=True)
         return event, fin.arrived if fin else None
     if event == tcp.RCV_SYN_ACK:
-        synack = next((s for s in theirs if s.has("SYN") and s.has("ACK") and s.arrived is not None
-                       and start <= s.arrived <= end), None)  # fmt: skip
+        synack = q.first(trace, ("SYN", "ACK"), peer, after=start, until=end, conn=conn, arrived=True)
         return event, synack.arrived if synack else None
     if event == tcp.RCV_ACK_OF_FIN:
-        fins = [s for s in mine if s.has("FIN") and s.t <= end]
-        if fins:
-            fin_end = fins[-1].seq + fins[-1].len + 1
-            ack = next((s for s in theirs if s.arrived is not None and fins[0].t <= s.arrived <= end
-                        and s.has("ACK") and s.ack >= fin_end), None)  # fmt: skip
-            if ack is not None:
-                return event, ack.arrived
+        fin = q.first(trace, "FIN", sock, until=end, conn=conn)
+        ack = q.ack_of(trace, fin, delivered=True, resent=True) if fin is not None else None
+        if ack is not None and ack.arrived <= end:  # type: ignore[operator]
+            return event, ack.arrived
         if gave_up and trace.captured:  # the FIN was never acknowledged: retries ran out
             return gave_up[0], None
     return event, None
+
+
+def _abortive(lg: q.Linger | None) -> bool:
+    return lg is not None and lg.abortive
