@@ -8,8 +8,10 @@
   its reaper and everything it reaped);
 - a 2 s sleep step: the machine CPU it costs (waiting must cost nothing);
 - 32 processes running experiments at once: experiments per second;
-- determinism: runs of every built-in scenario differing from the first (Trace equality, i.e.
-  Trace.signature), on an idle machine and again beside two CPU-bound processes.
+- determinism: runs of every built-in scenario differing from the first, on an idle machine and
+  again beside two CPU-bound processes: as traces (Trace equality, i.e. Trace.signature) and as the
+  words a chapter stores (the story and the sequence picture's text, after tests/nbval.cfg's
+  sanitizers: what nbval compares).
 
 Targets (issue 11): warm close-default median <= 10 ms wall and <= 3 ms machine CPU; a 2 s sleep
 step <= 0.02 CPU-seconds; >= 300 experiments/s from 32 processes; 0 differing runs. Run it on an
@@ -19,8 +21,10 @@ otherwise idle machine: machine CPU counts everything that runs.
 from __future__ import annotations
 
 import argparse
+import configparser
 import multiprocessing
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -116,30 +120,55 @@ def _hog(stop: multiprocessing.synchronize.Event) -> None:
         pass
 
 
+def nbval_sanitizer():
+    """The sanitizers of tests/nbval.cfg, in their order, as one function of a text."""
+    config = configparser.ConfigParser(interpolation=None)
+    config.read(os.path.join(os.path.dirname(__file__), "..", "tests", "nbval.cfg"))
+    rules = [(re.compile(config[s]["regex"]), config[s]["replace"]) for s in config.sections()]
+
+    def sanitize(text: str) -> str:
+        for pattern, replacement in rules:
+            text = pattern.sub(replacement, text)
+        return text
+
+    return sanitize
+
+
 def determinism(runs: int, hogs: int) -> int:
     import closekit
+    from closekit.render import sequence_diagram
+    from closekit.transcript import story
+
+    sanitize = nbval_sanitizer()
+
+    def words(trace: closekit.Trace) -> str:
+        return sanitize(story(trace) + "\n" + sequence_diagram(trace).text)
 
     stop = multiprocessing.Event()
     workers = [multiprocessing.Process(target=_hog, args=(stop,)) for _ in range(hogs)]
     for w in workers:
         w.start()
-    total = 0
+    total = worded = 0
     try:
         print(f"determinism, {runs} runs of each scenario beside {hogs} CPU-bound processes (differing runs):")
         for name in closekit.scenarios():
             first = closekit.run(name)
+            said = words(first)
             n = runs if first.events[-1].t < 0.5 else max(5, runs // 20)
             started = time.perf_counter()
-            differing = sum(closekit.run(name) != first for _ in range(n - 1))
-            total += differing
+            traces = [closekit.run(name) for _ in range(n - 1)]
             each = (time.perf_counter() - started) / max(1, n - 1)
-            print(f"  {name:28s} {differing:4d} of {n - 1:4d}   ({each * 1000:7.1f} ms a run)", flush=True)
+            differing = sum(t != first for t in traces)
+            reworded = sum(words(t) != said for t in traces)
+            total, worded = total + differing, worded + reworded
+            print(f"  {name:28s} {differing:4d} of {n - 1:4d}, words {reworded:4d}   ({each * 1000:7.1f} ms a run)",
+                  flush=True)  # fmt: skip
     finally:
         stop.set()
         for w in workers:
             w.join()
-    print(f"total differing runs beside {hogs} CPU-bound processes: {total}")
-    return total
+    print(f"total differing runs beside {hogs} CPU-bound processes: {total} as traces, {worded} in their words")
+    return total + worded
 
 
 def main() -> None:
