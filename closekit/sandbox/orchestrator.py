@@ -33,6 +33,7 @@ from closekit.sandbox.wire import Wire
 from closekit.trace import Segment, Signal, StateChange, Syscall, Trace
 
 ENDPOINTS = ("client", "server")
+_UNSEEN = policy.SocketView()
 TIMER_SLACK = 0.002  # look again this long after a kernel timer was due to fire
 QUIET = 0.001  # without a wire: nothing moved this long means nothing is in flight
 POLL = 0.001  # without any view of the packets: how often sockets are looked at while waiting
@@ -41,6 +42,8 @@ EXIT_REPORT = 0.2  # how long to wait for the init's word on how a process ended
 # FIN behind the data; close() in SYN_SENT): look this long after it began, while it still runs.
 PEEKS = (0.001, 0.005)
 PEEKED = (sc.Close, sc.Shutdown, sc.Call)
+# a connection's first states: met again after later ones, they are a newer connection's on the same 4-tuple
+OPENING = ("SYN_SENT", "SYN_RECEIVED")
 
 
 @dataclass
@@ -334,9 +337,11 @@ class Experiment:
             return
         found = self.env.diag(endpoint).lookup(*address)
         key = (endpoint, conn)
+        if found is not None and found.state in OPENING and self.views.get(key, _UNSEEN).state not in (None, *OPENING):
+            return  # a newer connection's socket on this 4-tuple, looked at before the wire saw its SYN
         now = time.monotonic()
         view = self._view_of(found, key)
-        if view.state is not None and view.state != self.views.get(key, policy.SocketView()).state:
+        if view.state is not None and view.state != self.views.get(key, _UNSEEN).state:
             when = now if at is None else at
             self.states.append((next(self.order), StateChange(t=when - self.t0, side=endpoint, state=view.state,
                                                               conn=conn)))  # fmt: skip
