@@ -64,6 +64,29 @@ def test_a_delay_holds_each_packet_for_its_time_and_keeps_their_order():
     assert (first.arrived, second.arrived) == (0.0105, 0.011) and bench.wire.in_flight == 0
 
 
+class SentAt:
+    """Stands in for the AF_PACKET tap: the sender's kernel sent every packet at `t`."""
+
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def drain(self) -> None:
+        pass
+
+    def sent(self, data: bytes, now: float) -> float:
+        return self.t
+
+
+def test_the_delay_runs_from_when_the_kernel_sent_a_packet_not_from_when_the_relay_read_it():
+    bench = Bench(Link(delay=0.010))
+    bench.wire.stamps["client"] = SentAt(0.002)  # the relay, kept from the CPU, reads it 6 ms late
+    bench.send(packet("SYN"), at=0.008)
+    assert bench.wire.next_due() == pytest.approx(0.012)
+    bench.wire.stamps["client"] = SentAt(0.020)  # later than a whole delay: on its way at once
+    bench.send(packet("ACK", seq=1001), at=0.040)
+    assert bench.delivered(at=0.040) and [p.arrived for p in bench.wire.packets] == [0.040, 0.040]
+
+
 def test_a_rate_queues_packets_behind_each_other():
     bench = Bench(Link(rate=8_000))  # 1000 bytes a second
     bench.send(packet("ACK", payload=960), at=0.0)  # 1000 bytes: one second on the link

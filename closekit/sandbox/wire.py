@@ -117,14 +117,16 @@ class Wire:
     def _schedule(
         self, packet: Packet, data: bytes, now: float, extra: float = 0.0, observed: bool = True, late: bool = False
     ) -> None:
-        """Put a packet on its way. On a link without delay or rate, a packet nothing holds back (no
-        rule, no gate: not `late`) arrives as it left: the microseconds the relay takes to pass it on
-        are the lab's, not the link's), though never before what the link delivered ahead of it."""
+        """Put a packet on its way. The link's delay runs from when the sender's kernel sent it (a relay
+        kept from the CPU for a while does not lengthen the link), or for a packet a rule or the gate
+        held back (`late`), from now. On a link without delay or rate, a packet nothing holds back
+        arrives as it left: the microseconds the relay takes to pass it on are the lab's, not the
+        link's, though it never arrives before what the link delivered ahead of it."""
         if packet.copy:
             packet.t = now + extra  # a copy leaves the wire, not its sender: when the wire injects it
-        start = now
+        start = now if late else min(packet.t, now)
         if self.link.rate is not None:
-            start = max(now, self._free[packet.src]) + len(data) * 8 / self.link.rate
+            start = max(start, self._free[packet.src]) + len(data) * 8 / self.link.rate
             self._free[packet.src] = start
         if observed:
             packet.arrived = None  # on its way
