@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from closekit import steps as s
+from closekit.sandbox.orchestrator import Experiment
+from closekit.sandbox.packets import Packet
 from closekit.sandbox.policy import DELAYED_ACK_MAX, Moment, SocketView, met, settled, waited_for
+from closekit.trace import StateChange
 
 
 def moment(**kwargs) -> Moment:
@@ -85,3 +90,34 @@ def test_wait_done_is_met_when_the_side_runs_nothing():
 )  # fmt: skip
 def test_a_sync_point_that_times_out_says_what_it_waited_for_and_what_it_saw(step, seen, expected):
     assert expected in waited_for(step, seen, step.side)
+
+
+# ---- dating a state a look found before the lab took the segment that brought it -----------------
+def _experiment_with(state: str, seen_at: float) -> Experiment:
+    """An experiment whose look found the server in `state` at `seen_at`, not knowing why (a look while
+    shutdown() ran, before the lab had taken the FIN it sent)."""
+    experiment = Experiment(scenario=None, env=SimpleNamespace(wired=False), t0=0.0)  # type: ignore[arg-type]
+    experiment.states.append((0, StateChange(t=seen_at, side="server", state=state, conn=1)))
+    experiment.undated[("server", 1)] = 0
+    return experiment
+
+
+def _sent(flags: tuple[str, ...], t: float) -> Packet:
+    return Packet(t, "server", 5000, 40000, flags, 1, 1, 0, 65535, None, b"", conn=1)
+
+
+@pytest.mark.parametrize(
+    ("state", "segments", "dated"),
+    [
+        ("FIN_WAIT_1", [(("FIN", "ACK"), 0.0120)], 0.0120),  # the FIN the call sent brought it
+        ("FIN_WAIT_1", [(("ACK",), 0.0110), (("FIN", "ACK"), 0.0120)], 0.0120),  # an earlier ACK did not
+        ("FIN_WAIT_1", [(("FIN", "ACK"), 0.0130)], 0.0125),  # a FIN sent after the look: not its cause
+        ("ESTABLISHED", [(("FIN", "ACK"), 0.0120)], 0.0125),  # a FIN does not bring ESTABLISHED
+        ("CLOSED", [(("RST", "ACK"), 0.0120)], 0.0120),
+    ],
+)
+def test_a_state_seen_before_its_segment_was_taken_is_dated_by_that_segment(state, segments, dated):
+    experiment = _experiment_with(state, seen_at=0.0125)
+    for flags, t in segments:
+        experiment._date_by(_sent(flags, t))
+    assert experiment.states[0][1].t == dated

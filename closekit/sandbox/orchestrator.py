@@ -15,7 +15,7 @@ import itertools
 import select
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from closekit import scenario as sc
@@ -44,6 +44,8 @@ PEEKS = (0.001, 0.005)
 PEEKED = (sc.Close, sc.Shutdown, sc.Call)
 # a connection's first states: met again after later ones, they are a newer connection's on the same 4-tuple
 OPENING = ("SYN_SENT", "SYN_RECEIVED")
+# the states a socket enters as it sends a segment with this flag (the call that sends it sets them)
+ENTERED_BY = {"FIN": ("FIN_WAIT_1", "LAST_ACK"), "SYN": ("SYN_SENT",), "RST": ("CLOSED",)}
 
 
 @dataclass
@@ -100,6 +102,7 @@ class Experiment:
     views: dict[tuple[str, int], policy.SocketView] = field(default_factory=dict)
     seen: set[tuple[str, int]] = field(default_factory=set)
     states: list[tuple[int, StateChange]] = field(default_factory=list)
+    undated: dict[tuple[str, int], int] = field(default_factory=dict)  # key -> index in states: dated by a look
     timers: dict[tuple[str, int], float] = field(default_factory=dict)
     server_port: int = 0
     setup_until: float | None = None  # when the scenario's first step began (before: the set-up)
@@ -246,10 +249,26 @@ class Experiment:
         self.conns.sent(p)
         if not p.conn:
             return
+        self._date_by(p)
         self._look_after(p, p.src, at=p.t)
         if self.wire is None:  # on a loopback, sent is received
             self.conns.delivered(p)
             self._look_after(p, "server" if p.src == "client" else "client", at=p.t)
+
+    def _date_by(self, p: Packet) -> None:
+        """A state a look found before the lab took the segment that the same call sent with it (the
+        FIN of a shutdown() looked at while it ran) is dated by that segment's leaving, as it would
+        have been had the lab taken the segment first."""
+        key = (p.src, p.conn)
+        i = self.undated.get(key)
+        if i is None:
+            return
+        order, change = self.states[i]
+        if p.t - self.t0 >= change.t:  # sent after the state was seen: neither it nor a later one brought it
+            del self.undated[key]
+        elif change.state in {state for flag in p.flags for state in ENTERED_BY.get(flag, ())}:
+            self.states[i] = (order, replace(change, t=p.t - self.t0))
+            del self.undated[key]
 
     def _look_after(self, p: Packet, endpoint: str, at: float | None) -> None:
         """Look at `endpoint`'s socket after packet `p` left or reached it (a change found is dated
@@ -345,6 +364,10 @@ class Experiment:
             when = now if at is None else at
             self.states.append((next(self.order), StateChange(t=when - self.t0, side=endpoint, state=view.state,
                                                               conn=conn)))  # fmt: skip
+            if at is None:
+                self.undated[key] = len(self.states) - 1
+            else:
+                self.undated.pop(key, None)
         self.views[key] = view
         if found is not None and found.timer is not None and found.timer != "time-wait":
             self.timers[key] = now + found.expires + TIMER_SLACK
