@@ -121,3 +121,24 @@ def test_a_state_seen_before_its_segment_was_taken_is_dated_by_that_segment(stat
     for flags, t in segments:
         experiment._date_by(_sent(flags, t))
     assert experiment.states[0][1].t == dated
+
+
+def _arrived_at_server(flags: tuple[str, ...], arrived: float) -> Packet:
+    return Packet(arrived - 0.0001, "client", 40000, 5000, flags, 1, 1, 0, 65535, None, b"", arrived=arrived, conn=1)
+
+
+@pytest.mark.parametrize(
+    ("state", "arrivals", "dated"),
+    [
+        ("CLOSE_WAIT", [(("FIN", "PSH", "ACK"), 0.030), (("ACK",), 0.031)], 0.030),  # the FIN waited in the backlog
+        ("CLOSE_WAIT", [(("FIN", "ACK"), 0.010)], None),  # it came before the last state seen: not this one's cause
+        ("CLOSE_WAIT", [(("ACK",), 0.030)], None),  # an ACK brings no CLOSE_WAIT
+        ("CLOSED", [(("RST",), 0.030)], 0.030),
+        ("LAST_ACK", [(("FIN", "ACK"), 0.030)], None),  # the server's own close() brings LAST_ACK
+    ],
+)
+def test_a_state_that_appeared_after_its_segment_arrived_is_dated_by_the_arrival(state, arrivals, dated):
+    experiment = Experiment(scenario=None, env=SimpleNamespace(wired=False), t0=0.0)  # type: ignore[arg-type]
+    experiment.states.append((0, StateChange(t=0.020, side="server", state="ESTABLISHED", conn=1)))
+    experiment.wire = SimpleNamespace(packets=[_arrived_at_server(f, t) for f, t in arrivals])  # type: ignore[assignment]
+    assert experiment._arrival_that_brought("server", 1, state) == dated

@@ -46,6 +46,8 @@ PEEKED = (sc.Close, sc.Shutdown, sc.Call)
 OPENING = ("SYN_SENT", "SYN_RECEIVED")
 # the states a socket enters as it sends a segment with this flag (the call that sends it sets them)
 ENTERED_BY = {"FIN": ("FIN_WAIT_1", "LAST_ACK"), "SYN": ("SYN_SENT",), "RST": ("CLOSED",)}
+# ... and the states a segment with this flag brings its receiver
+BROUGHT_BY = {"FIN": ("CLOSE_WAIT", "CLOSING", "TIME_WAIT"), "RST": ("CLOSED",)}
 
 
 @dataclass
@@ -255,6 +257,22 @@ class Experiment:
             self.conns.delivered(p)
             self._look_after(p, "server" if p.src == "client" else "client", at=p.t)
 
+    def _arrival_that_brought(self, endpoint: str, conn: int, state: str) -> float | None:
+        """When the segment that brought `state` reached `endpoint`, if one did since its last state:
+        a FIN that reached a socket its reader held locked waits in the backlog, and the state it
+        brings appears only when the reader lets go, after the lab's look at the arrival."""
+        if self.wire is None or not conn:
+            return None
+        since = next((c.t + self.t0 for _o, c in reversed(self.states) if (c.side, c.conn) == (endpoint, conn)), 0.0)
+        for p in reversed(self.wire.packets):
+            if p.arrived is None or p.conn != conn or p.src == endpoint:
+                continue
+            if p.arrived < since:
+                return None
+            if state in {s for flag in p.flags for s in BROUGHT_BY.get(flag, ())}:
+                return p.arrived
+        return None
+
     def _date_by(self, p: Packet) -> None:
         """A state a look found before the lab took the segment that the same call sent with it (the
         FIN of a shutdown() looked at while it ran) is dated by that segment's leaving, as it would
@@ -361,6 +379,8 @@ class Experiment:
         now = time.monotonic()
         view = self._view_of(found, key)
         if view.state is not None and view.state != self.views.get(key, _UNSEEN).state:
+            if at is None:
+                at = self._arrival_that_brought(endpoint, conn, view.state)
             when = now if at is None else at
             self.states.append((next(self.order), StateChange(t=when - self.t0, side=endpoint, state=view.state,
                                                               conn=conn)))  # fmt: skip
