@@ -34,7 +34,7 @@ ATTACKS = {
         "    if c.type == socket.SOCK_SEQPACKET:\n"
         "        c.send(pickle.dumps(os.system))\n"
         "return 'sent'",
-        "error",
+        "any",  # contained: nothing crossing the boundary is unpickled (the lab stays healthy), or no pickle at all
     ),
     "setsid grandchild ignoring signals": (
         "import os, signal, time\n"
@@ -70,6 +70,8 @@ ATTACKS = {
     "huge result": ("return 'x' * 1_000_000", "error"),
     "never returns": ("import time\nwhile True:\n    time.sleep(1)", "error"),
 }
+# what the README's containment table says differs in the host modes: the disk is the host's
+IN_HOST_MODES = {"disk filler": "ok"}
 
 
 def counts(lab: Lab) -> dict[str, int]:
@@ -96,6 +98,8 @@ def soak(lab: Lab, runs: int) -> tuple[int, int]:
 def attacks(lab: Lab) -> tuple[int, int]:
     tried = contained = 0
     for what, (body, expected) in ATTACKS.items():
+        if lab.mode.startswith("host"):
+            expected = IN_HOST_MODES.get(what, expected)
         source = "def attack(sock):\n" + textwrap.indent(body, "    ") + "\n"
         scenario = Scenario("attack", what, steps=(Call("client", source=source, function="attack"),), time_limit=2)
         tried += 1
