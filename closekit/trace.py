@@ -202,16 +202,30 @@ class Trace:
         endpoints interleave where the scenario does not order them (two closes started at once);
         how a stream of bytes is cut into segments (data and pure ACKs count as the bytes carried and
         the last acknowledgement; where a FIN or RST sits in the stream is kept); windows and PSH;
-        and counters of segment volume or loss-recovery heuristics (tail loss probes, DSACKs).
+        a retransmission of data or a FIN the receiver had already been given (a sender's timer that
+        fired while a busy machine kept the ACK back); and counters of segment volume or
+        loss-recovery heuristics (tail loss probes, DSACKs). A retransmission of what the wire
+        dropped or held back is kept: that is a lesson.
         """
         per: dict[tuple[str, str, int], list[Any]] = {}
+        given: dict[tuple[str, int], int] = {}  # per direction: the end of what the receiver was given
+        lost: dict[tuple[str, int], list[tuple[int, int]]] = {}  # per direction: what the wire kept back
         for e in self.events:
             if isinstance(e, Segment):
+                way, end = (e.src, e.conn), e.seq + e.len + ("FIN" in e.flags)
                 items = per.setdefault(("segments", e.src, e.conn), [])
                 control = tuple(sorted(set(e.flags) - {"PSH", "ACK"}))
                 if e.fate != "delivered":
                     items.append((e.flags, e.seq, e.ack, e.len, e.fate))
+                    lost.setdefault(way, []).append((e.seq, end))
                     continue
+                if (
+                    control in ((), ("FIN",))
+                    and e.seq < end <= given.get(way, -1)
+                    and not any(a < end and e.seq < b for a, b in lost.get(way, ()))
+                ):
+                    continue  # everything it carries had arrived already
+                given[way] = max(end, given.get(way, -1))
                 if e.len or not control:  # the bytes and acknowledgement a run of segments carried
                     if items and items[-1][0] == "run":
                         items[-1] = ("run", items[-1][1], max(items[-1][2], e.seq + e.len), e.ack)

@@ -10,11 +10,13 @@ import socket
 import struct
 
 import pytest
+from wire_traces import seg
 
 from closekit.errors import ScenarioError
 from closekit.link import Link, Rule, copy, delay, drop, duplicate, hold
 from closekit.sandbox.packets import Connections, Packet
 from closekit.sandbox.wire import Wire
+from closekit.trace import Segment, Trace
 
 FLAG_BITS = {"FIN": 0x01, "SYN": 0x02, "RST": 0x04, "PSH": 0x08, "ACK": 0x10}
 
@@ -181,3 +183,18 @@ def test_a_link_says_itself_in_words_and_survives_a_round_trip_through_json():
         "keep a copy of the 2nd data segment from the client for a release() step to replay"
     )
     assert Link.from_dict(link.to_dict()) == link
+
+
+def _teardown(fin: str, *extra: Segment) -> Trace:
+    """1000 bytes and a FIN (its fate `fin`), the peer's ACK of both, and `extra` segments."""
+    data = seg(0.0, "client", ("PSH", "ACK"), 1, 1, length=1000)
+    last = seg(0.010, "client", ("FIN", "ACK"), 1001, 1, fate=fin)
+    events = [data, last, *extra, seg(0.300, "server", ("ACK",), 1, 1002)]
+    return Trace("t", "6.18", "netns", {}, tuple(sorted(events, key=lambda e: e.t)))
+
+
+def test_a_retransmission_of_what_had_arrived_is_left_out_of_trace_equality_but_not_one_of_what_was_lost():
+    again = seg(0.250, "client", ("FIN", "PSH", "ACK"), 501, 1, length=500)  # a timer fired while the ACK was late
+    assert _teardown("delivered", again) == _teardown("delivered")
+    resent = seg(0.250, "client", ("FIN", "ACK"), 1001, 1)
+    assert _teardown("dropped", resent) != _teardown("dropped")  # the resent FIN is the lesson
