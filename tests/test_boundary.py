@@ -90,66 +90,19 @@ return 'sent'
     assert closekit.run("close-unread", lab=lab).first("RST").src == "server"
 
 
+def forged_call(**changed: object) -> dict:
+    """A "done" reply whose one syscall record is well formed but for `changed`."""
+    record = {"kind": "syscall", "call": "close", "args": {}, "result": 0, "errno": None, "t": 0, "duration": 0,
+              "slept": False, "queued": None}  # fmt: skip
+    return {"kind": "done", "records": [{**record, **changed}]}
+
+
 @pytest.mark.parametrize(
     ("forged", "message"),
     [
-        (
-            {
-                "kind": "done",
-                "records": [
-                    {
-                        "kind": "syscall",
-                        "call": "rm -rf /",
-                        "args": {},
-                        "result": 0,
-                        "errno": None,
-                        "t": 0,
-                        "duration": 0,
-                        "slept": False,
-                        "queued": None,
-                    }
-                ],
-            },
-            "unknown call",
-        ),
-        (
-            {
-                "kind": "done",
-                "records": [
-                    {
-                        "kind": "syscall",
-                        "call": "close",
-                        "args": {},
-                        "result": 0,
-                        "errno": None,
-                        "t": 0,
-                        "duration": 0,
-                        "slept": "maybe",
-                        "queued": None,
-                    }
-                ],
-            },
-            "whether it slept",
-        ),
-        (
-            {
-                "kind": "done",
-                "records": [
-                    {
-                        "kind": "syscall",
-                        "call": "close",
-                        "args": {},
-                        "result": 0,
-                        "errno": None,
-                        "t": 0,
-                        "duration": 0.01,
-                        "slept": True,
-                        "queued": 5.0,
-                    }
-                ],
-            },
-            "impossible time waiting for a CPU",
-        ),
+        (forged_call(call="rm -rf /"), "unknown call"),
+        (forged_call(slept="maybe"), "whether it slept"),
+        (forged_call(duration=0.01, slept=True, queued=5.0), "impossible time waiting for a CPU"),
         ({"kind": "done", "records": "everything"}, "without a list"),
         ({"kind": "__import__('os').system('id')"}, "no known kind"),
         ({"kind": "done", "records": [{"kind": "signal", "t": 1e300, "signal": "SIGPIPE"}]}, "time outside"),
