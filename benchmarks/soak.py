@@ -18,7 +18,8 @@ import time
 
 import closekit
 from closekit.sandbox.client import Lab
-from closekit.scenario import STEP_TYPES, Call, Scenario
+from closekit.scenario import Scenario
+from closekit.steps import STEP_TYPES, Call
 
 FAST = ["close-default", "close-unread", "linger-zero", "close-shared", "write-after-peer-close", "simultaneous-close",
         "listener-close-queued", "rst-before-accept", "shutdown-wr", "old-duplicate"]  # fmt: skip

@@ -1,5 +1,12 @@
 """The built-in scenarios: one experiment per claim of the source document (names are an interface).
 
+Each is the programs its lesson is about: each process runs its lines as that program would, and
+the sync points between them are the only order the lab adds (closekit.scenario). A sync point
+stands where a lesson needs one side to be at a given point before the other acts: the server
+already blocked in recv() when the client closes, a receive buffer already full. They are written
+so that every run tells the same story: at each sync point the processes are either done or
+blocked, so what happens next is caused by the lines after it.
+
 Every scenario runs on the kernel as it ships. Where one needs something else it says so in its
 definition: a link with a delay or a rule (closekit.link), or a setting (closekit.settings), and
 its comment says why.
@@ -12,6 +19,7 @@ from closekit.link import Link, copy, drop
 from closekit.scenario import Options, Scenario
 from closekit.settings import Settings
 from closekit.steps import (
+    Step,
     accept,
     at_once,
     call,
@@ -31,6 +39,7 @@ from closekit.steps import (
     shutdown,
     sleep,
     wait_acked,
+    wait_blocked,
     wait_done,
     wait_recv_queue,
     wait_state,
@@ -38,8 +47,6 @@ from closekit.steps import (
 
 MILLION = 1_000_000
 SMALL_BUFFER = 4096  # SO_RCVBUF / SO_SNDBUF for experiments that need a full window
-# the document's timing figures: the server is busy for a while, then reads everything and closes
-BUSY_SERVER_READS = (sleep("server", 0.3), read_to_eof("server"), close("server"))
 # A link with a round trip of 20 ms, so that *when* things happen can be seen: on one loopback an
 # ACK comes back in microseconds and every close() looks as if it returned at once.
 TIMING_LINK = Link(delay=0.01)
@@ -49,19 +56,36 @@ TIMING_LINK = Link(delay=0.01)
 # RST comes would depend on scheduling.
 FAST_WRITER = Settings(sysctls={"net.ipv4.tcp_wmem": "4096 2097152 4194304"})
 
+
+def blocked(step: Step) -> tuple[Step, Step]:
+    """`step`, a call that waits (a recv() with nothing to read yet), and the sync point that holds
+    the lines after it until the process is blocked in it."""
+    return step, wait_blocked(step.side)
+
+
+# the document's timing figures: the server is busy (it sleeps) while the client writes and closes,
+# then reads everything and closes
+BUSY_SERVER = blocked(sleep("server", 0.3))
+SERVER_READS = (read_to_eof("server"), close("server"))
+# the client's send buffer holds data that the server's shut window keeps back
+FULL_WINDOW = (
+    send("client", 20000),  # blocks until the client's buffer has taken it all
+    wait_recv_queue("server", 20000),  # as much as the server's buffer holds: its window is shut
+    wait_done("client"),
+)
+FULL_OPTIONS = Options(server_rcvbuf=SMALL_BUFFER, client_sndbuf=SMALL_BUFFER * 4)
+
 _ALL = (
     Scenario(
         "close-default",
-        "close() with nothing unread: FIN, the peer reads EOF",
+        "close() with nothing unread: FIN, the peer reads EOF and closes at once; its FIN carries the ACK",
         section="1",
         steps=(
+            *blocked(recv("server")),  # the server waits for a request
             send("client", 6),
-            wait_recv_queue("server", 6),
-            recv("server"),
+            *blocked(recv("server")),  # it has read it, and waits for the next
             close("client"),
-            wait_state("server", "CLOSE_WAIT"),
-            recv("server"),
-            close("server"),
+            close("server"),  # its recv() returns 0 (end of stream): it closes at once
             wait_state("client", "TIME_WAIT"),
         ),
     ),
@@ -71,10 +95,9 @@ _ALL = (
         section="5",
         steps=(
             send("client", 6),
-            wait_recv_queue("server", 6),
+            wait_recv_queue("server", 6),  # the request sits unread in the server's socket
+            *blocked(recv("client")),  # the client waits for an answer
             close("server"),
-            wait_state("client", "CLOSED"),
-            recv("client"),
         ),
     ),
     Scenario(
@@ -85,7 +108,9 @@ _ALL = (
         steps=(
             fork("server", "server-child"),
             close("server"),
-            epoll("client"),
+            wait_done("server"),
+            epoll("client"),  # nothing has arrived
+            wait_done("client"),
             close("server-child"),
             wait_state("client", "CLOSE_WAIT"),
             epoll("client"),
@@ -98,16 +123,16 @@ _ALL = (
         "shutdown(SHUT_WR): a half-close; FIN goes out, the peer can still send and be read",
         section="2",
         steps=(
+            *blocked(recv("server")),
             shutdown("client", "SHUT_WR"),
-            wait_state("server", "CLOSE_WAIT"),
-            recv("server"),
+            recv("client"),  # the client still reads what the server sends
+            wait_done("server"),  # the server's recv() returned 0: end of stream
+            wait_blocked("client"),
             send("server", 5),
-            wait_recv_queue("client", 5),
-            recv("client"),
+            *blocked(recv("client")),  # the client read the 5 bytes and waits for more
             close("server"),
-            wait_state("client", "TIME_WAIT"),
-            recv("client"),
-            close("client"),
+            close("client"),  # its recv() returns 0: it closes
+            wait_state("server", "CLOSED"),
         ),
     ),
     Scenario(
@@ -116,12 +141,15 @@ _ALL = (
         section="2",
         steps=(
             shutdown("client", "SHUT_RD"),
-            recv("client"),
+            recv("client"),  # returns at once
+            wait_done("client"),
             send("server", 5),
             wait_recv_queue("client", 5),
             recv("client"),
+            *blocked(recv("server")),
             close("client"),
             close("server"),
+            wait_state("server", "CLOSED"),
         ),
     ),
     Scenario(
@@ -133,8 +161,10 @@ _ALL = (
             wait_state("server", "CLOSE_WAIT"),
             send("server", 5),
             wait_recv_queue("client", 5),
-            shutdown("client", "SHUT_RD"),
-            send("server", 5),
+            shutdown("client", "SHUT_RD"),  # both halves shut now, 5 bytes unread
+            wait_done("client"),
+            send("server", 5),  # more data for a socket that reads no more
+            wait_state("client", "CLOSED"),
             recv("client"),
             close("client"),
             send("server", 5),
@@ -146,12 +176,12 @@ _ALL = (
         "shutdown(SHUT_RDWR): both halves at once, the descriptor stays open",
         section="2",
         steps=(
+            *blocked(recv("server")),
             shutdown("client", "SHUT_RDWR"),
-            wait_state("server", "CLOSE_WAIT"),
-            recv("server"),
             recv("client"),
             send("client", 1),
-            close("server"),
+            wait_done("client"),
+            close("server"),  # its recv() returned 0
             wait_state("client", "TIME_WAIT"),
             close("client"),
         ),
@@ -162,11 +192,12 @@ _ALL = (
         section="2",
         steps=(
             fork("server", "server-child"),
+            *blocked(recv("client")),
             shutdown("server", "SHUT_WR"),
-            wait_state("client", "CLOSE_WAIT"),
-            recv("client"),
-            send("server-child", 1),
+            wait_done("client"),  # its recv() returned 0: end of stream
+            send("server-child", 1),  # the child cannot send either: the socket's sending half is shut
             close("server"),
+            wait_done("server-child"),
             close("server-child"),
         ),
     ),
@@ -175,29 +206,24 @@ _ALL = (
         "SO_LINGER {on, 0}: close() aborts with RST, no FIN, no TIME_WAIT",
         section="3.1",
         steps=(
+            *blocked(recv("server")),
             send("client", 13),
-            wait_recv_queue("server", 13),
-            recv("server"),
+            *blocked(recv("server")),  # it has read the 13 bytes and waits for more
             linger("client", 0),
             close("client"),
-            wait_state("server", "CLOSED"),
-            recv("server"),
         ),
     ),
     Scenario(
         "linger-timeout",
         "SO_LINGER {on, 1} with the peer's window full: how long close() blocks and what it returns",
         section="3.2.2",
-        options=Options(server_rcvbuf=SMALL_BUFFER, client_sndbuf=SMALL_BUFFER * 4),
+        options=FULL_OPTIONS,
         steps=(
-            send("client", 20000, background=True),
-            wait_recv_queue("server", 20000),  # as much as its 4 KB buffer holds: the window closes
-            wait_done("client"),
+            *FULL_WINDOW,
             linger("client", 1),
-            close("client"),
-            read_to_eof("server"),
-            wait_acked("client"),
-            close("server"),
+            close("client"),  # the data cannot leave: it blocks
+            wait_done("client"),
+            *SERVER_READS,
         ),
         sync_timeout=3.0,
     ),
@@ -208,22 +234,16 @@ _ALL = (
         steps=(
             linger("client", 5),
             send("client", 1000),
-            close("client"),
-            wait_recv_queue("server", 1000),
-            read_to_eof("server"),
-            wait_acked("client"),
-            close("server"),
+            close("client"),  # blocks until the server's TCP acknowledges the data and the FIN
+            wait_done("client"),  # the server has read nothing yet
+            *SERVER_READS,
         ),
     ),
     Scenario(
         "return-default",  # on the timing link: each figure of section 3.2 looks different
         "close() returns at once, before the busy server has read anything",
         section="3.2.1",
-        steps=(
-            send("client", 1000),
-            close("client"),
-            *BUSY_SERVER_READS,
-        ),
+        steps=(*BUSY_SERVER, send("client", 1000), close("client"), *SERVER_READS),
         link=TIMING_LINK,
     ),
     Scenario(
@@ -231,12 +251,7 @@ _ALL = (
         "with SO_LINGER > 0, close() returns once the server's TCP has acknowledged "
         "data and FIN, not once the server has read them",
         section="3.2.2",
-        steps=(
-            linger("client", 5),
-            send("client", 1000),
-            close("client"),
-            *BUSY_SERVER_READS,
-        ),
+        steps=(*BUSY_SERVER, linger("client", 5), send("client", 1000), close("client"), *SERVER_READS),
         link=TIMING_LINK,
     ),
     Scenario(
@@ -244,15 +259,12 @@ _ALL = (
         "shutdown(SHUT_WR) then read(): returns only when the server has read everything and closed",
         section="3.2.3",
         steps=(
+            *BUSY_SERVER,
             send("client", 1000),
             shutdown("client", "SHUT_WR"),
-            recv("client", background=True),
-            sleep("server", 0.3),
-            read_to_eof("server"),
-            wait_acked("client"),
-            close("server"),
-            wait_done("client"),
+            recv("client"),  # returns 0 once the server has read everything and closed
             close("client"),
+            *SERVER_READS,
         ),
         link=TIMING_LINK,
     ),
@@ -264,14 +276,12 @@ _ALL = (
         settings=FAST_WRITER,
         steps=(
             send("server", 13),
-            wait_recv_queue("client", 13),
-            send("client", MILLION),
-            wait_recv_queue("server", MILLION),  # as much as its 4 KB buffer holds
-            close("client"),
+            wait_recv_queue("client", 13),  # B's greeting: A never reads it
+            send("client", MILLION),  # returns at once: A's buffer takes it all
+            wait_recv_queue("server", MILLION),  # as much as B's 4 KB buffer holds
+            close("client"),  # the greeting is unread: RST
             wait_state("server", "CLOSED"),
-            read_to_eof("server"),
-            wait_acked("client"),
-            close("server"),
+            *SERVER_READS,
         ),
     ),
     Scenario(
@@ -281,14 +291,14 @@ _ALL = (
         settings=FAST_WRITER,
         steps=(
             send("server", 13),
+            read_to_eof("server"),
             wait_recv_queue("client", 13),
+            wait_blocked("server"),
             send("client", MILLION),
             shutdown("client", "SHUT_WR"),
-            read_to_eof("server"),
-            wait_acked("client"),
-            close("server"),
-            read_to_eof("client"),
+            read_to_eof("client"),  # the greeting, then end of stream once B has read everything and closed
             close("client"),
+            close("server"),
         ),
     ),
     Scenario(
@@ -310,15 +320,9 @@ _ALL = (
     Scenario(
         "time-wait",
         "the active closer ends in TIME_WAIT; the passive closer goes through LAST_ACK, which lasts only "
-        "until the peer's immediate ACK on loopback",
+        "until the peer's immediate ACK",
         section="3.1",
-        options=Options(),
-        steps=(
-            close("client"),
-            wait_state("server", "CLOSE_WAIT"),
-            close("server"),
-            wait_state("client", "TIME_WAIT"),
-        ),
+        steps=(*blocked(recv("server")), close("client"), close("server"), wait_state("client", "TIME_WAIT")),
     ),
 )
 
@@ -326,14 +330,15 @@ _ALL = (
 _WIRE = (
     Scenario(
         "fin-delayed-ack",
-        "the kernel's default: once data has flowed, the peer acknowledges a FIN only when its delayed-ACK timer fires",
+        "the server does something else before it reads: once data has flowed, its TCP acknowledges the FIN "
+        "only when the delayed-ACK timer fires, in a segment of its own (the four-segment close)",
         section="3.2.2",
         steps=(
+            *blocked(recv("server")),
             send("client", 6),
-            wait_recv_queue("server", 6),
-            recv("server"),
+            wait_done("server"),
             close("client"),
-            wait_acked("client"),  # the server's ACK of the FIN (seen by sock_diag, so without capture too)
+            wait_acked("client"),  # the server is busy elsewhere: its ACK of the FIN comes on its timer
             recv("server"),
             close("server"),
             wait_state("client", "TIME_WAIT"),
@@ -345,11 +350,10 @@ _WIRE = (
         section="3.2.2",
         link=Link(delay=0.01),
         steps=(
+            *blocked(read_to_eof("server")),
             linger("client", 5),
             send("client", 1000),
             close("client"),
-            read_to_eof("server"),
-            wait_acked("client"),
             close("server"),
             wait_state("client", "TIME_WAIT"),
         ),
@@ -360,13 +364,7 @@ _WIRE = (
         section="3.1",
         link=Link(rules=(drop("client", "FIN"),)),
         sync_timeout=5.0,
-        steps=(
-            close("client"),
-            wait_state("server", "CLOSE_WAIT"),
-            recv("server"),
-            close("server"),
-            wait_state("client", "TIME_WAIT"),
-        ),
+        steps=(*blocked(recv("server")), close("client"), close("server"), wait_state("client", "TIME_WAIT")),
     ),
     Scenario(
         "last-ack-lost",
@@ -374,13 +372,7 @@ _WIRE = (
         section="3.1",
         link=Link(rules=(drop("client", "ACK", without=("SYN", "FIN"), data=False, nth=2),)),
         sync_timeout=5.0,
-        steps=(
-            close("client"),
-            wait_state("server", "CLOSE_WAIT"),
-            recv("server"),
-            close("server"),
-            wait_state("server", "CLOSED"),
-        ),
+        steps=(*blocked(recv("server")), close("client"), close("server"), wait_state("server", "CLOSED")),
     ),
     Scenario(
         "simultaneous-close",
@@ -413,11 +405,10 @@ _WIRE = (
         start="listening",
         steps=(
             connect("client"),
+            *blocked(recv("client")),
             wait_state("server", "ESTABLISHED"),
             close("server", listener=True),
-            wait_state("client", "CLOSED"),
-            recv("client"),
-            close("client"),
+            close("client"),  # its recv() failed: ECONNRESET
         ),
     ),
     Scenario(
@@ -454,31 +445,25 @@ _WIRE = (
         section="3.1",
         link=Link(delay=0.005, rules=(copy("client", data=True),)),
         steps=(
+            *blocked(recv("server")),
             send("client", 100),
-            wait_recv_queue("server", 100),
-            recv("server"),
+            *blocked(recv("server")),
             linger("client", 0),
-            close("client"),
-            wait_state("server", "CLOSED"),
+            close("client"),  # an abort: the server's recv() fails, no TIME_WAIT holds the 4-tuple
             close("server"),
-            connect("client"),
+            wait_done("server"),
+            connect("client"),  # the same 4-tuple
             accept("server"),
             nonblocking("server"),
-            release("client"),
+            wait_done("server"),
+            release("client"),  # the copy of the old data segment arrives now
+            wait_state("server", "ESTABLISHED"),
             recv("server"),
             close("client"),
             close("server"),
         ),
     ),
 )
-
-# Experiments behind single claims of the ledger and cells of the chapters.
-_FULL_WINDOW = (  # the client's send buffer holds data the server's zero window keeps back
-    send("client", 20000, background=True),
-    wait_recv_queue("server", 20000),  # as much as its buffer holds: the window closes
-    wait_done("client"),
-)
-_FULL_OPTIONS = Options(server_rcvbuf=SMALL_BUFFER, client_sndbuf=SMALL_BUFFER * 4)
 
 _LEDGER = (
     Scenario(
@@ -488,12 +473,13 @@ _LEDGER = (
         steps=(
             fork("server", "server-child"),
             close("server-child"),
-            epoll("client"),
-            send("server", 1),
-            wait_recv_queue("client", 1),
-            recv("client"),
-            close("server"),
-            wait_state("client", "CLOSE_WAIT"),
+            wait_done("server-child"),
+            epoll("client"),  # nothing has arrived
+            *blocked(recv("client")),
+            send("server", 1),  # the parent still uses the connection
+            wait_done("client"),
+            *blocked(recv("client")),
+            close("server"),  # the last reference: FIN
             close("client"),
         ),
     ),
@@ -501,8 +487,8 @@ _LEDGER = (
         "close-full-window",
         "a default close() while the peer's window is shut: close() returns, the data and FIN leave later",
         section="4.1",
-        options=_FULL_OPTIONS,
-        steps=(*_FULL_WINDOW, close("client"), read_to_eof("server"), wait_acked("client"), close("server")),
+        options=FULL_OPTIONS,
+        steps=(*FULL_WINDOW, close("client"), wait_done("client"), *SERVER_READS),
     ),
     Scenario(
         "shutdown-rd-queued",
@@ -516,8 +502,10 @@ _LEDGER = (
             send("client", 3),
             wait_recv_queue("server", 3),
             recv("server"),
+            *blocked(recv("server")),
             close("client"),
             close("server"),
+            wait_state("server", "CLOSED"),
         ),
     ),
     Scenario(
@@ -532,67 +520,58 @@ _LEDGER = (
             wait_acked("client"),
             epoll("server"),
             recv("server"),
+            wait_done("server"),
             recv("client"),
-            close("client"),
+            *blocked(recv("client")),
             close("server"),
+            close("client"),
         ),
     ),
     Scenario(
         "linger-zero-queued",
         "SO_LINGER {on, 0} with data still queued in the send buffer: the data is dropped",
         section="3.1",
-        options=_FULL_OPTIONS,
+        options=FULL_OPTIONS,
         steps=(
-            *_FULL_WINDOW,
+            *FULL_WINDOW,
             linger("client", 0),
             close("client"),
             wait_state("server", "CLOSED"),
-            read_to_eof("server"),
-            wait_acked("client"),
-            close("server"),
+            *SERVER_READS,
         ),
     ),
     Scenario(
         "linger-nonblocking",
         "SO_LINGER {on, 1} on a non-blocking socket whose data cannot leave: does close() wait?",
         section="3.2.2",
-        options=_FULL_OPTIONS,
+        options=FULL_OPTIONS,
         steps=(
-            *_FULL_WINDOW,
+            *FULL_WINDOW,
             linger("client", 1),
             nonblocking("client"),
             close("client"),
-            read_to_eof("server"),
-            wait_acked("client"),
-            close("server"),
+            wait_done("client"),
+            *SERVER_READS,
         ),
     ),
     Scenario(
         "linger-exit",
         "SO_LINGER {on, 1}, the process exits with data queued: exit does not wait",
         section="5",
-        options=_FULL_OPTIONS,
-        steps=(
-            *_FULL_WINDOW,
-            linger("client", 1),
-            exit("client"),
-            read_to_eof("server"),
-            wait_acked("client"),
-            close("server"),
-        ),
+        options=FULL_OPTIONS,
+        steps=(*FULL_WINDOW, linger("client", 1), exit("client"), wait_done("client"), *SERVER_READS),
     ),
     Scenario(
         "linger-shutdown",
         "SO_LINGER {on, 1}, then shutdown(SHUT_WR) with data queued: does shutdown() wait?",
         section="5",
-        options=_FULL_OPTIONS,
+        options=FULL_OPTIONS,
         steps=(
-            *_FULL_WINDOW,
+            *FULL_WINDOW,
             linger("client", 1),
             shutdown("client", "SHUT_WR"),
-            read_to_eof("server"),
-            wait_acked("client"),
-            close("server"),
+            *blocked(recv("client")),  # the client waits for the server's end of stream
+            *SERVER_READS,
             close("client"),
         ),
     ),
@@ -617,10 +596,9 @@ _LEDGER = (
         steps=(
             send("client", 6),
             wait_recv_queue("server", 6),
+            *blocked(recv("client")),
             linger("server", 0),
             close("server"),
-            wait_state("client", "CLOSED"),
-            recv("client"),
         ),
     ),
 )
@@ -702,11 +680,13 @@ _TWO_CONNECTIONS_FIRST = (  # connection 1 ends with the server's shutdown(SHUT_
     wait_acked("server"),
     epoll("client"),
     recv("client"),
+    *blocked(recv("server")),
     close("client"),
-    wait_state("server", "TIME_WAIT"),
     close("server"),
+    wait_state("server", "TIME_WAIT"),
     connect("client"),  # connection 2: the same addresses and ports
     accept("server"),
+    wait_done("server"),
 )
 _MILLION_START = (  # part 5: B greets, A writes a million bytes while B is slow to read
     send("server", 13),
@@ -719,11 +699,10 @@ _MORE = (
         "a parent that never closes keeps one descriptor per connection until the kernel refuses (EMFILE)",
         section="1",
         steps=(
+            *blocked(recv("client")),
             call("server", hold_every_descriptor),
             close("server"),
-            wait_state("client", "CLOSE_WAIT"),
-            recv("client"),
-            close("client"),
+            close("client"),  # its recv() returned 0
         ),
     ),
     Scenario(
@@ -731,10 +710,9 @@ _MORE = (
         "a parent that closes its copy of each connection never runs out of descriptors",
         section="1",
         steps=(
+            *blocked(recv("client")),
             call("server", close_every_descriptor),
             close("server"),
-            wait_state("client", "CLOSE_WAIT"),
-            recv("client"),
             close("client"),
         ),
     ),
@@ -743,17 +721,16 @@ _MORE = (
         "shutdown(SHUT_WR) with data still queued behind a shut window: the data goes first, then the FIN; "
         "the peer can still send",
         section="2",
-        options=_FULL_OPTIONS,
+        options=FULL_OPTIONS,
         steps=(
-            *_FULL_WINDOW,
+            *FULL_WINDOW,
             shutdown("client", "SHUT_WR"),
+            recv("client"),  # what the server still sends
+            wait_blocked("client"),
             read_to_eof("server"),
             send("server", 5),
-            wait_recv_queue("client", 5),
-            recv("client"),
+            *blocked(recv("client")),
             close("server"),
-            wait_state("client", "TIME_WAIT"),
-            recv("client"),
             close("client"),
         ),
     ),
@@ -768,10 +745,12 @@ _MORE = (
             shutdown("client", "SHUT_RDWR"),
             wait_state("server", "CLOSE_WAIT"),
             recv("client"),
+            wait_done("client"),
             send("server", 5),
             wait_state("server", "CLOSED"),
             send("server", 5),
             recv("client"),
+            wait_done("client"),
             close("client"),
             close("server"),
         ),
@@ -781,13 +760,11 @@ _MORE = (
         "SO_LINGER {l_onoff = 0, l_linger = 0}: with l_onoff 0 the linger time is ignored, close() is the default",
         section="3.1",
         steps=(
+            *blocked(recv("server")),
             send("client", 13),
-            wait_recv_queue("server", 13),
-            recv("server"),
+            *blocked(recv("server")),
             linger("client", 0, onoff=0),
             close("client"),
-            wait_state("server", "CLOSE_WAIT"),
-            recv("server"),
             close("server"),
             wait_state("client", "TIME_WAIT"),
         ),
@@ -870,8 +847,7 @@ _MORE = (
             linger("client", 5),
             close("client"),
             wait_state("server", "CLOSED"),
-            read_to_eof("server"),
-            close("server"),
+            *SERVER_READS,
         ),
     ),
     Scenario(
@@ -887,10 +863,9 @@ _MORE = (
             linger("client", 1),
             send("client", MILLION),
             wait_recv_queue("server", MILLION),  # as much as its 4 KB buffer holds
-            close("client"),
-            read_to_eof("server"),
-            wait_acked("client"),
-            close("server"),
+            close("client"),  # lingers: returns once the data and FIN are acknowledged, or after 1 s
+            wait_done("client"),
+            *SERVER_READS,
         ),
     ),
     Scenario(
@@ -898,29 +873,21 @@ _MORE = (
         "SO_LINGER {on, 1} and data queued; the last holder of the socket exits without close(): how long "
         "the exit takes, and whether the data still arrives",
         section="5",
-        options=_FULL_OPTIONS,
+        options=FULL_OPTIONS,
         steps=(
-            *_FULL_WINDOW,
+            *FULL_WINDOW,
             linger("client", 1),
             call("client", exit_holding_the_socket),
-            read_to_eof("server"),
-            wait_acked("client"),
-            close("server"),
+            wait_done("client"),
+            *SERVER_READS,
         ),
     ),
     Scenario(
         "close-in-child-with-linger",
         "as exit-with-linger, but the last holder calls close() before it exits: the close lingers",
         section="5",
-        options=_FULL_OPTIONS,
-        steps=(
-            *_FULL_WINDOW,
-            linger("client", 1),
-            call("client", close_then_exit),
-            read_to_eof("server"),
-            wait_acked("client"),
-            close("server"),
-        ),
+        options=FULL_OPTIONS,
+        steps=(*FULL_WINDOW, linger("client", 1), call("client", close_then_exit), wait_done("client"), *SERVER_READS),
     ),
 )
 

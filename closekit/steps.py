@@ -1,40 +1,673 @@
-"""Step constructors for writing scenarios, named as in a scenario script.
+"""The steps of a scenario: one class per kind, and each class is that kind's whole row.
 
-from closekit.steps import send, wait_recv_queue, close, recv
-steps = [send("client", 6), wait_recv_queue("server", 6), close("server"), recv("client")]
+A row says how the step is checked before anything runs (`check`, `advance`), how an endpoint
+process performs it (`perform`, for the calls a program makes), and, for the lab's own steps,
+when a sync point is met (`met`), what it was waiting for when it timed out (`waited_for`) and
+which sockets the lab must look at to know (`looks`). Adding a step is adding one class here.
+
+Write scenarios with the lower-case names, as in a scenario script:
+
+    from closekit.steps import send, wait_recv_queue, close, recv
+    steps = [send("client", 6), wait_recv_queue("server", 6), close("server"), recv("client")]
+
+How lines run (closekit.scenario says it in full): each process runs its own lines in order, the
+next as soon as its previous one returned; a sync point, release() or at_once() holds every line
+after it until it is met.
 """
 
+from __future__ import annotations
+
+import ast
 import inspect
+import math
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from closekit import tcp
 from closekit.errors import ScenarioError
-from closekit.scenario import Accept as accept
-from closekit.scenario import AtOnce, Call, Step
-from closekit.scenario import Close as close
-from closekit.scenario import Connect as connect
-from closekit.scenario import Epoll as epoll
-from closekit.scenario import Exit as exit
-from closekit.scenario import Fork as fork
-from closekit.scenario import Getsockopt as getsockopt
-from closekit.scenario import Ioctl as ioctl
-from closekit.scenario import Linger as linger
-from closekit.scenario import Nonblocking as nonblocking
-from closekit.scenario import ReadToEof as read_to_eof
-from closekit.scenario import Recv as recv
-from closekit.scenario import Release as release
-from closekit.scenario import Send as send
-from closekit.scenario import Setsockopt as setsockopt
-from closekit.scenario import Shutdown as shutdown
-from closekit.scenario import Sleep as sleep
-from closekit.scenario import WaitAcked as wait_acked
-from closekit.scenario import WaitDone as wait_done
-from closekit.scenario import WaitRecvQueue as wait_recv_queue
-from closekit.scenario import WaitSegment as wait_segment
-from closekit.scenario import WaitState as wait_state
+
+if TYPE_CHECKING:
+    from closekit.scenario import Scenario
+
+SHUTDOWN_HOWS = ("SHUT_RD", "SHUT_WR", "SHUT_RDWR")
+SEGMENT_FLAGS = ("SYN", "ACK", "FIN", "RST", "PSH", "URG")
+ENDPOINTS = ("client", "server")
+# Socket options a scenario may set or read, with the range of values a setsockopt may give.
+SETSOCKOPT = {
+    "TCP_USER_TIMEOUT": (0, 600_000),  # ms
+    "TCP_CORK": (0, 1),
+    "TCP_NODELAY": (0, 1),
+    "TCP_QUICKACK": (0, 1),
+    "TCP_LINGER2": (-1, 600),  # s; the FIN_WAIT_2 time of this socket
+    "SO_KEEPALIVE": (0, 1),
+    "SO_RCVBUF": (1, 16 * 1024 * 1024),
+    "SO_SNDBUF": (1, 16 * 1024 * 1024),
+}
+GETSOCKOPT = ("SO_ERROR", "TCP_USER_TIMEOUT", "TCP_LINGER2", "SO_RCVBUF", "SO_SNDBUF", "TCP_CORK")
+IOCTLS = ("SIOCINQ", "SIOCOUTQ", "SIOCOUTQNSD")
+MAX_BYTES = 16 * 1024 * 1024
+MAX_SECONDS = 30.0
+MAX_SOURCE = 20_000  # characters of a call() function's code
+ZERO_WINDOW = "zero-window probe"
+
+_QUIET_DEFAULTS = ("listener", "onoff")  # shown only when given
 
 
-def call(side: str, function: Callable, *, background: bool = False) -> Call:
+# ---- what validation knows of a process, and what a sync point is judged on ---------------------
+@dataclass
+class Holder:
+    """What validation knows about one process as the scenario's lines go by."""
+
+    endpoint: str
+    conn: str  # "none", "unconnected", "connected", "closed"
+    listener: bool = False
+    exited: bool = False
+    connects: int = 0
+    lines: int = 0  # lines it runs (sync points and the lab's steps not counted)
+
+
+@dataclass(frozen=True)
+class SocketView:
+    """One socket as last seen: its state (None before it was ever seen), queues and pending timer."""
+
+    state: str | None = None
+    rqueue: int = 0
+    wqueue: int = 0
+    timer: str | None = None
+
+
+@dataclass(frozen=True)
+class Moment:
+    """What the lab knows when it checks a sync point."""
+
+    sockets: Mapping[tuple[str, int], SocketView] = field(default_factory=dict)  # (endpoint, conn); 0: listener
+    current: int = 1  # the newest connection's number (1 before any)
+    in_flight: int = 0  # packets on the wire, not yet handed over
+    returned: frozenset[str] = frozenset()  # processes that returned from every line before the sync point
+    blocked: frozenset[str] = frozenset()  # processes asleep in the kernel in their last line before it
+    segments: tuple[tuple[str, frozenset[str], int], ...] = ()  # (src, flags, window) sent since the last one
+
+    def view(self, endpoint: str, listener: bool = False) -> SocketView:
+        return self.sockets.get((endpoint, 0 if listener else self.current), SocketView())
+
+
+def peer_of(endpoint: str) -> str:
+    return "server" if endpoint == "client" else "client"
+
+
+# ---- the base row --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Step:
+    """One line of a scenario, done by the process `side` (or, for the lab's steps, about it)."""
+
+    side: str
+    name: ClassVar[str] = ""  # as it appears in scenarios, errors and JSON
+    needs_socket: ClassVar[bool] = True  # the process must hold an open socket
+    lab: ClassVar[bool] = False  # done by the lab, not by a process: it holds the lines after it
+
+    @property
+    def call(self) -> str:
+        return self.name
+
+    def describe(self) -> str:
+        args = ", ".join(
+            f"{f.name}={getattr(self, f.name)!r}"
+            for f in fields(self)
+            if f.name not in ("side", "source")
+            and not (f.name in _QUIET_DEFAULTS and getattr(self, f.name) == f.default)
+        )
+        return f"{self.name}({self.side!r}{', ' + args if args else ''})"
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"step": self.name}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            data[f.name] = list(value) if isinstance(value, tuple) else value
+        return data
+
+    def check(self, where: str, scenario: Scenario, holder: Holder) -> None:
+        """Refuse arguments that cannot be right, naming what is allowed."""
+
+    def advance(self, where: str, holder: Holder, holders: dict[str, Holder]) -> None:
+        """Move the process's sockets on as the step would."""
+
+    def perform(self, ep: Any) -> None:
+        """Make the step's calls in an endpoint process (closekit.sandbox.endpoint.Endpoint)."""
+        raise TypeError(f"{self.describe()} is done by the lab, not by a process")
+
+
+@dataclass(frozen=True)
+class SyncPoint(Step):
+    """A condition the kernel can be asked about; the lines after it wait until it holds."""
+
+    needs_socket: ClassVar[bool] = False
+    lab: ClassVar[bool] = True
+
+    def met(self, m: Moment, endpoint: str) -> bool:
+        raise NotImplementedError
+
+    def waited_for(self, m: Moment, endpoint: str) -> str:
+        """'waited for X, but Y': what a sync point that timed out was waiting for, and what was seen."""
+        raise NotImplementedError
+
+    def looks(self, endpoint: str, current: int) -> tuple[tuple[str, int], ...]:
+        """The sockets to look at again before judging (queues move without a state change)."""
+        return ()
+
+
+# ---- the calls a program makes -------------------------------------------------------------------
+@dataclass(frozen=True)
+class Send(Step):
+    """send() `nbytes` bytes, blocking until the kernel has taken them all (or an error)."""
+
+    nbytes: int = 1
+    name: ClassVar[str] = "send"
+
+    def check(self, where: str, scenario: Scenario, holder: Holder) -> None:
+        check_int(f"{where}: nbytes", self.nbytes, 1, MAX_BYTES)
+
+    def perform(self, ep: Any) -> None:
+        ep.record("send", {"nbytes": self.nbytes}, lambda: ep.send_all(self.nbytes))
+
+
+@dataclass(frozen=True)
+class Recv(Step):
+    """One recv() of at most `nbytes`: returns what was there, 0 at end of stream, or an errno."""
+
+    nbytes: int = 65536
+    name: ClassVar[str] = "recv"
+
+    def check(self, where: str, scenario: Scenario, holder: Holder) -> None:
+        check_int(f"{where}: nbytes", self.nbytes, 1, MAX_BYTES)
+
+    def perform(self, ep: Any) -> None:
+        ep.record("recv", {"nbytes": self.nbytes}, lambda: len(ep.sock.recv(self.nbytes)))
+
+
+@dataclass(frozen=True)
+class ReadToEof(Step):
+    """recv() in a loop until it returns 0 or fails; the result is the total byte count."""
+
+    name: ClassVar[str] = "read_to_eof"
+
+    def perform(self, ep: Any) -> None:
+        ep.record("recv", {"until": "EOF"}, ep.read_to_eof)
+
+
+@dataclass(frozen=True)
+class Close(Step):
+    """close() this process's descriptor of the connection (or, with listener=True, of the listening socket)."""
+
+    listener: bool = False
+    name: ClassVar[str] = "close"
+
+    def check(self, where: str, scenario: Scenario, holder: Holder) -> None:
+        if not isinstance(self.listener, bool):
+            raise ScenarioError(f"{where}: listener must be True or False")
+
+    def advance(self, where: str, holder: Holder, holders: dict[str, Holder]) -> None:
+        if self.listener:
+            holder.listener = False
+        else:
+            holder.conn = "closed"
+
+    def perform(self, ep: Any) -> None:
+        args = {"socket": "listener"} if self.listener else {}
+        ep.record("close", args, lambda: ep.close(self.listener))
+
+
+@dataclass(frozen=True)
+class Shutdown(Step):
+    """shutdown(how) with how one of SHUT_RD, SHUT_WR, SHUT_RDWR."""
+
+    how: str = "SHUT_WR"
+    name: ClassVar[str] = "shutdown"
+
+    def check(self, where: str, scenario: Scenario, holder: Holder) -> None:
+        if self.how not in SHUTDOWN_HOWS:
+            raise ScenarioError(f"{where}: how={self.how!r} is not one of {', '.join(SHUTDOWN_HOWS)}")
+
+    def perform(self, ep: Any) -> None:
+        ep.record("shutdown", {"how": self.how}, lambda: ep.shutdown(self.how))
+
+
+@dataclass(frozen=True)
+class Linger(Step):
+    """setsockopt(SO_LINGER): `seconds` None turns lingering off, 0 aborts, > 0 waits that long.
+
+    `onoff=0` with seconds set sends {l_onoff = 0, l_linger = seconds}: the kernel must ignore it.
+    """
+
+    seconds: int | None = 0
+    onoff: int | None = None
+    name: ClassVar[str] = "linger"
+
+    def check(self, where: str, scenario: Scenario, holder: Holder) -> None:
+        if self.seconds is not None:
+            check_int(f"{where}: seconds", self.seconds, 0, int(MAX_SECONDS))
+        if self.onoff not in (None, 0, 1) or (self.onoff is not None and self.seconds is None):
+            raise ScenarioError(f"{where}: onoff is 0 or 1 (with seconds given), or left out")
+
+    def perform(self, ep: Any) -> None:
+        on, seconds = (0, 0) if self.seconds is None else ((1 if self.onoff is None else self.onoff), self.seconds)
+        ep.record("setsockopt", {"option": "SO_LINGER", "l_onoff": on, "l_linger": seconds},
+                  lambda: ep.linger(on, seconds))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Nonblocking(Step):
+    """fcntl(O_NONBLOCK) on this process's descriptor."""
+
+    name: ClassVar[str] = "nonblocking"
+
+    def perform(self, ep: Any) -> None:
+        ep.record("fcntl", {"cmd": "F_SETFL", "flags": "O_NONBLOCK"}, lambda: ep.sock.setblocking(False) or 0)
+
+
+@dataclass(frozen=True)
+class Sleep(Step):
+    """The process is busy for `seconds` (only where the delay is the lesson)."""
+
+    seconds: float = 0.1
+    name: ClassVar[str] = "sleep"
+    needs_socket: ClassVar[bool] = False
+
+    def check(self, where: str, scenario: Scenario, holder: Holder) -> None:
+        check_number(f"{where}: seconds", self.seconds, 0.0, MAX_SECONDS)
+        if self.seconds >= scenario.time_limit:
+            raise ScenarioError(
+                f"{where}: sleeps {self.seconds:g} s but the scenario's time_limit is {scenario.time_limit:g} s"
+            )
+
+    def perform(self, ep: Any) -> None:
+        ep.record("sleep", {"seconds": self.seconds}, lambda: ep.sleep(self.seconds))
+
+
+@dataclass(frozen=True)
+class Fork(Step):
+    """fork(): a new process `child` shares this process's descriptors."""
+
+    child: str = "server-child"
+    name: ClassVar[str] = "fork"
+
+    def check(self, where: str, scenario: Scenario, holder: Holder) -> None:
+        if not isinstance(self.child, str) or not self.child or self.child in ENDPOINTS or len(self.child) > 40:
+            raise ScenarioError(f"{where}: child must be a new process name of at most 40 characters, e.g. 'kid'")
+
+    def advance(self, where: str, holder: Holder, holders: dict[str, Holder]) -> None:
+        if self.child in holders:
+            raise ScenarioError(f"{where}: a process called {self.child!r} already exists")
+        holders[self.child] = Holder(holder.endpoint, holder.conn, listener=holder.listener)
+
+    def perform(self, ep: Any) -> None:
+        ep.fork(self.child)
+
+
+@dataclass(frozen=True)
+class Exit(Step):
+    """The process exits without calling close(): the kernel drops its descriptors."""
+
+    name: ClassVar[str] = "exit"
+    needs_socket: ClassVar[bool] = False
+
+    def advance(self, where: str, holder: Holder, holders: dict[str, Holder]) -> None:
+        holder.exited, holder.conn, holder.listener = True, "closed", False
+
+    def perform(self, ep: Any) -> None:
+        ep.exit()
+
+
+@dataclass(frozen=True)
+class Epoll(Step):
+    """epoll_wait() with timeout 0 on this process's socket: the result is the ready event bits."""
+
+    name: ClassVar[str] = "epoll"
+
+    def perform(self, ep: Any) -> None:
+        ep.record("epoll_wait", {"timeout": 0}, ep.epoll_bits)
+
+
+@dataclass(frozen=True)
+class Connect(Step):
+    """connect() the client to the server. A second connect() (after close) makes a new socket bound
+    to the same local port, so the new connection has the old one's 4-tuple."""
+
+    name: ClassVar[str] = "connect"
+    needs_socket: ClassVar[bool] = False
+
+    def advance(self, where: str, holder: Holder, holders: dict[str, Holder]) -> None:
+        if self.side != "client":
+            raise ScenarioError(f"{where}: only the client connects")
+        if holder.conn not in ("unconnected", "closed"):
+            raise ScenarioError(f"{where}: the client's socket is already connected; close it before connecting again")
+        holder.connects += 1
+        if holder.connects > 4:
+            raise ScenarioError(f"{where}: at most 4 connect() steps in a scenario")
+        holder.conn = "connected"
+
+    def perform(self, ep: Any) -> None:
+        ep.connect()
+
+
+@dataclass(frozen=True)
+class Accept(Step):
+    """accept() the next connection from the server's listening socket."""
+
+    name: ClassVar[str] = "accept"
+    needs_socket: ClassVar[bool] = False
+
+    def advance(self, where: str, holder: Holder, holders: dict[str, Holder]) -> None:
+        if self.side != "server" or not holder.listener:
+            raise ScenarioError(f"{where}: only the server accepts, and only while its listening socket is open")
+        if holder.conn == "connected":
+            raise ScenarioError(f"{where}: the server already holds a connection; close it before accepting another")
+        holder.conn = "connected"
+
+    def perform(self, ep: Any) -> None:
+        ep.accept()
+
+
+@dataclass(frozen=True)
+class Setsockopt(Step):
+    """setsockopt(option, value) on this process's socket, e.g. TCP_USER_TIMEOUT in milliseconds."""
+
+    option: str = "TCP_USER_TIMEOUT"
+    value: int = 0
+    name: ClassVar[str] = "setsockopt"
+
+    def check(self, where: str, scenario: Scenario, holder: Holder) -> None:
+        if not isinstance(self.option, str) or self.option not in SETSOCKOPT:
+            raise ScenarioError(f"{where}: option {self.option!r:.60} is not one of {', '.join(SETSOCKOPT)}")
+        check_int(f"{where}: value", self.value, *SETSOCKOPT[self.option])
+
+    def perform(self, ep: Any) -> None:
+        ep.record("setsockopt", {"option": self.option, "value": self.value},
+                  lambda: ep.setsockopt(self.option, self.value))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Getsockopt(Step):
+    """getsockopt(option): SO_ERROR gives the pending error's name (or 0), others a number."""
+
+    option: str = "SO_ERROR"
+    name: ClassVar[str] = "getsockopt"
+
+    def check(self, where: str, scenario: Scenario, holder: Holder) -> None:
+        if not isinstance(self.option, str) or self.option not in GETSOCKOPT:
+            raise ScenarioError(f"{where}: option {self.option!r:.60} is not one of {', '.join(GETSOCKOPT)}")
+
+    def perform(self, ep: Any) -> None:
+        ep.record("getsockopt", {"option": self.option}, lambda: ep.getsockopt(self.option))
+
+
+@dataclass(frozen=True)
+class Ioctl(Step):
+    """ioctl(request): SIOCINQ (unread bytes), SIOCOUTQ (unacknowledged bytes), SIOCOUTQNSD (unsent)."""
+
+    request: str = "SIOCINQ"
+    name: ClassVar[str] = "ioctl"
+
+    def check(self, where: str, scenario: Scenario, holder: Holder) -> None:
+        if not isinstance(self.request, str) or self.request not in IOCTLS:
+            raise ScenarioError(f"{where}: request {self.request!r:.60} is not one of {', '.join(IOCTLS)}")
+
+    def perform(self, ep: Any) -> None:
+        ep.record("ioctl", {"request": self.request}, lambda: ep.ioctl(self.request))
+
+
+@dataclass(frozen=True)
+class Call(Step):
+    """Your own function, `function(sock)`, run on this process's socket in the sandbox.
+
+    `source` holds the function's code (closekit.steps.call takes it from a function). The
+    result is what it returns; an exception is recorded as "raised Type: message" (an OSError
+    also by its errno name).
+    """
+
+    source: str = ""
+    function: str = ""
+    name: ClassVar[str] = "call"
+
+    def check(self, where: str, scenario: Scenario, holder: Holder) -> None:
+        """The code must parse and define `function` taking the socket as its one required argument."""
+        if not isinstance(self.source, str) or not isinstance(self.function, str) or not self.function.isidentifier():
+            raise ScenarioError(f"{where}: give a function, e.g. call('client', my_function)")
+        if len(self.source) > MAX_SOURCE:
+            raise ScenarioError(f"{where}: the function's code has {len(self.source)} characters; at most {MAX_SOURCE}")
+        try:
+            tree = ast.parse(self.source)
+        except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
+            raise ScenarioError(f"{where}: the function's code does not parse: {getattr(e, 'msg', e)}") from None
+        found = [
+            n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name == self.function
+        ]
+        if not found or isinstance(found[0], ast.AsyncFunctionDef):
+            raise ScenarioError(f"{where}: the code defines no plain function called {self.function!r}")
+        arguments = found[0].args
+        required = len(arguments.posonlyargs) + len(arguments.args) - len(arguments.defaults)
+        if required != 1 and not (required == 0 and arguments.vararg):
+            raise ScenarioError(
+                f"{where}: {self.function}() must take exactly one argument, the connected socket "
+                f"(it takes {required} required arguments)"
+            )
+
+    def perform(self, ep: Any) -> None:
+        ep.call(self)
+
+
+# ---- the lab's steps -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Release(Step):
+    """The wire hands over the segments from `side` that a hold or copy rule kept back."""
+
+    name: ClassVar[str] = "release"
+    needs_socket: ClassVar[bool] = False
+    lab: ClassVar[bool] = True
+
+    def check(self, where: str, scenario: Scenario, holder: Holder) -> None:
+        if self.side not in ENDPOINTS:
+            raise ScenarioError(f"{where}: release() names the endpoint whose kept-back segments go: client or server")
+        if not any(r.action in ("hold", "copy") and r.src == self.side for r in scenario.link.rules):
+            raise ScenarioError(f"{where}: the link has no hold or copy rule for segments from the {self.side}")
+
+
+@dataclass(frozen=True)
+class AtOnce(Step):
+    """Steps of different processes that happen together as far as TCP can tell. On the lab's wire
+    they run one after another, in the order given, while the wire holds everything they send until
+    all have returned, so their segments cross (and the transcript reads the same every run); with
+    no wire they are started together."""
+
+    steps: tuple[Step, ...] = ()
+    name: ClassVar[str] = "at_once"
+    needs_socket: ClassVar[bool] = False
+    lab: ClassVar[bool] = True
+
+    def describe(self) -> str:
+        return "at_once(" + ", ".join(s.describe() for s in self.steps) + ")"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"step": self.name, "side": self.side, "steps": [s.to_dict() for s in self.steps]}
+
+
+@dataclass(frozen=True)
+class WaitRecvQueue(SyncPoint):
+    """Sync point: `side`'s socket holds at least `nbytes` unread bytes, or as many as it can take
+    (its peer has more to send, but the window is closed: the peer's zero-window probe timer runs)."""
+
+    nbytes: int = 1
+    name: ClassVar[str] = "wait_recv_queue"
+
+    def check(self, where: str, scenario: Scenario, holder: Holder) -> None:
+        check_int(f"{where}: nbytes", self.nbytes, 0, MAX_BYTES)
+
+    def met(self, m: Moment, endpoint: str) -> bool:
+        return m.view(endpoint).rqueue >= self.nbytes or window_closed(m, endpoint)
+
+    def waited_for(self, m: Moment, endpoint: str) -> str:
+        return (
+            f"waited for {self.nbytes} unread bytes (or a closed window), but {self.side}'s receive queue held "
+            f"{m.view(endpoint).rqueue}"
+        )
+
+    def looks(self, endpoint: str, current: int) -> tuple[tuple[str, int], ...]:
+        return ((endpoint, current), (peer_of(endpoint), current))
+
+
+@dataclass(frozen=True)
+class WaitState(SyncPoint):
+    """Sync point: `side`'s socket (its listening socket with listener=True) is in `state`
+    (CLOSED once the kernel has freed it)."""
+
+    state: str = "ESTABLISHED"
+    listener: bool = False
+    name: ClassVar[str] = "wait_state"
+
+    def check(self, where: str, scenario: Scenario, holder: Holder) -> None:
+        if self.state not in tcp.STATES:
+            raise ScenarioError(f"{where}: state={self.state!r:.40} is not one of {', '.join(tcp.STATES)}")
+        if not isinstance(self.listener, bool) or (self.listener and holder.endpoint != "server"):
+            raise ScenarioError(f"{where}: listener=True is for the server's listening socket")
+
+    def met(self, m: Moment, endpoint: str) -> bool:
+        return m.view(endpoint, self.listener).state == self.state
+
+    def waited_for(self, m: Moment, endpoint: str) -> str:
+        which = "listening socket" if self.listener else "socket"
+        seen = m.view(endpoint, self.listener).state
+        return f"waited for {self.side}'s {which} in {self.state}, but it was in {seen}"
+
+    def looks(self, endpoint: str, current: int) -> tuple[tuple[str, int], ...]:
+        return ((endpoint, 0 if self.listener else current),)
+
+
+@dataclass(frozen=True)
+class WaitSegment(SyncPoint):
+    """Sync point: a segment from `side` carrying `flags` (and window `win`, if given) was sent since
+    the last sync point."""
+
+    flags: tuple[str, ...] = ("FIN",)
+    win: int | None = None
+    name: ClassVar[str] = "wait_segment"
+
+    def check(self, where: str, scenario: Scenario, holder: Holder) -> None:
+        if self.side not in ENDPOINTS:
+            raise ScenarioError(f"{where}: segments are seen per endpoint: side must be 'client' or 'server'")
+        flags = self.flags
+        if not isinstance(flags, tuple) or not flags or any(f not in SEGMENT_FLAGS for f in flags):
+            raise ScenarioError(f"{where}: flags must be a non-empty tuple of {', '.join(SEGMENT_FLAGS)}")
+        if self.win is not None:
+            check_int(f"{where}: win", self.win, 0, 1 << 30)
+
+    def met(self, m: Moment, endpoint: str) -> bool:
+        wanted = set(self.flags)
+        return any(
+            src == self.side and wanted <= flags and (self.win is None or win == self.win)
+            for src, flags, win in m.segments
+        )
+
+    def waited_for(self, m: Moment, endpoint: str) -> str:
+        seen = ", ".join(f"{src} {'+'.join(sorted(flags))}" for src, flags, _win in m.segments) or "none"
+        win = "" if self.win is None else f" and window {self.win}"
+        flags = "+".join(self.flags)
+        return f"waited for a segment from {self.side} with {flags}{win}, but the segments sent were: {seen}"
+
+
+@dataclass(frozen=True)
+class WaitAcked(SyncPoint):
+    """Sync point: the peer's TCP has acknowledged everything `side`'s socket sent, FIN included (its
+    send queue is empty). After a FIN this waits for the peer's ACK, delayed by its timer or not."""
+
+    name: ClassVar[str] = "wait_acked"
+
+    def check(self, where: str, scenario: Scenario, holder: Holder) -> None:
+        if self.side not in ENDPOINTS:
+            raise ScenarioError(f"{where}: wait_acked names an endpoint: side must be 'client' or 'server'")
+
+    def met(self, m: Moment, endpoint: str) -> bool:
+        view = m.view(endpoint)
+        return view.state is not None and view.wqueue == 0 and m.in_flight == 0
+
+    def waited_for(self, m: Moment, endpoint: str) -> str:
+        return (
+            f"waited for the peer to acknowledge all that {self.side} sent, but {m.view(endpoint).wqueue} bytes "
+            "(a FIN counts one) were unacknowledged"
+        )
+
+    def looks(self, endpoint: str, current: int) -> tuple[tuple[str, int], ...]:
+        return ((endpoint, current),)
+
+
+@dataclass(frozen=True)
+class WaitDone(SyncPoint):
+    """Sync point: `side` has returned from every line it was given before this one (a call that
+    blocks, such as a lingering close(), does not hold the other processes: this joins it)."""
+
+    name: ClassVar[str] = "wait_done"
+
+    def met(self, m: Moment, endpoint: str) -> bool:
+        return self.side in m.returned
+
+    def waited_for(self, m: Moment, endpoint: str) -> str:
+        return f"waited for {self.side} to return from its calls, but it was still in one"
+
+
+@dataclass(frozen=True)
+class WaitBlocked(SyncPoint):
+    """Sync point: `side` sleeps in the kernel in its last line before this one: blocked in a call
+    that waits (a recv() for data, a lingering close() for an ACK), so that what the lines after
+    this one do is what wakes it."""
+
+    name: ClassVar[str] = "wait_blocked"
+
+    def met(self, m: Moment, endpoint: str) -> bool:
+        return self.side in m.blocked
+
+    def waited_for(self, m: Moment, endpoint: str) -> str:
+        if self.side in m.returned:
+            return f"waited for {self.side} to block in its call, but the call returned without waiting"
+        return f"waited for {self.side} to block in its call, but it kept running"
+
+
+def window_closed(m: Moment, receiver: str) -> bool:
+    """The receiver holds unread data and its peer, with data left to send, waits for the window."""
+    me, peer = m.view(receiver), m.view(peer_of(receiver))
+    return me.rqueue > 0 and peer.wqueue > 0 and peer.timer == ZERO_WINDOW and m.in_flight == 0
+
+
+_KINDS = (Send, Recv, ReadToEof, Close, Shutdown, Linger, Nonblocking, Sleep, Fork, Exit, Epoll, Connect, Accept,
+          Setsockopt, Getsockopt, Ioctl, Call, Release, AtOnce, WaitRecvQueue, WaitState, WaitSegment, WaitAcked,
+          WaitDone, WaitBlocked)  # fmt: skip
+STEP_TYPES: dict[str, type[Step]] = {cls.name: cls for cls in _KINDS}
+
+
+def iter_steps(steps: tuple[Step, ...]) -> list[Step]:
+    """Every step, with the parts of at_once steps in place of them."""
+    flat: list[Step] = []
+    for s in steps:
+        flat.extend(s.steps if isinstance(s, AtOnce) else (s,))
+    return flat
+
+
+# ---- checking numbers ----------------------------------------------------------------------------
+def check_int(what: str, value: Any, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ScenarioError(f"{what} must be a whole number from {low} to {high}, not {value!r:.60}")
+    if not low <= value <= high:
+        raise ScenarioError(f"{what}={value} is out of range: allowed {low} to {high}")
+
+
+def check_number(what: str, value: Any, low: float, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ScenarioError(f"{what} must be a number from {low} to {high}, not {value!r:.60}")
+    if not low <= value <= high:
+        raise ScenarioError(f"{what}={value} is out of range: allowed {low} to {high} seconds")
+
+
+# ---- the names a scenario script uses ------------------------------------------------------------
+def call(side: str, function: Callable) -> Call:
     """A step that runs `function(sock)` on `side`'s socket, in the sandbox (its source is sent)."""
     if not callable(function) or not hasattr(function, "__code__"):
         raise ScenarioError(f"call() needs a function defined with def, not {type(function).__name__}")
@@ -44,17 +677,24 @@ def call(side: str, function: Callable, *, background: bool = False) -> Call:
         raise ScenarioError(
             f"the source of {function.__name__}() cannot be found; define it with def in a cell"
         ) from None
-    return Call(side, source=source, function=function.__name__, background=background)
+    return Call(side, source=source, function=function.__name__)
 
 
 def at_once(*steps: Step) -> AtOnce:
     """These steps (of different processes) together, e.g. both sides close at the same time: on the
-    lab's wire their segments cross (see closekit.scenario.AtOnce)."""
+    lab's wire their segments cross (see AtOnce)."""
     return AtOnce("*", steps=tuple(steps))
 
+
+send, recv, read_to_eof, close, shutdown, linger = Send, Recv, ReadToEof, Close, Shutdown, Linger
+nonblocking, sleep, fork, exit, epoll, connect, accept = Nonblocking, Sleep, Fork, Exit, Epoll, Connect, Accept
+setsockopt, getsockopt, ioctl, release = Setsockopt, Getsockopt, Ioctl, Release
+wait_recv_queue, wait_state, wait_segment, wait_acked, wait_done, wait_blocked = (
+    WaitRecvQueue, WaitState, WaitSegment, WaitAcked, WaitDone, WaitBlocked,
+)  # fmt: skip
 
 __all__ = [
     "accept", "at_once", "call", "close", "connect", "epoll", "exit", "fork", "getsockopt", "ioctl",
     "linger", "nonblocking", "read_to_eof", "recv", "release", "send", "setsockopt", "shutdown",
-    "sleep", "wait_acked", "wait_done", "wait_recv_queue", "wait_segment", "wait_state",
+    "sleep", "wait_acked", "wait_blocked", "wait_done", "wait_recv_queue", "wait_segment", "wait_state",
 ]  # fmt: skip

@@ -147,17 +147,29 @@ class Signal:
     kind: Literal["signal"] = "signal"
 
 
-Event = Syscall | Segment | StateChange | Signal
-# each kind's fields as they appear in JSON (a segment's raw bytes only on request)
-_FIELDS: dict[str, tuple[str, ...]] = {
-    kind: tuple(f.name for f in fields(cls) if f.name != "raw")
-    for kind, cls in (("syscall", Syscall), ("segment", Segment), ("state", StateChange), ("signal", Signal))
-}
+@dataclass(frozen=True)
+class Wait:
+    """A sync point of the scenario was met (or a release() done): the lines after it started then.
+    `side` is whom it is about, `step` the line as the scenario wrote it. Only the scenario's own
+    waits are in a trace: the lab waits for nothing else between lines."""
+
+    t: float = field(compare=False)
+    side: str
+    step: str
+    kind: Literal["wait"] = "wait"
+
+
+Event = Syscall | Segment | StateChange | Signal | Wait
 _EVENT_TYPES: dict[str, type] = {
     "syscall": Syscall,
     "segment": Segment,
     "state": StateChange,
     "signal": Signal,
+    "wait": Wait,
+}
+# each kind's fields as they appear in JSON (a segment's raw bytes only on request)
+_FIELDS: dict[str, tuple[str, ...]] = {
+    kind: tuple(f.name for f in fields(cls) if f.name != "raw") for kind, cls in _EVENT_TYPES.items()
 }
 
 
@@ -238,7 +250,7 @@ class Trace:
             elif isinstance(e, Syscall):
                 per.setdefault(("calls", e.side, 0), []).append((e.call, tuple(sorted(e.args.items())), repr(e.result),
                                                                  e.errno))  # fmt: skip
-            else:
+            elif isinstance(e, Signal):
                 per.setdefault(("signals", e.side, 0), []).append(e.signal)
         counters = tuple(sorted((k, v) for k, v in self.counters.items() if not incidental_counter(k)))
         return (self.scenario, self.mode, tuple(sorted((k, tuple(v)) for k, v in per.items())), counters)
@@ -275,6 +287,10 @@ class Trace:
     def final_state(self, side: str, conn: int = 1) -> str | None:
         path = self.states(side, conn)
         return path[-1] if path else None
+
+    def waits(self) -> list[Wait]:
+        """The scenario's sync points as they were met, in order."""
+        return [e for e in self.events if isinstance(e, Wait)]
 
     def signals(self, side: str | None = None) -> list[str]:
         return [e.signal for e in self.events if isinstance(e, Signal) and (side is None or e.side == side)]

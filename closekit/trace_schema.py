@@ -25,12 +25,14 @@ _FIELDS = {
     "segment": {"kind", "t", "src", "flags", "seq", "ack", "len", "win", "conn", "arrived", "fate", "raw"},
     "state": {"kind", "t", "side", "state", "conn"},
     "signal": {"kind", "t", "side", "signal"},
+    "wait": {"kind", "t", "side", "step"},
 }
 _REQUIRED = {
     "syscall": {"kind", "t", "side", "call", "args", "result", "errno", "duration"},
     "segment": {"kind", "t", "src", "flags", "seq", "ack", "len", "win"},
     "state": {"kind", "t", "side", "state"},
     "signal": {"kind", "t", "side", "signal"},
+    "wait": {"kind", "t", "side", "step"},
 }
 
 
@@ -38,7 +40,7 @@ def load_trace(cls: type, data: Any) -> Any:
     """cls(**checked fields of data) — cls is closekit.trace.Trace."""
     from closekit.link import Link
     from closekit.settings import Settings
-    from closekit.trace import ENDPOINTS, FATES, MODES, SEGMENT_FLAGS, Segment, Signal, StateChange, Syscall
+    from closekit.trace import ENDPOINTS, FATES, MODES, SEGMENT_FLAGS, Segment, Signal, StateChange, Syscall, Wait
 
     if not isinstance(data, dict):
         raise TraceFormatError("trace data must be a JSON object")
@@ -112,6 +114,9 @@ def load_trace(cls: type, data: Any) -> Any:
                     t=t, side=e["side"], state=e["state"], conn=_whole(f"{where}: conn", e.get("conn", 1), 0, 1000)
                 )
             )
+        elif kind == "wait":
+            side, step = _text(f"{where}: side", e["side"], 40), _text(f"{where}: step", e["step"], 400)
+            built.append(Wait(t=t, side=side, step=step))
         else:
             built.append(Signal(t=t, side=_text(f"{where}: side", e["side"], 40),
                                 signal=_text(f"{where}: signal", e["signal"], 20)))  # fmt: skip

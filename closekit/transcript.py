@@ -36,7 +36,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from closekit.trace import Event, Segment, Signal, StateChange, Syscall, Trace
+from closekit.trace import Event, Segment, Signal, StateChange, Syscall, Trace, Wait
 
 LOOPBACK_NOISE = 0.02  # without a delay on the link, a call this long waited for something
 WAIT_DELAYS = (
@@ -146,9 +146,12 @@ def link_delay(trace: Trace) -> float:
 
 
 def blocked(e: Syscall, threshold: float = LOOPBACK_NOISE) -> bool:
-    """Did the call wait for something (`threshold`: see `wait_threshold`)? A call that never slept
-    in the kernel did not, however long a busy machine kept it from the CPU."""
-    return e.waited >= threshold and e.call not in NEVER_WAITS and e.slept is not False
+    """Did the call wait for something? One that slept in the kernel did (for data, an ACK, buffer
+    room, a timer), however briefly; one that never slept did not, however long a busy machine kept
+    it from the CPU. Traces recorded before `slept` was kept go by `threshold` (see `wait_threshold`)."""
+    if e.call in NEVER_WAITS or e.slept is False:
+        return False
+    return e.slept is True or e.waited >= threshold
 
 
 def describe_syscall(e: Syscall, exact_times: bool = True, threshold: float = LOOPBACK_NOISE) -> str:
@@ -384,27 +387,66 @@ def retransmissions(trace: Trace) -> set[int]:
     return out
 
 
+QUICK = 0.002  # an ACK its kernel sends this soon after a segment arrived answers that segment
+
+
+def waker(trace: Trace, e: Syscall) -> Segment | None:
+    """The segment whose arrival ended a call that slept: the last to reach its endpoint while it waited
+    (None if none did: a timer ended it)."""
+    endpoint, end = trace.endpoint_of(e.side), e.t + e.duration
+    found = [s for s in trace.segments() if s.dst == endpoint and s.arrived is not None and e.t <= s.arrived <= end]
+    return max(found, key=lambda s: s.arrived) if found else None  # type: ignore[arg-type, return-value]
+
+
 def returned_at(trace: Trace, e: Syscall) -> float:
-    """When a call's return is told in the clock-free forms: a read loop that ended at the end of the
-    stream returns at the arrival of the FIN that ended it (whether the reader's kernel acknowledged
-    that FIN inside the loop or by its delayed-ACK timer just after is the scheduler's call); any
-    other call when it returned."""
+    """When a call's return is told in the clock-free forms: after the segment that woke it and after
+    the ACK its kernel sent in answer to that segment (a woken reader may run on another CPU before
+    its kernel has sent that ACK: which comes first is the scheduler's call). A read loop that ended
+    at the end of the stream returns at the arrival of the FIN that ended it (whether the reader's
+    kernel acknowledged that FIN inside the loop or by its delayed-ACK timer just after is the
+    scheduler's call too); any other call when it returned."""
     end = e.t + e.duration
+    endpoint = trace.endpoint_of(e.side)
     if e.call == "recv" and e.args.get("until") == "EOF" and not e.errno:
-        endpoint = trace.endpoint_of(e.side)
         fins = [s.arrived for s in trace.segments(flags="FIN") if s.dst == endpoint and s.arrived is not None]
         ended = [t for t in fins if t <= end]
         if ended:
             return max(e.t, min(max(ended), end))
-    return end
+    woke = waker(trace, e) if e.slept else None
+    if woke is None:
+        return end
+    answers = [
+        s.t for s in trace.segments(src=endpoint)
+        if s.flags == ("ACK",) and not s.len and woke.arrived <= s.t <= woke.arrived + QUICK  # type: ignore[operator]
+    ]  # fmt: skip
+    return max([end, *answers])
 
 
-def returned_text(e: Syscall, exact: bool, transfer: bool) -> str:
-    """`[returned after 54.7 ms]`; clock-free, the duration's category, or for a call that waited out a
-    bulk transfer `[returned after the transfer]`."""
-    if transfer and not exact:
+def returned_text(trace: Trace, e: Syscall, exact: bool, transfer: bool) -> str:
+    """`[returned after 54.7 ms]`; clock-free, for a wait long enough to be a lesson its duration's
+    category, for a short one what ended it (`[returned when the FIN arrived]`), and for a call that
+    waited out a bulk transfer `[returned after the transfer]`."""
+    if exact:
+        return f"[returned {_took(e, exact)}]"
+    if transfer:
         return "[returned after the transfer]"
+    woke = waker(trace, e)
+    if e.waited < wait_threshold(trace) and woke is not None:
+        return f"[returned when {arrival_words(e, woke)} arrived]"
     return f"[returned {_took(e, exact)}]"
+
+
+def arrival_words(e: Syscall, s: Segment) -> str:
+    """What reached a waiting call, in words: the FIN, an RST, data, the SYN-ACK, an ACK."""
+    if s.has("RST"):
+        return "an RST"
+    if s.has("SYN"):
+        return "the SYN-ACK" if s.has("ACK") else "a SYN"
+    if s.has("FIN"):
+        return "the FIN" if not s.len else "data and the FIN"
+    if s.len:
+        return "data"
+    return "an ACK"
 
 
 def in_setup(trace: Trace, e: Event) -> bool:
@@ -434,7 +476,8 @@ class Row:
     """One line of a transcript: when, who, a marker and the words; `css` says how HTML colours it.
 
     Markers: ' ' a call, '…' a call that blocks (it returns in a later row), '=' its return, '>' a
-    segment, '»' a collapsed run of segments, '~' a state, '!' a signal.
+    segment, '»' a collapsed run of segments, '~' a state, '!' a signal, '|' a sync point of the
+    scenario met (the lines after it start).
     """
 
     t: float
@@ -460,7 +503,7 @@ def rows(trace: Trace, exact: bool = True) -> list[Row]:
             out.append(Row(e.t, "client ⇄ server", "»", text, "bulk", e))
         elif isinstance(e, Syscall) and id(e) in p.waits:
             out.append(Row(e.t, e.side, "…", f"{call_text(e)} …", "call", e))
-            text = f"{call_text(e)}{_result(e)}  {returned_text(e, exact, p.waits[id(e)])}"
+            text = f"{call_text(e)}{_result(e)}  {returned_text(trace, e, exact, p.waits[id(e)])}"
             at = e.t + e.duration if exact else returned_at(trace, e)
             returns.append(Row(at, e.side, "=", text, "err" if e.errno else "ret", e))
         elif isinstance(e, Syscall):
@@ -471,6 +514,8 @@ def rows(trace: Trace, exact: bool = True) -> list[Row]:
             out.append(Row(e.t, e.side, "~", f"state {state_text(e, p.several)}", "st", e))
         elif isinstance(e, Signal):
             out.append(Row(e.t, e.side, "!", f"signal {e.signal}", "err", e))
+        elif isinstance(e, Wait):
+            out.append(Row(e.t, "scenario", "|", f"{e.step}: the lines after it start", "wait", e))
     # A return goes after everything that happened by then: stable sort, returns last among equals.
     return sorted(out + returns, key=lambda row: row.t)
 
@@ -619,6 +664,7 @@ _COLOURS = {
     "rst": "color:#b00;font-weight:bold",
     "fin": "color:#05a;font-weight:bold",
     "st": "color:#070",
+    "wait": "color:#777;font-style:italic",
     "err": "color:#b00",
     "bulk": "color:#555;font-style:italic",
     "ret": "",
@@ -640,7 +686,9 @@ def html_transcript(trace: Trace) -> str:
         css = row.css
         text = html.escape(row.text)
         cell = f'<td class="{css}" style="{_style(css)}">'
-        if row.marker in (">", "»"):
+        if row.marker == "|":
+            cells = f"<td></td>{cell}{text}</td><td></td>"
+        elif row.marker in (">", "»"):
             e = row.event
             arrow = "→" if isinstance(e, Segment) and e.src == "client" else "←" if row.marker == ">" else "⇄"
             cells = f"<td></td>{cell}{arrow} {text} {arrow}</td><td></td>"

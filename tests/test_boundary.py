@@ -24,7 +24,8 @@ import pytest
 import closekit
 from closekit import steps as s
 from closekit.sandbox.client import Lab
-from closekit.scenario import Call, Scenario
+from closekit.scenario import Scenario
+from closekit.steps import Call
 
 
 def function(body: str, name: str = "attack") -> Call:
@@ -196,7 +197,7 @@ def _running(pid: int) -> bool:
 def test_killing_the_notebook_leaves_nothing_behind_within_a_second():
     code = (
         "import closekit, os, signal, sys, threading, textwrap\n"
-        "from closekit.scenario import Call, Scenario\n"
+        "from closekit.scenario import Scenario\nfrom closekit.steps import Call\n"
         "from closekit import steps as s\n"
         "lab = closekit.lab(); lab.mode\n"
         "print(lab.info['pid'], lab.info['reaper'], flush=True)\n"

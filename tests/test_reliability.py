@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import closekit
 from closekit import steps as s
 from closekit.sandbox.client import Lab
-from closekit.scenario import STEP_TYPES
+from closekit.steps import STEP_TYPES
 from closekit.transcript import story
 
 REPEATS = 20
@@ -107,7 +107,7 @@ def test_code_in_the_sandbox_cannot_reach_the_hosts_loopback():
         "    return 'connected'\n"
     )
     scenario = closekit.Scenario(
-        "escape", "", steps=(closekit.scenario.Call("client", source=source, function="reach_out"),)
+        "escape", "", steps=(closekit.steps.Call("client", source=source, function="reach_out"),)
     )
     try:
         trace = closekit.run(scenario)
@@ -205,7 +205,7 @@ def test_code_in_the_sandbox_cannot_see_or_signal_processes_outside():
         "        return type(e).__name__\n"
         "    return 'reached the notebook'\n"
     )
-    step = closekit.scenario.Call("client", source=source, function="signal_the_notebook")
+    step = closekit.steps.Call("client", source=source, function="signal_the_notebook")
     trace = closekit.run(closekit.Scenario("signal", "", steps=(step,)))
     assert trace.syscalls("client", "call")[0].result == "ProcessLookupError"
 

@@ -15,7 +15,8 @@ from closekit import query as q
 from closekit.errors import CloseKitError
 from closekit.exercises.results import Result
 from closekit.lang import text, word
-from closekit.scenario import Call, Scenario, Step
+from closekit.scenario import Scenario
+from closekit.steps import Call, Step
 from closekit.trace import Trace
 
 

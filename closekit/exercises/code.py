@@ -19,8 +19,8 @@ from closekit.errors import CloseKitError, ExperimentError, SyncTimeoutError
 from closekit.exercises.results import CodeResult, PeerCheck
 from closekit.lang import text, texts, word
 from closekit.query import received, recv_error
-from closekit.scenario import Call, Options, Scenario
-from closekit.steps import close, linger, read_to_eof, send, sleep, wait_done, wait_recv_queue
+from closekit.scenario import Options, Scenario
+from closekit.steps import Call, close, linger, read_to_eof, send, sleep, wait_done, wait_recv_queue
 from closekit.trace import Trace
 
 PAYLOAD_SIZE = 1_000_000
@@ -57,7 +57,7 @@ def call_step(function: Callable[..., Any], payload_size: int = PAYLOAD_SIZE) ->
     source = _source(function) + ENTRY_SOURCE.format(
         entry=ENTRY, name=function.__name__, size=int(payload_size), left_open=LEFT_OPEN
     )
-    return Call("client", source="import socket\n\n" + source, function=ENTRY, background=True)
+    return Call("client", source="import socket\n\n" + source, function=ENTRY)
 
 
 def scenario_for(

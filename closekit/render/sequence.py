@@ -168,7 +168,7 @@ def _calls(trace: Trace, e: Syscall, p: Plan) -> list[_Item]:
         start = f"{who}{call_text(e)} …"
         call = _Call(e.t, side, [start], words=f"{start} blocks", process=e.side, css="call")
         returned = f"{who}{call_text(e)}{_result(e)}"
-        took = returned_text(e, False, p.waits[id(e)]).strip("[]")
+        took = returned_text(trace, e, False, p.waits[id(e)]).strip("[]")
         call.end = _Call(returned_at(trace, e), side, [f"{returned}, returned after {format_duration(e.duration)}"],
                          words=f"{returned}, {took}", process=e.side, css=css, start=call)  # fmt: skip
         return [call, call.end]

@@ -1,9 +1,11 @@
-"""One process of an experiment: it makes the scenario's socket calls, one step at a time.
+"""One process of an experiment: it runs its lines of the scenario as the program it stands for.
 
-It does what the helper asks over its channel and answers with JSON records of the syscalls it
-made (call, arguments, result or errno, start, duration) and the signals the kernel delivered
-meanwhile. It runs inside the experiment's sandbox, and so does any code a scenario hands it:
-the helper trusts nothing it says beyond the schema in closekit.sandbox.protocol.
+The helper hands it its lines up to the next sync point in one command; it runs them one after
+another, each as soon as the previous one returned, and answers after each with JSON records of
+the syscalls it made (call, arguments, result or errno, start, duration) and the signals the
+kernel delivered meanwhile. What each line does is its row in closekit.steps (`perform`), which
+calls the methods here. It runs inside the experiment's sandbox, and so does any code a scenario
+hands it: the helper trusts nothing it says beyond the schema in closekit.sandbox.protocol.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from closekit import scenario as sc
+from closekit import steps as sc
 from closekit.errors import LimitReached, ProtocolError
 from closekit.sandbox.protocol import MAX_TEXT, recv_message, send_message
+from closekit.scenario import Scenario
 
 EPOLL_BITS = (
     ("EPOLLIN", select.EPOLLIN), ("EPOLLPRI", select.EPOLLPRI), ("EPOLLOUT", select.EPOLLOUT),
@@ -61,7 +64,7 @@ class Endpoint:
     def __init__(
         self,
         process: str,
-        scenario: sc.Scenario,
+        scenario: Scenario,
         channel: socket.socket,
         children: dict[str, socket.socket],
         addresses: Addresses,
@@ -76,7 +79,7 @@ class Endpoint:
         self.last_local: tuple[str, int] | None = None
         self.records: list[dict[str, Any]] = []
         self.pending_signals: list[str] = []
-        self.announce = False  # say "started" when the step's call begins
+        self.port = 0  # the server's listening port, as the helper last said
 
     # ---- the loop ------------------------------------------------------------------------
     def serve(self) -> None:
@@ -89,15 +92,18 @@ class Endpoint:
                 return
             if not isinstance(message, dict) or message.get("op") == "quit":
                 return
-            self.records = []
-            try:
-                self.handle(message)
-                reply: dict[str, Any] = {"kind": "done", "records": self.records}
-            except LimitReached as e:
-                reply = {"kind": "limit", "message": str(e)}
-            except Exception as e:  # report, never die silently: the helper turns it into an error
-                reply = {"kind": "crash", "message": f"{type(e).__name__}: {e}"}
-            self._send(reply)
+            if isinstance(message.get("port"), int):
+                self.port = message["port"]
+            for job in self._jobs(message):
+                self.records = []
+                try:
+                    job()
+                    reply: dict[str, Any] = {"kind": "done", "records": self.records}
+                except LimitReached as e:
+                    reply = {"kind": "limit", "message": str(e)}
+                except Exception as e:  # report, never die silently: the helper turns it into an error
+                    reply = {"kind": "crash", "message": f"{type(e).__name__}: {e}"}
+                self._send(reply)
 
     def _send(self, reply: dict[str, Any]) -> None:
         try:
@@ -105,25 +111,27 @@ class Endpoint:
         except (OSError, ProtocolError):
             os._exit(0)
 
-    def handle(self, message: dict[str, Any]) -> None:
+    def _jobs(self, message: dict[str, Any]) -> list[Any]:
+        """What a command asks, one reply each: a set-up call, or the lines handed over, in order."""
         op = message.get("op")
-        self.announce = message.get("announce") is True
         if op == "listen":
-            self._listen()
-        elif op == "socket":
-            self.sock = self._socket()
-        elif op == "connect":
-            self._connect(int(message["port"]))
-        elif op == "accept":
-            self._accept()
-        elif op == "step":
-            path = message["path"]
-            step = self.scenario.steps[path[0]]
-            if isinstance(step, sc.AtOnce):
-                step = step.steps[path[1]]
-            self._step(step, message.get("port"))
-        else:
-            raise ValueError(f"unknown command {op!r}")
+            return [self._listen]
+        if op == "socket":
+            return [lambda: setattr(self, "sock", self._socket())]
+        if op == "connect":
+            return [self.connect]
+        if op == "accept":
+            return [self.accept]
+        if op == "run":
+            return [self._performer(self._line(path)) for path in message["lines"]]
+        raise ValueError(f"unknown command {op!r}")
+
+    def _performer(self, step: sc.Step) -> Any:
+        return lambda: step.perform(self)
+
+    def _line(self, path: list[int]) -> sc.Step:
+        step = self.scenario.steps[path[0]]
+        return step.steps[path[1]] if isinstance(step, sc.AtOnce) else step
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.pending_signals.append(signal.Signals(signum).name)
@@ -132,9 +140,6 @@ class Endpoint:
     def record(self, call: str, args: dict[str, Any], fn: Any) -> Any:
         """Make one call, record it as a syscall event, and return its result (None on error)."""
         start = time.monotonic()
-        if self.announce:  # a background step: the helper starts the next one once this call has begun
-            self.announce = False
-            self._send({"kind": "started"})
         switches, queued = _voluntary_switches(), _run_delay()
         result: Any = None
         err: str | None = None
@@ -175,7 +180,7 @@ class Endpoint:
         self.listener = s
         self.records.append({"kind": "port", "role": "listener", "port": s.getsockname()[1]})
 
-    def _connect(self, port: int) -> None:
+    def connect(self) -> None:
         s = self.sock
         if s is None or s.fileno() < 0:  # a new connection after the last one closed: the same local port
             s = self.sock = self._socket()
@@ -184,84 +189,68 @@ class Endpoint:
                 s.bind(self.last_local)
         if s.getsockname()[1] == 0:
             s.bind((self.addresses.client, 0))
-        self.record("connect", {}, lambda: s.connect((self.addresses.server, port)) or 0)
+        self.record("connect", {}, lambda: s.connect((self.addresses.server, self.port)) or 0)
         self.last_local = s.getsockname()
         self.records.append({"kind": "port", "role": "connection", "port": self.last_local[1]})
 
-    def _accept(self) -> None:
+    def accept(self) -> None:
         assert self.listener is not None
         accepted = self.record("accept", {}, lambda: self.listener.accept()[0])  # type: ignore[union-attr]
         if accepted is not None:
             self.sock = accepted
             self.records[-1]["result"] = accepted.fileno()
 
-    # ---- steps ---------------------------------------------------------------------------
-    def _step(self, step: sc.Step, port: Any) -> None:
-        s = self.sock
-        if isinstance(step, sc.Send):
-            self.record("send", {"nbytes": step.nbytes}, lambda: _send_all(s, step.nbytes))
-        elif isinstance(step, sc.Recv):
-            self.record("recv", {"nbytes": step.nbytes}, lambda: len(s.recv(step.nbytes)))
-        elif isinstance(step, sc.ReadToEof):
-            self.record("recv", {"until": "EOF"}, lambda: _read_to_eof(s))
-        elif isinstance(step, sc.Close):
-            self.record("close", {"socket": "listener"} if step.listener else {}, lambda: self._close(step.listener))
-        elif isinstance(step, sc.Shutdown):
-            self.record("shutdown", {"how": step.how}, lambda: s.shutdown(SHUT[step.how]) or 0)
-        elif isinstance(step, sc.Linger):
-            self._linger(step)
-        elif isinstance(step, sc.Nonblocking):
-            self.record("fcntl", {"cmd": "F_SETFL", "flags": "O_NONBLOCK"}, lambda: s.setblocking(False) or 0)
-        elif isinstance(step, sc.Sleep):
-            self.record("sleep", {"seconds": step.seconds}, lambda: time.sleep(step.seconds) or 0)
-        elif isinstance(step, sc.Epoll):
-            self.record("epoll_wait", {"timeout": 0}, lambda: _epoll_bits(s))
-        elif isinstance(step, sc.Connect):
-            self._connect(int(port))
-        elif isinstance(step, sc.Accept):
-            self._accept()
-        elif isinstance(step, sc.Setsockopt):
-            level, name = OPTIONS[step.option]
-            self.record("setsockopt", {"option": step.option, "value": step.value},
-                        lambda: s.setsockopt(level, name, step.value) or 0)  # fmt: skip
-        elif isinstance(step, sc.Getsockopt):
-            self.record("getsockopt", {"option": step.option}, lambda: _getsockopt(s, step.option))
-        elif isinstance(step, sc.Ioctl):
-            self.record("ioctl", {"request": step.request}, lambda: _ioctl(s, step.request))
-        elif isinstance(step, sc.Call):
-            self._call(step, s)
-        elif isinstance(step, sc.Fork):
-            self._fork(step.child)
-        elif isinstance(step, sc.Exit):
-            self.records.append({"kind": "syscall", "t": time.monotonic(), "call": "exit", "args": {"status": 0},
-                                 "result": None, "errno": None, "duration": 0.0, "slept": False,
-                                 "queued": 0.0})  # fmt: skip
-            self._send({"kind": "done", "records": self.records})
-            os._exit(0)
-        else:
-            raise TypeError(f"{self.process} cannot run {step.describe()}")
+    # ---- what the steps' rows call (closekit.steps, perform) -------------------------------------
+    def send_all(self, nbytes: int) -> int:
+        return _send_all(self.sock, nbytes)  # type: ignore[arg-type]
 
-    def _close(self, listener: bool) -> int:
+    def read_to_eof(self) -> int:
+        return _read_to_eof(self.sock)  # type: ignore[arg-type]
+
+    def close(self, listener: bool) -> int:
         """close(2) on the descriptor itself: socket.close() would hide what close returns."""
-        owner = "listener" if listener else "sock"
-        sock = getattr(self, owner)
-        fd = sock.detach()
-        os.close(fd)
+        sock = self.listener if listener else self.sock
+        os.close(sock.detach())  # type: ignore[union-attr]
         return 0
 
-    def _linger(self, step: sc.Linger) -> None:
-        if step.seconds is None:
-            on, seconds = 0, 0
-        else:
-            on, seconds = (1 if step.onoff is None else step.onoff), step.seconds
-        value = struct.pack("ii", on, seconds)
-        s = self.sock
-        self.record("setsockopt", {"option": "SO_LINGER", "l_onoff": on, "l_linger": seconds},
-                    lambda: s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, value) or 0)  # fmt: skip
+    def shutdown(self, how: str) -> int:
+        self.sock.shutdown(SHUT[how])  # type: ignore[union-attr]
+        return 0
 
-    def _call(self, step: sc.Call, s: socket.socket | None) -> None:
+    def linger(self, on: int, seconds: int) -> int:
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", on, seconds))  # type: ignore[union-attr]
+        return 0
+
+    @staticmethod
+    def sleep(seconds: float) -> int:
+        time.sleep(seconds)
+        return 0
+
+    def epoll_bits(self) -> list[str]:
+        return _epoll_bits(self.sock)  # type: ignore[arg-type]
+
+    def setsockopt(self, option: str, value: int) -> int:
+        level, name = OPTIONS[option]
+        self.sock.setsockopt(level, name, value)  # type: ignore[union-attr]
+        return 0
+
+    def getsockopt(self, option: str) -> int | str:
+        return _getsockopt(self.sock, option)  # type: ignore[arg-type]
+
+    def ioctl(self, request: str) -> int:
+        return _ioctl(self.sock, request)  # type: ignore[arg-type]
+
+    def exit(self) -> None:
+        """The process ends without closing anything: its last word is the exit itself."""
+        self.records.append({"kind": "syscall", "t": time.monotonic(), "call": "exit", "args": {"status": 0},
+                             "result": None, "errno": None, "duration": 0.0, "slept": False,
+                             "queued": 0.0})  # fmt: skip
+        self._send({"kind": "done", "records": self.records})
+        os._exit(0)
+
+    def call(self, step: sc.Call) -> None:
         limits = _ForkWatch()
-        value = self.record("call", {"function": step.function}, lambda: _run_function(step, s, limits))
+        value = self.record("call", {"function": step.function}, lambda: _run_function(step, self.sock, limits))
         if limits.refused:
             raise LimitReached(
                 f"{self.process}: {step.function}() hit the experiment's process limit (fork() was refused)"
@@ -270,7 +259,7 @@ class Endpoint:
             self.records.pop()
             raise LimitReached(f"{self.process}: {step.function}() {value.what}")
 
-    def _fork(self, child: str) -> None:
+    def fork(self, child: str) -> None:
         channel = self.children.pop(child)
         pid = self.record("fork", {}, os.fork)
         if pid == 0:  # the child: same sockets, its own channel
@@ -412,12 +401,12 @@ def _epoll_bits(s: socket.socket) -> list[str]:
     return [name for name, bit in EPOLL_BITS if bits & bit]
 
 
-def prepare(scenario: dict[str, Any], addresses: dict[str, str]) -> tuple[sc.Scenario, Addresses]:
+def prepare(scenario: dict[str, Any], addresses: dict[str, str]) -> tuple[Scenario, Addresses]:
     """What the lab's reaper makes of an experiment's data (once, before it forks the endpoints)."""
-    return sc.Scenario.from_dict(scenario), Addresses(**addresses)
+    return Scenario.from_dict(scenario), Addresses(**addresses)
 
 
-def run(prepared: tuple[sc.Scenario, Addresses], process: str, channel: socket.socket, children: dict) -> None:
+def run(prepared: tuple[Scenario, Addresses], process: str, channel: socket.socket, children: dict) -> None:
     """One experiment of an endpoint process; returns, with every socket it made closed, when the
     helper ends it (so the process can serve the next experiment)."""
     scenario, addresses = prepared

@@ -27,6 +27,8 @@ MAX_RECORDS = 256  # in one reply
 MAX_TEXT = 4096  # characters of a call()'s result or any other string
 MAX_FRAME = 64 * 1024 * 1024  # helper <-> notebook
 _LENGTH = struct.Struct("!I")
+_UCRED = struct.Struct("iII")  # struct ucred: pid, uid, gid
+_CREDENTIALS = socket.CMSG_SPACE(_UCRED.size)
 
 CALLS = frozenset({
     "socket", "listen", "connect", "accept", "send", "recv", "close", "shutdown", "setsockopt",
@@ -49,14 +51,20 @@ def send_message(sock: socket.socket, message: Any) -> None:
     sock.send(data)
 
 
-def recv_message(sock: socket.socket, who: str) -> Any:
-    """The next message from `who`, or None when it has gone. Oversized or malformed: ProtocolError."""
-    data, _ancillary, flags, _address = sock.recvmsg(MAX_ENDPOINT_MESSAGE)
+def recv_message(sock: socket.socket, who: str, with_pid: bool = False) -> Any:
+    """The next message from `who`, or None when it has gone. Oversized or malformed: ProtocolError.
+
+    `with_pid` (the socket has SO_PASSCRED on): (message, pid) instead, the sender's pid as the
+    kernel vouches for it (SCM_CREDENTIALS, in this process's PID namespace; None if absent)."""
+    data, ancillary, flags, _address = sock.recvmsg(MAX_ENDPOINT_MESSAGE, _CREDENTIALS if with_pid else 0)
     if flags & socket.MSG_TRUNC:
         raise ProtocolError(f"the {who} process sent a message larger than {MAX_ENDPOINT_MESSAGE // 1024} KiB")
-    if not data:
-        return None
-    return parse_json(data, who)
+    message = parse_json(data, who) if data else None
+    if not with_pid:
+        return message
+    credentials = [d for level, kind, d in ancillary if (level, kind) == (socket.SOL_SOCKET, socket.SCM_CREDENTIALS)]
+    pid = _UCRED.unpack(credentials[0])[0] if credentials and len(credentials[0]) == _UCRED.size else None
+    return message, pid
 
 
 def parse_json(data: bytes, who: str) -> Any:
@@ -96,15 +104,14 @@ def _read_exactly(fd: int, n: int) -> bytes:
 def check_reply(message: Any, who: str, t_low: float, t_high: float) -> tuple[str, list[dict[str, Any]]]:
     """(kind, records) of an endpoint's reply, every record checked; ProtocolError otherwise.
 
-    kind is "done" (records of the step), "started" (a background step's call begins), "hello" (a
-    forked child is ready), "crash" (the endpoint's
-    own code failed: records hold one {"message"}) or "limit" (a resource limit was hit: {"limit"}).
+    kind is "done" (the records of one line), "hello" (a forked child is ready), "crash" (the
+    endpoint's own code failed: records hold one {"message"}) or "limit" (a resource limit was hit).
     Times must lie within [t_low, t_high] (the experiment so far, on the monotonic clock).
     """
-    if not isinstance(message, dict) or message.get("kind") not in ("done", "started", "hello", "crash", "limit"):
+    if not isinstance(message, dict) or message.get("kind") not in ("done", "hello", "crash", "limit"):
         raise ProtocolError(f"the {who} process sent a message of no known kind")
     kind = message["kind"]
-    if kind in ("hello", "started"):
+    if kind == "hello":
         return kind, []
     if kind in ("crash", "limit"):
         text = message.get("message")

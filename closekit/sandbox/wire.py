@@ -61,7 +61,8 @@ class Wire:
     # ---- taking packets -------------------------------------------------------------------
     def take(self, src: str, now: float, classify: Callable[[Packet], object]) -> list[Packet]:
         """Read everything `src`'s kernel has sent; returns the TCP packets among them, each passed to
-        `classify` (which numbers its connection) before the link acts on it."""
+        `classify` (which numbers its connection) before the link acts on it, and the copies the link
+        made of them (a duplicate or copy rule), after their originals."""
         batch = []
         while True:
             try:
@@ -71,7 +72,7 @@ class Wire:
         stamps = self.stamps.get(src)
         if stamps is not None and batch:
             stamps.drain()  # every packet read has its copy queued already (taps see it first)
-        fresh = []
+        first = len(self.packets)
         for data in batch:
             packet = decode_ip(data, now if stamps is None else stamps.sent(data, now), src)
             if packet is None:
@@ -80,12 +81,11 @@ class Wire:
                 continue
             classify(packet)
             self.packets.append(packet)
-            fresh.append(packet)
             if self._gate:
                 self._gated.append((packet, data))
             else:
                 self._apply(packet, data, now)
-        return fresh
+        return self.packets[first:]
 
     def _apply(self, packet: Packet, data: bytes, now: float, late: bool = False) -> None:
         rule = None
@@ -140,7 +140,7 @@ class Wire:
     def deliver(self, now: float, after: Callable[[Packet], object] | None = None) -> list[Packet]:
         """Write every packet whose time has come into the receiver's TUN device, in order; `after` is
         called with each TCP packet as soon as it is written (before the next one), so what is seen
-        then is that packet's doing."""
+        then is that packet's doing, and with one the receiving device refused (its fate: dropped)."""
         delivered = []
         while self._due and self._due[0][0] <= now:
             _when, _order, packet, data, prompt = heapq.heappop(self._due)
@@ -151,6 +151,8 @@ class Wire:
                 os.write(self.tuns[PEER[packet.src]], data)
             except OSError:
                 packet.fate = "dropped"  # the receiving device refused it (it would on a real link too)
+                if packet.flags and after is not None:
+                    after(packet)
                 continue
             self.carried += 1
             if packet.flags:
@@ -179,11 +181,14 @@ class Wire:
         """Keep everything sent from now on until open_gate(): steps started together then cross."""
         self._gate = True
 
-    def open_gate(self, now: float) -> None:
+    def open_gate(self, now: float) -> list[Packet]:
+        """Let the kept packets go, the link acting on them now; returns the copies it made of them."""
         self._gate = False
         gated, self._gated = self._gated, []
+        first = len(self.packets)
         for packet, data in gated:
             self._apply(packet, data, now, late=True)
+        return self.packets[first:]
 
     def drain(self) -> None:
         """Throw away whatever the TUN devices still hold (the experiment is over)."""

@@ -1,0 +1,654 @@
+"""One experiment's rules, apart from its I/O: fed what the lab observes, a Run answers what to do.
+
+Everything that decides how an experiment goes lives here, in one object that never touches a
+socket, a device or a clock (h11's shape): the driver (closekit.sandbox.orchestrator) feeds it
+events — a reply from a process, a packet sent or handed over, a socket looked at, a process
+found asleep, a moment passed — and carries out the actions it returns — send a process its lines,
+look at a socket, find out whether a process sleeps, gate or release the wire, finish. So every
+rule can be replayed without a kernel, from a scripted list of events (tests/test_core.py).
+
+The rules:
+- Programs. Each process is handed its lines up to the next lab step at once and runs them as its
+  program would, the next as soon as its previous one returned (closekit.sandbox.endpoint).
+- Lab steps (sync points, release, at_once) hold the lines after them. One is judged once every
+  process has returned from its lines before it or sleeps in one of them (the driver reads the
+  process's state from /proc); a sync point is then met when its condition holds (its row in
+  closekit.steps), within the scenario's sync_timeout.
+- Looking. A socket is looked at after every packet that may change it (sent or handed over),
+  after every reply and exit of a process holding it, when a kernel timer it has is due, and for a
+  sync point's condition. What is found is kept in order; when it happened is decided at the end,
+  by its cause (closekit.sandbox.dating), not by when the lab happened to look.
+- The end. Once every line has returned, the recording goes on until nothing is in flight and no
+  acknowledgement is owed (or the peer's delayed-ACK timer has had its time): the trace's tail.
+  Without a wire, "nothing moved for QUIET" stands for "nothing in flight".
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from closekit import steps as st
+from closekit.errors import ExperimentError, ScenarioError, SyncTimeoutError
+from closekit.sandbox.dating import Observation, date_states
+from closekit.sandbox.diag import DiagSocket
+from closekit.sandbox.packets import Connections, Packet
+from closekit.scenario import Scenario
+from closekit.trace import Segment, Signal, Syscall, Trace, Wait
+
+if TYPE_CHECKING:
+    from closekit.sandbox.endpoint import Addresses
+
+ENDPOINTS = ("client", "server")
+TIMER_SLACK = 0.002  # look again this long after a kernel timer was due to fire
+QUIET = 0.001  # without a wire: nothing moved this long means nothing is in flight
+POLL = 0.001  # without any view of the packets: how often sockets are looked at while waiting
+DELAYED_ACK_MAX = 0.25  # the kernel's TCP_DELACK_MAX (200 ms), and some slack
+PROBE_BACKOFF = (0.0002, 0.001, 0.004)  # look again whether a running process sleeps after these
+# a connection's first states: met again after later ones, they are a newer connection's on the same 4-tuple
+OPENING = ("SYN_SENT", "SYN_RECEIVED")
+
+
+# ---- what the driver feeds in --------------------------------------------------------------------
+@dataclass(frozen=True)
+class Reply:
+    """A process answered: `kind` done (the records of one line or set-up command), hello (a forked
+    child is ready), crash or limit (records hold one {"message"})."""
+
+    process: str
+    kind: str
+    records: tuple[dict[str, Any], ...]
+    t: float
+
+
+@dataclass(frozen=True)
+class Gone:
+    """A process's channel closed; `how` is what the reaper said of its end."""
+
+    process: str
+    how: str
+    t: float
+
+
+@dataclass(frozen=True)
+class Ended:
+    """The reaper reaped a process: its descriptors are closed now."""
+
+    process: str
+    t: float
+
+
+@dataclass(frozen=True)
+class Sent:
+    """The lab took a packet its sender's kernel sent (packet.t: when it left; `t`: when taken). On
+    the wire, the link has decided its fate already (a rule may hold or drop it)."""
+
+    packet: Packet
+    t: float
+
+
+@dataclass(frozen=True)
+class Arrived:
+    """The wire has just written a packet into its receiver's device (or failed to: fate dropped)."""
+
+    packet: Packet
+    t: float
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What a look found: the socket, or None if the kernel has none (freed, or not yet made)."""
+
+    endpoint: str
+    conn: int
+    found: DiagSocket | None
+    t: float
+
+
+@dataclass(frozen=True)
+class Asleep:
+    """Whether a process sleeps in the kernel (in a call that waits) or runs."""
+
+    process: str
+    asleep: bool
+    t: float
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Time has passed (the driver woke up): deadlines, due timers and waits are checked."""
+
+    t: float
+
+
+Event = Reply | Gone | Ended | Sent | Arrived | Seen | Asleep | Tick
+
+
+# ---- what it asks the driver to do ----------------------------------------------------------------
+@dataclass(frozen=True)
+class Command:
+    process: str
+    message: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Look:
+    """Ask the kernel about one socket (conn 0: the server's listener) by its 4-tuple; answer with Seen."""
+
+    endpoint: str
+    conn: int
+    local: tuple[str, int]
+    remote: tuple[str, int]
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Find out whether the process sleeps in the kernel; answer with Asleep."""
+
+    process: str
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Close (keep everything sent from now on) or open the wire's gate: at_once's segments cross."""
+
+    closed: bool
+
+
+@dataclass(frozen=True)
+class ReleaseHeld:
+    """The wire puts on their way the segments a rule kept back from `side`."""
+
+    side: str
+
+
+Action = Command | Look | Probe | Gate | ReleaseHeld
+
+
+@dataclass
+class _Process:
+    name: str
+    endpoint: str
+    queue: deque[tuple[list[int], st.Step]] = field(default_factory=deque)  # lines given, not yet sent
+    sent: deque[tuple[str, st.Step | None]] = field(default_factory=deque)  # (label, step) awaiting reply
+    asleep: bool = False
+    probe_due: float | None = None
+    probes: int = 0
+    exited: bool = False  # said its last word (exit)
+    ended: bool = False  # reaped
+
+    @property
+    def idle(self) -> bool:
+        return not self.queue and not self.sent
+
+
+class Run:
+    """The rules of one run of `scenario`. `wired`: the lab's wire joins the endpoints (packets are
+    seen as they leave and as they arrive); `captured`: a capture sees them (no wire); neither: the
+    lab sees no packets and looks at sockets every POLL."""
+
+    def __init__(self, scenario: Scenario, addresses: Addresses, t0: float, wired: bool, captured: bool) -> None:
+        self.scenario = scenario
+        self.addresses = addresses
+        self.t0 = t0
+        self.wired, self.captured = wired, captured
+        self.procs = {p: _Process(p, scenario.endpoint_of(p)) for p in scenario.sides}
+        self.conns = Connections()
+        self.packets: list[Packet] = []
+        self.records: list[tuple[int, str, dict[str, Any]]] = []  # (order, process, record)
+        self.waits: list[Wait] = []
+        self.observed: list[Observation] = []
+        self.views: dict[tuple[str, int], st.SocketView] = {}
+        self.seen: set[tuple[str, int]] = set()
+        self.timers: dict[tuple[str, int], float] = {}
+        self.server_port = 0
+        self.setup: deque[tuple[str, dict[str, Any]]] = deque()
+        self.setup_until: float | None = None
+        self.next = 0  # the first top-level line not yet handed out or done
+        self.held_since: float | None = None  # when the lab step at `next` was first judged
+        self.at_once: deque[tuple[str, dict[str, Any], str]] | None = None
+        self.part: str | None = None  # the process running at_once's current part (on the wire)
+        self.unarrived: list[Packet] = []  # packets on the wire that have not reached their receiver
+        self.released: set[int] = set()  # id() of held packets a release() put on their way
+        self.looks_pending = 0  # looks asked for and not yet answered
+        self.ticked = False  # time has passed since a sync point's sockets were last looked at
+        self.mark = 0  # wait_segment looks at packets from this index on
+        self.last_activity = t0
+        self.now = t0
+        self.finished = False
+        self._order = 0
+        self._actions: list[Action] = []
+
+    # ---- the driver's side ---------------------------------------------------------------------
+    def start(self) -> list[Action]:
+        """The set-up: listen, then connect and accept (or only make the client's socket)."""
+        self.setup.append(("server", {"op": "listen"}))
+        if self.scenario.start == "connected":
+            self.setup += [("client", {"op": "connect"}), ("server", {"op": "accept"})]
+        else:
+            self.setup.append(("client", {"op": "socket"}))
+        self._next_setup()
+        return self._take()
+
+    def feed(self, event: Event) -> list[Action]:
+        """Take in one event; the actions it calls for (a Look's answer is fed back as Seen, a Probe's
+        as Asleep)."""
+        self.now = max(self.now, event.t)
+        if isinstance(event, Seen):
+            self._seen(event)
+        elif isinstance(event, Sent):
+            self._sent(event.packet)
+        elif isinstance(event, Arrived):
+            self._arrived(event.packet)
+        elif isinstance(event, Reply):
+            self._reply(event)
+        elif isinstance(event, Asleep):
+            self._asleep(event)
+        elif isinstance(event, Ended):
+            self._ended(event)
+        elif isinstance(event, Gone):
+            self._gone(event)
+        else:
+            self._tick(event.t)
+        if not self.looks_pending:
+            self._progress()
+        return self._take()
+
+    def deadline(self) -> float:
+        """When the driver must wake at the latest, even if nothing happens."""
+        limit = self.t0 + self.scenario.time_limit
+        due = [limit + 0.001, *self.timers.values()]
+        due += [p.probe_due for p in self.procs.values() if p.probe_due is not None]
+        if self.held_since is not None:
+            due.append(self.held_since + self.scenario.sync_timeout)
+        if not self.wired:
+            due.append(self.last_activity + QUIET + 0.0001 if self.captured else self.now + POLL)
+        if self.setup_until is not None and self._tail_reached() and self.conns.acks_owed():
+            due.append(self.last_activity + DELAYED_ACK_MAX + 0.001)
+        return min(due)
+
+    def trace(self, kernel: str, mode: str, counters: dict[str, int], unobserved: tuple[str, ...]) -> Trace:
+        """The Trace of what happened: events on the experiment's clock, states dated by their cause."""
+        t0 = self.t0
+        events: list[tuple[float, int, int, Any]] = []  # (time, rank, order): a cause comes before its effect
+        calls = []
+        for order, process, r in self.records:
+            if r["kind"] == "signal":
+                events.append((r["t"] - t0, 3, order, Signal(t=r["t"] - t0, side=process, signal=r["signal"])))
+                continue
+            e = Syscall(t=r["t"] - t0, side=process, call=r["call"], args=r["args"], result=r["result"],
+                        errno=r["errno"], duration=r["duration"], slept=r["slept"], queued=r["queued"])  # fmt: skip
+            events.append((e.t, 0, order, e))
+            calls.append((self.procs[process].endpoint if process in self.procs else process, e))
+        segments = []
+        for order, p in enumerate(self.packets):
+            if not p.conn:
+                continue
+            seq, ack, win = self.conns.relative(p)
+            s = Segment(
+                t=p.t - t0, src=p.src, flags=p.flags, seq=seq, ack=ack, len=p.payload, win=win, raw=p.raw,
+                conn=p.conn, arrived=None if p.arrived is None else p.arrived - t0, fate=p.fate,
+            )  # fmt: skip
+            segments.append(s)
+            events.append((s.t, 1, order, s))
+        events.extend((w.t, 2, -1, w) for w in self.waits)
+        for order, change in date_states(self.observed, calls, segments, t0):
+            events.append((change.t, 2, order, change))
+        events.sort(key=lambda x: x[:3])
+        scenario = self.scenario
+        return Trace(
+            scenario=scenario.name, description=scenario.description, kernel=kernel, mode=mode,  # type: ignore[arg-type]
+            counters=counters, events=tuple(e for *_key, e in events), unobserved=unobserved,
+            link=scenario.link.to_dict(), settings=scenario.settings.to_dict(),
+            processes={p: scenario.endpoint_of(p) for p in scenario.sides},
+            setup_until=None if self.setup_until is None else self.setup_until - t0,
+        )  # fmt: skip
+
+    def sockets(self) -> list[tuple[str, tuple[str, int], tuple[str, int]]]:
+        """(endpoint, local, remote) of every socket the experiment may have left in the kernel."""
+        found = [(e, *t) for c in self.conns.all for e in ENDPOINTS if (t := self._tuple(e, c.number))]
+        listener = self._tuple("server", 0)
+        return found + ([("server", *listener)] if listener else [])
+
+    @property
+    def reusable(self) -> bool:
+        """Ran only the lab's own code (no function of a student's, no fork, no exit) and ended with
+        every process idle: its endpoint processes may serve the next experiment."""
+        own = not any(isinstance(s, st.Call | st.Fork | st.Exit) for s in st.iter_steps(self.scenario.steps))
+        return own and self.finished and all(p.idle for p in self.procs.values())
+
+    def running(self) -> str:
+        """What each process is still doing, for an error that ends the run early."""
+        return "; ".join(f"{p.name}: {p.sent[0][0]}" for p in self.procs.values() if p.sent) or "nothing"
+
+    # ---- taking in ------------------------------------------------------------------------------
+    def _sent(self, p: Packet) -> None:
+        self.last_activity = max(self.last_activity, self.now)
+        self.packets.append(p)
+        if self.wired and p.arrived is None:
+            self.unarrived.append(p)
+        self.conns.sent(p)
+        if not p.conn:
+            return
+        self._look_after(p, p.src)
+        if not self.wired:  # on a loopback, sent is received
+            self.conns.delivered(p)
+            self._look_after(p, st.peer_of(p.src))
+
+    def _arrived(self, p: Packet) -> None:
+        self.last_activity = max(self.last_activity, self.now)
+        if p in self.unarrived:
+            self.unarrived.remove(p)
+        if p.fate == "dropped":  # the receiving device refused it
+            return
+        self.conns.delivered(p)
+        dst = st.peer_of(p.src)
+        if p.conn:
+            self._look_after(p, dst)
+        if "SYN" in p.flags and dst == "server":
+            self._look("server", 0)
+
+    def _look_after(self, p: Packet, endpoint: str) -> None:
+        """Look at `endpoint`'s socket after packet `p` left or reached it, unless nothing can have
+        changed: a plain data or ACK segment leaves an established connection established."""
+        key = (endpoint, p.conn)
+        if not {"SYN", "FIN", "RST"} & set(p.flags):
+            view = self.views.get(key)
+            if view is not None and view.state == "ESTABLISHED" and key not in self.timers:
+                return
+        self._look(endpoint, p.conn)
+
+    def _reply(self, e: Reply) -> None:
+        proc = self.procs[e.process]
+        if e.kind == "crash":
+            doing = proc.sent[0][0] if proc.sent else "its set-up"
+            raise ExperimentError(f"the {proc.name} process failed while running {doing}: {e.records[0]['message']}")
+        if e.kind == "limit":
+            raise ExperimentError(f"the experiment hit a limit of the lab: {e.records[0]['message']}")
+        if e.kind == "hello":
+            return
+        if not proc.sent:
+            raise ExperimentError(
+                f"the {proc.name} process sent a reply while it was running nothing (code in the experiment wrote "
+                "to the lab's channel); the experiment was stopped"
+            )
+        _label, step = proc.sent[0]
+        for r in e.records:
+            if r["kind"] == "port":
+                if r["role"] == "listener" and proc.endpoint == "server":
+                    self.server_port = r["port"]
+                elif r["role"] == "connection" and proc.endpoint == "client" and self.server_port:
+                    self.conns.connected(r["port"], self.server_port)
+            else:
+                self._order += 1
+                self.records.append((self._order, proc.name, r))
+        proc.asleep, proc.probes, proc.probe_due = False, 0, None
+        if isinstance(step, st.Exit):
+            proc.exited = True  # its line is done once the reaper has reaped it
+            self._exit_done(proc)
+        else:
+            proc.sent.popleft()
+        self._look(proc.endpoint, self._current())
+        if proc.endpoint == "server":
+            self._look("server", 0)
+        if self.setup:
+            self.setup.popleft()
+            self._next_setup()
+        elif self.part == proc.name:
+            self.part = None
+            self._next_part()
+
+    def _ended(self, e: Ended) -> None:
+        proc = self.procs.get(e.process)
+        if proc is None:
+            return
+        proc.ended = True
+        self._exit_done(proc)
+        self._look(proc.endpoint, self._current())
+
+    @staticmethod
+    def _exit_done(proc: _Process) -> None:
+        """An exit line returns once the process has both said its last word and been reaped."""
+        if proc.exited and proc.ended and proc.sent and isinstance(proc.sent[0][1], st.Exit):
+            proc.sent.popleft()
+
+    def _gone(self, e: Gone) -> None:
+        proc = self.procs[e.process]
+        if proc.exited or not proc.sent:
+            proc.exited = True
+            return
+        raise ExperimentError(f"the {proc.name} process {e.how} while running {proc.sent[0][0]}")
+
+    def _asleep(self, e: Asleep) -> None:
+        proc = self.procs[e.process]
+        proc.asleep = e.asleep and bool(proc.sent)
+        proc.probe_due = None if proc.asleep else e.t + PROBE_BACKOFF[min(proc.probes, len(PROBE_BACKOFF) - 1)]
+        proc.probes += 1
+
+    def _seen(self, e: Seen) -> None:
+        self.looks_pending -= 1
+        key = (e.endpoint, e.conn)
+        found = e.found
+        before = self.views.get(key, st.SocketView())
+        if found is not None and found.state in OPENING and before.state not in (None, *OPENING):
+            return  # a newer connection's socket on this 4-tuple, looked at before the wire saw its SYN
+        if found is None:
+            view = st.SocketView("CLOSED" if key in self.seen else None)
+        else:
+            self.seen.add(key)
+            view = st.SocketView(found.state, found.rqueue, found.wqueue, found.timer)
+        if view.state is not None and view.state != before.state:
+            self._order += 1
+            self.observed.append(Observation(self._order, e.endpoint, e.conn, view.state, e.t))
+        self.views[key] = view
+        if found is not None and found.timer is not None and found.timer != "time-wait":
+            self.timers[key] = e.t + found.expires + TIMER_SLACK
+        else:
+            self.timers.pop(key, None)
+
+    def _tick(self, now: float) -> None:
+        self.ticked = True
+        limit = self.t0 + self.scenario.time_limit
+        if now > limit:
+            raise ExperimentError(
+                f"scenario {self.scenario.name!r} ran past its time limit of {self.scenario.time_limit:g} s "
+                f"(still running: {self.running()})"
+            )
+        for key, due in list(self.timers.items()):
+            if due <= now:
+                del self.timers[key]
+                self._look(*key)
+        if not self.wired and not self.captured:
+            for key in list(self.views):
+                self._look(*key)
+
+    # ---- handing out lines ----------------------------------------------------------------------
+    def _next_setup(self) -> None:
+        if self.setup:
+            process, message = self.setup[0]
+            if message["op"] in ("connect", "accept"):
+                message = {**message, "port": self.server_port}
+            self._command(process, message, f"{message['op']}()", None)
+        else:
+            self.setup_until = self.now
+            self.mark = len(self.packets)
+
+    def _progress(self) -> None:
+        """Hand out lines and judge lab steps as far as the rules allow now."""
+        if self.setup or self.setup_until is None or self.finished:
+            return
+        steps = self.scenario.steps
+        while self.next < len(steps):
+            step = steps[self.next]
+            if not step.lab:
+                self.procs[step.side].queue.append(([self.next], step))
+                self.next += 1
+                continue
+            self._send_queues()
+            if not self._reached() or not self._pass(step):
+                break
+        self._send_queues()
+        self.ticked = False
+        if self.next == len(steps) and self._tail_reached() and self._quiet():
+            self.finished = True
+
+    def _reached(self) -> bool:
+        """Every process has returned from its lines before the lab step at `next`, or sleeps in the
+        kernel in the last of them. A process in its last line is probed (the answer comes back as
+        Asleep); one that has exited holds the step until the reaper has reaped it (only then are
+        its sockets released)."""
+        if self.held_since is None:
+            self.held_since = self.now
+        waiting = False
+        for p in self.procs.values():
+            if not p.sent or (p.exited and p.ended) or (p.asleep and len(p.sent) == 1):
+                continue
+            waiting = True
+            if len(p.sent) == 1 and not p.exited and (p.probe_due is None or p.probe_due <= self.now):
+                p.probe_due = float("inf")  # until it answers
+                self._actions.append(Probe(p.name))
+        return not waiting
+
+    def _pass(self, step: st.Step) -> bool:
+        """Try to get past the lab step at `next`; False while it holds."""
+        if isinstance(step, st.SyncPoint):
+            endpoint = self._endpoint(step.side)
+            looks = step.looks(endpoint, self._current())
+            if looks and self.ticked:  # queues move without a state change: look again once time has passed
+                self.ticked = False
+                for key in looks:
+                    self._look(*key)
+                if self.looks_pending:
+                    return False  # judged once the answers are in
+            moment = self._moment(segments=isinstance(step, st.WaitSegment))
+            if not step.met(moment, endpoint):
+                if self.now > self.held_since + self.scenario.sync_timeout:  # type: ignore[operator]
+                    raise SyncTimeoutError(
+                        f"sync point {step.describe()} in {self.scenario.name!r} was not met within "
+                        f"{self.scenario.sync_timeout:g} s: {step.waited_for(moment, endpoint)}"
+                    )
+                return False
+            self.waits.append(Wait(t=self.now - self.t0, side=step.side, step=step.describe()))
+        elif isinstance(step, st.Release):
+            if not self.wired:
+                raise ScenarioError(f"{step.describe()} needs the lab's wire, which this mode does not have")
+            self.released |= {id(p) for p in self.unarrived if p.fate == "held" and p.src == step.side}
+            self._actions.append(ReleaseHeld(step.side))
+            self.waits.append(Wait(t=self.now - self.t0, side=step.side, step=step.describe()))
+        elif isinstance(step, st.AtOnce):
+            return self._at_once(step)
+        self._passed()
+        return True
+
+    def _at_once(self, step: st.AtOnce) -> bool:
+        """Start the parts (on the wire one after another, behind the closed gate, so that their
+        segments cross); passed once every part has returned."""
+        if self.at_once is None:
+            if any(not self.procs[part.side].idle for part in step.steps):
+                return False  # a process still in a call cannot start another
+            self.at_once = deque((part.side, {"op": "run", "lines": [[self.next, j]]}, part.describe())
+                                 for j, part in enumerate(step.steps))  # fmt: skip
+            if self.wired:
+                self._actions.append(Gate(closed=True))
+                self._next_part()
+            else:
+                while self.at_once:
+                    self._next_part()
+        if self.at_once or any(self.procs[part.side].sent for part in step.steps):
+            return False
+        self.at_once = None
+        if self.wired:
+            self._actions.append(Gate(closed=False))
+        self._passed()
+        return True
+
+    def _passed(self) -> None:
+        self.next += 1
+        self.held_since = None
+        self.mark = len(self.packets)
+
+    def _next_part(self) -> None:
+        if self.at_once:
+            process, message, label = self.at_once.popleft()
+            self._command(process, {**message, "port": self.server_port}, label, None)
+            self.part = process if self.wired else None
+
+    def _send_queues(self) -> None:
+        for proc in self.procs.values():
+            if proc.queue and not proc.exited:
+                lines = [path for path, _step in proc.queue]
+                for _path, step in proc.queue:
+                    proc.sent.append((step.describe(), step))
+                proc.queue.clear()
+                self._actions.append(Command(proc.name, {"op": "run", "lines": lines, "port": self.server_port}))
+
+    def _command(self, process: str, message: dict[str, Any], label: str, step: st.Step | None) -> None:
+        self.procs[process].sent.append((label, step))
+        self._actions.append(Command(process, message))
+
+    # ---- the end ----------------------------------------------------------------------------------
+    def _tail_reached(self) -> bool:
+        return (
+            self.setup_until is not None
+            and self.next == len(self.scenario.steps)
+            and self.at_once is None
+            and all(p.idle or (p.exited and p.ended) for p in self.procs.values())
+        )
+
+    def _quiet(self) -> bool:
+        """Nothing in flight and no acknowledgement owed (or the delayed-ACK timer has had its time)."""
+        if not self.wired and self.now - self.last_activity < QUIET:
+            return False
+        owed = self.conns.acks_owed() if self.packets else 0
+        return self._in_flight() == 0 and (owed == 0 or self.now - self.last_activity > DELAYED_ACK_MAX)
+
+    def _in_flight(self) -> int:
+        """Packets on their way: taken from their sender and not yet handed over (not those a rule
+        dropped or holds back for a release() step)."""
+        if not self.wired:
+            return 1 if self.now - self.last_activity < QUIET else 0
+        self.unarrived = [p for p in self.unarrived if p.arrived is None and p.fate != "dropped"]
+        return sum(1 for p in self.unarrived if p.fate != "held" or id(p) in self.released)
+
+    # ---- sockets --------------------------------------------------------------------------------
+    def _look(self, endpoint: str, conn: int) -> None:
+        address = self._tuple(endpoint, conn)
+        if address is not None:
+            self.looks_pending += 1
+            self._actions.append(Look(endpoint, conn, *address))
+
+    def _moment(self, segments: bool) -> st.Moment:
+        return st.Moment(
+            sockets=self.views,
+            current=self._current(),
+            in_flight=self._in_flight(),
+            returned=frozenset(p.name for p in self.procs.values() if p.idle or (p.exited and p.ended)),
+            blocked=frozenset(p.name for p in self.procs.values() if p.asleep and len(p.sent) == 1),
+            segments=tuple(
+                (p.src, frozenset(p.flags), self.conns.relative(p)[2]) for p in self.packets[self.mark :] if p.conn
+            )
+            if segments
+            else (),
+        )
+
+    def _endpoint(self, side: str) -> str:
+        return self.procs[side].endpoint if side in self.procs else side
+
+    def _current(self) -> int:
+        """The number of the newest connection (1 before any)."""
+        return self.conns.all[-1].number if self.conns.all else 1
+
+    def _tuple(self, endpoint: str, conn: int) -> tuple[tuple[str, int], tuple[str, int]] | None:
+        a = self.addresses
+        if conn == 0:
+            return ((a.server, self.server_port), ("0.0.0.0", 0)) if self.server_port else None
+        if conn > len(self.conns.all) or conn in self.conns.superseded:
+            return None  # (a newer connection on the same 4-tuple answers for it now)
+        c = self.conns.get(conn)
+        client, server = (a.client, c.client_port), (a.server, c.server_port)
+        return (client, server) if endpoint == "client" else (server, client)
+
+    def _take(self) -> list[Action]:
+        actions, self._actions = self._actions, []
+        return actions
