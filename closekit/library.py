@@ -67,6 +67,10 @@ def blocked(step: Step) -> tuple[Step, Step]:
 # then reads everything and closes
 BUSY_SERVER = blocked(sleep("server", 0.3))
 SERVER_READS = (read_to_eof("server"), close("server"))
+# ... and where a bulk transfer ends: whether the reader's TCP acknowledges the FIN inside the read
+# (a window update as the reader drains its buffer) or on its timer after it is the scheduler's
+# call, so the server closes once it has
+SERVER_DRAINS = (read_to_eof("server"), wait_acked("client"), close("server"))
 # the client's send buffer holds data that the server's shut window keeps back
 FULL_WINDOW = (
     send("client", 20000),  # blocks until the client's buffer has taken it all
@@ -112,7 +116,7 @@ _ALL = (
             epoll("client"),  # nothing has arrived
             wait_done("client"),
             close("server-child"),
-            wait_state("client", "CLOSE_WAIT"),
+            wait_acked("server"),  # the client's TCP has the FIN: CLOSE_WAIT
             epoll("client"),
             recv("client"),
             close("client"),
@@ -125,9 +129,8 @@ _ALL = (
         steps=(
             *blocked(recv("server")),
             shutdown("client", "SHUT_WR"),
-            recv("client"),  # the client still reads what the server sends
-            wait_done("server"),  # the server's recv() returned 0: end of stream
-            wait_blocked("client"),
+            wait_acked("client"),  # the server got end of stream (0) and acknowledged the FIN
+            *blocked(recv("client")),  # the client still reads what the server sends
             send("server", 5),
             *blocked(recv("client")),  # the client read the 5 bytes and waits for more
             close("server"),
@@ -144,10 +147,11 @@ _ALL = (
             recv("client"),  # returns at once
             wait_done("client"),
             send("server", 5),
+            recv("server"),  # the server waits for the client's end of stream
             wait_recv_queue("client", 5),
             recv("client"),
-            *blocked(recv("server")),
             close("client"),
+            wait_acked("client"),  # the server got end of stream (0) and acknowledged the FIN
             close("server"),
             wait_state("server", "CLOSED"),
         ),
@@ -158,15 +162,16 @@ _ALL = (
         section="2",
         steps=(
             shutdown("client", "SHUT_WR"),
-            wait_state("server", "CLOSE_WAIT"),
+            wait_acked("client"),  # the server's TCP has the FIN
             send("server", 5),
             wait_recv_queue("client", 5),
             shutdown("client", "SHUT_RD"),  # both halves shut now, 5 bytes unread
             wait_done("client"),
             send("server", 5),  # more data for a socket that reads no more
-            wait_state("client", "CLOSED"),
+            wait_state("server", "CLOSED"),
             recv("client"),
             close("client"),
+            wait_done("client"),
             send("server", 5),
             recv("server"),
         ),
@@ -178,10 +183,11 @@ _ALL = (
         steps=(
             *blocked(recv("server")),
             shutdown("client", "SHUT_RDWR"),
+            wait_done("server"),  # its recv() returned 0: end of stream
             recv("client"),
             send("client", 1),
-            wait_done("client"),
-            close("server"),  # its recv() returned 0
+            wait_acked("client"),
+            close("server"),
             wait_state("client", "TIME_WAIT"),
             close("client"),
         ),
@@ -192,12 +198,14 @@ _ALL = (
         section="2",
         steps=(
             fork("server", "server-child"),
+            wait_done("server"),
             *blocked(recv("client")),
             shutdown("server", "SHUT_WR"),
-            wait_done("client"),  # its recv() returned 0: end of stream
+            wait_acked("server"),  # the client's recv() returned 0 and its TCP acknowledged the FIN
             send("server-child", 1),  # the child cannot send either: the socket's sending half is shut
-            close("server"),
             wait_done("server-child"),
+            close("server"),
+            wait_done("server"),
             close("server-child"),
         ),
     ),
@@ -223,7 +231,7 @@ _ALL = (
             linger("client", 1),
             close("client"),  # the data cannot leave: it blocks
             wait_done("client"),
-            *SERVER_READS,
+            *SERVER_DRAINS,
         ),
         sync_timeout=3.0,
     ),
@@ -297,8 +305,9 @@ _ALL = (
             send("client", MILLION),
             shutdown("client", "SHUT_WR"),
             read_to_eof("client"),  # the greeting, then end of stream once B has read everything and closed
-            close("client"),
+            wait_acked("client"),  # B has read everything; its TCP acknowledged the FIN
             close("server"),
+            close("client"),
         ),
     ),
     Scenario(
@@ -307,7 +316,7 @@ _ALL = (
         section="5",
         steps=(
             close("server"),
-            wait_state("client", "CLOSE_WAIT"),
+            wait_acked("server"),  # the client's TCP has the FIN: CLOSE_WAIT
             epoll("client"),
             send("client", 10),
             wait_state("client", "CLOSED"),
@@ -322,7 +331,13 @@ _ALL = (
         "the active closer ends in TIME_WAIT; the passive closer goes through LAST_ACK, which lasts only "
         "until the peer's immediate ACK",
         section="3.1",
-        steps=(*blocked(recv("server")), close("client"), close("server"), wait_state("client", "TIME_WAIT")),
+        steps=(
+            *blocked(recv("server")),
+            close("client"),
+            wait_acked("client"),  # the server's recv() returned 0 and its TCP acknowledged the FIN
+            close("server"),
+            wait_state("client", "TIME_WAIT"),
+        ),
     ),
 )
 
@@ -364,7 +379,13 @@ _WIRE = (
         section="3.1",
         link=Link(rules=(drop("client", "FIN"),)),
         sync_timeout=5.0,
-        steps=(*blocked(recv("server")), close("client"), close("server"), wait_state("client", "TIME_WAIT")),
+        steps=(
+            *blocked(recv("server")),
+            close("client"),  # its FIN is lost: the client's timer sends it again
+            wait_acked("client"),
+            close("server"),
+            wait_state("client", "TIME_WAIT"),
+        ),
     ),
     Scenario(
         "last-ack-lost",
@@ -372,7 +393,13 @@ _WIRE = (
         section="3.1",
         link=Link(rules=(drop("client", "ACK", without=("SYN", "FIN"), data=False, nth=2),)),
         sync_timeout=5.0,
-        steps=(*blocked(recv("server")), close("client"), close("server"), wait_state("server", "CLOSED")),
+        steps=(
+            *blocked(recv("server")),
+            close("client"),
+            wait_acked("client"),
+            close("server"),  # the client's ACK of this FIN is lost: the server sends it again
+            wait_state("server", "CLOSED"),
+        ),
     ),
     Scenario(
         "simultaneous-close",
@@ -451,15 +478,16 @@ _WIRE = (
             linger("client", 0),
             close("client"),  # an abort: the server's recv() fails, no TIME_WAIT holds the 4-tuple
             close("server"),
-            wait_done("server"),
+            *blocked(accept("server")),
             connect("client"),  # the same 4-tuple
-            accept("server"),
             nonblocking("server"),
             wait_done("server"),
             release("client"),  # the copy of the old data segment arrives now
             wait_state("server", "ESTABLISHED"),
-            recv("server"),
+            recv("server"),  # nothing of it was delivered
+            wait_done("server"),
             close("client"),
+            wait_acked("client"),
             close("server"),
         ),
     ),
@@ -488,7 +516,7 @@ _LEDGER = (
         "a default close() while the peer's window is shut: close() returns, the data and FIN leave later",
         section="4.1",
         options=FULL_OPTIONS,
-        steps=(*FULL_WINDOW, close("client"), wait_done("client"), *SERVER_READS),
+        steps=(*FULL_WINDOW, close("client"), wait_done("client"), *SERVER_DRAINS),
     ),
     Scenario(
         "shutdown-rd-queued",
@@ -537,7 +565,7 @@ _LEDGER = (
             linger("client", 0),
             close("client"),
             wait_state("server", "CLOSED"),
-            *SERVER_READS,
+            *SERVER_DRAINS,
         ),
     ),
     Scenario(
@@ -551,7 +579,7 @@ _LEDGER = (
             nonblocking("client"),
             close("client"),
             wait_done("client"),
-            *SERVER_READS,
+            *SERVER_DRAINS,
         ),
     ),
     Scenario(
@@ -559,7 +587,7 @@ _LEDGER = (
         "SO_LINGER {on, 1}, the process exits with data queued: exit does not wait",
         section="5",
         options=FULL_OPTIONS,
-        steps=(*FULL_WINDOW, linger("client", 1), exit("client"), wait_done("client"), *SERVER_READS),
+        steps=(*FULL_WINDOW, linger("client", 1), exit("client"), wait_done("client"), *SERVER_DRAINS),
     ),
     Scenario(
         "linger-shutdown",
@@ -571,7 +599,7 @@ _LEDGER = (
             linger("client", 1),
             shutdown("client", "SHUT_WR"),
             *blocked(recv("client")),  # the client waits for the server's end of stream
-            *SERVER_READS,
+            *SERVER_DRAINS,
             close("client"),
         ),
     ),
@@ -676,16 +704,15 @@ def close_then_exit(sock):
 
 _TWO_CONNECTIONS_FIRST = (  # connection 1 ends with the server's shutdown(SHUT_WR); the client watches
     shutdown("server", "SHUT_WR"),
-    wait_state("client", "CLOSE_WAIT"),
-    wait_acked("server"),
+    recv("server"),  # the server waits for the client's end of stream
+    wait_acked("server"),  # the client's TCP has the FIN: CLOSE_WAIT
     epoll("client"),
     recv("client"),
-    *blocked(recv("server")),
     close("client"),
+    wait_state("server", "TIME_WAIT"),  # its recv() returned 0 at the client's FIN
     close("server"),
-    wait_state("server", "TIME_WAIT"),
+    *blocked(accept("server")),
     connect("client"),  # connection 2: the same addresses and ports
-    accept("server"),
     wait_done("server"),
 )
 _MILLION_START = (  # part 5: B greets, A writes a million bytes while B is slow to read
@@ -702,7 +729,8 @@ _MORE = (
             *blocked(recv("client")),
             call("server", hold_every_descriptor),
             close("server"),
-            close("client"),  # its recv() returned 0
+            wait_acked("server"),  # the client's recv() returned 0 and its TCP acknowledged the FIN
+            close("client"),
         ),
     ),
     Scenario(
@@ -713,6 +741,7 @@ _MORE = (
             *blocked(recv("client")),
             call("server", close_every_descriptor),
             close("server"),
+            wait_acked("server"),  # the client's recv() returned 0 and its TCP acknowledged the FIN
             close("client"),
         ),
     ),
@@ -743,7 +772,7 @@ _MORE = (
             send("server", 5),
             wait_recv_queue("client", 5),
             shutdown("client", "SHUT_RDWR"),
-            wait_state("server", "CLOSE_WAIT"),
+            wait_acked("client"),  # the server's TCP has the FIN: CLOSE_WAIT
             recv("client"),
             wait_done("client"),
             send("server", 5),
@@ -776,7 +805,7 @@ _MORE = (
         section="4.1",
         steps=(
             close("server"),
-            wait_state("client", "CLOSE_WAIT"),
+            wait_acked("server"),  # the client's TCP has the FIN: CLOSE_WAIT
             epoll("client"),
             epoll("client"),
             getsockopt("client", "SO_ERROR"),
@@ -812,8 +841,7 @@ _MORE = (
         steps=(
             *_TWO_CONNECTIONS_FIRST,
             close("server"),
-            wait_state("client", "CLOSE_WAIT"),
-            wait_acked("server"),
+            wait_acked("server"),  # the client's TCP has the FIN: CLOSE_WAIT
             epoll("client"),
             recv("client"),
             close("client"),
@@ -865,7 +893,7 @@ _MORE = (
             wait_recv_queue("server", MILLION),  # as much as its 4 KB buffer holds
             close("client"),  # lingers: returns once the data and FIN are acknowledged, or after 1 s
             wait_done("client"),
-            *SERVER_READS,
+            *SERVER_DRAINS,
         ),
     ),
     Scenario(
@@ -879,7 +907,7 @@ _MORE = (
             linger("client", 1),
             call("client", exit_holding_the_socket),
             wait_done("client"),
-            *SERVER_READS,
+            *SERVER_DRAINS,
         ),
     ),
     Scenario(
@@ -887,7 +915,7 @@ _MORE = (
         "as exit-with-linger, but the last holder calls close() before it exits: the close lingers",
         section="5",
         options=FULL_OPTIONS,
-        steps=(*FULL_WINDOW, linger("client", 1), call("client", close_then_exit), wait_done("client"), *SERVER_READS),
+        steps=(*FULL_WINDOW, linger("client", 1), call("client", close_then_exit), wait_done("client"), *SERVER_DRAINS),
     ),
 )
 

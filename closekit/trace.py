@@ -220,24 +220,16 @@ class Trace:
         dropped or held back is kept: that is a lesson.
         """
         per: dict[tuple[str, str, int], list[Any]] = {}
-        given: dict[tuple[str, int], int] = {}  # per direction: the end of what the receiver was given
-        lost: dict[tuple[str, int], list[tuple[int, int]]] = {}  # per direction: what the wire kept back
+        again = self.redundant()
         for e in self.events:
             if isinstance(e, Segment):
-                way, end = (e.src, e.conn), e.seq + e.len + ("FIN" in e.flags)
                 items = per.setdefault(("segments", e.src, e.conn), [])
                 control = tuple(sorted(set(e.flags) - {"PSH", "ACK"}))
                 if e.fate != "delivered":
                     items.append((e.flags, e.seq, e.ack, e.len, e.fate))
-                    lost.setdefault(way, []).append((e.seq, end))
                     continue
-                if (
-                    control in ((), ("FIN",))
-                    and e.seq < end <= given.get(way, -1)
-                    and not any(a < end and e.seq < b for a, b in lost.get(way, ()))
-                ):
+                if id(e) in again:
                     continue  # everything it carries had arrived already
-                given[way] = max(end, given.get(way, -1))
                 if e.len or not control:  # the bytes and acknowledgement a run of segments carried
                     if items and items[-1][0] == "run":
                         items[-1] = ("run", items[-1][1], max(items[-1][2], e.seq + e.len), e.ack)
@@ -254,6 +246,32 @@ class Trace:
                 per.setdefault(("signals", e.side, 0), []).append(e.signal)
         counters = tuple(sorted((k, v) for k, v in self.counters.items() if not incidental_counter(k)))
         return (self.scenario, self.mode, tuple(sorted((k, tuple(v)) for k, v in per.items())), counters)
+
+    def redundant(self) -> set[int]:
+        """ids of the delivered segments that carried only data or a FIN their receiver had been given
+        already: a sender's timer (a tail loss probe, an RTO) that fired while the receiver's ACK was
+        still to come. Which of the two timers fires first follows how busy the machine is; a
+        retransmission of what the wire dropped or held back is not one of these (that is a lesson)."""
+        given: dict[tuple[str, int], int] = {}  # per direction: the end of what the receiver was given
+        lost: dict[tuple[str, int], list[tuple[int, int]]] = {}  # per direction: what the wire kept back
+        out: set[int] = set()
+        for e in self.events:
+            if not isinstance(e, Segment):
+                continue
+            way, end = (e.src, e.conn), e.seq + e.len + ("FIN" in e.flags)
+            control = tuple(sorted(set(e.flags) - {"PSH", "ACK"}))
+            if e.fate != "delivered":
+                lost.setdefault(way, []).append((e.seq, end))
+                continue
+            if (
+                control in ((), ("FIN",))
+                and e.seq < end <= given.get(way, -1)
+                and not any(a < end and e.seq < b for a, b in lost.get(way, ()))
+            ):
+                out.add(id(e))
+                continue
+            given[way] = max(end, given.get(way, -1))
+        return out
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Trace):

@@ -39,6 +39,7 @@ from typing import Any
 from closekit.trace import Event, Segment, Signal, StateChange, Syscall, Trace, Wait
 
 LOOPBACK_NOISE = 0.02  # without a delay on the link, a call this long waited for something
+FUNCTION_WAIT = 0.1  # a scenario's own function that took this long waited (a lingering close inside it)
 WAIT_DELAYS = (
     1.8  # with one, a call this many one-way delays long: more than a flight and its jitter, under a round trip
 )
@@ -145,13 +146,17 @@ def link_delay(trace: Trace) -> float:
     return float((trace.link or {}).get("delay") or 0.0)
 
 
-def blocked(e: Syscall, threshold: float = LOOPBACK_NOISE) -> bool:
-    """Did the call wait for something? One that slept in the kernel did (for data, an ACK, buffer
-    room, a timer), however briefly; one that never slept did not, however long a busy machine kept
-    it from the CPU. Traces recorded before `slept` was kept go by `threshold` (see `wait_threshold`)."""
+def blocked(e: Syscall, threshold: float = LOOPBACK_NOISE, woken: bool = False) -> bool:
+    """Did the call wait for something? One that slept in the kernel and was woken by a segment
+    (`woken`: data, an ACK, buffer room) did, however briefly; so did one that slept longer than
+    `threshold` (a timer: see `wait_threshold`). One that never slept did not, however long a busy
+    machine kept it from the CPU, nor one that slept a moment for nothing the network brought (a
+    lock). Traces recorded before `slept` was kept go by `threshold` alone."""
     if e.call in NEVER_WAITS or e.slept is False:
         return False
-    return e.slept is True or e.waited >= threshold
+    if e.call == "call":  # a function of the scenario's: whatever it waited for, only a long wait is told
+        return e.waited >= FUNCTION_WAIT
+    return (e.slept is True and woken) or e.waited >= threshold
 
 
 def describe_syscall(e: Syscall, exact_times: bool = True, threshold: float = LOOPBACK_NOISE) -> str:
@@ -254,19 +259,39 @@ def plain(e: Event, shown: set[int] | frozenset[int] = frozenset()) -> bool:
     )
 
 
-def runs(events: Iterable[Event], shown: set[int] | frozenset[int] = frozenset()) -> list[list[Event]]:
+def runs(
+    events: Iterable[Event], shown: set[int] | frozenset[int] = frozenset(), gather: bool = False
+) -> list[list[Event]]:
     """Events grouped: a run of `RUN` or more consecutive plain segments is one group, anything else
-    stands alone (a zero window, and the segment that reopens it, break a run: see `plain`)."""
+    stands alone (a zero window, and the segment that reopens it, break a run: see `plan`).
+
+    With `gather` (the clock-free forms), a call, its return or a state does not break a run: it is
+    told after it (where in a bulk transfer a call happened to start follows how fast the machine
+    moved the bytes). A sync point does: it orders what the scenario's lines do."""
     groups: list[list[Event]] = []
     pending: list[Event] = []
+    held: list[Event] = []  # non-segment events met inside a run (gather)
+
+    def flush() -> None:
+        if len(pending) >= RUN:
+            groups.append(list(pending))
+            groups.extend([e] for e in held)
+        else:
+            groups.extend([e] for e in sorted(pending + held, key=lambda e: order[id(e)]))
+        pending.clear()
+        held.clear()
+
+    order: dict[int, int] = {}
     for e in events:
+        order[id(e)] = len(order)
         if plain(e, shown):
             pending.append(e)
-            continue
-        groups.extend([pending] if len(pending) >= RUN else [[p] for p in pending])
-        pending = []
-        groups.append([e])
-    groups.extend([pending] if len(pending) >= RUN else [[p] for p in pending])
+        elif gather and pending and not isinstance(e, Segment | Wait):
+            held.append(e)
+        else:
+            flush()
+            groups.append([e])
+    flush()
     return groups
 
 
@@ -313,8 +338,8 @@ def plan(trace: Trace, clock_free: bool = False) -> Plan:
     windows = windows_shown(trace.segments())
     groups = runs(trace.events, windows)
     if clock_free:
-        quiet = scheduled_acks(trace, windows, groups) | repeated_acks(trace)
-        groups = runs([e for e in trace.events if id(e) not in quiet], windows)
+        quiet = scheduled_acks(trace, windows, groups) | repeated_acks(trace) | trace.redundant()
+        groups = runs([e for e in trace.events if id(e) not in quiet], windows, gather=True)
     spans = [(g[0].t, g[-1].t) for g in groups if len(g) > 1]
     threshold = wait_threshold(trace)
     waits: dict[int, bool] = {}
@@ -323,7 +348,7 @@ def plan(trace: Trace, clock_free: bool = False) -> Plan:
             continue
         end = e.t + e.duration
         transfer = any(e.t <= start and stop <= end for start, stop in spans)
-        if transfer or blocked(e, threshold):
+        if transfer or blocked(e, threshold, woken=bool(e.slept) and waker(trace, e) is not None):
             waits[id(e)] = transfer
     return Plan(groups, windows, waits, len(connections(trace)) > 1, retransmissions(trace))
 
@@ -387,52 +412,117 @@ def retransmissions(trace: Trace) -> set[int]:
     return out
 
 
-QUICK = 0.002  # an ACK its kernel sends this soon after a segment arrived answers that segment
+# An ACK its kernel sends this soon after a segment arrived answers that segment: at once, or at the
+# next tick of the kernel's clock (a FIN after no data is acknowledged then), well before the 40 ms
+# delayed-ACK timer (TCP_DELACK_MIN), whose ACKs are a lesson of their own.
+QUICK = 0.02
+# How far after the arrival of a segment its effects are told in the clock-free order: the state it
+# brought, then its receiver's prompt answer, then the call it woke (the answer's own arrival, and
+# what that brought, come after it).
+_BROUGHT, _ANSWER, _WOKEN = 0.2e-7, 0.4e-7, 0.5e-7
 
 
 def waker(trace: Trace, e: Syscall) -> Segment | None:
     """The segment whose arrival ended a call that slept: the last to reach its endpoint while it waited
-    (None if none did: a timer ended it)."""
+    (None if none did: a timer ended it, or it waited for nothing the network brought)."""
     endpoint, end = trace.endpoint_of(e.side), e.t + e.duration
     found = [s for s in trace.segments() if s.dst == endpoint and s.arrived is not None and e.t <= s.arrived <= end]
     return max(found, key=lambda s: s.arrived) if found else None  # type: ignore[arg-type, return-value]
 
 
-def returned_at(trace: Trace, e: Syscall) -> float:
-    """When a call's return is told in the clock-free forms: after the segment that woke it and after
-    the ACK its kernel sent in answer to that segment (a woken reader may run on another CPU before
-    its kernel has sent that ACK: which comes first is the scheduler's call). A read loop that ended
-    at the end of the stream returns at the arrival of the FIN that ended it (whether the reader's
-    kernel acknowledged that FIN inside the loop or by its delayed-ACK timer just after is the
-    scheduler's call too); any other call when it returned."""
-    end = e.t + e.duration
-    endpoint = trace.endpoint_of(e.side)
+def answered(trace: Trace) -> dict[int, Segment]:
+    """id of each pure ACK a kernel sent in answer to the segment that had just arrived (the last to
+    reach that endpoint before it, within QUICK, acknowledging exactly it) -> that segment."""
+    arrivals: dict[str, list[Segment]] = {}  # receiver -> what reached it, in order of arrival
+    for s in trace.segments():
+        if s.arrived is not None:
+            arrivals.setdefault(s.dst, []).append(s)
+    for listed in arrivals.values():
+        listed.sort(key=lambda s: s.arrived)  # type: ignore[arg-type, return-value]
+    times = {dst: [s.arrived for s in listed] for dst, listed in arrivals.items()}
+    out: dict[int, Segment] = {}
+    for s in trace.segments():
+        if s.flags != ("ACK",) or s.len or s.src not in times:
+            continue
+        i = bisect.bisect_right(times[s.src], s.t) - 1  # type: ignore[arg-type]
+        if i < 0:
+            continue
+        last = arrivals[s.src][i]
+        carried = last.len or last.has("FIN") or last.has("SYN")
+        end = last.seq + last.len + last.has("FIN") + last.has("SYN")
+        if carried and last.conn == s.conn and end == s.ack and s.t <= last.arrived + QUICK:  # type: ignore[operator]
+            out[id(s)] = last
+    return out
+
+
+def causal_times(trace: Trace) -> dict[int, float]:
+    """When each event is told in the clock-free forms (id -> time), where that differs from its clock.
+
+    Across two processes and two kernels, which of two unrelated events comes first is the
+    scheduler's call: a woken reader may run before its kernel has sent the ACK of what woke it,
+    and the peer's next call may start before that ACK leaves; an ACK of a FIN after no data waits
+    for the next tick of the kernel's clock. So the kernel's prompt answer to a segment is told right
+    after that segment arrived, what a segment brought (a state) right after it arrived, and a call
+    it woke after both (when it ran again is the scheduler's call too); everything else by its clock."""
+    answers = answered(trace)
+    told: dict[int, float] = {}
+    arrival: dict[tuple[str, int, float], float] = {}  # (receiver, conn, clock arrival) -> told arrival
+    for s in trace.segments():
+        cause = answers.get(id(s))
+        if cause is not None and cause.arrived is not None:
+            told[id(s)] = arrival.get((cause.dst, cause.conn, cause.arrived), cause.arrived) + _ANSWER
+        if s.arrived is not None:
+            arrival.setdefault((s.dst, s.conn, s.arrived), told.get(id(s), s.t) + (s.arrived - s.t))
+    for e in trace.events:
+        if isinstance(e, StateChange):
+            at = arrival.get((e.side, e.conn, e.t))
+            if at is not None:
+                told[id(e)] = at + _BROUGHT
+    for e in trace.syscalls():
+        woke = ended_by(trace, e) if e.slept else None
+        if woke is not None:
+            at = arrival.get((woke.dst, woke.conn, woke.arrived))  # type: ignore[arg-type]
+            told[id(e)] = (woke.arrived if at is None else at) + _WOKEN  # type: ignore[operator]
+    return told
+
+
+def ended_by(trace: Trace, e: Syscall) -> Segment | None:
+    """What ended a call that slept: for a read loop that reached the end of the stream the FIN that
+    ended it (whether its kernel acknowledged that FIN inside the loop or by its timer just after is
+    the scheduler's call), for another call its `waker`."""
     if e.call == "recv" and e.args.get("until") == "EOF" and not e.errno:
-        fins = [s.arrived for s in trace.segments(flags="FIN") if s.dst == endpoint and s.arrived is not None]
-        ended = [t for t in fins if t <= end]
+        endpoint, end = trace.endpoint_of(e.side), e.t + e.duration
+        fins = [s for s in trace.segments(flags="FIN") if s.dst == endpoint and s.arrived is not None]
+        ended = [s for s in fins if s.arrived <= end]  # type: ignore[operator]
         if ended:
-            return max(e.t, min(max(ended), end))
-    woke = waker(trace, e) if e.slept else None
-    if woke is None:
-        return end
-    answers = [
-        s.t for s in trace.segments(src=endpoint)
-        if s.flags == ("ACK",) and not s.len and woke.arrived <= s.t <= woke.arrived + QUICK  # type: ignore[operator]
-    ]  # fmt: skip
-    return max([end, *answers])
+            return max(ended, key=lambda s: s.arrived)  # type: ignore[arg-type, return-value]
+    return waker(trace, e)
+
+
+def returned_at(trace: Trace, e: Syscall, told: dict[int, float] | None = None) -> float:
+    """When a call's return is told in the clock-free forms: after what ended it (`ended_by`) and what
+    that segment brought (`causal_times`); a call no segment ended, when it returned."""
+    told = causal_times(trace) if told is None else told
+    return told.get(id(e), e.t + e.duration)
+
+
+READS = frozenset({"recv", "accept", "connect"})  # calls whose wait is for the peer: told by what came
+LONG_WAIT = 0.15  # a read's wait this long is the lesson (a busy peer), not the lab's or the scheduler's
 
 
 def returned_text(trace: Trace, e: Syscall, exact: bool, transfer: bool) -> str:
-    """`[returned after 54.7 ms]`; clock-free, for a wait long enough to be a lesson its duration's
-    category, for a short one what ended it (`[returned when the FIN arrived]`), and for a call that
-    waited out a bulk transfer `[returned after the transfer]`."""
+    """`[returned after 54.7 ms]`; clock-free, for a read what ended its wait (`[returned when the FIN
+    arrived]`, with how long where the peer kept it waiting on purpose: `…, after ≈ 0.3 s`), for a
+    call that waited for the network's own timers (a lingering close(), a connect()) its duration's
+    category, and for a call that waited out a bulk transfer `[returned after the transfer]`."""
     if exact:
         return f"[returned {_took(e, exact)}]"
     if transfer:
         return "[returned after the transfer]"
     woke = waker(trace, e)
-    if e.waited < wait_threshold(trace) and woke is not None:
-        return f"[returned when {arrival_words(e, woke)} arrived]"
+    if e.call in READS and woke is not None:
+        long = f", {_took(e, exact)}" if e.waited >= LONG_WAIT else ""
+        return f"[returned when {arrival_words(e, woke)} arrived{long}]"
     return f"[returned {_took(e, exact)}]"
 
 
@@ -492,6 +582,7 @@ def rows(trace: Trace, exact: bool = True) -> list[Row]:
     """The trace as rows in time order; durations exact, or as categories with `exact=False` (which
     also leaves out what the scheduler decides: see `run_summary`, `describe_segment`, `scheduled_acks`)."""
     p = plan(trace, clock_free=not exact)
+    told = {} if exact else causal_times(trace)
     out: list[Row] = []
     returns: list[Row] = []
     for group in p.groups:
@@ -504,19 +595,21 @@ def rows(trace: Trace, exact: bool = True) -> list[Row]:
         elif isinstance(e, Syscall) and id(e) in p.waits:
             out.append(Row(e.t, e.side, "…", f"{call_text(e)} …", "call", e))
             text = f"{call_text(e)}{_result(e)}  {returned_text(trace, e, exact, p.waits[id(e)])}"
-            at = e.t + e.duration if exact else returned_at(trace, e)
+            at = e.t + e.duration if exact else returned_at(trace, e, told)
             returns.append(Row(at, e.side, "=", text, "err" if e.errno else "ret", e))
         elif isinstance(e, Syscall):
             out.append(Row(e.t, e.side, " ", call_text(e) + _result(e), "err" if e.errno else "call", e))
         elif isinstance(e, Segment):
-            out.append(Row(e.t, f"{e.src} > {e.dst}", ">", segment_text(trace, e, p, exact), _segment_css(e), e))
+            t = told.get(id(e), e.t)
+            out.append(Row(t, f"{e.src} > {e.dst}", ">", segment_text(trace, e, p, exact), _segment_css(e), e))
         elif isinstance(e, StateChange):
-            out.append(Row(e.t, e.side, "~", f"state {state_text(e, p.several)}", "st", e))
+            out.append(Row(told.get(id(e), e.t), e.side, "~", f"state {state_text(e, p.several)}", "st", e))
         elif isinstance(e, Signal):
             out.append(Row(e.t, e.side, "!", f"signal {e.signal}", "err", e))
         elif isinstance(e, Wait):
             out.append(Row(e.t, "scenario", "|", f"{e.step}: the lines after it start", "wait", e))
     # A return goes after everything that happened by then: stable sort, returns last among equals.
+    # (Clock-free, rows are told in the order of `causal_times`; their time column is not shown.)
     return sorted(out + returns, key=lambda row: row.t)
 
 

@@ -173,6 +173,7 @@ class _Process:
     queue: deque[tuple[list[int], st.Step]] = field(default_factory=deque)  # lines given, not yet sent
     sent: deque[tuple[str, st.Step | None]] = field(default_factory=deque)  # (label, step) awaiting reply
     asleep: bool = False
+    started: bool = False  # it has said it is making the call of its last line handed out
     probe_due: float | None = None
     probes: int = 0
     exited: bool = False  # said its last word (exit)
@@ -213,6 +214,7 @@ class Run:
         self.released: set[int] = set()  # id() of held packets a release() put on their way
         self.looks_pending = 0  # looks asked for and not yet answered
         self.ticked = False  # time has passed since a sync point's sockets were last looked at
+        self.sync_looked = -1  # the lab step whose sockets were looked at for it
         self.mark = 0  # wait_segment looks at packets from this index on
         self.last_activity = t0
         self.now = t0
@@ -292,7 +294,7 @@ class Run:
             )  # fmt: skip
             segments.append(s)
             events.append((s.t, 1, order, s))
-        events.extend((w.t, 2, -1, w) for w in self.waits)
+        events.extend((w.t, 4, -1, w) for w in self.waits)  # after what it waited for
         for order, change in date_states(self.observed, calls, segments, t0):
             events.append((change.t, 2, order, change))
         events.sort(key=lambda x: x[:3])
@@ -367,6 +369,9 @@ class Run:
         if e.kind == "limit":
             raise ExperimentError(f"the experiment hit a limit of the lab: {e.records[0]['message']}")
         if e.kind == "hello":
+            return
+        if e.kind == "started":
+            proc.started = True
             return
         if not proc.sent:
             raise ExperimentError(
@@ -495,17 +500,18 @@ class Run:
 
     def _reached(self) -> bool:
         """Every process has returned from its lines before the lab step at `next`, or sleeps in the
-        kernel in the last of them. A process in its last line is probed (the answer comes back as
-        Asleep); one that has exited holds the step until the reaper has reaped it (only then are
-        its sockets released)."""
+        kernel in the last of them. A process is probed once it has said it is making that line's call
+        (the answer comes back as Asleep): asleep before it, it would only be waiting for its next
+        command. One that has exited holds the step until the reaper has reaped it (only then are its
+        sockets released)."""
         if self.held_since is None:
             self.held_since = self.now
         waiting = False
         for p in self.procs.values():
-            if not p.sent or (p.exited and p.ended) or (p.asleep and len(p.sent) == 1):
+            if not p.sent or (p.exited and p.ended) or (p.asleep and p.started and len(p.sent) == 1):
                 continue
             waiting = True
-            if len(p.sent) == 1 and not p.exited and (p.probe_due is None or p.probe_due <= self.now):
+            if p.started and len(p.sent) == 1 and not p.exited and (p.probe_due is None or p.probe_due <= self.now):
                 p.probe_due = float("inf")  # until it answers
                 self._actions.append(Probe(p.name))
         return not waiting
@@ -515,8 +521,8 @@ class Run:
         if isinstance(step, st.SyncPoint):
             endpoint = self._endpoint(step.side)
             looks = step.looks(endpoint, self._current())
-            if looks and self.ticked:  # queues move without a state change: look again once time has passed
-                self.ticked = False
+            if looks and (self.ticked or self.sync_looked != self.next):  # look when first judged, and
+                self.ticked, self.sync_looked = False, self.next  # again as time passes (queues move)
                 for key in looks:
                     self._look(*key)
                 if self.looks_pending:
@@ -581,7 +587,9 @@ class Run:
                 for _path, step in proc.queue:
                     proc.sent.append((step.describe(), step))
                 proc.queue.clear()
-                self._actions.append(Command(proc.name, {"op": "run", "lines": lines, "port": self.server_port}))
+                proc.started = proc.asleep = False  # its last line may block across the next lab step: it
+                message = {"op": "run", "lines": lines, "port": self.server_port, "announce": True}  # says so
+                self._actions.append(Command(proc.name, message))
 
     def _command(self, process: str, message: dict[str, Any], label: str, step: st.Step | None) -> None:
         self.procs[process].sent.append((label, step))
@@ -624,7 +632,7 @@ class Run:
             current=self._current(),
             in_flight=self._in_flight(),
             returned=frozenset(p.name for p in self.procs.values() if p.idle or (p.exited and p.ended)),
-            blocked=frozenset(p.name for p in self.procs.values() if p.asleep and len(p.sent) == 1),
+            blocked=frozenset(p.name for p in self.procs.values() if p.asleep and p.started and len(p.sent) == 1),
             segments=tuple(
                 (p.src, frozenset(p.flags), self.conns.relative(p)[2]) for p in self.packets[self.mark :] if p.conn
             )

@@ -170,9 +170,14 @@ def _arrival(event: str, s: Segment, o: Observation, before: str | None, w: _Wit
         return acked and ("FIN" in flags) == (event == tcp.RCV_FIN_ACK)
     if event == tcp.RCV_RST:
         return "RST" in flags
-    if event == tcp.RCV_DATA_AFTER_SHUTDOWN:
-        return s.len > 0
+    if event == tcp.RCV_DATA_AFTER_SHUTDOWN:  # data that came after the reading half was shut
+        shut = [c.t for e, c in w.calls if e == o.endpoint and _shuts_reading(c)]
+        return s.len > 0 and bool(shut) and s.arrived > min(shut)  # type: ignore[operator]
     return False
+
+
+def _shuts_reading(c: Syscall) -> bool:
+    return (c.call == "shutdown" and c.args.get("how") in ("SHUT_RD", "SHUT_RDWR")) or c.call in ("close", "exit")
 
 
 def _calls(event: str, o: Observation, low: float, high: float, w: _Witnesses) -> list[Syscall]:

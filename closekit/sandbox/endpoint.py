@@ -94,8 +94,11 @@ class Endpoint:
                 return
             if isinstance(message.get("port"), int):
                 self.port = message["port"]
-            for job in self._jobs(message):
+            jobs = self._jobs(message)
+            for i, job in enumerate(jobs):
                 self.records = []
+                if message.get("announce") is True and i == len(jobs) - 1:
+                    self._send({"kind": "started"})  # the helper may now take this process asleep as blocked
                 try:
                     job()
                     reply: dict[str, Any] = {"kind": "done", "records": self.records}
@@ -149,10 +152,11 @@ class Endpoint:
             err = errno_names.errorcode.get(e.errno or 0, "EIO")
             result = getattr(e, "partial", -1)
         end = time.monotonic()
+        slept = _voluntary_switches() > switches  # before reading /proc again, which is no part of the call
         after = _run_delay()
         self.records.append(
             {"kind": "syscall", "t": start, "call": call, "args": args, "result": result, "errno": err,
-             "duration": end - start, "slept": _voluntary_switches() > switches,
+             "duration": end - start, "slept": slept,
              "queued": None if queued is None or after is None else min(max(after - queued, 0.0), end - start)}
         )  # fmt: skip
         for name in self.pending_signals:

@@ -227,9 +227,11 @@ class Experiment:
                 self.wire.release(a.side, time.monotonic())
 
     def _asleep(self, process: str) -> bool:
-        """The process sleeps in the kernel (state S in /proc/PID/stat): in a call that waits."""
+        """The process sleeps in the kernel (state S in /proc/PID/stat) in the call it said it makes.
+        A process that has finished that call sleeps too, reading its channel for the next command:
+        then its reply waits in the channel, and it is not taken as asleep."""
         pid = self.pids.get(process)
-        if pid is None:
+        if pid is None or select.select([self.channels[process]], [], [], 0)[0]:
             return False
         try:
             with open(f"/proc/{pid}/stat", "rb") as f:

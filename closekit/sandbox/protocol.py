@@ -104,14 +104,15 @@ def _read_exactly(fd: int, n: int) -> bytes:
 def check_reply(message: Any, who: str, t_low: float, t_high: float) -> tuple[str, list[dict[str, Any]]]:
     """(kind, records) of an endpoint's reply, every record checked; ProtocolError otherwise.
 
-    kind is "done" (the records of one line), "hello" (a forked child is ready), "crash" (the
-    endpoint's own code failed: records hold one {"message"}) or "limit" (a resource limit was hit).
+    kind is "done" (the records of one line), "started" (it is making the call of the last line it
+    was handed), "hello" (a forked child is ready), "crash" (the endpoint's own code failed: records
+    hold one {"message"}) or "limit" (a resource limit was hit).
     Times must lie within [t_low, t_high] (the experiment so far, on the monotonic clock).
     """
-    if not isinstance(message, dict) or message.get("kind") not in ("done", "hello", "crash", "limit"):
+    if not isinstance(message, dict) or message.get("kind") not in ("done", "hello", "started", "crash", "limit"):
         raise ProtocolError(f"the {who} process sent a message of no known kind")
     kind = message["kind"]
-    if kind == "hello":
+    if kind in ("hello", "started"):
         return kind, []
     if kind in ("crash", "limit"):
         text = message.get("message")

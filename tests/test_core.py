@@ -1,0 +1,366 @@
+"""The lab's rules replayed without a kernel: scripted events into closekit.sandbox.core.Run, actions out.
+
+Each test is a timeline as packetdrill writes one: what the processes answered, which packets
+left and arrived, what a look at a socket found, all at chosen times; then what the Run asked for
+and the trace it built. Several replay runs that once told the wrong story on a busy machine
+(named in each test).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from closekit import steps as s
+from closekit.errors import ExperimentError, SyncTimeoutError
+from closekit.link import Link, hold
+from closekit.sandbox import core
+from closekit.sandbox.diag import DiagSocket
+from closekit.sandbox.endpoint import Addresses
+from closekit.sandbox.packets import Packet
+from closekit.scenario import Scenario
+from closekit.steps import Moment, SocketView
+
+SERVER_PORT, CLIENT_PORT = 5000, 40000
+
+
+def sock(state: str, rqueue: int = 0, wqueue: int = 0, timer: str | None = None, expires: float = 0.0) -> DiagSocket:
+    return DiagSocket(state, rqueue, wqueue, timer, expires, 0, False, CLIENT_PORT)
+
+
+def call(name: str, t: float, duration: float = 0.0001, result: Any = 0, errno: str | None = None,
+         slept: bool = False, **args: Any) -> dict[str, Any]:  # fmt: skip
+    return {"kind": "syscall", "t": t, "call": name, "args": args, "result": result, "errno": errno,
+            "duration": duration, "slept": slept, "queued": 0.0}  # fmt: skip
+
+
+@dataclass
+class Lab:
+    """A Run with a scripted kernel: a look finds what `kernel` holds; a probe answers `asleep`."""
+
+    scenario: Scenario
+    wired: bool = True
+    kernel: dict[tuple[str, int], DiagSocket] = field(default_factory=dict)
+    asleep: set[str] = field(default_factory=set)
+    commands: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    others: list[core.Action] = field(default_factory=list)
+    looks: list[tuple[str, int, float]] = field(default_factory=list)
+    probes: list[str] = field(default_factory=list)
+    now: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.run = core.Run(self.scenario, Addresses("10.9.0.1", "10.9.0.2"), 0.0, wired=self.wired, captured=False)
+        self._do(self.run.start())
+
+    def _do(self, actions: list[core.Action]) -> None:
+        todo = list(actions)
+        while todo:
+            a = todo.pop(0)
+            if isinstance(a, core.Look):
+                self.looks.append((a.endpoint, a.conn, self.now))
+                found = self.kernel.get((a.endpoint, a.conn))
+                todo += self.run.feed(core.Seen(a.endpoint, a.conn, found, self.now))
+            elif isinstance(a, core.Probe):
+                self.probes.append(a.process)
+                todo += self.run.feed(core.Asleep(a.process, a.process in self.asleep, self.now))
+            elif isinstance(a, core.Command):
+                self.commands.append((a.process, a.message))
+            else:
+                self.others.append(a)
+
+    def at(self, t: float) -> Lab:
+        self.now = t
+        return self
+
+    def feed(self, event: core.Event) -> None:
+        self._do(self.run.feed(event))
+
+    def reply(self, process: str, *records: dict[str, Any]) -> None:
+        self.feed(core.Reply(process, "done", records, self.now))
+
+    def tick(self) -> None:
+        self.feed(core.Tick(self.now))
+
+    def packet(self, src: str, flags: tuple[str, ...], seq: int = 1, ack: int = 1, payload: int = 0,
+               arrives: float | None = None, fate: str = "delivered") -> Packet:  # fmt: skip
+        """A packet `src`'s kernel sent now (its fate as the link decided); it arrives at `arrives`
+        (now, by default; -1: not yet)."""
+        ports = (CLIENT_PORT, SERVER_PORT) if src == "client" else (SERVER_PORT, CLIENT_PORT)
+        p = Packet(self.now, src, *ports, flags, seq, ack, payload, 65535, None, b"", fate=fate)
+        self.run.conns.classify(p)
+        self.feed(core.Sent(p, self.now))
+        arrival = self.now if arrives is None else arrives
+        if arrival >= 0 and arrival == self.now:
+            self.arrive(p)
+        return p
+
+    def arrive(self, p: Packet) -> None:
+        p.arrived = self.now
+        if p.fate == "held":
+            p.fate = "released"
+        self.feed(core.Arrived(p, self.now))
+
+    def connected(self) -> None:
+        """The set-up of a connected scenario: listen, connect, accept, and the handshake."""
+        self.kernel[("server", 0)] = sock("LISTEN")
+        self.at(0.001).reply("server", call("listen", 0.001, backlog=8),
+                             {"kind": "port", "role": "listener", "port": SERVER_PORT})  # fmt: skip
+        self.at(0.002)
+        self.kernel[("client", 1)] = sock("SYN_SENT")
+        self.packet("client", ("SYN",), seq=100, ack=0)
+        self.kernel[("server", 1)] = sock("ESTABLISHED")
+        self.kernel[("client", 1)] = sock("ESTABLISHED")
+        self.packet("server", ("SYN", "ACK"), seq=500, ack=101)
+        self.packet("client", ("ACK",), seq=101, ack=501)
+        self.at(0.003).reply("client", call("connect", 0.002), {"kind": "port", "role": "connection", "port": CLIENT_PORT})
+        self.at(0.004).reply("server", call("accept", 0.004, result=4))
+
+    def sent_lines(self, process: str) -> list[list[list[int]]]:
+        return [m["lines"] for p, m in self.commands if p == process and m["op"] == "run"]
+
+    def trace(self) -> Any:
+        return self.run.trace("6.18-test", "netns", {}, ())
+
+
+def scenario(*steps: s.Step, **kw: Any) -> Scenario:
+    return Scenario("timeline", "", steps=steps, **kw)
+
+
+# ---- programs ------------------------------------------------------------------------------------
+def test_each_process_gets_its_lines_up_to_the_next_sync_point_at_once():
+    lab = Lab(scenario(s.send("client", 6), s.close("client"), s.recv("server"), s.recv("server"), s.close("server")))  # noqa: E501
+    lab.connected()
+    assert lab.sent_lines("client") == [[[0], [1]]]
+    assert lab.sent_lines("server") == [[[2], [3], [4]]]
+
+
+def test_no_line_waits_for_an_owed_ack_or_a_packet_in_flight():
+    """The old rule (a step waits for the network to settle) made a server that got 0 from recv()
+    close 40 ms later, after its delayed ACK: four segments where the program gives three."""
+    lab = Lab(scenario(s.recv("server"), s.wait_done("server"), s.close("server")))
+    lab.connected()
+    lab.at(0.010).packet("client", ("FIN", "ACK"), seq=101, ack=501)  # a FIN the server owes an ACK for
+    lab.at(0.0101).reply("server", call("recv", 0.005, duration=0.0051, slept=True, result=0, nbytes=65536))
+    assert lab.sent_lines("server")[-1] == [[2]]  # close() goes at once, the ACK still owed
+    assert lab.now - 0.0101 == 0
+
+
+def test_a_sync_point_is_judged_once_every_process_is_done_or_blocked_in_its_last_line():
+    lab = Lab(scenario(s.recv("server"), s.wait_blocked("server"), s.close("client")))
+    lab.connected()
+    assert lab.probes == []  # not before it says it is making the call: asleep, it would be idle
+    lab.at(0.005).feed(core.Reply("server", "started", (), 0.005))
+    assert lab.probes == ["server"]
+    assert lab.sent_lines("client") == []  # it was running: the client's close() waits
+    lab.asleep.add("server")
+    lab.at(0.0052).tick()  # the probe's backoff has run out: asked again, and it sleeps now
+    assert lab.sent_lines("client") == [[[2]]]
+    (wait,) = lab.trace().waits()
+    assert wait.step == "wait_blocked('server')" and wait.t == pytest.approx(0.0052)
+
+
+def test_a_process_blocked_in_an_earlier_line_does_not_pass_a_sync_point():
+    """Asleep in recv() with a close() still to run before the sync point: the close() comes only
+    after the recv() returns, so the sync point waits for that."""
+    lab = Lab(scenario(s.recv("server"), s.close("server"), s.wait_state("client", "CLOSE_WAIT"), s.close("client")))
+    lab.connected()
+    lab.asleep.add("server")
+    lab.at(0.01).tick()
+    assert lab.probes == []  # two lines outstanding, and it has not said it is in its last one
+    assert lab.sent_lines("client") == []
+
+
+def test_a_sync_point_that_is_never_met_says_what_it_waited_for():
+    lab = Lab(scenario(s.wait_state("client", "TIME_WAIT"), sync_timeout=0.5))
+    lab.connected()
+    with pytest.raises(SyncTimeoutError, match="waited for client's socket in TIME_WAIT, but it was in ESTABLISHED"):
+        lab.at(0.6).tick()
+
+
+def test_a_run_past_its_time_limit_names_what_was_still_running():
+    lab = Lab(scenario(s.recv("server"), time_limit=1.0))
+    lab.connected()
+    still = r"time limit of 1 s \(still running: server: recv\('server', nbytes=65536\)\)"
+    with pytest.raises(ExperimentError, match=still):
+        lab.at(1.2).tick()
+
+
+def test_an_exit_returns_once_the_process_is_reaped_whichever_word_comes_first():
+    for reaped_first in (True, False):
+        lab = Lab(scenario(s.exit("client"), s.wait_done("client"), s.recv("server")))
+        lab.connected()
+        events = [core.Ended("client", 0.01), core.Reply("client", "done", (call("exit", 0.009, result=None),), 0.01)]
+        for event in events if reaped_first else events[::-1]:
+            assert lab.sent_lines("server") == []
+            lab.at(0.01).feed(event)
+        assert lab.sent_lines("server") == [[[2]]]
+
+
+def test_at_once_runs_its_parts_one_after_another_behind_the_closed_gate():
+    lab = Lab(scenario(s.at_once(s.close("client"), s.close("server"))))
+    lab.connected()
+    assert lab.others == [core.Gate(closed=True)]
+    assert lab.sent_lines("client") == [[[0, 0]]] and lab.sent_lines("server") == []
+    lab.at(0.005).reply("client", call("close", 0.0049))
+    assert lab.sent_lines("server") == [[[0, 1]]]
+    lab.at(0.006).reply("server", call("close", 0.0059))
+    assert lab.others[-1] == core.Gate(closed=False)
+
+
+def test_the_trace_ends_only_once_nothing_is_in_flight_and_no_ack_is_owed():
+    lab = Lab(scenario(s.close("client")))
+    lab.connected()
+    fin = lab.at(0.010).packet("client", ("FIN", "ACK"), seq=101, ack=501, arrives=-1)
+    lab.reply("client", call("close", 0.0099))
+    assert not lab.run.finished  # the FIN is on the wire
+    lab.at(0.011).arrive(fin)
+    lab.tick()
+    assert not lab.run.finished  # the server owes its ACK: its delayed-ACK timer will send it
+    lab.at(0.300).tick()
+    assert lab.run.finished
+
+
+def test_what_a_release_lets_go_is_in_flight_until_it_arrives():
+    lab = Lab(scenario(s.close("client"), s.release("client"), s.wait_acked("client"),
+                       link=Link(rules=(hold("client", "FIN"),))))  # fmt: skip
+    lab.connected()
+    fin = lab.at(0.010).packet("client", ("FIN", "ACK"), seq=101, ack=501, arrives=-1, fate="held")
+    lab.kernel[("client", 1)] = sock("FIN_WAIT_1", wqueue=0)  # (as if acknowledged: only the wire holds it up)
+    lab.reply("client", call("close", 0.0099))
+    assert core.ReleaseHeld("client") in lab.others
+    assert lab.trace().waits()[-1].step == "release('client')"
+    lab.at(0.012).tick()
+    assert [w.step for w in lab.trace().waits()] == ["release('client')"]  # the FIN is on its way
+    lab.at(0.013).arrive(fin)
+    lab.tick()
+    assert [w.step for w in lab.trace().waits()][-1] == "wait_acked('client')"
+
+
+# ---- dating by cause -----------------------------------------------------------------------------
+def test_a_state_a_call_brings_is_dated_at_the_call_before_the_segment_it_sends():
+    """close-full-window told FIN_WAIT_1 after close() returned: the FIN waits behind the data,
+    nothing is sent, and the lab saw the state only at the reply."""
+    lab = Lab(scenario(s.close("client")))
+    lab.connected()
+    lab.kernel[("client", 1)] = sock("FIN_WAIT_1", wqueue=15000)
+    lab.at(0.020).reply("client", call("close", 0.0100))
+    changes = [e for e in lab.trace().events if e.kind == "state" and e.side == "client"]
+    assert (changes[-1].state, changes[-1].t) == ("FIN_WAIT_1", 0.0100)
+
+
+def test_a_state_a_segment_brings_is_dated_at_its_arrival_even_when_the_look_saw_it_later():
+    """A FIN that reaches a socket its reader holds locked waits in the backlog: the look right after
+    the arrival still finds ESTABLISHED (million-bytes-fixed, 1 run in 199)."""
+    lab = Lab(scenario(s.read_to_eof("server")))
+    lab.connected()
+    lab.at(0.030).packet("client", ("FIN", "ACK"), seq=101, ack=501)  # the look finds ESTABLISHED
+    lab.kernel[("server", 1)] = sock("CLOSE_WAIT")
+    lab.at(0.032).reply("server", call("recv", 0.020, duration=0.012, result=0, slept=True, until="EOF"))
+    (close_wait,) = [e for e in lab.trace().events if e.kind == "state" and e.state == "CLOSE_WAIT"]
+    assert close_wait.t == 0.030
+
+
+def test_a_state_no_look_saw_is_put_in_when_its_cause_is_in_the_trace():
+    """The reader takes the FIN from the backlog and closes before the lab looks: it sees LAST_ACK,
+    never CLOSE_WAIT (linger-exit, idle)."""
+    lab = Lab(scenario(s.read_to_eof("server"), s.close("server")))
+    lab.connected()
+    lab.at(0.030).packet("client", ("FIN", "ACK"), seq=101, ack=501)
+    lab.kernel[("server", 1)] = sock("LAST_ACK", wqueue=1)
+    lab.at(0.031).reply("server", call("recv", 0.020, duration=0.0104, result=0, slept=True, until="EOF"))
+    lab.at(0.0312).packet("server", ("FIN", "ACK"), seq=501, ack=102, arrives=-1)  # close() ran at 0.0305
+    lab.reply("server", call("close", 0.0305))
+    states = [(e.state, e.t) for e in lab.trace().events if e.kind == "state" and e.side == "server" and e.conn == 1]
+    assert states[-2:] == [("CLOSE_WAIT", 0.030), ("LAST_ACK", 0.0305)]
+
+
+def test_an_opening_state_after_later_ones_is_a_newer_connections_socket_not_this_ones():
+    """close-vs-abort-peer told its first connection going back to SYN_SENT (4 of 60 runs under load)."""
+    lab = Lab(scenario(s.close("client")))
+    lab.connected()
+    lab.kernel[("client", 1)] = sock("SYN_SENT")
+    lab.at(0.010).feed(core.Seen("client", 1, lab.kernel[("client", 1)], 0.010))
+    assert [e.state for e in lab.trace().events if e.kind == "state" and e.side == "client"][-1] == "ESTABLISHED"
+
+
+def test_a_close_by_a_process_that_shares_the_socket_does_not_date_its_fin_wait():
+    """close-shared: the parent's close() drops a reference; the child's close() sends the FIN."""
+    lab = Lab(scenario(s.fork("server", "kid"), s.close("server"), s.wait_done("server"), s.close("kid")))
+    lab.connected()
+    lab.at(0.010).reply("server", call("fork", 0.009, result="kid"))
+    lab.at(0.012).reply("server", call("close", 0.011))
+    lab.feed(core.Reply("kid", "hello", (), 0.012))
+    lab.kernel[("server", 1)] = sock("FIN_WAIT_1", wqueue=1)
+    lab.at(0.020).reply("kid", call("close", 0.019))
+    changes = [e for e in lab.trace().events if e.kind == "state" and e.side == "server" and e.conn == 1]
+    assert (changes[-1].state, changes[-1].t) == ("FIN_WAIT_1", 0.019)
+
+
+# ---- the sync points' rows -------------------------------------------------------------------------
+def views(**seen: SocketView) -> dict[tuple[str, int], SocketView]:
+    return {(name, 1): view for name, view in seen.items()}
+
+
+def test_wait_recv_queue_is_met_by_the_bytes_or_by_a_closed_window():
+    step = s.wait_recv_queue("server", 100)
+    assert not step.met(Moment(sockets=views(server=SocketView("ESTABLISHED", rqueue=99))), "server")
+    assert step.met(Moment(sockets=views(server=SocketView("ESTABLISHED", rqueue=100))), "server")
+    step = s.wait_recv_queue("server", 20000)  # more than the receiver's buffer takes
+    full = views(server=SocketView("ESTABLISHED", rqueue=4096),
+                 client=SocketView("ESTABLISHED", wqueue=15000, timer="zero-window probe"))  # fmt: skip
+    assert step.met(Moment(sockets=full), "server")
+    assert not step.met(Moment(sockets=full, in_flight=1), "server")  # something may still arrive
+    retransmitting = {**full, ("client", 1): SocketView("ESTABLISHED", wqueue=15000, timer="retransmit")}
+    assert not step.met(Moment(sockets=retransmitting), "server")  # the window is not known to be shut
+
+
+def test_wait_state_reads_the_current_connection_or_the_listener():
+    seen = {("server", 0): SocketView("LISTEN"), ("server", 1): SocketView("SYN_RECEIVED"),
+            ("server", 2): SocketView("ESTABLISHED")}  # fmt: skip
+    assert s.wait_state("server", "ESTABLISHED").met(Moment(sockets=seen, current=2), "server")
+    assert not s.wait_state("server", "ESTABLISHED").met(Moment(sockets=seen, current=1), "server")
+    assert s.wait_state("server", "LISTEN", listener=True).met(Moment(sockets=seen, current=2), "server")
+
+
+def test_wait_acked_needs_an_empty_send_queue_and_a_quiet_wire():
+    step = s.wait_acked("client")
+    assert not step.met(Moment(sockets=views(client=SocketView("FIN_WAIT_1", wqueue=1))), "client")
+    assert step.met(Moment(sockets=views(client=SocketView("FIN_WAIT_2", wqueue=0))), "client")
+    assert not step.met(Moment(sockets=views(client=SocketView("FIN_WAIT_2")), in_flight=1), "client")
+    assert not step.met(Moment(), "client")  # a socket never seen has acknowledged nothing
+
+
+def test_wait_segment_matches_flags_and_window_of_the_named_sender():
+    seen = (("client", frozenset({"FIN", "ACK"}), 64512), ("server", frozenset({"ACK"}), 0))
+    assert s.wait_segment("client", ("FIN",)).met(Moment(segments=seen), "client")
+    assert not s.wait_segment("server", ("FIN",)).met(Moment(segments=seen), "server")
+    assert s.wait_segment("server", ("ACK",), win=0).met(Moment(segments=seen), "server")
+    assert not s.wait_segment("server", ("ACK",), win=1).met(Moment(segments=seen), "server")
+
+
+def test_wait_done_and_wait_blocked_read_where_the_process_is():
+    assert s.wait_done("client").met(Moment(returned=frozenset({"client"})), "client")
+    assert not s.wait_done("client").met(Moment(blocked=frozenset({"client"})), "client")
+    assert s.wait_blocked("client").met(Moment(blocked=frozenset({"client"})), "client")
+    assert not s.wait_blocked("client").met(Moment(returned=frozenset({"client"})), "client")
+
+
+@pytest.mark.parametrize(
+    ("step", "seen", "expected"),
+    [
+        (s.wait_recv_queue("server", 10), Moment(sockets=views(server=SocketView("ESTABLISHED", rqueue=2))),
+         "waited for 10 unread bytes (or a closed window), but server's receive queue held 2"),
+        (s.wait_state("client", "TIME_WAIT"), Moment(sockets=views(client=SocketView("FIN_WAIT_2"))),
+         "waited for client's socket in TIME_WAIT, but it was in FIN_WAIT_2"),
+        (s.wait_acked("client"), Moment(sockets=views(client=SocketView("FIN_WAIT_1", wqueue=1))),
+         "but 1 bytes (a FIN counts one) were unacknowledged"),
+        (s.wait_segment("server", ("RST",)), Moment(segments=(("client", frozenset({"FIN"}), 1),)),
+         "but the segments sent were: client FIN"),
+        (s.wait_blocked("server"), Moment(returned=frozenset({"server"})),
+         "waited for server to block in its call, but the call returned without waiting"),
+    ],
+)  # fmt: skip
+def test_a_sync_point_that_times_out_says_what_it_waited_for_and_what_it_saw(step, seen, expected):
+    assert expected in step.waited_for(seen, step.side)
