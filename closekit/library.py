@@ -183,10 +183,10 @@ _ALL = (
         steps=(
             *blocked(recv("server")),
             shutdown("client", "SHUT_RDWR"),
-            wait_done("server"),  # its recv() returned 0: end of stream
+            wait_acked("client"),  # the server's recv() returned 0 and its TCP acknowledged the FIN
             recv("client"),
             send("client", 1),
-            wait_acked("client"),
+            wait_done("client"),
             close("server"),
             wait_state("client", "TIME_WAIT"),
             close("client"),
@@ -474,7 +474,8 @@ _WIRE = (
         steps=(
             *blocked(recv("server")),
             send("client", 100),
-            *blocked(recv("server")),
+            recv("server"),  # it has read the 100 bytes and waits for more
+            wait_acked("client"),  # their ACK has reached the client
             linger("client", 0),
             close("client"),  # an abort: the server's recv() fails, no TIME_WAIT holds the 4-tuple
             close("server"),
@@ -544,8 +545,7 @@ _LEDGER = (
             send("server", 5),
             wait_recv_queue("client", 5),
             shutdown("client", "SHUT_WR"),
-            wait_state("server", "CLOSE_WAIT"),
-            wait_acked("client"),
+            wait_acked("client"),  # the server's TCP has the FIN: CLOSE_WAIT
             epoll("server"),
             recv("server"),
             wait_done("server"),
@@ -778,9 +778,10 @@ _MORE = (
             send("server", 5),
             wait_state("server", "CLOSED"),
             send("server", 5),
+            wait_done("server"),
             recv("client"),
-            wait_done("client"),
             close("client"),
+            wait_done("client"),
             close("server"),
         ),
     ),

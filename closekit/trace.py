@@ -193,6 +193,7 @@ class Trace:
     settings: dict[str, Any] = field(default_factory=dict)
     processes: dict[str, str] = field(default_factory=dict)
     setup_until: float | None = field(default=None, compare=False)  # when the first step began
+    disturbed: str = field(default="", compare=False)  # a busy machine held the run up, in words (or "")
     recorded: str = field(default="", compare=False)  # set on a trace recorded elsewhere (closekit.recorded)
 
     def endpoint_of(self, process: str) -> str:
@@ -379,6 +380,7 @@ class Trace:
             "settings": dict(self.settings),
             "processes": dict(self.processes),
             "setup_until": self.setup_until,
+            "disturbed": self.disturbed,
             "events": events,
         }
 

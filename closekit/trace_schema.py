@@ -18,7 +18,7 @@ from closekit.errors import CloseKitError, TraceFormatError
 
 MAX_EVENTS = 500_000
 TOP_KEYS = {"scenario", "description", "kernel", "mode", "unobserved", "counters", "link", "settings",
-            "processes", "setup_until", "events"}  # fmt: skip
+            "processes", "setup_until", "disturbed", "events"}  # fmt: skip
 STATES = tcp.STATES
 _FIELDS = {
     "syscall": {"kind", "t", "side", "call", "args", "result", "errno", "duration", "slept", "queued"},
@@ -126,6 +126,7 @@ def load_trace(cls: type, data: Any) -> Any:
         unobserved=tuple(_text("unobserved", u, 300) for u in unobserved),
         link=link, settings=settings, processes=dict(processes),
         setup_until=None if data.get("setup_until") is None else _number("setup_until", data["setup_until"]),
+        disturbed=_text("disturbed", data.get("disturbed", ""), 500),
     )  # fmt: skip
 
 

@@ -339,6 +339,7 @@ def plan(trace: Trace, clock_free: bool = False) -> Plan:
     groups = runs(trace.events, windows)
     if clock_free:
         quiet = scheduled_acks(trace, windows, groups) | repeated_acks(trace) | trace.redundant()
+        quiet |= window_probes(trace)
         groups = runs([e for e in trace.events if id(e) not in quiet], windows, gather=True)
     spans = [(g[0].t, g[-1].t) for g in groups if len(g) > 1]
     threshold = wait_threshold(trace)
@@ -354,11 +355,12 @@ def plan(trace: Trace, clock_free: bool = False) -> Plan:
 
 
 def scheduled_acks(trace: Trace, windows: set[int], groups: list[list[Event]]) -> set[int]:
-    """ids of the pure ACKs of data on a connection that carried a bulk transfer: how many of them a
-    receiver sends, and whether one leaves before or after the sender's last segment, follows when
-    the reader and the delayed-ACK timer ran. An ACK of a SYN or a FIN, a zero window, the window
+    """ids of the pure ACKs of data on a connection that carried a bulk transfer, or filled a window:
+    how many of them a receiver sends, and whether one leaves before or after the sender's last
+    segment, follows when the reader and the delayed-ACK timer ran. An ACK of a SYN or a FIN, a zero window, the window
     that reopens it and anything the wire did not simply deliver are kept: they carry the lesson."""
     bulk = {g[0].conn for g in groups if len(g) > 1 and isinstance(g[0], Segment)}
+    bulk |= {s.conn for s in trace.segments() if s.win == 0 and s.flags == ("ACK",)}  # a window shut by data
     fin_end = {(s.src, s.conn): s.seq + s.len + 1 for s in trace.segments(flags="FIN")}
     peer = {"client": "server", "server": "client"}
     return {
@@ -395,6 +397,34 @@ def repeated_acks(trace: Trace) -> set[int]:
     return out
 
 
+def window_probes(trace: Trace) -> set[int]:
+    """ids of the zero-window probes (an empty segment one byte behind what its sender has sent) and
+    of the zero windows announced again in answer to them: how many a sender's persist timer sends
+    before the window opens follows how the timer and the reader were scheduled."""
+    sent: dict[tuple[str, int], int] = {}  # per direction: the highest sequence number sent
+    probes: set[int] = set()
+    for s in trace.segments():
+        key = (s.src, s.conn)
+        end = s.seq + s.len + s.has("SYN") + s.has("FIN")
+        if s.flags == ("ACK",) and not s.len and key in sent and s.seq < sent[key]:
+            probes.add(id(s))
+        sent[key] = max(sent.get(key, 0), end)
+    answered_probe = {id(a) for a, _probe in _answers_to(trace, probes)}
+    return probes | answered_probe
+
+
+def _answers_to(trace: Trace, probes: set[int]) -> list[tuple[Segment, Segment]]:
+    """(answer, probe) for each zero window its receiver announced right after a probe arrived."""
+    out = []
+    last: dict[str, Segment] = {}  # receiver -> the last probe that reached it
+    for s in sorted(trace.segments(), key=lambda s: s.t):
+        if id(s) in probes and s.arrived is not None:
+            last[s.dst] = s
+        elif s.flags == ("ACK",) and s.win == 0 and s.src in last and s.t - last[s.src].arrived <= QUICK:  # type: ignore[operator]
+            out.append((s, last.pop(s.src)))
+    return out
+
+
 def retransmissions(trace: Trace) -> set[int]:
     """ids of the segments that send again sequence space their sender had sent before (a SYN, a FIN
     or data below the highest sequence number it had reached): retransmissions. What the wire itself
@@ -419,15 +449,33 @@ QUICK = 0.02
 # How far after the arrival of a segment its effects are told in the clock-free order: the state it
 # brought, then its receiver's prompt answer, then the call it woke (the answer's own arrival, and
 # what that brought, come after it).
-_BROUGHT, _ANSWER, _WOKEN = 0.2e-7, 0.4e-7, 0.5e-7
+_BROUGHT, _ENDED, _ANSWER, _WOKEN = 0.2e-7, 0.3e-7, 0.4e-7, 0.5e-7
 
 
 def waker(trace: Trace, e: Syscall) -> Segment | None:
-    """The segment whose arrival ended a call that slept: the last to reach its endpoint while it waited
-    (None if none did: a timer ended it, or it waited for nothing the network brought)."""
+    """The segment whose arrival ended a call that slept, by what the call waits for: connect() the
+    SYN-ACK, recv() the first data, FIN or RST, close() or shutdown() the ACK of its FIN (or an RST),
+    accept() the handshake's last ACK; another call the last segment to reach it while it waited.
+    None if none did: a timer ended it, or it waited for nothing the network brought."""
     endpoint, end = trace.endpoint_of(e.side), e.t + e.duration
-    found = [s for s in trace.segments() if s.dst == endpoint and s.arrived is not None and e.t <= s.arrived <= end]
-    return max(found, key=lambda s: s.arrived) if found else None  # type: ignore[arg-type, return-value]
+    came = [s for s in trace.segments() if s.dst == endpoint and s.arrived is not None and e.t <= s.arrived <= end]
+    came.sort(key=lambda s: s.arrived)  # type: ignore[arg-type, return-value]
+    wanted = {
+        "connect": lambda s: s.has("SYN") and s.has("ACK"),
+        "recv": lambda s: s.len or s.has("FIN") or s.has("RST"),
+        "accept": lambda s: s.has("ACK") and not s.has("SYN") and not s.has("RST") and not s.len,
+        "close": lambda s: s.has("RST") or _acks_fin(trace, s),
+        "shutdown": lambda s: s.has("RST") or _acks_fin(trace, s),
+    }.get(e.call)
+    if wanted is None:
+        return came[-1] if came else None
+    return next((s for s in came if wanted(s)), None)
+
+
+def _acks_fin(trace: Trace, s: Segment) -> bool:
+    """Does `s` acknowledge a FIN its receiver sent before it?"""
+    fins = [f.seq for f in trace.segments(src=s.dst, flags="FIN") if f.conn == s.conn and f.t <= s.t]
+    return s.has("ACK") and bool(fins) and s.ack >= min(fins) + 1
 
 
 def answered(trace: Trace) -> dict[int, Segment]:
@@ -463,16 +511,20 @@ def causal_times(trace: Trace) -> dict[int, float]:
     and the peer's next call may start before that ACK leaves; an ACK of a FIN after no data waits
     for the next tick of the kernel's clock. So the kernel's prompt answer to a segment is told right
     after that segment arrived, what a segment brought (a state) right after it arrived, and a call
-    it woke after both (when it ran again is the scheduler's call too); everything else by its clock."""
+    it woke after both (when it ran again is the scheduler's call too); a segment arrives after the
+    link's own delay (the microseconds or, on a busy machine, milliseconds the relay took to pass it
+    on are the lab's); everything else by its clock."""
     answers = answered(trace)
+    delay = link_delay(trace)
     told: dict[int, float] = {}
     arrival: dict[tuple[str, int, float], float] = {}  # (receiver, conn, clock arrival) -> told arrival
     for s in trace.segments():
         cause = answers.get(id(s))
         if cause is not None and cause.arrived is not None:
             told[id(s)] = arrival.get((cause.dst, cause.conn, cause.arrived), cause.arrived) + _ANSWER
-        if s.arrived is not None:
-            arrival.setdefault((s.dst, s.conn, s.arrived), told.get(id(s), s.t) + (s.arrived - s.t))
+        if s.arrived is not None:  # after the link's flight (what the relay added is the lab's), or
+            flight = delay if s.fate == "delivered" else s.arrived - s.t  # what a rule held it back
+            arrival.setdefault((s.dst, s.conn, s.arrived), told.get(id(s), s.t) + flight)
     for e in trace.events:
         if isinstance(e, StateChange):
             at = arrival.get((e.side, e.conn, e.t))
@@ -482,15 +534,20 @@ def causal_times(trace: Trace) -> dict[int, float]:
         woke = ended_by(trace, e) if e.slept else None
         if woke is not None:
             at = arrival.get((woke.dst, woke.conn, woke.arrived))  # type: ignore[arg-type]
-            told[id(e)] = (woke.arrived if at is None else at) + _WOKEN  # type: ignore[operator]
+            after = _ENDED if _read_to_eof(e) else _WOKEN  # before the ACK of that FIN: see ended_by
+            told[id(e)] = (woke.arrived if at is None else at) + after  # type: ignore[operator]
     return told
+
+
+def _read_to_eof(e: Syscall) -> bool:
+    return e.call == "recv" and e.args.get("until") == "EOF" and not e.errno
 
 
 def ended_by(trace: Trace, e: Syscall) -> Segment | None:
     """What ended a call that slept: for a read loop that reached the end of the stream the FIN that
     ended it (whether its kernel acknowledged that FIN inside the loop or by its timer just after is
     the scheduler's call), for another call its `waker`."""
-    if e.call == "recv" and e.args.get("until") == "EOF" and not e.errno:
+    if _read_to_eof(e):
         endpoint, end = trace.endpoint_of(e.side), e.t + e.duration
         fins = [s for s in trace.segments(flags="FIN") if s.dst == endpoint and s.arrived is not None]
         ended = [s for s in fins if s.arrived <= end]  # type: ignore[operator]
@@ -507,22 +564,20 @@ def returned_at(trace: Trace, e: Syscall, told: dict[int, float] | None = None) 
 
 
 READS = frozenset({"recv", "accept", "connect"})  # calls whose wait is for the peer: told by what came
-LONG_WAIT = 0.15  # a read's wait this long is the lesson (a busy peer), not the lab's or the scheduler's
 
 
 def returned_text(trace: Trace, e: Syscall, exact: bool, transfer: bool) -> str:
     """`[returned after 54.7 ms]`; clock-free, for a read what ended its wait (`[returned when the FIN
-    arrived]`, with how long where the peer kept it waiting on purpose: `…, after ≈ 0.3 s`), for a
-    call that waited for the network's own timers (a lingering close(), a connect()) its duration's
-    category, and for a call that waited out a bulk transfer `[returned after the transfer]`."""
+    arrived]`: how long the peer took is the peer's story, told in its own lines), for a call that
+    waited for the network's own timers (a lingering close()) its duration's category, and for a
+    call that waited out a bulk transfer `[returned after the transfer]`."""
     if exact:
         return f"[returned {_took(e, exact)}]"
     if transfer:
         return "[returned after the transfer]"
     woke = waker(trace, e)
     if e.call in READS and woke is not None:
-        long = f", {_took(e, exact)}" if e.waited >= LONG_WAIT else ""
-        return f"[returned when {arrival_words(e, woke)} arrived{long}]"
+        return f"[returned when {arrival_words(e, woke)} arrived]"
     return f"[returned {_took(e, exact)}]"
 
 
@@ -698,6 +753,8 @@ def header_lines(trace: Trace, kernel: bool = True) -> list[str]:
     settings = settings_text(trace)
     if settings:
         lines.append(settings)
+    if trace.disturbed:
+        lines.append(f"disturbed: {trace.disturbed}")
     conns = connections(trace)
     if len(conns) > 1:
         tags = ", ".join(conn_tag(c) for c in conns)

@@ -41,6 +41,11 @@ if TYPE_CHECKING:
     from closekit.sandbox.endpoint import Addresses
 
 ENDPOINTS = ("client", "server")
+# A run is disturbed when, after its set-up, a busy machine held it up this long: a process kept from
+# the CPU in a call, or the wire passing a segment on late. The quickest timer a built-in scenario
+# lets a process race is the 40 ms delayed ACK (where a lesson would race the few-ms tick that
+# acknowledges a FIN after no data, the scenario waits for that ACK instead).
+TOLERANCE = 0.02
 TIMER_SLACK = 0.002  # look again this long after a kernel timer was due to fire
 QUIET = 0.001  # without a wire: nothing moved this long means nothing is in flight
 POLL = 0.001  # without any view of the packets: how often sockets are looked at while waiting
@@ -270,7 +275,19 @@ class Run:
             due.append(self.last_activity + DELAYED_ACK_MAX + 0.001)
         return min(due)
 
-    def trace(self, kernel: str, mode: str, counters: dict[str, int], unobserved: tuple[str, ...]) -> Trace:
+    def disturbance(self, wire_late: float) -> tuple[float, str]:
+        """How long a busy machine held the run up at worst after its set-up (`wire_late`: the wire's
+        worst since then), and in words ("" if within TOLERANCE)."""
+        worst = (wire_late, f"the wire passed a segment on {wire_late * 1000:.0f} ms late")
+        begun = self.setup_until or self.t0
+        for _order, process, r in self.records:
+            if r["kind"] == "syscall" and r["t"] >= begun and (r["queued"] or 0.0) > worst[0]:
+                worst = (r["queued"], f"the {process} waited {r['queued'] * 1000:.0f} ms for a CPU in {r['call']}()")
+        return worst if worst[0] > TOLERANCE else (worst[0], "")
+
+    def trace(
+        self, kernel: str, mode: str, counters: dict[str, int], unobserved: tuple[str, ...], disturbed: str = ""
+    ) -> Trace:
         """The Trace of what happened: events on the experiment's clock, states dated by their cause."""
         t0 = self.t0
         events: list[tuple[float, int, int, Any]] = []  # (time, rank, order): a cause comes before its effect
@@ -304,7 +321,7 @@ class Run:
             counters=counters, events=tuple(e for *_key, e in events), unobserved=unobserved,
             link=scenario.link.to_dict(), settings=scenario.settings.to_dict(),
             processes={p: scenario.endpoint_of(p) for p in scenario.sides},
-            setup_until=None if self.setup_until is None else self.setup_until - t0,
+            setup_until=None if self.setup_until is None else self.setup_until - t0, disturbed=disturbed,
         )  # fmt: skip
 
     def sockets(self) -> list[tuple[str, tuple[str, int], tuple[str, int]]]:

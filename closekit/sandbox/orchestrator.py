@@ -74,6 +74,7 @@ class Experiment:
         self.pids: dict[str, int] = {}  # process -> pid, as the kernel vouches for it (SCM_CREDENTIALS)
         self.gone: set[str] = set()
         self.reaped: set[str] = set()
+        self.held_up = 0.0  # how long a busy machine held the run up at worst (core.Run.disturbance)
         self.wire: Wire | None = None
         if env.wired:
             spaces = env.spaces
@@ -116,6 +117,10 @@ class Experiment:
     # ---- the loop --------------------------------------------------------------------------
     def execute(self) -> None:
         self._do(self.core.start())
+        while self.core.setup_until is None:
+            self._wait()
+        if self.wire is not None:
+            self.wire.late = 0.0  # what held the set-up up is not the lesson's
         while not self.core.finished:
             self._wait()
 
@@ -253,7 +258,8 @@ class Experiment:
             self.stop()
         if self.env.capture is not None and self.env.capture.drops():
             raise ExperimentError("the packet capture dropped segments; the trace would be incomplete")
-        return self.core.trace(self.env.kernel, self.env.mode, counters, self.env.unobserved)
+        self.held_up, disturbed = self.core.disturbance(self.wire.late if self.wire is not None else 0.0)
+        return self.core.trace(self.env.kernel, self.env.mode, counters, self.env.unobserved, disturbed)
 
     def sockets(self) -> list[tuple[str, tuple[str, int], tuple[str, int]]]:
         """(endpoint, local, remote) of every socket the experiment may have left in the kernel."""

@@ -44,7 +44,7 @@ class Wire:
         self.tuns = tuns
         self.stamps = dict(stamps or {})
         self.clock = clock
-        self._due: list[tuple[float, int, Packet, bytes, bool]] = []  # heap of (when, order, packet, bytes, prompt)
+        self._due: list[tuple[float, int, Packet, bytes]] = []  # heap of (when, order, packet, bytes)
         self._order = itertools.count()
         self._held: dict[str, list[tuple[Packet, bytes]]] = {"client": [], "server": []}
         self._gated: list[tuple[Packet, bytes]] = []
@@ -54,6 +54,7 @@ class Wire:
         self._last = {"client": float("-inf"), "server": float("-inf")}  # latest arrival from each sender
         self.packets: list[Packet] = []  # every TCP packet taken, in order
         self.carried = 0  # packets of any kind written onwards
+        self.late = 0.0  # the longest a packet waited past its time (the relay kept from the CPU)
 
     def fileno(self, src: str) -> int:
         return self.tuns[src]
@@ -119,9 +120,10 @@ class Wire:
     ) -> None:
         """Put a packet on its way. The link's delay runs from when the sender's kernel sent it (a relay
         kept from the CPU for a while does not lengthen the link), or for a packet a rule or the gate
-        held back (`late`), from now. On a link without delay or rate, a packet nothing holds back
-        arrives as it left: the microseconds the relay takes to pass it on are the lab's, not the
-        link's, though it never arrives before what the link delivered ahead of it."""
+        held back (`late`), from now. A packet arrives when the wire writes it into the receiver's
+        device (never before what the link delivered ahead of it): on a link without delay, the
+        microseconds after it left that the relay took. Its arrival then comes after whatever the
+        receiver sent before it was written, as it did in the receiving kernel."""
         if packet.copy:
             packet.t = now + extra  # a copy leaves the wire, not its sender: when the wire injects it
         start = now if late else min(packet.t, now)
@@ -130,8 +132,7 @@ class Wire:
             self._free[packet.src] = start
         if observed:
             packet.arrived = None  # on its way
-        prompt = not late and not extra and not packet.copy and not self.link.delay and self.link.rate is None
-        heapq.heappush(self._due, (start + self.link.delay + extra, next(self._order), packet, data, prompt))
+        heapq.heappush(self._due, (start + self.link.delay + extra, next(self._order), packet, data))
 
     # ---- handing packets over -------------------------------------------------------------
     def next_due(self) -> float | None:
@@ -143,9 +144,10 @@ class Wire:
         then is that packet's doing, and with one the receiving device refused (its fate: dropped)."""
         delivered = []
         while self._due and self._due[0][0] <= now:
-            _when, _order, packet, data, prompt = heapq.heappop(self._due)
+            when, _order, packet, data = heapq.heappop(self._due)
             # taken before write(): the receiving kernel reacts inside it
-            arrived = packet.t if prompt else now if self.clock is None else self.clock()
+            arrived = now if self.clock is None else self.clock()
+            self.late = max(self.late, arrived - when)
             arrived = self._last[packet.src] = max(arrived, self._last[packet.src])
             try:
                 os.write(self.tuns[PEER[packet.src]], data)

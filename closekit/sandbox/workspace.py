@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import sys
 from collections import defaultdict
+from dataclasses import replace
 from typing import Any
 
 from closekit.errors import CloseKitError
@@ -41,6 +42,7 @@ from closekit.trace import Trace
 SANDBOX_ENV = "CLOSEKIT_SANDBOX"
 MODES = ("netns", "netns-loopback", "host", "host-nocapture")
 PAIRS = 1 << 22  # address pairs before the namespaces are renewed
+RUNS = 3  # runs of a scenario a busy machine disturbs, at most
 UNOBSERVED = {
     "netns": (),
     "netns-loopback": (),
@@ -145,7 +147,20 @@ class Workspace:
 
     # ---- experiments --------------------------------------------------------------------
     def run(self, scenario: Scenario, parent: int | None) -> Trace:
-        """Run `scenario` on a new pair of addresses, then leave the namespaces as they were."""
+        """Run `scenario`; a run a busy machine disturbed (see core.TOLERANCE) is run again, up to
+        RUNS times in all, and the least disturbed one returned, saying so."""
+        best: tuple[float, Trace] | None = None
+        for _ in range(RUNS):
+            held_up, trace = self._run_once(scenario, parent)
+            if not trace.disturbed:
+                return trace
+            if best is None or held_up < best[0]:
+                best = (held_up, trace)
+        trace = best[1]  # type: ignore[index]
+        return replace(trace, disturbed=f"{trace.disturbed} (the least disturbed of {RUNS} runs)")
+
+    def _run_once(self, scenario: Scenario, parent: int | None) -> tuple[float, Trace]:
+        """One run of `scenario` on a new pair of addresses, leaving the namespaces as they were."""
         env = self.env
         env.parent = parent
         self.pairs += 1
@@ -160,7 +175,8 @@ class Workspace:
             self._addresses(add=True)
             for endpoint, space in self._spaces():
                 apply_settings(space, sysctls, route, self._route(endpoint, space), self.home)  # type: ignore[arg-type]
-            return experiment.run()
+            trace = experiment.run()
+            return experiment.held_up, trace
         finally:
             self._clean(experiment, sysctls, route)
 
