@@ -326,7 +326,7 @@ def _close_last_reference_fin(t: Trace) -> tuple[bool, str]:
         return _no_call("server", "close()")
     last = max(holders, key=lambda c: c.t)
     fin = q.first(t, "FIN", "server")
-    r = next((c for c in q.calls(t, "client", "recv") if fin is not None and c.t >= fin.t), None)
+    r = next((c for c in q.calls(t, "client", "recv") if fin is not None and q.end(c) > fin.t), None)
     ok = fin is not None and fin.t >= last.t and len(holders) > 1 and r is not None and r.result == 0
     if fin is None:
         when = "never"
@@ -385,7 +385,7 @@ def _shutdown_ignores_refcount(t: Trace) -> tuple[bool, str]:
     others = q.calls_on(t, "server", "close")
     first_close = min((c.t for c in others), default=None)
     fin = q.first(t, "FIN", "server", after=sh, before=first_close)
-    r = next((c for c in q.calls(t, "client", "recv") if fin is not None and c.t >= fin.t), None)
+    r = next((c for c in q.calls(t, "client", "recv") if fin is not None and q.end(c) > fin.t), None)
     ok = fin is not None and r is not None and r.result == 0
     return ok, (
         f"while both processes still held the socket, {sh.side}'s shutdown({sh.args.get('how')}) sent a FIN: "
@@ -403,7 +403,7 @@ def _shut_wr_half_close(t: Trace) -> tuple[bool, str]:
     r = q.call(t, "server", q.READ_TO_EOF)
     sent = q.sent_total(t, "client")
     back = next((c for c in q.calls(t, "server", "send") if r is not None and c.t > r.t), None)
-    got = next((c for c in q.calls(t, "client", "recv") if back is not None and c.t > back.t), None)
+    got = next((c for c in q.calls(t, "client", "recv") if back is not None and q.end(c) > back.t), None)
     ok = (
         queued > 0
         and _fin_after_all_data(t, "client", fin)
@@ -427,7 +427,7 @@ def _shut_wr_no_more_writes(t: Trace) -> tuple[bool, str]:
         return False, "nobody called shutdown(SHUT_WR)"
     sh = shs[0]
     endpoint = t.endpoint_of(sh.side)
-    w = next((c for c in q.calls_on(t, endpoint, "send") if c.t >= q.end(sh)), None)
+    w = next((c for c in q.calls_on(t, endpoint, "send") if q.end(c) > q.end(sh)), None)
     if w is None:
         return False, "nobody wrote to the socket after its shutdown(SHUT_WR)"
     sig = q.signals_of(t, w)
@@ -449,7 +449,7 @@ def _shut_rd_later_data_discarded(t: Trace) -> tuple[bool, str]:
     if data is None:
         return False, "the server sent nothing after the client's SHUT_RD"
     ack = q.ack_of(t, data)
-    r = next((c for c in q.calls(t, "client", "recv") if data.arrived is not None and c.t >= data.arrived), None)
+    r = next((c for c in q.calls(t, "client", "recv") if data.arrived is not None and q.end(c) > data.arrived), None)
     dropped = r is not None and (r.result == 0 or r.errno is not None)
     return ack is not None and dropped, (
         f"after SHUT_RD the server sent {data.len} bytes; the client's TCP acknowledged them: {_yes(ack)}; "
@@ -476,7 +476,7 @@ def _shut_rd_can_send(t: Trace) -> tuple[bool, str]:
     if sh is None:
         return _no_call("client", "shutdown(SHUT_RD)")
     s = next(iter(q.calls_after(t, "client", sh, "send")), None)
-    r = next((c for c in q.calls(t, "server", "recv") if s is not None and c.t > s.t), None)
+    r = next((c for c in q.calls(t, "server", "recv") if s is not None and q.end(c) > s.t), None)
     ok = s is not None and s.errno is None and r is not None and r.result == s.result
     return ok, f"after shutdown({sh.args.get('how')}) the client's send() {_r(s)} and the server's recv() {_r(r)}"
 
@@ -506,7 +506,7 @@ def _shut_rd_still_readable(t: Trace) -> tuple[bool, str]:
     data = next(iter(q.segments(t, "server", data=True, after=sh)), None)
     if data is None or data.arrived is None:
         return False, "nothing arrived from the server after SHUT_RD"
-    r = next((c for c in q.calls(t, "client", "recv") if c.t >= data.arrived), None)
+    r = next((c for c in q.calls(t, "client", "recv") if q.end(c) > data.arrived), None)
     ok = r is not None and isinstance(r.result, int) and r.result > 0 and r.errno is None
     return ok, f"the server sent {data.len} bytes after the client's SHUT_RD; a recv() afterwards {_r(r)}"
 
@@ -523,7 +523,7 @@ def _data_after_read_shut_draws_rst(t: Trace, hows: tuple[str, ...]) -> tuple[bo
         return False, "the server sent no data after the client had shut both halves"
     rst = q.first(t, "RST", "client", after=data.arrived)
     nxt = next(
-        (c for c in q.calls(t, "server", "send") if rst is not None and rst.arrived and c.t >= rst.arrived), None
+        (c for c in q.calls(t, "server", "send") if rst is not None and rst.arrived and q.end(c) > rst.arrived), None
     )
     sig = q.signals_of(t, nxt)
     ok = rst is not None and nxt is not None and nxt.errno == "EPIPE" and "SIGPIPE" in sig
@@ -573,7 +573,9 @@ def _linger_zero_rst(t: Trace) -> tuple[bool, str]:
     lg = q.linger_at(t, "client", c.t)
     after = q.segments(t, "client", after=c)
     rst = q.first(t, "RST", "client", after=c)
-    r = next((x for x in q.calls(t, "server", "recv") if rst is not None and rst.arrived and x.t >= rst.arrived), None)
+    r = next(
+        (x for x in q.calls(t, "server", "recv") if rst is not None and rst.arrived and q.end(x) > rst.arrived), None
+    )
     ok = (
         _on(lg, zero=True)
         and rst is not None
@@ -726,7 +728,7 @@ def _old_duplicate_delivered(t: Trace) -> tuple[bool, str]:
     dup = _duplicate(t)
     if dup is None or dup.arrived is None:
         return False, "no old duplicate arrived"
-    r = next((c for c in q.calls(t, "server", "recv") if c.t >= dup.arrived), None)
+    r = next((c for c in q.calls(t, "server", "recv") if q.end(c) > dup.arrived), None)
     ok = r is not None and r.result == dup.len and r.errno is None
     paws = f"; the kernel counted it in PAWSEstab +{t.counter('TcpExt:PAWSEstab')}" if COUNTERS in observed(t) else ""
     return ok, (
@@ -975,7 +977,7 @@ def _close_in_syn_sent(t: Trace) -> tuple[bool, str]:
     c = q.call(t, "client", "close")
     if c is None:
         return _no_call("client", "close()")
-    state = q.state_at(t, "client", c.t)
+    state = q.state_before(t, "client", c.t)  # what the call found (a state it brought is dated at its start)
     after = q.segments(t, "client", after=c)
     end_state = t.final_state("client")
     ok = state == "SYN_SENT" and not after and end_state == "CLOSED"
@@ -991,7 +993,9 @@ def _listener_close_resets(t: Trace) -> tuple[bool, str]:
         return _no_call("server", "close() of its listening socket")
     accepted = [c for c in q.calls(t, "server", "accept") if c.t < lc.t]
     rst = q.first(t, "RST", "server", after=lc)
-    r = next((c for c in q.calls(t, "client", "recv") if rst is not None and rst.arrived and c.t >= rst.arrived), None)
+    r = next(
+        (c for c in q.calls(t, "client", "recv") if rst is not None and rst.arrived and q.end(c) > rst.arrived), None
+    )
     ok = not accepted and rst is not None and r is not None and r.errno == "ECONNRESET"
     return ok, (
         f"the server closed its listening socket with {'no connection' if accepted else 'a connection'} still "
@@ -1004,7 +1008,7 @@ def _reset_before_accept(t: Trace) -> tuple[bool, str]:
     rst = q.first(t, "RST", "client")
     if rst is None or rst.arrived is None:
         return False, "the client sent no RST"
-    a = next((c for c in q.calls(t, "server", "accept") if c.t >= rst.arrived), None)
+    a = next((c for c in q.calls(t, "server", "accept") if q.end(c) > rst.arrived), None)
     r = next(iter(q.calls_after(t, "server", a, "recv")), None) if a is not None else None
     ok = a is not None and a.errno is None and r is not None and r.errno == "ECONNRESET"
     took_it = "failed: " + _r(a) if a is not None and a.errno else "returned the connection" if a else "was not called"
@@ -1018,7 +1022,9 @@ def _close_unread_rst(t: Trace) -> tuple[bool, str]:
     unread = q.unread_at(t, "server", c.t)
     after = q.segments(t, "server", after=c)
     rst = q.first(t, "RST", "server", after=c)
-    r = next((x for x in q.calls(t, "client", "recv") if rst is not None and rst.arrived and x.t >= rst.arrived), None)
+    r = next(
+        (x for x in q.calls(t, "client", "recv") if rst is not None and rst.arrived and q.end(x) > rst.arrived), None
+    )
     ok = unread > 0 and q.first_flag(after) == "RST" and r is not None and r.errno == "ECONNRESET"
     counter = f"; TCPAbortOnClose +{t.counter('TcpExt:TCPAbortOnClose')}" if COUNTERS in observed(t) else ""
     return ok, (
@@ -1031,8 +1037,8 @@ def _close_unread_epoll(t: Trace) -> tuple[bool, str]:
     rst = q.first(t, "RST", "server")
     if rst is None or rst.arrived is None:
         return False, "the server sent no RST"
-    ev = next((c for c in q.calls(t, "client", "epoll_wait") if c.t >= rst.arrived), None)
-    r = next((c for c in q.calls(t, "client", "recv") if c.t >= rst.arrived), None)
+    ev = next((c for c in q.calls(t, "client", "epoll_wait") if q.end(c) > rst.arrived), None)
+    r = next((c for c in q.calls(t, "client", "recv") if q.end(c) > rst.arrived), None)
     ok = {"EPOLLIN", "EPOLLRDHUP", "EPOLLHUP"} <= q.epoll_bits(ev) and r is not None and r.errno == "ECONNRESET"
     return ok, f"after the RST the client's epoll_wait() {_r(ev)}, all in one call; then recv() {_r(r)}"
 
@@ -1062,7 +1068,8 @@ def _fin_epoll(t: Trace) -> tuple[bool, str]:
     rst = q.first(t, "RST", None, after=fin.t)
     before = rst.arrived if rst is not None else None
     ev = next(
-        (c for c in q.calls(t, "client", "epoll_wait") if c.t >= fin.arrived and (before is None or c.t < before)), None
+        (c for c in q.calls(t, "client", "epoll_wait") if q.end(c) > fin.arrived and (before is None or c.t < before)),
+        None,
     )
     bits = q.epoll_bits(ev)
     ok = {"EPOLLIN", "EPOLLRDHUP"} <= bits and not {"EPOLLERR", "EPOLLHUP"} & bits
@@ -1074,11 +1081,11 @@ def _epoll_level_triggered(t: Trace) -> tuple[bool, str]:
     if fin is None or fin.arrived is None:
         return False, "no FIN from the server arrived"
     stop = min(
-        [c.t for c in q.calls(t, "client") if c.call in ("recv", "send") and c.t >= fin.arrived]
+        [c.t for c in q.calls(t, "client") if c.call in ("recv", "send") and q.end(c) > fin.arrived]
         + [s.arrived for s in q.segments(t, None, "RST") if s.arrived is not None],
         default=None,
     )
-    evs = [c for c in q.calls(t, "client", "epoll_wait") if c.t >= fin.arrived and (stop is None or c.t < stop)]
+    evs = [c for c in q.calls(t, "client", "epoll_wait") if q.end(c) > fin.arrived and (stop is None or c.t < stop)]
     ok = len(evs) >= 2 and all({"EPOLLIN", "EPOLLRDHUP"} <= q.epoll_bits(e) for e in evs)
     return ok, (
         f"without reading, the client asked epoll_wait() {len(evs)} times after the FIN: "
@@ -1092,7 +1099,7 @@ def _write_after_fin(t: Trace) -> tuple[bool, str]:
         return False, "nobody sent a FIN"
     closer, writer = fin.src, fin.dst
     how = next((c for c in t.syscalls() if t.endpoint_of(c.side) == closer and c.call in ("close", "shutdown")), None)
-    s = next((c for c in q.calls(t, writer, "send") if c.t >= fin.arrived), None)
+    s = next((c for c in q.calls(t, writer, "send") if q.end(c) > fin.arrived), None)
     if s is None:
         return False, f"the {writer} wrote nothing after the {closer}'s FIN"
     data = next(iter(q.segments(t, writer, data=True, after=s.t)), None)
@@ -1114,7 +1121,7 @@ def _epoll_after_rst(t: Trace) -> tuple[bool, str]:
     rst = _rst_arrival(t)
     if rst is None:
         return False, "no RST reached the client"
-    ev = next((c for c in q.calls(t, "client", "epoll_wait") if c.t >= rst.arrived), None)  # type: ignore[operator]
+    ev = next((c for c in q.calls(t, "client", "epoll_wait") if q.end(c) > rst.arrived), None)  # type: ignore[operator]
     ok = {"EPOLLERR", "EPOLLHUP"} <= q.epoll_bits(ev)
     return ok, f"after the RST the client's epoll_wait() {_r(ev)}"
 
@@ -1144,7 +1151,7 @@ def _rst_in_close_wait(t: Trace) -> tuple[bool, str]:
     if rst is None:
         return False, "no RST reached the client"
     state = q.state_before(t, "client", rst.arrived)  # type: ignore[arg-type]
-    s = next((c for c in q.calls(t, "client", "send") if c.t >= rst.arrived), None)  # type: ignore[operator]
+    s = next((c for c in q.calls(t, "client", "send") if q.end(c) > rst.arrived), None)  # type: ignore[operator]
     ok = state == "CLOSE_WAIT" and s is not None and s.errno == "EPIPE"
     return ok, f"the RST reached the client in {state}; the client's next send() {_r(s)}"
 
@@ -1153,7 +1160,7 @@ def _second_write_sigpipe(t: Trace) -> tuple[bool, str]:
     rst = _rst_arrival(t)
     if rst is None:
         return False, "no RST reached the client"
-    s = next((c for c in q.calls(t, "client", "send") if c.t >= rst.arrived), None)  # type: ignore[operator]
+    s = next((c for c in q.calls(t, "client", "send") if q.end(c) > rst.arrived), None)  # type: ignore[operator]
     sig = q.signals_of(t, s)
     ok = s is not None and s.errno == "EPIPE" and "SIGPIPE" in sig
     return ok, f"the client's first send() after the RST {_r(s)}, signal {', '.join(sig) or 'none'}"
@@ -1168,8 +1175,8 @@ def _ending(t: Trace, conn: int) -> tuple[Segment | None, Syscall | None, Syscal
     cause = next(
         (c for c in reversed(t.syscalls("server")) if c.call in ("close", "shutdown") and c.t <= end_seg.t), None
     )
-    ev = next((c for c in q.calls(t, "client", "epoll_wait") if c.t >= end_seg.arrived), None)
-    r = next((c for c in q.calls(t, "client", "recv") if c.t >= end_seg.arrived), None)
+    ev = next((c for c in q.calls(t, "client", "epoll_wait") if q.end(c) > end_seg.arrived), None)
+    r = next((c for c in q.calls(t, "client", "recv") if q.end(c) > end_seg.arrived), None)
     return end_seg, cause, ev, r
 
 

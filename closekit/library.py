@@ -42,6 +42,7 @@ from closekit.steps import (
     wait_blocked,
     wait_done,
     wait_recv_queue,
+    wait_segment,
     wait_state,
 )  # fmt: skip
 
@@ -483,8 +484,8 @@ _WIRE = (
             connect("client"),  # the same 4-tuple
             nonblocking("server"),
             wait_done("server"),
-            release("client"),  # the copy of the old data segment arrives now
-            wait_state("server", "ESTABLISHED"),
+            release("client"),  # the copy of the old data segment is on its way now
+            wait_segment("server", ("ACK",)),  # the server's TCP answered it (it refused it: PAWS)
             recv("server"),  # nothing of it was delivered
             wait_done("server"),
             close("client"),

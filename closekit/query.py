@@ -105,9 +105,11 @@ def end(c: Syscall) -> float:
 
 
 def calls_after(trace: Trace, side: str | None, after: Syscall | float, name: str | None = None) -> list[Syscall]:
-    """`side`'s calls (any side's with None) that started after `after` (a call: after it returned)."""
+    """`side`'s calls (any side's with None) whose result came after `after` (a call: after it
+    returned): those that started after it, and those blocked across it (a recv() waiting when the
+    RST came, which that RST woke)."""
     when = end(after) if isinstance(after, Syscall) else after
-    return [c for c in calls(trace, side, name) if c.t >= when and c is not after]
+    return [c for c in calls(trace, side, name) if end(c) > when and c is not after]
 
 
 def blocked_at(trace: Trace, when: float, side: str | None = None) -> Syscall | None:
@@ -308,8 +310,9 @@ def state_at(trace: Trace, side: str, when: float, conn: int = 1) -> str | None:
 
 
 def state_before(trace: Trace, side: str, when: float, conn: int = 1) -> str | None:
-    """The state `side`'s socket was in just before `when`: what a segment arriving at `when` found
-    (the lab dates a state by the segment that caused it, so a change at `when` is that segment's doing)."""
+    """The state `side`'s socket was in just before `when`: what a segment arriving at `when`, or a call
+    starting then, found (the lab dates a state by the segment or call that caused it, so a change at
+    `when` is that segment's or call's doing)."""
     state = None
     for e in state_changes(trace, side, conn):
         if e.t >= when:

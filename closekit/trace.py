@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 MODES = ("netns", "netns-loopback", "host", "host-nocapture")
 ENDPOINTS = ("client", "server")
-FATES = ("delivered", "delayed", "released", "dropped", "held", "duplicate")
-ARRIVING = ("delivered", "delayed", "released", "duplicate")  # the fates of segments that reached the peer
+FATES = ("delivered", "delayed", "gated", "released", "dropped", "held", "duplicate")
+ARRIVING = ("delivered", "delayed", "gated", "released", "duplicate")  # the fates of segments that reached the peer
 Mode = Literal["netns", "netns-loopback", "host", "host-nocapture"]
 FLAG_ORDER = ("SYN", "FIN", "RST", "PSH", "ACK", "URG")
 SEGMENT_FLAGS = FLAG_ORDER
@@ -76,7 +76,8 @@ class Segment:
 
     `t` is when it left its sender (when the lab's wire took it); `arrived` when the wire handed it
     to the other endpoint, None if it never did. `fate` says what the wire did with it:
-    "delivered" (after the link's delay), "delayed" (later, by a scenario's rule), "released" (held
+    "delivered" (after the link's delay), "delayed" (later, by a scenario's rule), "gated" (kept until
+    the calls of an at_once step had all returned, so that it crossed its peer's), "released" (held
     back by a rule until a release step), "dropped" (a rule), "held" (kept back and never released),
     or "duplicate" (an extra copy the wire injected). `conn` numbers the connections of an experiment
     in the order of their first SYN (1 for the usual one).
@@ -252,9 +253,11 @@ class Trace:
         """ids of the delivered segments that carried only data or a FIN their receiver had been given
         already: a sender's timer (a tail loss probe, an RTO) that fired while the receiver's ACK was
         still to come. Which of the two timers fires first follows how busy the machine is; a
-        retransmission of what the wire dropped or held back is not one of these (that is a lesson)."""
+        retransmission of what the wire dropped or held back, or sent because the wire kept the
+        receiver's answers back, is not one of these (that is a lesson)."""
         given: dict[tuple[str, int], int] = {}  # per direction: the end of what the receiver was given
         lost: dict[tuple[str, int], list[tuple[int, int]]] = {}  # per direction: what the wire kept back
+        unanswered: set[tuple[str, int]] = set()  # senders whose peer's answer the wire kept back
         out: set[int] = set()
         for e in self.events:
             if not isinstance(e, Segment):
@@ -263,11 +266,14 @@ class Trace:
             control = tuple(sorted(set(e.flags) - {"PSH", "ACK"}))
             if e.fate != "delivered":
                 lost.setdefault(way, []).append((e.seq, end))
+                if e.arrived is None:  # the wire never handed it over
+                    unanswered.add((e.dst, e.conn))
                 continue
             if (
                 control in ((), ("FIN",))
                 and e.seq < end <= given.get(way, -1)
                 and not any(a < end and e.seq < b for a, b in lost.get(way, ()))
+                and way not in unanswered
             ):
                 out.add(id(e))
                 continue

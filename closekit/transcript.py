@@ -201,6 +201,7 @@ def conn_at(trace: Trace, t: float) -> int:
 
 
 FATE_WORDS = {
+    "gated": "held back until the steps started at once had all returned",
     "dropped": "dropped by the wire",
     "held": "held by the wire, never delivered",
     "duplicate": "a duplicate the wire injected",
@@ -503,8 +504,25 @@ def answered(trace: Trace) -> dict[int, Segment]:
     return out
 
 
-def causal_times(trace: Trace) -> dict[int, float]:
-    """When each event is told in the clock-free forms (id -> time), where that differs from its clock.
+@dataclass(frozen=True)
+class Told:
+    """When the clock-free forms tell each event (`causal_times`): by id, where it differs from the clock."""
+
+    at: dict[int, float]  # events: a segment's leaving, a state, a woken call's return
+    arrivals: dict[int, float]  # segments: their arrival
+
+    def time(self, e: Event) -> float:
+        return self.at.get(id(e), e.t)
+
+    def arrival(self, s: Segment) -> float | None:
+        return self.arrivals.get(id(s), s.arrived)
+
+    def returned(self, e: Syscall) -> float:
+        return self.at.get(id(e), e.t + e.duration)
+
+
+def causal_times(trace: Trace) -> Told:
+    """When each event is told in the clock-free forms.
 
     Across two processes and two kernels, which of two unrelated events comes first is the
     scheduler's call: a woken reader may run before its kernel has sent the ACK of what woke it,
@@ -516,27 +534,28 @@ def causal_times(trace: Trace) -> dict[int, float]:
     on are the lab's); everything else by its clock."""
     answers = answered(trace)
     delay = link_delay(trace)
-    told: dict[int, float] = {}
-    arrival: dict[tuple[str, int, float], float] = {}  # (receiver, conn, clock arrival) -> told arrival
+    at: dict[int, float] = {}
+    arrivals: dict[int, float] = {}
+    by_clock: dict[tuple[str, int, float], float] = {}  # (receiver, conn, clock arrival) -> told arrival
     for s in trace.segments():
         cause = answers.get(id(s))
         if cause is not None and cause.arrived is not None:
-            told[id(s)] = arrival.get((cause.dst, cause.conn, cause.arrived), cause.arrived) + _ANSWER
+            at[id(s)] = arrivals.get(id(cause), cause.arrived) + _ANSWER
         if s.arrived is not None:  # after the link's flight (what the relay added is the lab's), or
             flight = delay if s.fate == "delivered" else s.arrived - s.t  # what a rule held it back
-            arrival.setdefault((s.dst, s.conn, s.arrived), told.get(id(s), s.t) + flight)
+            arrivals[id(s)] = at.get(id(s), s.t) + flight
+            by_clock.setdefault((s.dst, s.conn, s.arrived), arrivals[id(s)])
     for e in trace.events:
         if isinstance(e, StateChange):
-            at = arrival.get((e.side, e.conn, e.t))
-            if at is not None:
-                told[id(e)] = at + _BROUGHT
+            arrived = by_clock.get((e.side, e.conn, e.t))
+            if arrived is not None:
+                at[id(e)] = arrived + _BROUGHT
     for e in trace.syscalls():
         woke = ended_by(trace, e) if e.slept else None
         if woke is not None:
-            at = arrival.get((woke.dst, woke.conn, woke.arrived))  # type: ignore[arg-type]
             after = _ENDED if _read_to_eof(e) else _WOKEN  # before the ACK of that FIN: see ended_by
-            told[id(e)] = (woke.arrived if at is None else at) + after  # type: ignore[operator]
-    return told
+            at[id(e)] = arrivals.get(id(woke), woke.arrived) + after  # type: ignore[operator]
+    return Told(at, arrivals)
 
 
 def _read_to_eof(e: Syscall) -> bool:
@@ -556,11 +575,10 @@ def ended_by(trace: Trace, e: Syscall) -> Segment | None:
     return waker(trace, e)
 
 
-def returned_at(trace: Trace, e: Syscall, told: dict[int, float] | None = None) -> float:
+def returned_at(trace: Trace, e: Syscall, told: Told | None = None) -> float:
     """When a call's return is told in the clock-free forms: after what ended it (`ended_by`) and what
     that segment brought (`causal_times`); a call no segment ended, when it returned."""
-    told = causal_times(trace) if told is None else told
-    return told.get(id(e), e.t + e.duration)
+    return (causal_times(trace) if told is None else told).returned(e)
 
 
 READS = frozenset({"recv", "accept", "connect"})  # calls whose wait is for the peer: told by what came
@@ -575,7 +593,7 @@ def returned_text(trace: Trace, e: Syscall, exact: bool, transfer: bool) -> str:
         return f"[returned {_took(e, exact)}]"
     if transfer:
         return "[returned after the transfer]"
-    woke = waker(trace, e)
+    woke = ended_by(trace, e)
     if e.call in READS and woke is not None:
         return f"[returned when {arrival_words(e, woke)} arrived]"
     return f"[returned {_took(e, exact)}]"
@@ -637,7 +655,7 @@ def rows(trace: Trace, exact: bool = True) -> list[Row]:
     """The trace as rows in time order; durations exact, or as categories with `exact=False` (which
     also leaves out what the scheduler decides: see `run_summary`, `describe_segment`, `scheduled_acks`)."""
     p = plan(trace, clock_free=not exact)
-    told = {} if exact else causal_times(trace)
+    told = Told({}, {}) if exact else causal_times(trace)
     out: list[Row] = []
     returns: list[Row] = []
     for group in p.groups:
@@ -655,10 +673,10 @@ def rows(trace: Trace, exact: bool = True) -> list[Row]:
         elif isinstance(e, Syscall):
             out.append(Row(e.t, e.side, " ", call_text(e) + _result(e), "err" if e.errno else "call", e))
         elif isinstance(e, Segment):
-            t = told.get(id(e), e.t)
-            out.append(Row(t, f"{e.src} > {e.dst}", ">", segment_text(trace, e, p, exact), _segment_css(e), e))
+            text = segment_text(trace, e, p, exact)
+            out.append(Row(told.time(e), f"{e.src} > {e.dst}", ">", text, _segment_css(e), e))
         elif isinstance(e, StateChange):
-            out.append(Row(told.get(id(e), e.t), e.side, "~", f"state {state_text(e, p.several)}", "st", e))
+            out.append(Row(told.time(e), e.side, "~", f"state {state_text(e, p.several)}", "st", e))
         elif isinstance(e, Signal):
             out.append(Row(e.t, e.side, "!", f"signal {e.signal}", "err", e))
         elif isinstance(e, Wait):

@@ -41,7 +41,7 @@ def test_json_round_trip_keeps_every_event(live):
     data = trace.to_dict()
     assert set(data) >= {"scenario", "kernel", "mode", "counters", "events"}
     kinds = {e["kind"] for e in data["events"]}
-    assert kinds == {"syscall", "segment", "state"}
+    assert kinds == {"syscall", "segment", "state", "wait"}
     rst = next(e for e in data["events"] if e["kind"] == "segment" and "RST" in e["flags"])
     assert rst["src"] == "client" and set(rst) >= {"t", "flags", "seq", "ack", "len", "win"}
 
@@ -108,7 +108,7 @@ def test_unknown_scenario_name_lists_the_names():
             lambda: closekit.Scenario("x", "", steps=(s.close("client"), s.linger("client", 0))),
             "it closed its descriptor",
         ),
-        (lambda: closekit.Scenario("x", "", steps=(s.wait_done("client"),)), "nothing runs in the background"),
+        (lambda: closekit.Scenario("x", "", steps=(s.wait_done("client"),)), "has no line before this one"),
         (lambda: closekit.Scenario("x", "", steps=(s.wait_state("client", "DONE"),)), "is not one of CLOSED, LISTEN"),
         (lambda: closekit.Scenario("x", "", steps=("close",)), "not a step"),
         (lambda: closekit.Scenario("x", "", steps=(s.sleep("server", -2),)), "out of range"),
@@ -273,7 +273,7 @@ def test_your_own_function_runs_in_the_sandbox_on_the_live_socket():
         steps=(
             s.send("server", 13),
             s.wait_recv_queue("client", 13),
-            s.call("client", graceful_close, background=True),
+            s.call("client", graceful_close),
             s.read_to_eof("server"),
             s.close("server"),
             s.wait_done("client"),

@@ -138,7 +138,9 @@ def test_windows_are_shown_only_where_they_carry_the_story(live):
     assert zero and reopened.win > 0
     shown = re.findall(r"win (\d+)", trace.transcript())
     assert shown == ["0"] * len(zero) + [str(reopened.win)]  # the window shut, and reopening: nothing else
-    assert re.findall(r"win (\S+)", story(trace)) == ["0"] * len(zero) + [">0"]  # its size follows the scheduler
+    # clock-free: the window shut and reopening; the zero windows said again in answer to the persist
+    # timer's probes follow how that timer and the reader were scheduled, and the size the scheduler
+    assert re.findall(r"win (\S+)", story(trace)) == ["0", ">0"]
 
 
 def test_bulk_runs_are_rows_that_add_up(live):
@@ -243,14 +245,14 @@ def test_the_story_starts_where_the_scenario_does(live):
     syn_sent = story(live("close-syn-sent"))  # start="listening": connect() is a step of the story
     assert syn_sent.splitlines()[1:4] == [
         "client              connect() = -1 EINPROGRESS",
+        "client            ~ state SYN_SENT",  # the call brought it, before the SYN it sent
         "client > server   > S 0:0(0)  [dropped by the wire]",
-        "client            ~ state SYN_SENT",
     ]
     trace = live("close-default")
     default = story(trace)  # connected before the first step: no set-up in the story
     assert not re.search(r"connect\(|accept\(|listen\(| S\.? 0:0|LISTEN|SYN_SENT|SYN_RECEIVED", default)
     first_step = next(c for c in trace.syscalls() if c.t >= trace.setup_until)
-    assert default.splitlines()[0].split(maxsplit=1)[1].startswith(f"{first_step.call}(")
+    assert default.splitlines()[0].split(maxsplit=1)[1].lstrip("… ").startswith(f"{first_step.call}(")
     assert "listen(backlog" in story(trace, handshake=True)
 
 
@@ -301,7 +303,7 @@ def test_both_sides_of_a_simultaneous_close_pass_closing(live):
     for side in ("client", "server"):
         text = state_diagram(trace, side).text
         assert "FIN_WAIT_1 ──rcv FIN──▶ CLOSING" in text and "CLOSING ──rcv ACK of FIN──▶ TIME_WAIT" in text
-    c2s, s2c = (_lines(sequence_diagram(trace).svg, f"{d} delivered flags-fa")[0] for d in ("c2s", "s2c"))
+    c2s, s2c = (_lines(sequence_diagram(trace).svg, f"{d} gated flags-fa")[0] for d in ("c2s", "s2c"))
     assert c2s[1] < s2c[3] and s2c[1] < c2s[3]  # the FINs cross: each leaves before the other arrives
 
 
@@ -318,7 +320,7 @@ def test_a_trace_in_netns_loopback_has_counters(live):
     ("name", "side", "call", "words", "slack"),
     [
         ("return-linger", "client", "close", "≈ 40-60 ms", 0.015),  # the delayed ACK of the FIN, plus a round trip
-        ("linger-waits-for-ack", "client", "close", "≈ 40-60 ms", 0.015),
+        ("linger-waits-for-ack", "client", "close", "≈ 20 ms", 0.012),  # a round trip: the reader's FIN carries the ACK
         ("return-shutdown-read", "client", "recv", "≈ 0.3 s", 0.05),  # the busy server's 0.3 s
         ("return-default", "client", "connect", "≈ 20 ms", 0.003),  # a round trip of the 10 ms link
         ("linger-ack", "client", "close", "≈ 40-60 ms", 0.015),  # the delayed ACK alone (no link delay)
@@ -411,7 +413,7 @@ def test_a_read_loop_returns_at_the_fin_in_the_clock_free_forms_wherever_the_ack
     assert sequence_diagram(inside).text == sequence_diagram(after).text
     told = story(inside).splitlines()
     assert told.index("server            ~ state CLOSE_WAIT") < told.index(
-        "server            = recv(…until EOF) = 1000  [returned after ≈ 40-60 ms]"
+        "server            = recv(…until EOF) = 1000  [returned when the FIN arrived]"
     )
     # the transcript keeps the clock: there the ACK sent inside the loop comes before the return
     exact = [r.text for r in rows(inside)]

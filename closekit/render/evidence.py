@@ -104,7 +104,9 @@ def _choose(
     peer = q.peer(sock)
     candidates = set(step.events)
     calls = [e for e in q.calls_on(trace, sock) if start <= e.t <= end and e.call in ("close", "shutdown")]
-    own_rst = q.first(trace, "RST", sock, after=start, until=end, conn=conn)
+    # a state a call brings is dated at the call's start: what the call sent follows, while it runs
+    sent_until = max([end, *(q.end(c) for c in calls if c.t == end)])
+    own_rst = q.first(trace, "RST", sock, after=start, until=sent_until, conn=conn)
     peer_rst = q.first(trace, "RST", peer, after=start, until=end, conn=conn, arrived=True)
 
     if candidates & tcp.ABORTIVE and (own_rst or peer_rst):
@@ -144,7 +146,7 @@ def _choose(
         return (step.events[0] if step.events else None), None
     if set(orderly) >= {tcp.CLOSE, tcp.SHUTDOWN_WR}:
         event = tcp.SHUTDOWN_WR if calls and calls[-1].call == "shutdown" else tcp.CLOSE
-        fin = q.first(trace, "FIN", sock, after=start, until=end, conn=conn)
+        fin = q.first(trace, "FIN", sock, after=start, until=sent_until, conn=conn)
         return event, fin.t if fin else (calls[-1].t if calls else None)
     event = orderly[0]
     if event in (tcp.RCV_FIN, tcp.RCV_FIN_ACK):

@@ -35,9 +35,11 @@ from closekit.render.picture import MAX_WIDTH, SvgPicture
 from closekit.trace import ENDPOINTS, Segment, Signal, StateChange, Syscall
 from closekit.transcript import (
     Plan,
+    Told,
     _result,
     approx,
     call_text,
+    causal_times,
     conn_at,
     conn_tag,
     describe_segment,
@@ -47,7 +49,6 @@ from closekit.transcript import (
     header_lines,
     plan,
     retransmissions,
-    returned_at,
     returned_text,
     run_summary,
     state_text,
@@ -125,7 +126,10 @@ class _Break:
 
 
 def _model(trace: Trace) -> list[_Item]:
+    """What the picture shows, at the times the clock-free forms tell them (`causal_times`): a
+    segment arrives after the link's delay, what it brought and what it woke right after it."""
     p = plan(trace, clock_free=True)
+    told = causal_times(trace)
     resent = retransmissions(trace)
     items: list[_Item] = []
     for group in p.groups:
@@ -138,7 +142,7 @@ def _model(trace: Trace) -> list[_Item]:
             band.words = "; ".join([f"{tag}{words[0]}", *words[1:]])
             items += [band, _Item(segments[-1].t, "ghost", [])]
         elif isinstance(e, Syscall):
-            items += _calls(trace, e, p)
+            items += _calls(trace, e, p, told)
         elif isinstance(e, Segment):
             label = (f"{conn_tag(e.conn)} " if p.several else "") + describe_segment(e, id(e) in p.windows)
             words = (f"{conn_tag(e.conn)} " if p.several else "") + describe_segment(e, id(e) in p.windows, False)
@@ -147,18 +151,19 @@ def _model(trace: Trace) -> list[_Item]:
             if e.fate == "duplicate":
                 label += " (copied by the wire)"
             into = conn_at(trace, e.t) if e.fate == "duplicate" else None
-            items.append(_Arrow(e.t, "wire", [label], words=words, segment=e, arrived=e.arrived, into=into))
-            if e.arrived is not None:
-                items.append(_Item(e.arrived, "ghost", []))
+            arrived = told.arrival(e)
+            items.append(_Arrow(told.time(e), "wire", [label], words=words, segment=e, arrived=arrived, into=into))
+            if arrived is not None:
+                items.append(_Item(arrived, "ghost", []))
         elif isinstance(e, StateChange):
-            items.append(_Tag(e.t, trace.endpoint_of(e.side), [state_text(e, p.several)], css="state"))
+            items.append(_Tag(told.time(e), trace.endpoint_of(e.side), [state_text(e, p.several)], css="state"))
         elif isinstance(e, Signal):
             items.append(_Tag(e.t, trace.endpoint_of(e.side), [f"{e.side}: {e.signal}"], css="signal"))
     # stable: at one instant, things keep the trace's order and returns come after what they waited for
     return sorted(items, key=lambda item: item.t)
 
 
-def _calls(trace: Trace, e: Syscall, p: Plan) -> list[_Item]:
+def _calls(trace: Trace, e: Syscall, p: Plan, told: Told) -> list[_Item]:
     """A call as drawn: a tick, or a bar from its start to its return (labelled at both ends). A sleep
     long enough to see is a grey bar with one label: a busy process, not a wait for the network."""
     side = trace.endpoint_of(e.side)
@@ -169,7 +174,7 @@ def _calls(trace: Trace, e: Syscall, p: Plan) -> list[_Item]:
         call = _Call(e.t, side, [start], words=f"{start} blocks", process=e.side, css="call")
         returned = f"{who}{call_text(e)}{_result(e)}"
         took = returned_text(trace, e, False, p.waits[id(e)]).strip("[]")
-        call.end = _Call(returned_at(trace, e), side, [f"{returned}, returned after {format_duration(e.duration)}"],
+        call.end = _Call(told.returned(e), side, [f"{returned}, returned after {format_duration(e.duration)}"],
                          words=f"{returned}, {took}", process=e.side, css=css, start=call)  # fmt: skip
         return [call, call.end]
     text = who + call_text(e) + _result(e)
@@ -455,16 +460,16 @@ def _arrow(item: _Arrow, lay: _Layout, delay: float) -> str:
     if s.fate == "duplicate":
         x0 = (xc + xs) / 2
         dash = ' stroke-dasharray="5,3"'
-    if s.arrived is None:  # lost: ends half-way, on the slope it would have had
+    if item.arrived is None:  # lost: ends half-way, on the slope it would have had
         xe = (x0 + x1) / 2
-        ye = y0 + max(_y_at(lay.knots, s.t + delay) - y0, 0.0) / 2
+        ye = y0 + max(_y_at(lay.knots, item.t + delay) - y0, 0.0) / 2
     else:  # at its arrival time, but never above where it left (items at one instant are spread)
-        xe, ye = x1, max(_y_at(lay.knots, s.arrived), y0)
+        xe, ye = x1, max(_y_at(lay.knots, item.arrived), y0)
     parts = [f'<g class="{css}">']
     parts.append(f'<line x1="{x0:.1f}" y1="{y0:.1f}" x2="{xe:.1f}" y2="{ye:.1f}" stroke="{colour}" '
                  f'stroke-width="{width}"{dash}/>')  # fmt: skip
     angle = math.atan2(ye - y0, xe - x0)
-    if s.arrived is not None:
+    if item.arrived is not None:
         ux, uy = math.cos(angle), math.sin(angle)
         px, py = -uy, ux
         tip = (xe, ye)

@@ -184,12 +184,15 @@ class Wire:
         self._gate = True
 
     def open_gate(self, now: float) -> list[Packet]:
-        """Let the kept packets go, the link acting on them now; returns the copies it made of them."""
+        """Let the kept packets go, the link acting on them now (what it would simply have delivered is
+        "gated": the scenario's at_once held it back); returns the copies the link made of them."""
         self._gate = False
         gated, self._gated = self._gated, []
         first = len(self.packets)
         for packet, data in gated:
             self._apply(packet, data, now, late=True)
+            if packet.fate == "delivered":
+                packet.fate = "gated"
         return self.packets[first:]
 
     def drain(self) -> None:
