@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from closekit.errors import UnknownScenarioError
 from closekit.link import Link, copy, drop
+from closekit.premise import Premise, data_queued, sent_all, window_shut
 from closekit.scenario import Options, Scenario
 from closekit.settings import Settings
 from closekit.steps import (
@@ -48,6 +49,31 @@ TIMING_LINK = Link(delay=0.01)
 # declared; without it send() blocks until the reader reads, and how much it has read when the
 # RST comes would depend on scheduling.
 FAST_WRITER = Settings(sysctls={"net.ipv4.tcp_wmem": "4096 2097152 4194304"})
+
+# A full window: the client sends FULL_BYTES, more than the server's 4 KB receive buffer takes, so the
+# server's window shuts with the rest still queued in the client's send buffer. That buffer must take
+# every byte without waiting: a send() that finds it full sleeps in sk_stream_wait_memory() and is woken
+# by sk_stream_write_space() only once a third of it is free again, which takes ACKs, and a shut window
+# brings none. What a buffer holds depends on the kernel, since each queued segment is charged its skb's
+# truesize: on Linux 6.1 a 1,448-byte segment costs 2,728 bytes (its head comes from kmalloc-1024 in
+# kmalloc_reserve(); 6.3 gave small heads their own 640-byte skb_small_head_cache). With SO_SNDBUF
+# 16384 (a 32 KB buffer) 6.1 was full at 18,824 queued bytes (35,464 charged; 6.12 at 21,720, 6.18 at
+# 24,616), so send(20000) slept for good whenever the kernel cut the data into segments before the copy
+# ended. SO_SNDBUF 32768 holds 36,200 queued bytes on 6.1 (41,992 on 6.12, 44,888 on 6.18): more than
+# twice the 15,656 queued here, on every kernel the course supports (measured in the lab's namespaces).
+FULL_BYTES = 20000
+_FULL_WINDOW = (  # the client's send buffer holds data the server's zero window keeps back
+    send("client", FULL_BYTES, background=True),
+    wait_recv_queue("server", FULL_BYTES),  # as much as its buffer holds: the window closes
+    wait_done("client"),
+)
+_FULL_OPTIONS = Options(server_rcvbuf=SMALL_BUFFER, client_sndbuf=SMALL_BUFFER * 8)
+# What the full-window scenarios' lessons stand on, checked in every trace before a verdict is drawn.
+_FULL_PREMISES = (
+    sent_all("client", FULL_BYTES),
+    window_shut("server", "client", FULL_BYTES),
+    data_queued("client", FULL_BYTES),
+)
 
 _ALL = (
     Scenario(
@@ -188,10 +214,10 @@ _ALL = (
         "linger-timeout",
         "SO_LINGER {on, 1} with the peer's window full: how long close() blocks and what it returns",
         section="3.2.2",
-        options=Options(server_rcvbuf=SMALL_BUFFER, client_sndbuf=SMALL_BUFFER * 4),
+        options=_FULL_OPTIONS,
         steps=(
-            send("client", 20000, background=True),
-            wait_recv_queue("server", 20000),  # as much as its 4 KB buffer holds: the window closes
+            send("client", FULL_BYTES, background=True),
+            wait_recv_queue("server", FULL_BYTES),  # as much as its 4 KB buffer holds: the window closes
             wait_done("client"),
             linger("client", 1),
             close("client"),
@@ -473,13 +499,6 @@ _WIRE = (
 )
 
 # Experiments behind single claims of the ledger and cells of the chapters.
-_FULL_WINDOW = (  # the client's send buffer holds data the server's zero window keeps back
-    send("client", 20000, background=True),
-    wait_recv_queue("server", 20000),  # as much as its buffer holds: the window closes
-    wait_done("client"),
-)
-_FULL_OPTIONS = Options(server_rcvbuf=SMALL_BUFFER, client_sndbuf=SMALL_BUFFER * 4)
-
 _LEDGER = (
     Scenario(
         "close-shared-child",
@@ -925,6 +944,12 @@ _MORE = (
 )
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (*_ALL, *_WIRE, *_LEDGER, *_MORE)}
+# What each scenario needs to have happened before its lesson starts (closekit.premise).
+PREMISES: dict[str, tuple[Premise, ...]] = {
+    name: _FULL_PREMISES
+    for name in ("linger-timeout", "close-full-window", "linger-zero-queued", "linger-nonblocking", "linger-exit",
+                 "linger-shutdown", "shutdown-wr-queued", "exit-with-linger", "close-in-child-with-linger")
+}  # fmt: skip
 
 
 def get(name: str) -> Scenario:
