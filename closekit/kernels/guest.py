@@ -182,7 +182,11 @@ def _boot(
             raise GuestError(f"Linux {package.release}: the guest {watcher.failed}")
         if not watcher.done:
             raise GuestError(_words(package, accel, "stopped before the command's output was saved", watcher))
-        return _result(out, accel, seconds)
+        result = _result(out, accel, seconds)
+        if echo is not None:  # what the console had not shown yet (its reader polls; the guest stopped first)
+            for line in result.stderr.decode(errors="replace").splitlines()[watcher.echoed :]:
+                echo(line)
+        return result
 
 
 def _result(out: Path, accel: str, seconds: float) -> Result:
@@ -213,6 +217,7 @@ class _Console:
         self.lines: list[str] = []
         self.booted = self.running = self.done = False
         self.failed = ""
+        self.echoed = 0  # lines of the command's stderr passed to echo so far
 
     def read(self) -> None:
         try:
@@ -238,6 +243,7 @@ class _Console:
                 self.failed = said.removeprefix("failed: ")
         elif self.running and not self.done and self.echo is not None:
             self.echo(line)
+            self.echoed += 1
 
     def tail(self, count: int = 6) -> str:
         return " | ".join(line.strip() for line in self.lines[-count:] if line.strip())

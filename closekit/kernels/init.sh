@@ -51,7 +51,7 @@ $B uname -v > version
 : > stderr
 . /.closekit/job  # sets the command line: env -i's assignments, a timeout, the working directory, the program
 say "running"
-$B tail -f stderr > /dev/console 2>/dev/null &  # the command's stderr, live, for the host to echo
+$B tail -f -s 0.2 stderr > /dev/console 2>/dev/null &  # the command's stderr, live, for the host to echo
 $B env -i "$@" > stdout 2> stderr < /dev/null
 echo $? > status
 $B sleep 0.2
