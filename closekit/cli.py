@@ -117,7 +117,7 @@ def _verify_kernels(args: argparse.Namespace) -> int:
     if args.save:
         ledger.save(data)
         print(f"wrote {ledger.STORED}", file=sys.stderr)
-    print(json.dumps(data, indent=1, ensure_ascii=False) if args.json else ledger.text(data))
+    print(json.dumps(data, indent=1, ensure_ascii=False) if args.json else ledger.plain(data))
     return 0 if ledger.evidence_complete(data) else 1
 
 
@@ -132,7 +132,7 @@ def _kernels(args: argparse.Namespace) -> int:
     if args.action == "table":
         from closekit.kernels import ledger
 
-        print(ledger.text(ledger.load()))
+        print(ledger.plain(ledger.load()))
         return 0
     debian.check_spec(args.kernel)
     package = debian.fetch(args.kernel)

@@ -146,7 +146,7 @@ def test_the_table_tells_a_difference_of_verdict_from_one_of_durations():
     assert ledger.differences(verdict["claims"][0]) == ["verdict", "evidence"]
     premise = ledger.table([_column("6.1", "holds", "a", "1"), _column("6.18", "holds", "a", "2")])
     assert ledger.differences(premise["claims"][0]) == ["p"]
-    assert "no kernel change recorded for this yet" in ledger.text(verdict)
+    assert "no kernel change recorded for this yet" in ledger.plain(verdict)
 
 
 # ---- the stored table ---------------------------------------------------------------------------------------
@@ -250,3 +250,16 @@ def test_the_initramfs_is_gzip_and_built_once(debian12):
     assert images.initramfs(debian12, debian.cache_dir()) == first
     assert json.loads(json.dumps(str(first)))  # a plain path, cached under the kernel's release
     assert debian12.release in first.name
+
+
+def test_the_table_for_a_notebook_names_each_kernel_and_speaks_the_course_language():
+    from closekit import lang
+
+    data = ledger.load()
+    with lang.use("en"):
+        page = ledger.html(data)
+    assert all(k["release"] in page for k in data["kernels"])
+    assert page.count("<tr") == len(data["claims"]) + 1
+    with lang.use("zh"):
+        assert "条论断" in ledger.summary(data)
+        assert "成立" in ledger.html(data) and "排队" in ledger.html(data)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from closekit.errors import CloseKitError
+from closekit.lang import current, text
 
 STORED = Path(__file__).with_name("ledger.json")
 CHANGES = Path(__file__).with_name("changes.toml")
@@ -137,7 +138,7 @@ def unexplained(data: dict[str, Any]) -> list[str]:
     return missing
 
 
-def text(data: dict[str, Any], width: int = 110) -> str:
+def plain(data: dict[str, Any], width: int = 110) -> str:
     """The table for a terminal: the kernels, each claim's verdict on each, evidence where it differs."""
     specs = [k["spec"] for k in data["kernels"]]
     known = changes()
@@ -170,23 +171,91 @@ def text(data: dict[str, Any], width: int = 110) -> str:
                 continue
             key = row["id"] if row["id"] in known else what
             notes.setdefault(key, (what, []))[1].append(row["id"])
-    total = len(data["claims"])
-    same = sum(not [d for d in differences(r) if d != "evidence"] for r in data["claims"])
-    lines += ["", f"{total} claims: {same} with the same verdict and premises on every kernel, {total - same} differ"]
+    lines += ["", summary(data)]
     if notes:
-        lines += ["", "Where kernels differ, and why:"]
+        lines += ["", text("kernels.why")]
         for key, (what, ids) in notes.items():
             change = known.get(key)
             lines.append(f"- {', '.join(ids)} ({what}):")
-            said = f"{change['text']} ({change['function']})" if change else "no kernel change recorded for this yet"
+            said = f"{change['text']} ({change['function']})" if change else text("kernels.unexplained")
             lines.extend("    " + part for part in textwrap.wrap(said, width - 4))
     held = [(key, c) for key, c in known.items() if key not in notes and c.get("premise_note")]
     if held:
-        lines += ["", "Premises that hold on every kernel, the scenarios set up for the one where it is hardest:"]
+        lines += ["", text("kernels.premise_notes")]
         for key, change in held:
             lines.append(f"- {key}:")
             lines.extend("    " + p for p in textwrap.wrap(f"{change['text']} ({change['function']})", width - 4))
     return "\n".join(lines)
+
+
+def summary(data: dict[str, Any]) -> str:
+    """'63 claims on 3 kernels: 63 with the same verdict and premises on every kernel, 0 differ'."""
+    total = len(data["claims"])
+    same = sum(not [d for d in differences(r) if d != "evidence"] for r in data["claims"])
+    return text("kernels.summary", total=total, count=len(data["kernels"]), same=same, differ=total - same)
+
+
+def _cell(status: str, spec: str, evidence: str) -> str:
+    """A verdict's status in the course's language, as a column of the table shows it."""
+    where = f"Linux {spec}"
+    if status == "holds":
+        return text("verdict.holds")
+    if status == "differs":
+        return text("verdict.differs", kernel=where)
+    if status == "does not hold":
+        return text("verdict.does_not_hold", kernel=where)
+    if status == "could not run here":
+        return text("verdict.not_run")
+    if status == "premise did not hold":
+        return text("verdict.premise_failed")
+    if status == "not evidence":
+        return text("verdict.not_evidence")
+    return text("verdict.cannot_judge", mode="?", missing=evidence)
+
+
+def html(data: dict[str, Any]) -> str:
+    """The table for a notebook: one row per claim, one column per kernel (its release and date in the
+    header), a row marked where kernels differ; then why they differ (changes.toml) and the premises
+    the scenarios were set up to keep on every kernel."""
+    from html import escape as esc
+
+    known = changes()
+    lang = current()
+    kernels = data["kernels"]
+    head = "".join(
+        f"<th>Linux {esc(k['spec'])}<br><small>{esc(k['release'])}<br>{esc(k['date'])}</small></th>" for k in kernels
+    )
+    rows, notes = [], {}
+    for row in data["claims"]:
+        differ = [d for d in differences(row) if d != "evidence"]
+        cells = "".join(
+            f"<td>{esc(_cell(row['on'][k['spec']]['status'], k['spec'], row['on'][k['spec']]['evidence']))}</td>"
+            if k["spec"] in row["on"] else "<td>—</td>"
+            for k in kernels
+        )  # fmt: skip
+        mark = ' style="background:#fff3e0"' if differ else ""
+        rows.append(f"<tr{mark}><td>{esc(row['section'])}</td><td>{esc(row['id'])}</td>{cells}</tr>")
+        for what in differ:
+            notes.setdefault(row["id"] if row["id"] in known else what, []).append(row["id"])
+    table = (f'<table class="closekit-kernels"><thead><tr><th>§</th><th>{esc(text("verdict.claim"))}</th>{head}'
+             f"</tr></thead><tbody>{''.join(rows)}</tbody></table>")  # fmt: skip
+
+    def explained(key: str) -> str:
+        change = known.get(key)
+        if change is None:
+            return esc(text("kernels.unexplained"))
+        said = change.get(f"text_{lang}", change["text"])
+        return f"{esc(said)} <small>({esc(change['function'])})</small>"
+
+    parts = [table]
+    if notes:
+        items = "".join(f"<li><b>{esc(', '.join(ids))}</b>: {explained(key)}</li>" for key, ids in notes.items())
+        parts.append(f"<p>{esc(text('kernels.why'))}</p><ul>{items}</ul>")
+    held = [key for key, change in known.items() if key not in notes and change.get("premise_note")]
+    if held:
+        items = "".join(f"<li><b>{esc(key)}</b>: {explained(key)}</li>" for key in held)
+        parts.append(f"<p>{esc(text('kernels.premise_notes'))}</p><ul>{items}</ul>")
+    return "".join(parts)
 
 
 def evidence_complete(data: dict[str, Any]) -> bool:
