@@ -103,21 +103,23 @@ def fetch(spec: str, flavor: str = FLAVOR, cache: Path | None = None) -> Package
 
 
 def _download_and_unpack(name: str, root: Path) -> None:
+    from closekit.kernels.images import tool
+
     downloads = root.parent / ".downloads"
     downloads.mkdir(parents=True, exist_ok=True)
     for old in downloads.glob(f"{name}_*.deb"):
         old.unlink()
-    result = subprocess.run(
-        ["apt-get", "download", "-o", "APT::Sandbox::User=root" if os.geteuid() == 0 else "Debug::NoLocking=1", name],
-        cwd=downloads, capture_output=True, text=True,
-    )  # fmt: skip
+    quiet = "APT::Sandbox::User=root" if os.geteuid() == 0 else "Debug::NoLocking=1"  # no _apt, no lock
+    result = subprocess.run([tool("apt-get", "apt"), "download", "-o", quiet, name], cwd=downloads,
+                            capture_output=True, text=True)  # fmt: skip
     debs = sorted(downloads.glob(f"{name}_*.deb"))
     if result.returncode != 0 or not debs:
         raise CloseKitError(f"apt-get download {name} failed: {result.stderr.strip().splitlines()[-1:] or '?'}")
     deb = debs[-1]
-    version = subprocess.run(["dpkg-deb", "-f", str(deb), "Version"], capture_output=True, text=True).stdout.strip()
+    dpkg_deb = tool("dpkg-deb", "dpkg")
+    version = subprocess.run([dpkg_deb, "-f", str(deb), "Version"], capture_output=True, text=True).stdout.strip()
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
-    subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+    subprocess.run([dpkg_deb, "-x", str(deb), str(root)], check=True)
     deb.unlink()
     (root / ".done").write_text(version + "\n")

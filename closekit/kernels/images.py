@@ -55,6 +55,14 @@ def repository() -> Path:
     return Path(closekit.__file__).resolve().parent.parent
 
 
+def tool(name: str, package: str) -> str:
+    """The path of a program the build runs; sbin too (a user's PATH often lacks it); else one line."""
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+    if found is None:
+        raise CloseKitError(f"building the guest needs {name}: apt-get install {package}")
+    return found
+
+
 # ---- the initramfs ----------------------------------------------------------------------------------
 def busybox() -> Path:
     """A statically linked busybox (Debian's busybox-static): the guest's shell, mount and insmod."""
@@ -224,7 +232,7 @@ def _elf_files(paths: Iterable[Path]) -> list[Path]:
 
 def _libraries(elf: Path) -> set[str]:
     """The shared libraries (and the program interpreter) `elf` loads, as ldd resolves them here."""
-    result = subprocess.run(["ldd", str(elf)], capture_output=True, text=True)
+    result = subprocess.run([tool("ldd", "libc-bin"), str(elf)], capture_output=True, text=True)
     found = set()
     for line in result.stdout.splitlines():
         words = line.split()
@@ -246,7 +254,7 @@ def make_ext4(staging: Path, target: Path, label: str) -> None:
             if not os.path.islink(path):
                 blocks += -(-os.path.getsize(path) // 4096) + 1
     size_kib = int(blocks * 4 * 1.1) + 32 * 1024
-    command = ["mke2fs", "-q", "-F", "-t", "ext4", "-O", "^has_journal", "-b", "4096", "-L", label,
+    command = [tool("mke2fs", "e2fsprogs"), "-q", "-F", "-t", "ext4", "-O", "^has_journal", "-b", "4096", "-L", label,
                "-N", str(entries + 4096), "-E", "root_owner=0:0", "-d", str(staging), str(target),
                f"{size_kib}k"]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True)
