@@ -263,3 +263,23 @@ def test_the_table_for_a_notebook_names_each_kernel_and_speaks_the_course_langua
     with lang.use("zh"):
         assert "条论断" in ledger.summary(data)
         assert "成立" in ledger.html(data) and "排队" in ledger.html(data)
+
+
+def test_a_version_the_host_runs_runs_on_the_host(monkeypatch):
+    monkeypatch.setattr(os, "uname", lambda: os.uname_result(("Linux", "h", "6.18.44-fc-v1272", "#1", "x86_64")))
+    assert ledger.on_host("6.18") and ledger.on_host("6.18.44") and ledger.on_host("host")
+    assert not ledger.on_host("6.1") and not ledger.on_host("6.12")
+
+
+def test_staging_mirrors_a_path_with_its_symlinks(tmp_path):
+    real = tmp_path / "usr" / "lib"
+    real.mkdir(parents=True)
+    (real / "libx.so.1.2").write_text("x")
+    (real / "libx.so.1").symlink_to("libx.so.1.2")
+    (tmp_path / "lib").symlink_to("usr/lib")
+    staging = images.Staging(tmp_path / "stage")
+    staging.add(tmp_path / "lib" / "libx.so.1")
+    mirrored = tmp_path / "stage" / str(tmp_path).lstrip("/")
+    assert (mirrored / "lib").is_symlink() and os.readlink(mirrored / "lib") == "usr/lib"
+    assert os.readlink(mirrored / "usr" / "lib" / "libx.so.1") == "libx.so.1.2"
+    assert (mirrored / "usr" / "lib" / "libx.so.1.2").read_text() == "x"

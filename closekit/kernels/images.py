@@ -163,7 +163,7 @@ class Staging:
             prefix = os.path.join(*parts[:i])
             if os.path.islink(prefix):
                 target = os.readlink(prefix)
-                self._link(prefix, target)
+                self.link(prefix, target)
                 resolved = os.path.normpath(os.path.join(os.path.dirname(prefix), target))
                 self._add(os.path.join(resolved, *parts[i:]), depth + 1)
                 return
@@ -172,7 +172,8 @@ class Staging:
         elif os.path.isdir(path):
             (self.root / path.lstrip("/")).mkdir(parents=True, exist_ok=True)
 
-    def _link(self, path: str, target: str) -> None:
+    def link(self, path: str, target: str) -> None:
+        """Add host symlink `path` (pointing at `target`) as it is."""
         here = self.root / path.lstrip("/")
         if not here.is_symlink():
             here.parent.mkdir(parents=True, exist_ok=True)
@@ -279,36 +280,42 @@ def runtime_image(cache: Path, venv: bool = False) -> Path:
     with _building(target) as partial:
         if partial is None:
             return target
-        staging = Staging(cache / "staging" / partial.name)
-        for top in stdlib:
-            staging.add_tree(top, STDLIB_LEFT_OUT)
-        staging.add(sys.executable)
-        staging.add(executable)
-        if venv:
-            staging.add_tree(sys.prefix, VENV_LEFT_OUT)
-            if dot:
-                staging.add(dot)
-                for plugins in Path("/usr/lib").glob("*/graphviz"):
-                    staging.add_tree(plugins)
-                for fonts in ("/etc/fonts", "/usr/share/fonts", "/usr/share/fontconfig"):
-                    if os.path.isdir(fonts):
-                        staging.add_tree(fonts)
-        libraries: set[str] = set()
-        for elf in _elf_files(staging.files()):
-            libraries |= _libraries(elf)
-        for library in sorted(libraries):
-            staging.add(library)
-        for name in ETC:
-            if os.path.exists(f"/etc/{name}"):
-                staging.add(f"/etc/{name}")
-        staging.write("etc/passwd", PASSWD)
-        staging.write("etc/group", GROUP)
-        for link in ("bin", "lib", "lib64", "sbin"):
-            if os.path.islink(f"/{link}"):
-                staging.add(f"/{link}")
-        make_ext4(staging.root, partial, "closekit-runtime")
-        shutil.rmtree(staging.root)
+        with _staging(cache, partial) as staging:
+            _stage_runtime(staging, stdlib, executable, venv, dot)
+            make_ext4(staging.root, partial, "closekit-runtime")
+        _prune(cache / "images", f"runtime-{'venv' if venv else 'python'}-*.ext4", keep=target)
     return target
+
+
+def _stage_runtime(staging: Staging, stdlib: list[str], executable: str, venv: bool, dot: str | None) -> None:
+    """The interpreter, its standard library (and with `venv` the virtual environment and dot), the shared
+    libraries all of them load, and the few /etc files the lab and the loader read."""
+    for top in stdlib:
+        staging.add_tree(top, STDLIB_LEFT_OUT)
+    staging.add(sys.executable)
+    staging.add(executable)
+    if venv:
+        staging.add_tree(sys.prefix, VENV_LEFT_OUT)
+        if dot:
+            staging.add(dot)
+            for plugins in Path("/usr/lib").glob("*/graphviz"):
+                staging.add_tree(plugins)
+            for fonts in ("/etc/fonts", "/usr/share/fonts", "/usr/share/fontconfig"):
+                if os.path.isdir(fonts):
+                    staging.add_tree(fonts)
+    libraries: set[str] = set()
+    for elf in _elf_files(staging.files()):
+        libraries |= _libraries(elf)
+    for library in sorted(libraries):
+        staging.add(library)
+    for name in ETC:
+        if os.path.exists(f"/etc/{name}"):
+            staging.add(f"/etc/{name}")
+    staging.write("etc/passwd", PASSWD)
+    staging.write("etc/group", GROUP)
+    for link in ("bin", "lib", "lib64", "sbin"):
+        if os.path.islink(f"/{link}"):
+            staging.add(f"/{link}")
 
 
 def course_files(repo: Path) -> list[Path]:
@@ -336,19 +343,33 @@ def course_image(cache: Path, repo: Path | None = None) -> Path:
     with _building(target) as partial:
         if partial is None:
             return target
-        staging = Staging(cache / "staging" / partial.name)
-        staging.add(repo)
-        for path in files:
-            if path.is_symlink():
-                staging._link(str(path), os.readlink(path))
-            else:
-                staging.add(path)
-        make_ext4(staging.root, partial, "closekit-course")
-        shutil.rmtree(staging.root)
-        olds = sorted(target.parent.glob("course-*.ext4"), key=lambda p: p.stat().st_mtime)
-        for old in olds[:-2]:  # the last two stay: another run may still be booting from one
-            old.unlink(missing_ok=True)
+        with _staging(cache, partial) as staging:
+            staging.add(repo)
+            for path in files:
+                if path.is_symlink():
+                    staging.link(str(path), os.readlink(path))
+                else:
+                    staging.add(path)
+            make_ext4(staging.root, partial, "closekit-course")
+        _prune(cache / "images", "course-*.ext4", keep=target, also=1)  # another run may be booting from one
     return target
+
+
+@contextmanager
+def _staging(cache: Path, partial: Path) -> Iterator[Staging]:
+    """A staging tree for one image, removed when the block ends, whatever happened in it."""
+    staging = Staging(cache / "staging" / partial.name)
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging.root, ignore_errors=True)
+
+
+def _prune(folder: Path, pattern: str, keep: Path, also: int = 0) -> None:
+    """Remove older images of one kind: all but `keep` and the `also` newest others."""
+    others = sorted((p for p in folder.glob(pattern) if p != keep), key=lambda p: p.stat().st_mtime)
+    for old in others[: len(others) - also]:
+        old.unlink(missing_ok=True)
 
 
 # ---- building once, even with two runs at a time ----------------------------------------------------
