@@ -1,9 +1,10 @@
 """Debian's kernel packages, by version: which package a version names, fetched and unpacked once.
 
 `6.1` is Debian 12's own kernel (the newest `linux-image-6.1.0-N-FLAVOR` the package lists carry),
-`6.12` the newest `linux-image-6.12.N+deb12-FLAVOR` (bookworm-backports' kernel, Debian 13's
-series); `6.1.0-57` or `6.12.118` name one build. The package is fetched with `apt-get download`
-and unpacked with `dpkg -x` into the cache: nothing is installed, /boot is left alone.
+`6.12` the newest `linux-image-6.12.N+deb12-FLAVOR` (Debian 13's series, which Debian 12's
+bookworm-security also carries); `6.1.0-57` or `6.12.118` name one build. The package is fetched
+with `apt-get download` and unpacked with `dpkg -x` into the cache: nothing is installed, /boot is
+left alone.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def resolve(spec: str, flavor: str = FLAVOR) -> str:
     if not found:
         raise CloseKitError(
             f"apt's package lists carry no linux-image-*-{flavor} for Linux {spec} "
-            "(run apt-get update; Debian 12's lists carry 6.1 and, from bookworm-backports, 6.12)"
+            "(run apt-get update; Debian 12's lists carry 6.1 and, in bookworm-security, 6.12)"
         )
     return found[-1]
 
