@@ -10,11 +10,12 @@ cd "$(dirname "$0")"
 VENV=${CLOSEKIT_VENV:-.venv}
 SYSTEM_PACKAGES=(python3-venv graphviz tcpdump)
 
-# system_setup [extra Debian packages]: chromium only for the tests (tests/test_browser.py drives it)
+# system_setup [COMMAND[:PACKAGE] …]: what only the tests need: chromium (tests/test_browser.py drives
+# it), qemu and a static busybox (tests/test_kernels.py boots Debian's kernels in a VM)
 system_setup() {
     local missing=()
     local extra
-    for extra in "$@"; do command -v "$extra" >/dev/null || missing+=("$extra"); done
+    for extra in "$@"; do command -v "${extra%%:*}" >/dev/null || missing+=("${extra#*:}"); done
     python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
     command -v dot >/dev/null || missing+=(graphviz)
     command -v tcpdump >/dev/null || missing+=(tcpdump)
@@ -24,7 +25,7 @@ system_setup() {
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     else
         echo "closekit needs these system packages: ${missing[*]}" >&2
-        echo "install them with: sudo apt-get install ${SYSTEM_PACKAGES[*]} $*" >&2
+        echo "install them with: sudo apt-get install ${SYSTEM_PACKAGES[*]} ${*#*:}" >&2
         [[ " ${missing[*]} " == *" python3-venv "* ]] && exit 1
     fi
 }
@@ -46,8 +47,12 @@ case "${1:-}" in
         exec "$VENV/bin/closekit" lab "${@:2}"
         ;;
     test)
-        system_setup chromium
+        system_setup chromium qemu-system-x86_64:qemu-system-x86 busybox:busybox-static
         python_setup test
+        # Debian 12's kernel package, unpacked into the cache, for the ledger in a VM (tests/test_kernels.py)
+        "$VENV/bin/closekit" kernels fetch 6.1 >/dev/null 2>&1 ||
+            { [ "$(id -u)" -eq 0 ] && apt-get update -qq && "$VENV/bin/closekit" kernels fetch 6.1 >/dev/null; } ||
+            echo "closekit: could not fetch Debian 12's kernel package; tests/test_kernels.py will skip its VM" >&2
         "$VENV/bin/ruff" check .
         "$VENV/bin/ruff" format --check .
         exec "$VENV/bin/python" -m pytest -n 2 --dist loadfile \

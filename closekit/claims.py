@@ -13,7 +13,11 @@ does, citing the kernel function.
 
 A verdict is "cannot be judged here" when the trace's mode does not observe what the claim needs
 (the counters in mode host, the segments in host-nocapture): the kernel is not blamed for what the
-lab could not see. A verdict on a trace recorded on another machine says so.
+lab could not see. Nor is it blamed for a run that is no evidence: a scenario that could not run
+here ("could not run here: …"), one whose premise did not hold (closekit.premise: the window was
+not shut, no data was queued), or a run that did not do what the claim needs (a check returns
+holds None: the call it asks about was not made). A verdict on a trace recorded on another machine
+says so.
 
     >>> from closekit import claims
     >>> verdicts = claims.verify()          # runs each scenario once
@@ -59,7 +63,7 @@ __all__ = [
     "verify",
 ]
 
-Check = Callable[[Trace], tuple[bool, str]]
+Check = Callable[[Trace], tuple[bool | None, str]]  # None: the run did not do what the claim needs
 
 # ---- what a check needs to see ---------------------------------------------------------------------
 SYSCALLS, STATES, SEGMENTS, COUNTERS, WIRE = "syscalls", "states", "segments", "counters", "wire"
@@ -126,10 +130,17 @@ class Claim:
         return [n for n in NEEDS if n in self.needs and n not in seen]
 
 
+# Why a verdict has no answer (holds None) other than what the mode cannot see: the words, its status.
+NOT_RUN, PREMISE, NOT_EVIDENCE = "not-run", "premise", "not-evidence"
+_UNJUDGED = {NOT_RUN: "could not run here", PREMISE: "premise did not hold", NOT_EVIDENCE: "not evidence"}
+
+
 @dataclass(frozen=True)
 class Verdict:
-    """What the kernel said about one claim. `holds` is None when it cannot be judged from the trace
-    (the mode did not observe what the claim needs); `evidence` is a sentence read off the trace."""
+    """What the kernel said about one claim. `holds` is None when it cannot be judged from the trace:
+    the mode did not observe what the claim needs, or (`why`) the scenario could not run, a premise
+    did not hold, or the run did not do what the claim needs; `evidence` is a sentence read off the
+    trace (or the error). `premises`: how the scenario's premises fared (closekit.premise.Result)."""
 
     claim: Claim
     holds: bool | None
@@ -137,6 +148,8 @@ class Verdict:
     kernel: str = field(default="", compare=False)
     mode: str = field(default="netns", compare=False)
     recorded: bool = field(default=False, compare=False)
+    why: str = ""  # "" or NOT_RUN, PREMISE, NOT_EVIDENCE (only with holds None)
+    premises: tuple[Any, ...] = field(default=(), compare=False)
 
     @property
     def judged(self) -> bool:
@@ -154,9 +167,10 @@ class Verdict:
     @property
     def status(self) -> str:
         """'holds', 'differs' (Linux does otherwise, as `linux_text` explains), 'does not hold' (a
-        failure nobody expected: a bug, or a kernel worth a lesson) or 'cannot be judged'."""
+        failure nobody expected: a bug, or a kernel worth a lesson), 'cannot be judged' (this mode does
+        not see it), or no evidence: 'could not run here', 'premise did not hold', 'not evidence'."""
         if self.holds is None:
-            return "cannot be judged"
+            return _UNJUDGED.get(self.why, "cannot be judged")
         if self.holds:
             return "holds"
         return "differs" if self.claim.linux_text else "does not hold"
@@ -166,6 +180,12 @@ class Verdict:
         hold on …' for a failure nobody expected (a bug, or a kernel worth a lesson); 'cannot be judged
         here (mode …, without …)'. A verdict read off a recorded trace says so."""
         if self.holds is None:
+            if self.why == NOT_RUN:
+                return text("verdict.not_run")
+            if self.why == PREMISE:
+                return text("verdict.premise_failed")
+            if self.why == NOT_EVIDENCE:
+                return text("verdict.not_evidence")
             return text("verdict.cannot_judge", mode=self.mode, missing=self.evidence)
         where = self.linux if with_kernel else text("verdict.this_kernel")
         if self.holds:
@@ -176,7 +196,7 @@ class Verdict:
 
     def line(self, with_kernel: bool = True) -> str:
         """One printable line: section, id, outcome (naming the kernel), evidence."""
-        if self.holds is None:
+        if self.holds is None and not self.why:
             return f"[{self.claim.section}] {self.claim.id}: {self.outcome(with_kernel)}"
         return f"[{self.claim.section}] {self.claim.id}: {self.outcome(with_kernel)} — {self.evidence}"
 
@@ -203,6 +223,7 @@ class Verdict:
             "kernel": self.kernel,
             "mode": self.mode,
             "recorded": self.recorded,
+            "premises": [r.to_dict() for r in self.premises],
         }
 
 
@@ -376,17 +397,20 @@ def _shutdowns(t: Trace, endpoint: str, *hows: str) -> list[Syscall]:
     return [c for c in q.calls_on(t, endpoint, "shutdown") if c.args.get("how") in hows]
 
 
-def _shutdown_ignores_refcount(t: Trace) -> tuple[bool, str]:
-    _f, child = _fork(t, "server")
+def _shutdown_ignores_refcount(t: Trace) -> tuple[bool | None, str]:
+    f, child = _fork(t, "server")
     shs = _shutdowns(t, "server", "SHUT_WR", "SHUT_RDWR")
-    if child is None or not shs:
+    if f is None or child is None or not shs:
         return False, "no shutdown() while a forked process also held the socket"
     sh = shs[0]
-    others = q.calls_on(t, "server", "close")
-    first_close = min((c.t for c in others), default=None)
-    fin = q.first(t, "FIN", "server", after=sh, before=first_close)
-    r = next((c for c in q.calls(t, "client", "recv") if fin is not None and q.end(c) > fin.t), None)
-    ok = fin is not None and r is not None and r.result == 0
+    r = next((c for c in q.calls(t, "client", "recv") if q.end(c) > sh.t), None)
+    if r is None:
+        return None, "the client made no recv() that returned after the server's shutdown()"
+    first_close = min((c.t for c in q.calls_on(t, "server", "close")), default=None)
+    # The FIN the shutdown made: any from the server after the fork and before a close() can only be
+    # it. It is not compared with the call's start, which another clock timed than the segment's.
+    fin = q.first(t, "FIN", "server", after=f, before=first_close)
+    ok = fin is not None and r.result == 0
     return ok, (
         f"while both processes still held the socket, {sh.side}'s shutdown({sh.args.get('how')}) sent a FIN: "
         f"{_yes(fin)}; the client's recv() {_r(r)}"
@@ -1712,13 +1736,32 @@ def judge(claim: Claim | str, trace: Trace) -> Verdict:
     and names what is missing, rather than blaming the kernel."""
     if isinstance(claim, str):
         claim = get(claim)
+    from closekit import premise
+
     recorded = bool(trace.recorded)
     missing = claim.missing_in(trace)
     if missing:
         return Verdict(claim, None, text("verdict.and").join(_need_words(n) for n in missing), trace.kernel,
                        trace.mode, recorded)  # fmt: skip
+    premises = tuple(premise.check(trace))
+    broken = [r for r in premises if r.holds is False]
+    if broken:
+        evidence = "; ".join(f"{r.premise.text}: no ({r.evidence})" for r in broken)
+        return Verdict(claim, None, evidence, trace.kernel, trace.mode, recorded, PREMISE, premises)
     holds, evidence = claim.check(trace)
-    return Verdict(claim, bool(holds), evidence, trace.kernel, trace.mode, recorded)
+    why = NOT_EVIDENCE if holds is None else ""
+    return Verdict(claim, None if holds is None else bool(holds), evidence, trace.kernel, trace.mode, recorded, why,
+                   premises)  # fmt: skip
+
+
+def not_run(claim: Claim, error: Exception) -> Verdict:
+    """The verdict of a claim whose scenario could not run here: no evidence, and the error says why
+    (with what the experiment needed, where it declares premises)."""
+    from closekit import premise
+
+    needs = [p.text for p in premise.declared(claim.scenario)]
+    said = str(error) + (f" (the experiment needs: {'; '.join(needs)})" if needs else "")
+    return Verdict(claim, None, said, os.uname().release, "", False, NOT_RUN)
 
 
 def _need_words(need: str) -> str:
@@ -1735,30 +1778,44 @@ def _need_words(need: str) -> str:
 
 
 def verify(claims: Iterable[Claim] = CLAIMS, run: Callable[[str], Trace] | None = None) -> list[Verdict]:
-    """Run each claim's scenario once (claims sharing a scenario share its trace) and judge every claim."""
+    """Run each claim's scenario once (claims sharing a scenario share its trace) and judge every claim;
+    a scenario that fails gives its claims the verdict "could not run here", naming the error."""
     if run is None:
         import closekit
 
         run = closekit.run
-    traces: dict[str, Trace] = {}
+    from closekit.errors import CloseKitError
+
+    traces: dict[str, Trace | CloseKitError] = {}
     verdicts = []
     for claim in claims:
         if claim.scenario not in traces:
-            traces[claim.scenario] = run(claim.scenario)
-        verdicts.append(judge(claim, traces[claim.scenario]))
+            try:
+                traces[claim.scenario] = run(claim.scenario)
+            except CloseKitError as e:  # this scenario's claims say so; the others are still judged
+                traces[claim.scenario] = e
+        got = traces[claim.scenario]
+        verdicts.append(not_run(claim, got) if isinstance(got, CloseKitError) else judge(claim, got))
     return verdicts
 
 
 def summary(verdicts: Sequence[Verdict]) -> str:
     """'63 claims: 54 hold, 9 differ on Linux 6.18' (and how many do not hold, cannot be judged here,
     or were judged from recordings)."""
-    count = {s: sum(v.status == s for v in verdicts) for s in ("holds", "differs", "does not hold", "cannot be judged")}
+    statuses = ("holds", "differs", "does not hold", "cannot be judged", *_UNJUDGED.values())
+    count = {s: sum(v.status == s for v in verdicts) for s in statuses}
     where = verdicts[0].linux if verdicts else text("verdict.this_kernel")
     line = text("verdict.summary", total=len(verdicts), holds=count["holds"], differs=count["differs"], kernel=where)
     if count["does not hold"]:
         line += text("verdict.summary_not_hold", count=count["does not hold"])
     if count["cannot be judged"]:
-        line += text("verdict.summary_not_judged", count=count["cannot be judged"], mode=verdicts[0].mode)
+        line += text("verdict.summary_not_judged", count=count["cannot be judged"], mode=_mode(verdicts))
+    if count["could not run here"]:
+        line += text("verdict.summary_not_run", count=count["could not run here"])
+    if count["premise did not hold"]:
+        line += text("verdict.summary_premise", count=count["premise did not hold"])
+    if count["not evidence"]:
+        line += text("verdict.summary_not_evidence", count=count["not evidence"])
     recorded = sum(v.recorded for v in verdicts)
     if recorded:
         line += text("verdict.summary_recorded", count=recorded)
@@ -1774,13 +1831,13 @@ def table(verdicts: Sequence[Verdict], with_kernel: bool = True, width: int = 10
     w_id = max([5, *(len(r[1]) for r in rows)])
     lines = []
     if with_kernel and verdicts:
-        lines.append(text("verdict.title", kernel=verdicts[0].linux, mode=verdicts[0].mode))
+        lines.append(text("verdict.title", kernel=verdicts[0].linux, mode=_mode(verdicts)))
     lines.append(f"{text('verdict.section'):<{w_sec}}  {text('verdict.claim'):<{w_id}}  {text('verdict.verdict')}")
     lines.append("-" * (w_sec + w_id + 17))
     notes = []
     for v, (sec, cid, outcome) in zip(verdicts, rows, strict=True):
         lines.append(f"{sec:<{w_sec}}  {cid:<{w_id}}  {outcome}")
-        if v.judged:
+        if v.judged or v.why:
             for part in textwrap.wrap(v.evidence, width - w_sec - 4):
                 lines.append(f"{'':<{w_sec}}    {part}")
         if v.holds is False and v.claim.linux_text:
@@ -1798,7 +1855,13 @@ def table(verdicts: Sequence[Verdict], with_kernel: bool = True, width: int = 10
     return "\n".join(lines)
 
 
-_COLOURS = {"holds": "#2e7d32", "differs": "#c62828", "does not hold": "#c62828", "cannot be judged": "#8a6d00"}
+_COLOURS = {
+    "holds": "#2e7d32",
+    "differs": "#c62828",
+    "does not hold": "#c62828",
+    "cannot be judged": "#8a6d00",
+    **dict.fromkeys(_UNJUDGED.values(), "#8a6d00"),
+}
 
 
 def verdicts_html(verdicts: Sequence[Verdict], with_kernel: bool = True) -> str:
@@ -1809,7 +1872,7 @@ def verdicts_html(verdicts: Sequence[Verdict], with_kernel: bool = True) -> str:
         colour = _COLOURS[v.status]
         says, instead = claim_words(v.claim)
         linux = f"<br><em>{text('verdict.linux')}</em> {esc(instead)}" if instead and v.holds is False else ""
-        evidence = esc(v.evidence) if v.judged else ""
+        evidence = esc(v.evidence) if v.judged or v.why else ""
         rows.append(
             f"<tr><td>{esc(v.claim.section)}</td><td>{esc(says)}</td>"
             f'<td style="color:{colour};font-weight:bold">{esc(v.outcome(with_kernel))}</td>'
@@ -1821,15 +1884,23 @@ def verdicts_html(verdicts: Sequence[Verdict], with_kernel: bool = True) -> str:
     return f'<table class="closekit-claims"><thead><tr>{head}</tr></thead><tbody>' + "".join(rows) + "</tbody></table>"
 
 
+def _mode(verdicts: Sequence[Verdict]) -> str:
+    """The mode the experiments ran in (a scenario that could not run has none)."""
+    return next((v.mode for v in verdicts if v.mode), "")
+
+
 def to_json(verdicts: Sequence[Verdict], indent: int | None = 2) -> str:
     """The verdicts as JSON (kernel and mode included: a record of what ran where)."""
     return json.dumps(
         {
             "kernel": verdicts[0].kernel if verdicts else "",
-            "mode": verdicts[0].mode if verdicts else "",
+            "mode": _mode(verdicts),
             "holds": sum(v.holds is True for v in verdicts),
             "differs": sum(v.status == "differs" for v in verdicts),
             "cannot_be_judged": sum(v.holds is None for v in verdicts),
+            "could_not_run": sum(v.why == NOT_RUN for v in verdicts),
+            "premise_failed": sum(v.why == PREMISE for v in verdicts),
+            "not_evidence": sum(v.why == NOT_EVIDENCE for v in verdicts),
             "total": len(verdicts),
             "verdicts": [v.to_dict() for v in verdicts],
         },

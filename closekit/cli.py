@@ -73,8 +73,14 @@ def _doctor(_args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    """Exit status 0: every claim was judged from its own run (whatever the verdict); 1: some claim has
+    no evidence here (its scenario could not run, a premise did not hold, the run did not do its step)."""
     from closekit import claims, lang
 
+    if args.kernels:
+        return _verify_kernels(args)
+    if args.save:
+        raise UsageError("--save stores the table across kernels: give --kernels too (e.g. --kernels 6.1,6.12,6.18)")
     chosen = args.lang or lang.current()  # detected before anything runs: a bad CLOSEKIT_LANG stops here
     ledger = claims.by_section(args.section) if args.section else claims.CLAIMS
     if not ledger:
@@ -83,7 +89,69 @@ def _verify(args: argparse.Namespace) -> int:
     verdicts = claims.verify(ledger)
     with lang.use(chosen):
         print(claims.to_json(verdicts) if args.json else claims.table(verdicts))
-    return 0
+    return 1 if any(v.why for v in verdicts) else 0
+
+
+def _kernel_list(value: str) -> list[str]:
+    from closekit.kernels.debian import check_spec
+
+    specs = [s.strip() for s in value.split(",") if s.strip()]
+    for spec in specs:
+        if spec != "host":
+            check_spec(spec)
+    if not specs:
+        raise UsageError("--kernels needs kernel versions, e.g. --kernels 6.1,6.12,6.18")
+    return specs
+
+
+def _verify_kernels(args: argparse.Namespace) -> int:
+    """The ledger on each kernel of --kernels (the host's own, the others in qemu), as one table."""
+    import json
+
+    from closekit.kernels import ledger
+
+    if args.section or args.lang:
+        raise UsageError("--kernels runs the whole ledger in English; leave out --section and --lang")
+    specs = _kernel_list(args.kernels)
+    data = ledger.collect(specs, timeout=args.timeout, echo=_echo if args.verbose else None)
+    if args.save:
+        ledger.save(data)
+        print(f"wrote {ledger.STORED}", file=sys.stderr)
+    print(json.dumps(data, indent=1, ensure_ascii=False) if args.json else ledger.plain(data))
+    return 0 if ledger.evidence_complete(data) else 1
+
+
+def _echo(line: str) -> None:
+    print(f"  | {line}", file=sys.stderr, flush=True)
+
+
+def _kernels(args: argparse.Namespace) -> int:
+    """`closekit kernels run|fetch|table`: other kernels, booted in qemu from Debian's packages."""
+    from closekit.kernels import debian
+
+    if args.action == "table":
+        from closekit.kernels import ledger
+
+        print(ledger.plain(ledger.load()))
+        return 0
+    debian.check_spec(args.kernel)
+    package = debian.fetch(args.kernel)
+    if args.action == "fetch":
+        print(f"{package.name} {package.version}: Linux {package.release}, in {package.root}")
+        return 0
+    from closekit.kernels import guest
+
+    argv = list(args.argv)
+    if not argv:
+        raise UsageError("kernels run KERNEL -- COMMAND: give closekit's arguments after --, e.g. -- verify --json")
+    argv = argv if args.python else ["-m", "closekit", *argv]
+    result = guest.run(package, argv, timeout=args.timeout, venv=args.venv, accel=args.accel,
+                       echo=lambda line: print(line, file=sys.stderr, flush=True))  # fmt: skip
+    sys.stdout.buffer.write(result.stdout)
+    sys.stdout.flush()
+    print(f"closekit: ran on Linux {result.release} ({result.version}) in qemu ({result.accel}), "
+          f"{result.seconds:.0f} s, exit {result.status}", file=sys.stderr)  # fmt: skip
+    return result.status
 
 
 def _lab(args: argparse.Namespace) -> int:
@@ -121,7 +189,29 @@ def parser() -> argparse.ArgumentParser:
         choices=LANGUAGES,
         help=f"the language of the claims and verdicts (default: ${ENV}, else the folder: …/zh/ or *-zh is zh)",
     )
+    verify.add_argument(
+        "--kernels",
+        metavar="LIST",
+        help="the ledger on each of these kernels, side by side (e.g. 6.1,6.12,6.18: the host's own runs here, "
+        "the others in qemu from Debian's packages)",
+    )
+    verify.add_argument("--save", action="store_true", help="with --kernels: store the table (closekit/kernels/)")
+    verify.add_argument("--timeout", type=float, default=900, help="with --kernels: seconds per kernel")
+    verify.add_argument("--verbose", action="store_true", help="with --kernels: show each guest's progress")
     verify.set_defaults(func=_verify)
+    kernels = sub.add_parser("kernels", help="other kernels: boot Debian's kernel packages in qemu, run closekit")
+    actions = kernels.add_subparsers(dest="action", required=True)
+    fetch = actions.add_parser("fetch", help="download and unpack a Debian kernel package (6.1, 6.12, 6.1.0-57 …)")
+    fetch.add_argument("kernel")
+    run_in = actions.add_parser("run", help="boot a kernel in qemu and run a closekit command in it")
+    run_in.add_argument("kernel", help="6.1 (Debian 12), 6.12 (Debian 13's series), or one build: 6.1.0-57, 6.12.118")
+    run_in.add_argument("argv", nargs="*", help="-- then closekit's arguments (e.g. -- verify --json)")
+    run_in.add_argument("--python", action="store_true", help="the arguments are Python's (e.g. -- -m pytest …)")
+    run_in.add_argument("--venv", action="store_true", help="the guest also gets this virtual environment and dot")
+    run_in.add_argument("--timeout", type=float, default=900, help="seconds the command may take (default 900)")
+    run_in.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
+    actions.add_parser("table", help="the stored ledger across kernels")
+    kernels.set_defaults(func=_kernels)
     lab = sub.add_parser("lab", help="open the course in JupyterLab")
     lab.add_argument("--notebooks", default="notebooks")
     lab.add_argument("--port", type=int, default=8888)
@@ -135,7 +225,14 @@ def main(argv: list[str] | None = None) -> int:
     wrong; 130 interrupted; 141 the reader of the output went away (`closekit list | head -1`)."""
     from closekit.errors import ScenarioError
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command: list[str] | None = None
+    if argv[:2] == ["kernels", "run"] and "--" in argv:  # what follows -- is the guest's command, untouched
+        at = argv.index("--")
+        argv, command = argv[:at], argv[at + 1 :]
     args = parser().parse_args(argv)
+    if command is not None:
+        args.argv = [*args.argv, *command]
     try:
         status = args.func(args)
         sys.stdout.flush()  # a full disk or a closed pipe shows here, not at exit

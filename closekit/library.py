@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from closekit.errors import UnknownScenarioError
 from closekit.link import Link, copy, drop
+from closekit.premise import Premise, data_queued, sent_all, window_shut
 from closekit.scenario import Options, Scenario
 from closekit.settings import Settings
 from closekit.steps import (
@@ -58,6 +59,7 @@ TIMING_LINK = Link(delay=0.01)
 FAST_WRITER = Settings(sysctls={"net.ipv4.tcp_wmem": "4096 2097152 4194304"})
 
 
+
 def blocked(step: Step) -> tuple[Step, Step]:
     """`step`, a call that waits (a recv() with nothing to read yet), and the sync point that holds
     the lines after it until the process is blocked in it."""
@@ -72,13 +74,30 @@ SERVER_READS = (read_to_eof("server"), close("server"))
 # (a window update as the reader drains its buffer) or on its timer after it is the scheduler's
 # call, so the server closes once it has
 SERVER_DRAINS = (read_to_eof("server"), wait_acked("client"), close("server"))
-# the client's send buffer holds data that the server's shut window keeps back
+# A full window: the client sends FULL_BYTES, more than the server's 4 KB receive buffer takes, so the
+# server's window shuts with the rest still queued in the client's send buffer. That buffer must take
+# every byte without waiting: a send() that finds it full sleeps in sk_stream_wait_memory() and is woken
+# by sk_stream_write_space() only once a third of it is free again, which takes ACKs, and a shut window
+# brings none. What a buffer holds depends on the kernel, since each queued segment is charged its skb's
+# truesize: on Linux 6.1 a 1,448-byte segment costs 2,728 bytes (its head comes from kmalloc-1024 in
+# kmalloc_reserve(); 6.3 gave small heads their own 640-byte skb_small_head_cache). With SO_SNDBUF
+# 16384 (a 32 KB buffer) 6.1 was full at 18,824 queued bytes (35,464 charged; 6.12 at 21,720, 6.18 at
+# 24,616), and send(20000) never returned in 9 of 10 runs on 6.1 (none on 6.12 or 6.18). SO_SNDBUF 32768
+# holds 36,200 queued bytes on 6.1 (41,992 on 6.12, 44,888 on 6.18): more than twice the 15,656 queued
+# here, on every kernel the course supports (benchmarks/full_window.py measures it on a kernel).
+FULL_BYTES = 20000
 FULL_WINDOW = (
-    send("client", 20000),  # blocks until the client's buffer has taken it all
-    wait_recv_queue("server", 20000),  # as much as the server's buffer holds: its window is shut
+    send("client", FULL_BYTES),  # returns once the client's buffer has taken it all
+    wait_recv_queue("server", FULL_BYTES),  # as much as the server's buffer holds: its window is shut
     wait_done("client"),
 )
-FULL_OPTIONS = Options(server_rcvbuf=SMALL_BUFFER, client_sndbuf=SMALL_BUFFER * 4)
+FULL_OPTIONS = Options(server_rcvbuf=SMALL_BUFFER, client_sndbuf=SMALL_BUFFER * 8)
+# What the full-window scenarios' lessons stand on, checked in every trace before a verdict is drawn.
+FULL_PREMISES = (
+    sent_all("client", FULL_BYTES),
+    window_shut("server", "client", FULL_BYTES),
+    data_queued("client", FULL_BYTES),
+)
 
 _ALL = (
     Scenario(
@@ -495,6 +514,7 @@ _WIRE = (
     ),
 )
 
+# Experiments behind single claims of the ledger and cells of the chapters.
 _LEDGER = (
     Scenario(
         "close-shared-child",
@@ -922,6 +942,12 @@ _MORE = (
 )
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (*_ALL, *_WIRE, *_LEDGER, *_MORE)}
+# What each scenario needs to have happened before its lesson starts (closekit.premise).
+PREMISES: dict[str, tuple[Premise, ...]] = {
+    name: FULL_PREMISES
+    for name in ("linger-timeout", "close-full-window", "linger-zero-queued", "linger-nonblocking", "linger-exit",
+                 "linger-shutdown", "shutdown-wr-queued", "exit-with-linger", "close-in-child-with-linger")
+}  # fmt: skip
 
 
 def get(name: str) -> Scenario:

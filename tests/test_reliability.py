@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import subprocess
@@ -165,7 +166,7 @@ values = st.one_of(
 @st.composite
 def any_step(draw):
     cls = draw(st.sampled_from(sorted(STEP_TYPES.values(), key=lambda c: c.__name__)))
-    fields = [f for f in cls.__dataclass_fields__ if f != "side"]
+    fields = [f.name for f in dataclasses.fields(cls) if f.name != "side"]
     kwargs = {f: draw(values) for f in fields if draw(st.booleans())}
     return cls(draw(sides), **kwargs)
 
