@@ -114,7 +114,9 @@ class Lab:
         self.kernel[("client", 1)] = sock("ESTABLISHED")
         self.packet("server", ("SYN", "ACK"), seq=500, ack=101)
         self.packet("client", ("ACK",), seq=101, ack=501)
-        self.at(0.003).reply("client", call("connect", 0.002), {"kind": "port", "role": "connection", "port": CLIENT_PORT})
+        self.at(0.003).reply(
+            "client", call("connect", 0.002), {"kind": "port", "role": "connection", "port": CLIENT_PORT}
+        )
         self.at(0.004).reply("server", call("accept", 0.004, result=4))
 
     def sent_lines(self, process: str) -> list[list[list[int]]]:
