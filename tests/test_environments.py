@@ -110,5 +110,5 @@ def test_closekit_lab_help_answers():
     script = Path(sys.executable).with_name("closekit")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "closekit"]
     out = subprocess.run([*command, "lab", "--help"], capture_output=True, text=True, timeout=60, check=True).stdout
-    for option in ("--notebooks", "--port", "--no-browser"):
+    for option in ("--dir", "--port", "--no-browser"):
         assert option in out
