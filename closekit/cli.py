@@ -101,6 +101,8 @@ def _lab(args: argparse.Namespace) -> int:
     start = f"/lab/tree/{course.START.as_posix()}"
     command = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={folder}", f"--port={args.port}"]
     command.append(f"--LabApp.default_url={start}")
+    # checkpoints out of the assignment folders (nbgrader's submit listed them as EXTRA)
+    command.append("--FileContentsManager.checkpoints_class=closekit.exercises.checkpoints.RootCheckpoints")
     if args.no_browser:
         command.append("--no-browser")
     if os.geteuid() == 0:
