@@ -66,9 +66,13 @@ hub_setup() {
         npm install -g --silent "$proxy" >/dev/null
     fi
     [ -x "$HUB_PREFIX/bin/python" ] || /usr/bin/python3 -m venv "$HUB_PREFIX"
-    "$HUB_PREFIX/bin/python" -m pip install -q --upgrade pip
-    "$HUB_PREFIX/bin/python" -m pip install -q ".[hub]"
-    "$HUB_PREFIX/bin/python" -m pip install -q --no-deps --force-reinstall .  # this checkout's closekit, always
+    # the dependencies when pyproject.toml changed since they were installed; this checkout's closekit always
+    if ! cmp -s pyproject.toml "$HUB_PREFIX/.closekit-pyproject.toml"; then
+        "$HUB_PREFIX/bin/python" -m pip install -q --upgrade pip
+        "$HUB_PREFIX/bin/python" -m pip install -q ".[hub]"
+        cp pyproject.toml "$HUB_PREFIX/.closekit-pyproject.toml"
+    fi
+    "$HUB_PREFIX/bin/python" -m pip install -q --no-deps --force-reinstall .
 }
 
 case "${1:-}" in

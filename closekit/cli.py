@@ -95,7 +95,7 @@ def _lab(args: argparse.Namespace) -> int:
     from closekit import course
 
     folder = Path(args.dir).expanduser().resolve()
-    copied = course.copy(folder)
+    copied = course.copy(folder, for_class=args.for_class)
     if copied:
         print(f"closekit: copied the course into {folder} ({len(copied)} files): edit them there", file=sys.stderr)
     start = f"/lab/tree/{course.START.as_posix()}"
@@ -137,6 +137,12 @@ def parser() -> argparse.ArgumentParser:
         "--dir",
         default="~/closekit",
         help="your copy of the course: made on first use, never overwritten (default: ~/closekit)",
+    )
+    lab.add_argument(
+        "--class",
+        dest="for_class",
+        action="store_true",
+        help="a class's copy: chapters only; assignments come through nbgrader into DIR/exercises/student",
     )
     lab.add_argument("--port", type=int, default=8888)
     lab.add_argument("--no-browser", action="store_true")

@@ -8,6 +8,9 @@ git tracks or a package owns, and a later `git pull` or upgrade never conflicts 
 
     python -m closekit.course copy ~/closekit            # chapters, exercises, solutions: self-study
     python -m closekit.course copy ~/closekit --class    # chapters only: assignments come through nbgrader
+
+A class's copy stays one (a marker file in it), so `closekit lab` run on it later never adds the self-study
+versions that a `nbgrader fetch_assignment` into it would collide with.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ INSTRUCTOR = ("exercises/README.md", "exercises/nbgrader_config.py")
 # Where fetched assignments go in a class copy: the folder the chapters' and the start page's exercise links
 # point to (exercises/student/NAME/NAME.ipynb), so links work both ways in a fetched assignment.
 ASSIGNMENTS = Path("exercises") / "student"
+CLASS_MARKER = ".closekit-class"
 
 
 def is_course(folder: Path) -> bool:
@@ -63,20 +67,21 @@ def files(source: Path, *, exercises: bool = True, solutions: bool = True) -> It
         yield from sorted(p.relative_to(source) for p in source.glob(pattern))
 
 
-def copy(dest: Path | str, *, exercises: bool = True, solutions: bool = True, source: Path | None = None) -> list[Path]:
+def copy(dest: Path | str, *, for_class: bool = False, source: Path | None = None) -> list[Path]:
     """Copy the course into `dest`, file by file, leaving every file that is already there alone (a student's
     edits survive a second run, and a newer course only adds what is new). Returns the files copied.
 
-    `exercises=False, solutions=False` is a class's copy: assignments arrive through nbgrader
-    (`fetch_assignment`, into `dest/exercises/student/`, where the chapters link them) and the solutions stay
-    the instructor's.
+    For self-study: the chapters, the exercises' student versions and the solutions. `for_class` (or a copy
+    that was made for a class): the chapters only; assignments arrive through nbgrader (`fetch_assignment`
+    into `dest/exercises/student/`, where the chapters link them) and the solutions stay the instructor's.
     """
     source = source or root()
     dest = Path(dest).expanduser()
     if dest.exists() and not dest.is_dir():
         raise CloseKitError(f"{dest} exists and is not a folder: give a folder for your copy of the course")
+    for_class = for_class or (dest / CLASS_MARKER).is_file()
     copied = []
-    for relative in files(source, exercises=exercises, solutions=solutions):
+    for relative in files(source, exercises=not for_class, solutions=not for_class):
         target = dest / relative
         if target.exists() or target.is_symlink():
             continue
@@ -84,6 +89,8 @@ def copy(dest: Path | str, *, exercises: bool = True, solutions: bool = True, so
         shutil.copyfile(source / relative, target)
         copied.append(target)
     (dest / ASSIGNMENTS).mkdir(parents=True, exist_ok=True)
+    if for_class:
+        (dest / CLASS_MARKER).write_text("closekit: a class's copy of the course (assignments come through nbgrader)\n")
     return copied
 
 
@@ -99,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "where":
             print(root())
             return 0
-        done = copy(args.dest, exercises=not args.klass, solutions=not args.klass)
+        done = copy(args.dest, for_class=args.klass)
     except CloseKitError as e:
         print(f"closekit: {e}", file=sys.stderr)
         return 1

@@ -4,15 +4,15 @@ through the hub's own APIs (Formgrader's and the Assignment List's, as their but
 release -> fetch -> answer -> submit -> collect -> autograde -> feedback. Then, as a student, what they must
 not reach.
 
-Runs on the hub's environment (`$CLOSEKIT_HUB_PREFIX`, /opt/closekit), which `bash course.sh test` and
-`bash course.sh hub` install; this checkout's closekit is put into it first if it differs. Needs root (it makes
-accounts and the hub runs servers as them). Everything it makes (accounts, homes, the hub's folder, processes)
-is removed at the end, and leftovers of an interrupted run at the start.
+The hub is started the documented way, `bash course.sh hub` (on this test's own folder, port and course id),
+which puts this checkout's closekit into the hub's environment (`$CLOSEKIT_HUB_PREFIX`, /opt/closekit) that
+`bash course.sh test` set up. Needs root (it makes accounts and the hub runs servers as them). Everything it
+makes (accounts, homes, the hub's folder, processes) is removed at the end, and leftovers of an interrupted run
+at the start.
 """
 
 from __future__ import annotations
 
-import filecmp
 import json
 import os
 import pwd
@@ -94,20 +94,12 @@ def _kill_uid(uid: int) -> None:
         time.sleep(0.5)
 
 
-def _current_closekit() -> None:
-    """The hub's environment runs this checkout's closekit (files compared), reinstalled if not."""
-    site = next((PREFIX / "lib").glob("python3*/site-packages"))
-    installed, ours = site / "closekit", REPO / "closekit"
-    stale = [
-        p for p in ours.rglob("*.py") if not (installed / p.relative_to(ours)).is_file()
-        or not filecmp.cmp(p, installed / p.relative_to(ours), shallow=False)
-    ]  # fmt: skip
-    if stale:
-        subprocess.run(
-            [str(PREFIX / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(REPO)],
-            check=True,
-            capture_output=True,
-        )
+def _exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False
 
 
 class Hub:
@@ -137,7 +129,6 @@ def hub():
         pytest.skip("the hub makes Unix accounts and starts servers as them: run as root (CI does)")
     if not (PREFIX / "bin" / "jupyterhub").exists() or shutil.which("configurable-http-proxy") is None:
         pytest.skip(f"no hub environment at {PREFIX} or no configurable-http-proxy: bash course.sh test installs them")
-    _current_closekit()
     _remove_accounts()
     srv = Path(tempfile.mkdtemp(prefix="closekit-hub-"))
     os.chmod(srv, 0o755)
@@ -158,17 +149,17 @@ def hub():
     log = srv / "hub.log"
     process = None
     try:
-        subprocess.run([str(PREFIX / "bin" / "python"), str(REPO / "deploy" / "closekit_hub.py"), "setup"],
-                       env=env, check=True, capture_output=True, timeout=120)  # fmt: skip
+        with log.open("w") as out:  # the documented command, on this test's own folder, port and course
+            process = subprocess.Popen(["bash", str(REPO / "course.sh"), "hub"], cwd=srv, env=env, stdout=out,
+                                       stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
         passwords = {name: secrets.token_urlsafe(12) for name in ACCOUNTS}
+        deadline = time.monotonic() + 180
+        while not all(_exists(name) for name in ACCOUNTS):  # `passwd NAME` once the setup made the accounts
+            assert process.poll() is None, f"bash course.sh hub exited:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"no accounts after 180 s:\n{log.read_text()[-3000:]}"
+            time.sleep(0.3)
         subprocess.run(["chpasswd"], input="".join(f"{n}:{p}\n" for n, p in passwords.items()), text=True, check=True)
-        with log.open("w") as out:
-            process = subprocess.Popen(
-                [str(PREFIX / "bin" / "jupyterhub"), "-f", str(REPO / "deploy" / "jupyterhub_config.py")],
-                cwd=srv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
         import requests
 
         while True:
@@ -178,7 +169,7 @@ def hub():
             except requests.ConnectionError:
                 pass
             assert process.poll() is None, f"the hub exited:\n{log.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"the hub did not answer in 60 s:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"the hub did not answer in 180 s:\n{log.read_text()[-3000:]}"
             time.sleep(0.3)
         yield Hub(url, srv, passwords, log)
     finally:
@@ -187,7 +178,7 @@ def hub():
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                process.kill()
+                os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
             proxy = srv / "hub" / "proxy.pid"
             if proxy.is_file():
