@@ -65,14 +65,7 @@ hub_setup() {
         [ "$(node -p 'process.versions.node.split(".")[0]')" -ge 20 ] || proxy=configurable-http-proxy@4
         npm install -g --silent "$proxy" >/dev/null
     fi
-    [ -x "$HUB_PREFIX/bin/python" ] || /usr/bin/python3 -m venv "$HUB_PREFIX"
-    # the dependencies when pyproject.toml changed since they were installed; this checkout's closekit always
-    if ! cmp -s pyproject.toml "$HUB_PREFIX/.closekit-pyproject.toml"; then
-        "$HUB_PREFIX/bin/python" -m pip install -q --upgrade pip
-        "$HUB_PREFIX/bin/python" -m pip install -q ".[hub]"
-        cp pyproject.toml "$HUB_PREFIX/.closekit-pyproject.toml"
-    fi
-    "$HUB_PREFIX/bin/python" -m pip install -q --no-deps --force-reinstall .
+    bash deploy/install.sh "$HUB_PREFIX" .
 }
 
 case "${1:-}" in

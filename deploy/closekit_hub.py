@@ -1,6 +1,7 @@
 """A class's JupyterHub on one machine: where things live, the accounts and folders it needs, the spawner's hooks.
 
     python deploy/closekit_hub.py setup        # as root, with the hub's Python (bash course.sh hub runs it)
+    python deploy/closekit_hub.py configs      # only the environment's nbgrader and student configs (install.sh)
 
 `setup` is idempotent; it reads the roster (`$CLOSEKIT_HUB_SRV/roster.csv`: id,role,first_name,last_name,email;
 role is student or instructor) and makes, for what is missing:
@@ -47,6 +48,24 @@ STUDENT_LAB_PLUGINS_OFF = (
     "@jupyter/nbgrader:course-list",
 )
 COURSE_COPY = "closekit"  # a student's copy of the course, in their home
+START_PAGE = f"/lab/tree/{COURSE_COPY}/notebooks/00-start-here.ipynb"
+CHAPTERS = f"/hub/user-redirect/lab/tree/{COURSE_COPY}/{{path}}"  # CLOSEKIT_CHAPTERS: each reader's own copy
+
+
+def server_args(cull_idle: int = 1200) -> list[str]:
+    """The options of every student's server, here and in the Z2JH image (tests/test_z2jh.py compares)."""
+    return [
+        # Kernels talk over Unix sockets in the student's private runtime folder: with TCP, 40 servers starting
+        # together picked the same "free" ports (Address already in use, kernels dead or left behind).
+        "--KernelManager.transport=ipc",
+        # A kernel idle for `cull_idle` seconds is stopped, open tab or not: each holds ~60 MB, and a class
+        # opens many.
+        f"--MappingKernelManager.cull_idle_timeout={cull_idle}",
+        f"--MappingKernelManager.cull_interval={min(60, cull_idle)}",
+        "--MappingKernelManager.cull_connected=True",
+        # JupyterLab's checkpoints out of the assignment folders (nbgrader's submit listed them as EXTRA).
+        "--FileContentsManager.checkpoints_class=closekit.exercises.checkpoints.RootCheckpoints",
+    ]
 
 
 @dataclass(frozen=True)
@@ -324,10 +343,13 @@ def copy_course(spawner) -> None:
 
 
 def main(argv: list[str]) -> int:
+    site = Site.from_env()
+    if argv[1:] == ["configs"]:  # the environment's part only (deploy/install.sh, the Z2JH image)
+        write_configs(site)
+        return 0
     if argv[1:] != ["setup"]:
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         return 2
-    site = Site.from_env()
     members = setup(site)
     counts = {role: sum(m.role == role for m in members) for role in ROLES}
     print(f"closekit hub: {counts['student']} students, {counts['instructor']} instructors, course in {site.course}")

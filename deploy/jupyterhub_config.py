@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from closekit_hub import COURSE_COPY, Site, copy_course, read_roster
+from closekit_hub import CHAPTERS, START_PAGE, Site, copy_course, read_roster, server_args
 
 c = get_config()  # noqa: F821 (traitlets provides it)
 site = Site.from_env()
@@ -49,21 +49,10 @@ c.Spawner.server_token_scopes = [
 # ---- each student's server ---------------------------------------------------------------------------------
 c.Spawner.cmd = [str(bin_dir / "jupyterhub-singleuser")]
 c.Spawner.notebook_dir = "~"
-c.Spawner.default_url = f"/lab/tree/{COURSE_COPY}/notebooks/00-start-here.ipynb"
+c.Spawner.default_url = START_PAGE
 c.Spawner.pre_spawn_hook = copy_course  # the course into ~/closekit on first login, as the student
-cull_idle = int(os.environ.get("CLOSEKIT_HUB_CULL_IDLE", "1200"))
-c.Spawner.args = [
-    # Kernels talk over Unix sockets in the student's private runtime folder: with TCP, 40 servers starting
-    # together picked the same "free" ports (Address already in use, kernels dead or left behind).
-    "--KernelManager.transport=ipc",
-    # A kernel idle for 20 minutes (CLOSEKIT_HUB_CULL_IDLE, seconds) is stopped, open tab or not: each holds
-    # ~60 MB, and a class opens many.
-    f"--MappingKernelManager.cull_idle_timeout={cull_idle}",
-    f"--MappingKernelManager.cull_interval={min(60, cull_idle)}",
-    "--MappingKernelManager.cull_connected=True",
-    # JupyterLab's checkpoints out of the assignment folders (nbgrader's submit listed them as EXTRA).
-    "--FileContentsManager.checkpoints_class=closekit.exercises.checkpoints.RootCheckpoints",
-]
+# kernels over ipc, idle kernels culled (CLOSEKIT_HUB_CULL_IDLE seconds, 20 minutes), checkpoints apart
+c.Spawner.args = server_args(int(os.environ.get("CLOSEKIT_HUB_CULL_IDLE", "1200")))
 instructors = {m.id for m in members if m.role == "instructor"}
 
 
@@ -76,7 +65,7 @@ c.Spawner.environment = {
     "PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin",
     "CLOSEKIT_EXCHANGE": str(site.exchange),
     # "See chapter N" in a notebook or in feedback opens the chapter in the reader's own copy of the course.
-    "CLOSEKIT_CHAPTERS": f"/hub/user-redirect/lab/tree/{COURSE_COPY}/{{path}}",
+    "CLOSEKIT_CHAPTERS": CHAPTERS,
     "JUPYTER_CONFIG_PATH": _jupyter_config_path,
 }
 # 40 servers starting at once on 2 cores took up to 66 s to answer.

@@ -18,7 +18,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 # PyPI name -> conda-forge name, where they differ.
-CONDA_NAME = {"graphviz": "python-graphviz"}
+CONDA_NAME = {"graphviz": "python-graphviz", "build": "python-build"}
 # Left to pip (environment.yml's `pip: - -e .[test]` installs them), with the reason.
 PIP_ONLY = {
     "playwright": "the PyPI wheel ships its driver; conda-forge names it playwright-python",
