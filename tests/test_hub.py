@@ -17,13 +17,8 @@ import json
 import os
 import pwd
 import re
-import secrets
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,95 +27,16 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "deploy"))
 from hubclient import Person  # noqa: E402
+from localhub import LocalHub  # noqa: E402
 
 PREFIX = Path(os.environ.get("CLOSEKIT_HUB_PREFIX", "/opt/closekit"))
 COURSE = "ckhubtest"  # its own course id, so its groups never touch a real class's
 INSTRUCTOR, ALICE, BOB = "ckhub-teacher", "ckhub-alice", "ckhub-bob"
-ACCOUNTS = (INSTRUCTOR, ALICE, BOB)
 ASSIGNMENT = "ex01-close"
 FETCHED = f"closekit/exercises/student/{ASSIGNMENT}/{ASSIGNMENT}.ipynb"
 CULL_IDLE = 15  # seconds: a kernel left idle is culled within CULL_IDLE + CULL_IDLE (the interval)
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="JupyterHub's local spawner and PAM: Linux")
-
-
-def _free_ports() -> int:
-    """A port p with p+1 and p+2 free too (the hub's API and the proxy's)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port > 65000:
-            continue
-        try:
-            for p in (port + 1, port + 2):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", p))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no three free ports in a row")
-
-
-def _remove_accounts() -> None:
-    for name in ACCOUNTS:
-        try:
-            uid = pwd.getpwnam(name).pw_uid
-        except KeyError:
-            continue
-        _kill_uid(uid)
-        subprocess.run(["userdel", "--remove", name], capture_output=True)
-    subprocess.run(["groupdel", f"formgrade-{COURSE}"], capture_output=True)
-
-
-def _kill_uid(uid: int) -> None:
-    """End every process of a test account (its server, kernels, the lab's helpers), by pid."""
-    for _ in range(3):
-        pids = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    if entry.stat().st_uid == uid:
-                        pids.append(int(entry.name))
-                except FileNotFoundError:
-                    pass
-        if not pids:
-            return
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.5)
-
-
-def _exists(name: str) -> bool:
-    try:
-        pwd.getpwnam(name)
-        return True
-    except KeyError:
-        return False
-
-
-class Hub:
-    def __init__(self, url: str, srv: Path, passwords: dict[str, str], log: Path) -> None:
-        self.url, self.srv, self.passwords, self.log = url, srv, passwords, log
-        self.people: dict[str, Person] = {}
-
-    def person(self, name: str) -> Person:
-        if name not in self.people:
-            person = Person(self.url, name, self.passwords[name])
-            try:
-                person.login()
-                person.wait_ready(timeout=60)
-            except Exception as e:
-                raise AssertionError(f"{name} could not log in to a running server: {e}\n{self.log_tail()}") from e
-            self.people[name] = person
-        return self.people[name]
-
-    def log_tail(self) -> str:
-        lines = [line for line in self.log.read_text(errors="replace").splitlines() if " 200 GET " not in line]
-        return "\n".join(lines)[-4000:]
 
 
 @pytest.fixture(scope="module")
@@ -129,68 +45,12 @@ def hub():
         pytest.skip("the hub makes Unix accounts and starts servers as them: run as root (CI does)")
     if not (PREFIX / "bin" / "jupyterhub").exists() or shutil.which("configurable-http-proxy") is None:
         pytest.skip(f"no hub environment at {PREFIX} or no configurable-http-proxy: bash course.sh test installs them")
-    _remove_accounts()
-    srv = Path(tempfile.mkdtemp(prefix="closekit-hub-"))
-    os.chmod(srv, 0o755)
-    roster = ["id,role,first_name,last_name,email", f"{INSTRUCTOR},instructor,Ada,Lovelace,"]
-    roster += [f"{ALICE},student,Alice,A,", f"{BOB},student,Bob,B,"]
-    (srv / "roster.csv").write_text("\n".join(roster) + "\n")
-    port = _free_ports()
-    env = {
-        **os.environ,
-        "CLOSEKIT_HUB_PREFIX": str(PREFIX),
-        "CLOSEKIT_HUB_SRV": str(srv),
-        "CLOSEKIT_COURSE_ID": COURSE,
-        "CLOSEKIT_HUB_IP": "127.0.0.1",
-        "CLOSEKIT_HUB_PORT": str(port),
-        "CLOSEKIT_HUB_CULL_IDLE": str(CULL_IDLE),
-        "PATH": f"{PREFIX / 'bin'}:{os.environ['PATH']}",
-    }
-    log = srv / "hub.log"
-    process = None
-    try:
-        with log.open("w") as out:  # the documented command, on this test's own folder, port and course
-            process = subprocess.Popen(["bash", str(REPO / "course.sh"), "hub"], cwd=srv, env=env, stdout=out,
-                                       stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-        passwords = {name: secrets.token_urlsafe(12) for name in ACCOUNTS}
-        deadline = time.monotonic() + 180
-        while not all(_exists(name) for name in ACCOUNTS):  # `passwd NAME` once the setup made the accounts
-            assert process.poll() is None, f"bash course.sh hub exited:\n{log.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"no accounts after 180 s:\n{log.read_text()[-3000:]}"
-            time.sleep(0.3)
-        subprocess.run(["chpasswd"], input="".join(f"{n}:{p}\n" for n, p in passwords.items()), text=True, check=True)
-        url = f"http://127.0.0.1:{port}"
-        import requests
-
-        while True:
-            try:
-                if requests.get(f"{url}/hub/api", timeout=5).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert process.poll() is None, f"the hub exited:\n{log.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"the hub did not answer in 180 s:\n{log.read_text()[-3000:]}"
-            time.sleep(0.3)
-        yield Hub(url, srv, passwords, log)
-    finally:
-        if process is not None:
-            process.send_signal(signal.SIGTERM)  # the hub stops the servers and the proxy it started
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-            proxy = srv / "hub" / "proxy.pid"
-            if proxy.is_file():
-                try:
-                    os.kill(int(proxy.read_text()), signal.SIGTERM)
-                except (ProcessLookupError, ValueError):
-                    pass
-        _remove_accounts()
-        shutil.rmtree(srv, ignore_errors=True)
+    roster = [(INSTRUCTOR, "instructor"), (ALICE, "student"), (BOB, "student")]
+    with LocalHub(roster, COURSE, PREFIX, cull_idle=CULL_IDLE, start_timeout=180) as hub:
+        yield hub
 
 
-def _as(hub: Hub, name: str, code: str, notebook: str = "closekit/notebooks/01-close.ipynb") -> str:
+def _as(hub: LocalHub, name: str, code: str, notebook: str = "closekit/notebooks/01-close.ipynb") -> str:
     """Run `code` in a kernel of `name`'s own server, as JupyterLab does; what it printed."""
     kernel = hub.person(name).kernel(notebook)
     try:
