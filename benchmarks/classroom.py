@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         idle, kernel = work(first, path, answers, sanitize)
         kernel.close()
         reference = {c["id"]: c["words"] for c in idle}
-        report["idle_experiment_cell_s"] = [round(c["seconds"], 3) for c in idle if c["id"].endswith(EXPERIMENTS)]
+        report["idle_experiment_cell_s"] = {c["id"]: round(c["seconds"], 3) for c in idle if c["id"].endswith(EXPERIMENTS)}
 
         # 3. everyone else logs in at once (the first is already in)
         others = students[1:]
@@ -187,6 +187,11 @@ def main(argv: list[str] | None = None) -> int:
             "max": max(experiment, default=float("nan")),
             "count": len(experiment),
         }
+        by_cell = {}
+        for grade_id in dict.fromkeys(c["id"] for c in cells if c["id"].endswith(EXPERIMENTS)):
+            seconds = [c["seconds"] for c in cells if c["id"] == grade_id]
+            by_cell[grade_id] = {"p50": percentile(seconds, 0.5), "p95": percentile(seconds, 0.95)}
+        report["experiment_cell_s_by_cell"] = by_cell
         report["cells"] = len(cells)
         failures += [f"{n}: {c['id']}: {c['error']}" for n, cs in results.items() for c in cs if c["error"]]
         report["failures"] = failures
