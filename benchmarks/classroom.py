@@ -143,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         idle, kernel = work(first, path, answers, sanitize)
         kernel.close()
         reference = {c["id"]: c["words"] for c in idle}
-        report["idle_experiment_cell_s"] = {c["id"]: round(c["seconds"], 3) for c in idle if c["id"].endswith(EXPERIMENTS)}
+        idle_experiments = [c for c in idle if c["id"].endswith(EXPERIMENTS)]
+        report["idle_experiment_cell_s"] = {c["id"]: round(c["seconds"], 3) for c in idle_experiments}
 
         # 3. everyone else logs in at once (the first is already in)
         others = students[1:]
