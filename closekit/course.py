@@ -26,10 +26,10 @@ from closekit.errors import CloseKitError
 START = Path("notebooks") / "00-start-here.ipynb"
 # The course's files, as globs relative to its root. The wheel ships all of them (pyproject.toml's
 # data-files lists the same folders; tests/test_packaging.py checks both agree).
-CHAPTERS = ("notebooks/*.ipynb", "notebooks/zh/*.ipynb")
+CHAPTERS = ("notebooks/*.ipynb", "notebooks/zh/*.ipynb", "exercises/README.md")  # the start page links the guide
 STUDENT = ("exercises/student/*/*.ipynb",)
 SOLUTIONS = ("exercises/solutions/*/*.ipynb",)
-INSTRUCTOR = ("exercises/README.md", "exercises/nbgrader_config.py")
+INSTRUCTOR = ("exercises/nbgrader_config.py",)
 # Where fetched assignments go in a class copy: the folder the chapters' and the start page's exercise links
 # point to (exercises/student/NAME/NAME.ipynb), so links work both ways in a fetched assignment.
 ASSIGNMENTS = Path("exercises") / "student"
