@@ -12,8 +12,9 @@ What it does, through the same APIs as a browser (deploy/hubclient.py), on a hub
 4. all fetch it, type the answers into the answer cells, open a kernel and run every cell in order, at once
    (experiments and predictions); each cell's output is compared with the idle run's after tests/nbval.cfg's
    sanitizers (what a stored notebook is compared by), and its latency kept;
-5. memory per student while every kernel is alive: PSS of the server, of the kernel, and of closekit's own
-   processes (the lab's helper, its reaper and endpoints), from /proc/PID/smaps_rollup;
+5. memory and CPU per student while every kernel is alive: PSS (/proc/PID/smaps_rollup) and CPU seconds so
+   far (/proc/PID/stat) of the server, of the kernel, and of closekit's own processes (the lab's helper, its
+   reaper and endpoints);
 6. all submit; the instructor collects and autogrades every submission (Formgrader's API).
 
 It prints one report (and --json FILE writes it): p50/p95 of login-to-running and of the experiment cells'
@@ -89,18 +90,22 @@ def work(person: Person, path: str, answers: dict[str, str], sanitize) -> tuple[
     return cells, kernel
 
 
-def memory(name: str) -> dict[str, float]:
-    """MiB of PSS of one student's processes, split: server, kernels, closekit's own (helper, reaper, endpoints)."""
-    split = {"server": 0.0, "kernel": 0.0, "closekit": 0.0}
+def usage(name: str) -> dict[str, dict[str, float]]:
+    """One student's processes, split: server, kernels, closekit's own (helper, reaper, endpoints): MiB of PSS,
+    and CPU seconds used so far (their own and their reaped children's)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    split = {kind: {"pss_mib": 0.0, "cpu_s": 0.0} for kind in ("server", "kernel", "closekit")}
     for pid in pids_of(pwd.getpwnam(name).pw_uid):
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
         pss = next((int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Pss:")), 0) / 1024
         kind = "server" if "jupyterhub-singleuser" in cmdline else "kernel" if "ipykernel" in cmdline else "closekit"
-        split[kind] += pss
+        split[kind]["pss_mib"] += pss
+        split[kind]["cpu_s"] += sum(int(v) for v in stat[11:15]) / tick  # utime stime cutime cstime
     return split
 
 
@@ -199,12 +204,16 @@ def main(argv: list[str] | None = None) -> int:
         differ = [f"{n}: {c['id']}" for n, cs in results.items() for c in cs if c["words"] != reference.get(c["id"])]
         report["words_differ_from_idle"] = differ
 
-        # 5. memory while every kernel is alive
-        per_student = [memory(name) for name in others]
-        report["pss_mib_per_student"] = {
-            kind: {"mean": statistics.mean(m[kind] for m in per_student), "max": max(m[kind] for m in per_student)}
-            for kind in ("server", "kernel", "closekit")
-        }
+        # 5. memory and CPU while every kernel is alive
+        per_student = [usage(name) for name in others]
+        for measure in ("pss_mib", "cpu_s"):
+            report[f"{measure}_per_student"] = {
+                kind: {
+                    "mean": statistics.mean(u[kind][measure] for u in per_student),
+                    "max": max(u[kind][measure] for u in per_student),
+                }
+                for kind in ("server", "kernel", "closekit")
+            }
         for kernel in kernels:
             kernel.close()
 
