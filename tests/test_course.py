@@ -76,3 +76,20 @@ def test_see_chapter_links_point_into_the_course_copy_that_holds_the_notebook(tm
 def test_one_configured_base_points_every_chapter_link_there(monkeypatch, tmp_path, base, name, link):
     monkeypatch.setenv("CLOSEKIT_CHAPTERS", base)
     assert chapter_href(name, tmp_path) == link
+
+
+def test_feedback_points_chapter_links_at_the_students_copy_or_the_configured_base(monkeypatch):
+    from closekit.exercises.feedback import relink
+
+    text = 'Chapters: [1](../../../notebooks/01-close.ipynb) <a href="../../../../notebooks/zh/05-x-y.ipynb">5</a>'
+    monkeypatch.delenv("CLOSEKIT_CHAPTERS", raising=False)
+    up = "../../../../../notebooks"  # from <copy>/exercises/student/NAME/feedback/<time>/ to the copy's chapters
+    assert relink(text) == f'Chapters: [1]({up}/01-close.ipynb) <a href="{up}/zh/05-x-y.ipynb">5</a>'
+    monkeypatch.setenv("CLOSEKIT_CHAPTERS", "/hub/user-redirect/lab/tree/closekit/{path}")
+    assert relink(text) == (
+        "Chapters: [1](/hub/user-redirect/lab/tree/closekit/notebooks/01-close.ipynb) "
+        '<a href="/hub/user-redirect/lab/tree/closekit/notebooks/zh/05-x-y.ipynb">5</a>'
+    )
+    assert relink("[elsewhere](https://example.org/notebooks/01-close.ipynb)") == (
+        "[elsewhere](https://example.org/notebooks/01-close.ipynb)"  # not a relative link to a chapter: kept
+    )

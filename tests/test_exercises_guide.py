@@ -56,6 +56,7 @@ def course_copy(tmp: Path) -> tuple[Path, dict[str, str]]:
         "CLOSEKIT_COURSE_CONFIG": str(repo / "exercises" / "nbgrader_config.py"),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
+    env.pop("CLOSEKIT_CHAPTERS", None)  # one machine: links relative to the student's copy
     return repo, env
 
 
@@ -127,6 +128,10 @@ def test_the_instructor_guide_runs_command_by_command(tmp_path):
     assert "What does the client&#x27;s next recv() return?" in page or "next recv() return?" in page
     assert "-1 with ECONNRESET" in page and "nothing at all" in page
     assert "Your prediction did not hold" in page  # q2's failed test shows the student's message
+    links = re.findall(r'href="([^"]*notebooks/[\w/-]+\.ipynb)"', page)
+    assert any("05-kernel-close-path" in link for link in links), "the feedback's 'See chapter 5' is not a link"
+    for link in links:  # the navigation line and "See chapter N", from where the student reads the feedback
+        assert (html.parent / link).resolve().is_file(), f"{link} does not resolve from {html.parent}"
 
 
 @pytest.mark.parametrize("block", range(5))

@@ -16,7 +16,16 @@ from closekit.errors import CloseKitError, ExerciseError
 from closekit.lang import text, word
 from closekit.trace import Trace
 
-__all__ = ["CodeResult", "ExerciseError", "PeerCheck", "PredictionResult", "Result", "chapter_href", "verdict_html"]
+__all__ = [
+    "CodeResult",
+    "ExerciseError",
+    "PeerCheck",
+    "PredictionResult",
+    "Result",
+    "chapter_href",
+    "configured_chapter_link",
+    "verdict_html",
+]
 
 
 @dataclass(frozen=True)
@@ -109,6 +118,19 @@ class CodeResult(Result):
 _CHAPTER = re.compile(r"notebooks/((?:[a-z]{2}/)?\d\d-[\w-]+\.ipynb)")
 
 
+def configured_chapter_link(name: str) -> str | None:
+    """The link to chapter `name` ("05-x.ipynb", "zh/05-x.ipynb") under the base the course configured
+    (CLOSEKIT_CHAPTERS, or `chapters` in closekit/book/book.toml), or None where none is."""
+    from closekit.book import editions
+
+    book = editions.load()
+    if not book.chapters:
+        return None
+    lang, _, page = name.rpartition("/")
+    page = f"{lang or book.editions[0].lang}/{Path(page).stem}.html"
+    return book.chapters.format(path=f"notebooks/{name}", page=page)
+
+
 def chapter_href(name: str, here: Path | None = None) -> str | None:
     """A link from the running notebook (the kernel's folder, `here`) to the course chapter `name` (in an
     edition's folder: "zh/01-close.ipynb").
@@ -121,13 +143,11 @@ def chapter_href(name: str, here: Path | None = None) -> str | None:
     Every edition has the same chapter files, so the chapter exists when the default edition's does (a stored
     verdict then does not change when an edition's chapter is added)."""
     from closekit import course
-    from closekit.book import editions
 
-    book = editions.load()
+    configured = configured_chapter_link(name)
+    if configured is not None:
+        return configured
     path = f"notebooks/{name}"
-    if book.chapters:
-        lang, _, page = name.rpartition("/")
-        return book.chapters.format(path=path, page=f"{lang or book.editions[0].lang}/{Path(page).stem}.html")
     here = Path.cwd() if here is None else here
     try:
         folder = course.enclosing(here) or course.root()
