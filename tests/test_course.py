@@ -81,7 +81,7 @@ def test_one_configured_base_points_every_chapter_link_there(monkeypatch, tmp_pa
 def test_feedback_points_chapter_links_at_the_students_copy_or_the_configured_base(monkeypatch):
     from closekit.exercises.feedback import relink
 
-    text = 'Chapters: [1](../../../notebooks/01-close.ipynb) <a href="../../../../notebooks/zh/05-x-y.ipynb">5</a>'
+    text = 'Chapters: [1](../../../notebooks/01-close.ipynb) <a href="../../../../s/c/notebooks/zh/05-x-y.ipynb">5</a>'
     monkeypatch.delenv("CLOSEKIT_CHAPTERS", raising=False)
     up = "../../../../../notebooks"  # from <copy>/exercises/student/NAME/feedback/<time>/ to the copy's chapters
     assert relink(text) == f'Chapters: [1]({up}/01-close.ipynb) <a href="{up}/zh/05-x-y.ipynb">5</a>'

@@ -14,12 +14,13 @@ from __future__ import annotations
 import re
 
 from nbconvert.preprocessors import Preprocessor
+from traitlets import Bool
 
 from closekit.course import ASSIGNMENTS
 from closekit.exercises.results import configured_chapter_link
 
-# a link's target that is a chapter: any ../ prefix, then notebooks/[edition/]NN-name.ipynb
-_TARGET = re.compile(r"(?:\.\./)*notebooks/((?:[a-z]{2}/)?\d\d-[\w-]+\.ipynb)")
+# a link's target that is a chapter: a relative path (../…, no scheme) to notebooks/[edition/]NN-name.ipynb
+_TARGET = re.compile(r"(?:\.\./[^\"()\s:]*?)?notebooks/((?:[a-z]{2}/)?\d\d-[\w-]+\.ipynb)")
 _MARKDOWN = re.compile(r"\]\((" + _TARGET.pattern + r")\)")
 _HTML = re.compile(r'href="(' + _TARGET.pattern + r')"')
 # from <copy>/exercises/student/NAME/feedback/<time>/ up to the copy
@@ -37,6 +38,8 @@ def relink(text: str) -> str:
 
 
 class ChapterLinks(Preprocessor):
+    enabled = Bool(True, help="on when listed (nbconvert's preprocessors are off unless enabled)").tag(config=True)
+
     def preprocess_cell(self, cell, resources, index):
         if cell.cell_type == "markdown":
             cell.source = relink(cell.source)
