@@ -77,7 +77,8 @@ case "${1:-}" in
     test)
         system_setup chromium
         python_setup test
-        hub_setup  # tests/test_hub.py runs a hub on this environment
+        # tests/test_hub.py runs a class's hub, which needs root (accounts); as another user it skips
+        if [ "$(id -u)" -eq 0 ]; then hub_setup; else echo "not root: tests/test_hub.py will skip" >&2; fi
         "$VENV/bin/ruff" check .
         "$VENV/bin/ruff" format --check .
         exec "$VENV/bin/python" -m pytest -n 2 --dist loadfile \

@@ -330,7 +330,8 @@ def copy_course(spawner) -> None:
     account = pwd.getpwnam(spawner.user.name)
     python = Site.from_env().prefix / "bin" / "python"
     subprocess.run(
-        [str(python), "-m", "closekit.course", "copy", os.path.join(account.pw_dir, COURSE_COPY), "--class"],
+        # -I: nothing from the student's home (their ~/closekit is a folder of that name) is imported
+        [str(python), "-I", "-m", "closekit.course", "copy", os.path.join(account.pw_dir, COURSE_COPY), "--class"],
         user=account.pw_uid,
         group=account.pw_gid,
         extra_groups=[],

@@ -39,6 +39,40 @@ CULL_IDLE = 15  # seconds: a kernel left idle is culled within CULL_IDLE + CULL_
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="JupyterHub's local spawner and PAM: Linux")
 
 
+def test_the_readmes_hub_steps_are_the_ones_this_test_takes():
+    """README.md's steps for a hub, in order: a roster from the example, `bash course.sh hub`, a password per
+    account. LocalHub takes the same ones (its roster, the same command, chpasswd); the example roster reads."""
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Running a class on JupyterHub") :]
+    block = re.search(r"```sh\n(.*?)```", section, re.S).group(1)
+    steps = [line.split("#", 1)[0].strip() for line in block.splitlines()]
+    assert steps == [
+        "mkdir -p /srv/closekit && cp deploy/roster.example.csv /srv/closekit/roster.csv",
+        "bash course.sh hub",
+        "passwd student01",
+    ]
+    import closekit_hub
+
+    people = closekit_hub.read_roster(REPO / "deploy" / "roster.example.csv")
+    assert {m.role for m in people} == {"student", "instructor"} and "student01" in {m.id for m in people}
+
+
+@pytest.mark.parametrize(
+    ("row", "says"),
+    [("s1,teacher,,,", "role 'teacher'; allowed: student, instructor"),
+     ("Bob,student,,,", "is not a login name"), ("../x,student,,,", "is not a login name")],
+)  # fmt: skip
+def test_a_bad_roster_row_is_refused_in_one_line_naming_it(tmp_path, row, says):
+    import closekit_hub
+
+    roster = tmp_path / "roster.csv"
+    roster.write_text(f"id,role,first_name,last_name,email\n{row}\n")
+    with pytest.raises(SystemExit) as refused:
+        closekit_hub.read_roster(roster)
+    assert str(refused.value).startswith(f"{roster}:2: ") and says in str(refused.value)
+    assert "\n" not in str(refused.value)
+
+
 @pytest.fixture(scope="module")
 def hub():
     if os.geteuid() != 0:
