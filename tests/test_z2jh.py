@@ -71,11 +71,14 @@ def test_the_hub_config_gives_instructors_the_course_and_students_neither(values
     exec(compile(values["hub"]["extraConfig"]["closekit"], "extraConfig", "exec"), {"c": c})
     assert "read:users:groups!user" in c.Spawner.server_token_scopes
     hook = c.KubeSpawner.modify_pod_hook
-    assert c.KubeSpawner.uid(SimpleNamespace(user=SimpleNamespace(id=7))) == 10007
+    user = SimpleNamespace(id=7, groups=[SimpleNamespace(name="nbgrader-closekit")])
+    assert c.KubeSpawner.uid(SimpleNamespace(user=user)) == c.KubeSpawner.gid(SimpleNamespace(user=user)) == 10007
+    assert c.KubeSpawner.supplemental_gids(SimpleNamespace(user=user)) == []
 
     def spawner(group: str) -> SimpleNamespace:
         return SimpleNamespace(user=SimpleNamespace(groups=[SimpleNamespace(name=group)]))
 
+    assert c.KubeSpawner.supplemental_gids(spawner("formgrade-closekit")) == [20000]
     teacher = hook(spawner("formgrade-closekit"), _pod(["home", "exchange", "course"]))
     assert [m.mount_path for m in teacher.spec.containers[0].volume_mounts] == ["/home/jovyan/closekit-course"]
     assert teacher.spec.containers[0].env == []
