@@ -64,6 +64,35 @@ def pids_of(uid: int) -> list[int]:
     return pids
 
 
+def _started(pid: int) -> str | None:
+    """The process's start time (field 22 of /proc/PID/stat): with the pid, who it is, even after a reuse."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """Every process below `pid`, with its start time."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found: dict[int, str] = {}
+    todo = list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        started = _started(child)
+        if started is not None:
+            found[child] = started
+            todo.extend(children.get(child, []))
+    return found
+
+
 def kill_uid(uid: int) -> None:
     """End every process of an account the hub ran (its server, kernels, the lab's helpers), by pid."""
     for _ in range(5):
@@ -167,18 +196,21 @@ class LocalHub:
 
     def __exit__(self, *_exc: object) -> None:
         if self.process is not None:
+            # what the hub started (proxy, services, servers), in case the hub is gone before they are: a
+            # service started where SIGINT is ignored outlives the hub's SIGINT-first stop
+            started = descendants(self.process.pid)
             self.process.send_signal(signal.SIGTERM)  # the hub stops the servers and the proxy it started
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
-            proxy = self.srv / "hub" / "proxy.pid"
-            if proxy.is_file():
-                try:
-                    os.kill(int(proxy.read_text()), signal.SIGTERM)
-                except (ProcessLookupError, ValueError):
-                    pass
+            for pid, when in started.items():
+                if _started(pid) == when:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
             self.process = None
         self._remove_accounts()
         if self.srv != Path():
