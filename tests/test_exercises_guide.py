@@ -27,7 +27,7 @@ ASSIGNMENT = "ex01-close"
 # What a line of the guide may be: activating the environment, changing folder, or an nbgrader command.
 COMMAND = (
     r"source \.venv/bin/activate|cd \S+|python -m closekit\.course copy \S+ --class"
-    r"|nbgrader \w+ [\w-]+( --force)?|nbgrader export"
+    r"|nbgrader \w+ [\w-]+( --force)?|nbgrader export --to \S+"
 )
 
 
