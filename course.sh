@@ -3,11 +3,15 @@
 #   bash course.sh open   set everything up, then open the course in JupyterLab
 #   bash course.sh test   set everything up, then run the whole test suite (pytest + nbval)
 #   bash course.sh book   set everything up, then build the static book into build/book/
+#   bash course.sh hub    (root) set up a class's JupyterHub from deploy/, then start it (deploy/README.md)
 # Run as root, it installs the system pieces it needs with apt-get; otherwise it says which.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 VENV=${CLOSEKIT_VENV:-.venv}
+# The hub's environment: every student's server runs it, so it must be readable by every account (root's own
+# Python, e.g. under /root/.pyenv, is not): Debian's python3 makes it.
+HUB_PREFIX=${CLOSEKIT_HUB_PREFIX:-/opt/closekit}
 SYSTEM_PACKAGES=(python3-venv graphviz tcpdump)
 
 # system_setup [COMMAND[:PACKAGE] …]: what only the tests need: chromium (tests/test_browser.py drives
@@ -40,6 +44,31 @@ python_setup() {
     "$VENV/bin/python" -m closekit.exercises.jupyter_setup --course exercises >/dev/null
 }
 
+# hub_setup: what a hub needs besides closekit's own setup: node and the proxy (npm), the hub's environment
+# (closekit from this repository, not editable, with JupyterHub), then the accounts and folders of the roster.
+hub_setup() {
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "the hub makes accounts and starts servers as them: run bash course.sh hub as root" >&2
+        exit 1
+    fi
+    system_setup
+    local missing=()
+    command -v node >/dev/null || missing+=(nodejs)
+    command -v npm >/dev/null || missing+=(npm)
+    /usr/bin/python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
+    if [ ${#missing[@]} -gt 0 ]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+    if ! command -v configurable-http-proxy >/dev/null; then
+        # the proxy's current release needs node 20; Debian 12's node is 18, which its 4.x line still runs
+        local proxy=configurable-http-proxy
+        [ "$(node -p 'process.versions.node.split(".")[0]')" -ge 20 ] || proxy=configurable-http-proxy@4
+        npm install -g --silent "$proxy" >/dev/null
+    fi
+    bash deploy/install.sh "$HUB_PREFIX" .
+}
+
 case "${1:-}" in
     open)
         system_setup
@@ -53,6 +82,8 @@ case "${1:-}" in
         "$VENV/bin/closekit" kernels fetch 6.1 >/dev/null 2>&1 ||
             { [ "$(id -u)" -eq 0 ] && apt-get update -qq && "$VENV/bin/closekit" kernels fetch 6.1 >/dev/null; } ||
             echo "closekit: could not fetch Debian 12's kernel package; tests/test_kernels.py will skip its VM" >&2
+        # tests/test_hub.py runs a class's hub, which needs root (accounts); as another user it skips
+        if [ "$(id -u)" -eq 0 ]; then hub_setup; else echo "not root: tests/test_hub.py will skip" >&2; fi
         "$VENV/bin/ruff" check .
         "$VENV/bin/ruff" format --check .
         exec "$VENV/bin/python" -m pytest -n 2 --dist loadfile \
@@ -64,8 +95,20 @@ case "${1:-}" in
         python_setup book
         exec "$VENV/bin/python" -m closekit.book build --out build/book "${@:2}"
         ;;
+    hub)
+        hub_setup
+        srv=${CLOSEKIT_HUB_SRV:-/srv/closekit}
+        mkdir -p "$srv"
+        if [ ! -f "$srv/roster.csv" ]; then
+            echo "no roster yet: write $srv/roster.csv (see deploy/roster.example.csv), then run this again" >&2
+            exit 1
+        fi
+        CLOSEKIT_HUB_SRV=$srv "$HUB_PREFIX/bin/python" deploy/closekit_hub.py setup
+        PATH="$HUB_PREFIX/bin:$PATH" CLOSEKIT_HUB_SRV=$srv exec "$HUB_PREFIX/bin/jupyterhub" \
+            -f deploy/jupyterhub_config.py "${@:2}"
+        ;;
     *)
-        echo "usage: bash course.sh open | test | book" >&2
+        echo "usage: bash course.sh open | test | book | hub" >&2
         exit 2
         ;;
 esac

@@ -155,18 +155,28 @@ def _kernels(args: argparse.Namespace) -> int:
 
 
 def _lab(args: argparse.Namespace) -> int:
-    """JupyterLab on the course folder (so the chapters can link to ../exercises), start page open."""
-    start = Path(args.notebooks).resolve() / "00-start-here.ipynb"
-    if not start.is_file():
-        raise CloseKitError(f"no course start page at {start}; pass --notebooks DIR (the folder holding it)")
-    root = start.parent.parent
-    command = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={root}", f"--port={args.port}"]
+    """JupyterLab on the reader's own copy of the course, opened at the start page.
+
+    The copy (made on first use, see closekit.course) keeps a reader's edits off the files git tracks; the
+    server's default URL is the start page, so the URL JupyterLab prints opens it too.
+    """
+    from closekit import course
+
+    folder = Path(args.dir).expanduser().resolve()
+    copied = course.copy(folder, for_class=args.for_class)
+    if copied:
+        print(f"closekit: copied the course into {folder} ({len(copied)} files): edit them there", file=sys.stderr)
+    start = f"/lab/tree/{course.START.as_posix()}"
+    command = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={folder}", f"--port={args.port}"]
+    command.append(f"--LabApp.default_url={start}")
+    # checkpoints out of the assignment folders (nbgrader's submit listed them as EXTRA)
+    command.append("--FileContentsManager.checkpoints_class=closekit.exercises.checkpoints.RootCheckpoints")
     if args.no_browser:
         command.append("--no-browser")
     if os.geteuid() == 0:
         command.append("--allow-root")  # course.sh runs as root on a fresh machine
     command.append("--ServerApp.answer_yes=True")  # one Ctrl-C stops the server, no question asked
-    os.execv(sys.executable, [*command, str(start.relative_to(root))])
+    os.execv(sys.executable, command)
     return 0
 
 
@@ -212,8 +222,18 @@ def parser() -> argparse.ArgumentParser:
     run_in.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
     actions.add_parser("table", help="the stored ledger across kernels")
     kernels.set_defaults(func=_kernels)
-    lab = sub.add_parser("lab", help="open the course in JupyterLab")
-    lab.add_argument("--notebooks", default="notebooks")
+    lab = sub.add_parser("lab", help="open your copy of the course in JupyterLab, at the start page")
+    lab.add_argument(
+        "--dir",
+        default="~/closekit",
+        help="your copy of the course: made on first use, never overwritten (default: ~/closekit)",
+    )
+    lab.add_argument(
+        "--class",
+        dest="for_class",
+        action="store_true",
+        help="a class's copy: chapters only; assignments come through nbgrader into DIR/exercises/student",
+    )
     lab.add_argument("--port", type=int, default=8888)
     lab.add_argument("--no-browser", action="store_true")
     lab.set_defaults(func=_lab)

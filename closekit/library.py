@@ -59,7 +59,6 @@ TIMING_LINK = Link(delay=0.01)
 FAST_WRITER = Settings(sysctls={"net.ipv4.tcp_wmem": "4096 2097152 4194304"})
 
 
-
 def blocked(step: Step) -> tuple[Step, Step]:
     """`step`, a call that waits (a recv() with nothing to read yet), and the sync point that holds
     the lines after it until the process is blocked in it."""

@@ -33,3 +33,11 @@ c.ExecutePreprocessor.kernel_name = "python3"
 # No widget state in graded notebooks: the feedback HTML then shows each question's static text/html
 # (its text and choices) instead of an empty widget that needs JavaScript from the internet.
 c.Execute.store_widget_state = False
+
+# Feedback is made here and read in the student's copy of the course (exercises/student/NAME/feedback/<time>/):
+# its links to chapters are re-pointed there, or to CLOSEKIT_CHAPTERS where the course sets one (a hub does).
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+    "closekit.exercises.feedback.ChapterLinks",
+]

@@ -484,12 +484,12 @@ def test_each_chapter_names_its_outputs_kernel_and_links_jupyterlab_and_exercise
     assert frame.locator("a.ck-open-lab").get_attribute("href") == BOOK.lab.format(path="notebooks/01-close.ipynb")
     exercises = [a.get_attribute("href") for a in frame.locator("a.ck-exercise").all()]
     assert exercises == [BOOK.lab.format(path=DEFAULT.exercises.format(name=n)) for n in BOOK.exercises["01-close"]]
-    # the start page's link to the solutions folder (../exercises/solutions/ in notebooks/, one level
-    # more in a translation's folder) opens that folder in JupyterLab, as it does inside JupyterLab
+    # the start page's link to the instructor guide (../exercises/README.md in notebooks/, one level
+    # more in a translation's folder) opens it in JupyterLab, as it does inside JupyterLab
     for edition in BOOK.editions:
         if (REPO / edition.notebooks / "00-start-here.ipynb").is_file():
             start = open_page(f"{edition.lang}/00-start-here.html")
-            assert start.locator(f'article a[href="{BOOK.lab.format(path="exercises/solutions")}"]').count() == 1
+            assert start.locator(f'article a[href="{BOOK.lab.format(path="exercises/README.md")}"]').count() == 1
 
 
 @pytest.mark.parametrize("edition", BOOK.editions[1:], ids=lambda e: e.lang)

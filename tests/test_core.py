@@ -132,7 +132,7 @@ def scenario(*steps: s.Step, **kw: Any) -> Scenario:
 
 # ---- programs ------------------------------------------------------------------------------------
 def test_each_process_gets_its_lines_up_to_the_next_sync_point_at_once():
-    lab = Lab(scenario(s.send("client", 6), s.close("client"), s.recv("server"), s.recv("server"), s.close("server")))  # noqa: E501
+    lab = Lab(scenario(s.send("client", 6), s.close("client"), s.recv("server"), s.recv("server"), s.close("server")))
     lab.connected()
     assert lab.sent_lines("client") == [[[0], [1]]]
     assert lab.sent_lines("server") == [[[2], [3], [4]]]

@@ -18,7 +18,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 # PyPI name -> conda-forge name, where they differ.
-CONDA_NAME = {"graphviz": "python-graphviz"}
+CONDA_NAME = {"graphviz": "python-graphviz", "build": "python-build"}
 # Left to pip (environment.yml's `pip: - -e .[test]` installs them), with the reason.
 PIP_ONLY = {
     "playwright": "the PyPI wheel ships its driver; conda-forge names it playwright-python",
@@ -110,5 +110,5 @@ def test_closekit_lab_help_answers():
     script = Path(sys.executable).with_name("closekit")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "closekit"]
     out = subprocess.run([*command, "lab", "--help"], capture_output=True, text=True, timeout=60, check=True).stdout
-    for option in ("--notebooks", "--port", "--no-browser"):
+    for option in ("--dir", "--port", "--no-browser"):
         assert option in out

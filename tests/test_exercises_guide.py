@@ -25,7 +25,10 @@ REPO = Path(__file__).resolve().parent.parent
 GUIDE = REPO / "exercises" / "README.md"
 ASSIGNMENT = "ex01-close"
 # What a line of the guide may be: activating the environment, changing folder, or an nbgrader command.
-COMMAND = r"source \.venv/bin/activate|cd \S+|mkdir -p \S+ && cd \S+|nbgrader \w+ [\w-]+( --force)?|nbgrader export"
+COMMAND = (
+    r"source \.venv/bin/activate|cd \S+|python -m closekit\.course copy \S+ --class"
+    r"|nbgrader \w+ [\w-]+( --force)?|nbgrader export --to \S+"
+)
 
 
 def guide_blocks() -> list[str]:
@@ -53,6 +56,7 @@ def course_copy(tmp: Path) -> tuple[Path, dict[str, str]]:
         "CLOSEKIT_COURSE_CONFIG": str(repo / "exercises" / "nbgrader_config.py"),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
+    env.pop("CLOSEKIT_CHAPTERS", None)  # one machine: links relative to the student's copy
     return repo, env
 
 
@@ -64,6 +68,13 @@ def run_block(block: str, repo: Path, env: dict[str, str]) -> str:
     assert done.returncode == 0, f"the guide's block failed:\n{block}\n--- stderr:\n{done.stderr[-4000:]}"
     assert "is not absolute" not in done.stderr, done.stderr  # nbgrader's warning about a relative root
     return done.stderr
+
+
+def chapter_links(notebook: Path) -> list[str]:
+    """The markdown links of a notebook that point to a chapter (…/notebooks/NN-….ipynb)."""
+    cells = json.loads(notebook.read_text())["cells"]
+    text = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    return re.findall(r"\]\(([^)\s]*notebooks/[\w/-]+\.ipynb)\)", text)
 
 
 def answer(notebook: Path, answers: dict[str, str]) -> None:
@@ -89,9 +100,13 @@ def test_the_instructor_guide_runs_command_by_command(tmp_path):
     run_block(release, repo, env)
     assert list((tmp_path / "exchange" / "closekit" / "outbound").iterdir()), "nothing released to the exchange"
     run_block(fetch, repo, env)
-    fetched = tmp_path / "home" / "closekit-work" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    fetched = tmp_path / "home" / "closekit" / "exercises" / "student" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
     assert fetched.is_file()
     assert "BEGIN SOLUTION" not in fetched.read_text()
+    links = chapter_links(fetched)
+    assert links, "the fetched assignment links no chapter"
+    for link in links:  # as JupyterLab resolves them: from the notebook's folder, in the student's copy
+        assert (fetched.parent / link).resolve().is_file(), f"{link} does not resolve in the student's copy"
     answer(fetched, {"q1-answer": 'q1.answer("B")', "q2-answer": 'q2.answer("A")'})
     run_block(submit, repo, env)
     run_block(grade, repo, env)
@@ -107,12 +122,16 @@ def test_the_instructor_guide_runs_command_by_command(tmp_path):
     assert [(r["assignment"], float(r["raw_score"])) for r in rows] == [(ASSIGNMENT, 1.0)]
 
     run_block(feedback, repo, env)
-    html = next((tmp_path / "home" / "closekit-work" / ASSIGNMENT / "feedback").glob(f"*/{ASSIGNMENT}.html"))
+    html = next(fetched.parent.joinpath("feedback").glob(f"*/{ASSIGNMENT}.html"))
     page = html.read_text()
     # the question cells show the question and its choices, not an empty widget
     assert "What does the client&#x27;s next recv() return?" in page or "next recv() return?" in page
     assert "-1 with ECONNRESET" in page and "nothing at all" in page
     assert "Your prediction did not hold" in page  # q2's failed test shows the student's message
+    links = re.findall(r'href="([^"]*notebooks/[\w/-]+\.ipynb)"', page)
+    assert any("05-kernel-close-path" in link for link in links), "the feedback's 'See chapter 5' is not a link"
+    for link in links:  # the navigation line and "See chapter N", from where the student reads the feedback
+        assert (html.parent / link).resolve().is_file(), f"{link} does not resolve from {html.parent}"
 
 
 @pytest.mark.parametrize("block", range(5))

@@ -58,12 +58,13 @@ def title(path: Path) -> str:
 class Edition:
     """One language of the chapters: their folder, what its exercises are called, the words of its cells."""
 
-    def __init__(self, folder: Path, suffix: str, contents: str, practise: str, exercises: str) -> None:
+    def __init__(self, folder: Path, suffix: str, contents: str, practise: str, exercises: str, packets: str) -> None:
         self.folder = folder  # the chapters
         self.suffix = suffix  # an exercise's name in this language: EXERCISES' name + suffix
         self.contents = contents
         self.practise = practise  # {links}
         self.exercises = exercises  # the start page's list: {rows}, {up}
+        self.packets = packets  # the words before a chapter's pcap download
         self.up = "../" * len(folder.relative_to(ROOT).parts)  # from a chapter to the repository's root
 
     def exercise(self, name: str) -> str:
@@ -82,9 +83,15 @@ ENGLISH = Edition(
         "Predict-then-run questions, choose-the-fix, and code of your own, each checked on the live kernel.\n"
         "Open the student versions below (your course may hand them out through nbgrader instead).\n\n"
         "| exercise | chapters |\n|---|---|\n{rows}\n\n"
-        "Solutions, for self-study once you have answered, are kept apart in "
-        "[`{up}exercises/solutions/`]({up}exercises/solutions/) — each with its answers and the verdicts "
-        "this kernel gave. Instructors: [`{up}exercises/README.md`]({up}exercises/README.md)."
+        "Solutions, for self-study once you have answered, are kept apart in `exercises/solutions/` of your "
+        "copy of the course — each with its answers and the verdicts this kernel gave (a class's copy has none: "
+        "your instructor's feedback explains each answer). "
+        "Instructors: [`{up}exercises/README.md`]({up}exercises/README.md)."
+    ),
+    packets=(
+        "**The packets.** This chapter's last experiment as a capture file: download it, then open it in "
+        "Wireshark or read it with `tcpdump -r`. (In a mode that captures nothing, or for a recorded trace, the "
+        "cell says so instead.)"
     ),
 )
 CHINESE = Edition(
@@ -97,9 +104,13 @@ CHINESE = Edition(
         "先预测再运行、从几种写法中选出正确的修复、自己动手写代码——每道题的答案都拿到真实内核上检查。\n"
         "打开下面的学生版即可作答（你的课程也可能通过 nbgrader 分发它们）。\n\n"
         "| 练习 | 对应章节 |\n|---|---|\n{rows}\n\n"
-        "答案单独放在 [`{up}exercises/solutions/`]({up}exercises/solutions/)，供作答之后自学对照，"
-        "每份都附有参考答案和本机内核给出的判定。"
+        "答案单独放在你的课程副本的 `exercises/solutions/` 中，供作答之后自学对照，"
+        "每份都附有参考答案和本机内核给出的判定（课堂副本中没有答案：教师发回的反馈会解释每道题）。"
         "教师请看 [`{up}exercises/README.md`]({up}exercises/README.md)（英文）。"
+    ),
+    packets=(
+        "**抓包文件。** 本章最后一个实验的报文，保存为抓包文件：下载后可用 Wireshark 打开，"
+        "或用 `tcpdump -r` 阅读。（在不抓包的模式下，或者对于录制的记录，这个单元格会说明原因。）"
     ),
 )
 
@@ -123,6 +134,36 @@ def cell(kind: str, text: str) -> dict:
         "metadata": {KEY: {"generated": kind}, "tags": ["navigation"]},
         "source": text.splitlines(keepends=True),  # as nbformat stores it, so a re-executed notebook compares equal
     }
+
+
+# The code of a chapter's pcap download, the same in every edition (their code cells are identical).
+PCAP_CODE = (
+    "from closekit.download import pcap_link\n"
+    "\n"
+    "pcap_link(trace) if trace.captured and not trace.recorded else print(trace.notice)"
+)
+
+
+def runs_experiments(path: Path) -> bool:
+    """Whether the chapter runs experiments into `trace` (its last one is then the one to download)."""
+    cells = json.loads(path.read_text())["cells"]
+    return any(c["cell_type"] == "code" and "trace = closekit.run(" in "".join(c["source"]) for c in cells)
+
+
+def pcap_cells(path: Path, edition: Edition = ENGLISH) -> list[dict]:
+    """The words and the code cell that offer a chapter's packets as a download (none where no trace is run).
+    nbval runs the code but leaves its output alone: the capture's bytes differ on every run."""
+    if not runs_experiments(path):
+        return []
+    code = {
+        "cell_type": "code",
+        "execution_count": None,
+        "id": "closekit-pcap",
+        "metadata": {KEY: {"generated": "pcap"}, "tags": ["nbval-ignore-output"]},
+        "outputs": [],
+        "source": PCAP_CODE.splitlines(keepends=True),
+    }
+    return [cell("pcap-text", edition.packets), code]
 
 
 def chapter_cells(path: Path, all_chapters: list[Path], edition: Edition = ENGLISH) -> tuple[dict, dict]:
@@ -179,8 +220,12 @@ def edition_exercise_cell(name: str, lang: str) -> dict:
     return cell("navigation-top", f"<small>{lead}" + " · ".join(links) + "</small>")
 
 
+def _generated(cell: dict) -> bool:
+    return "generated" in cell.get("metadata", {}).get(KEY, {})
+
+
 def _without_generated(cells: list[dict]) -> list[dict]:
-    return [c for c in cells if KEY not in c.get("metadata", {}) or "generated" not in c["metadata"][KEY]]
+    return [c for c in cells if not _generated(c)]
 
 
 def _after_title(cells: list[dict]) -> int:
@@ -195,13 +240,19 @@ def _normal(notebook: dict) -> list:
     return [{**c, "source": "".join(c["source"])} for c in notebook["cells"]]
 
 
-def navigate(path: Path, top: dict | None, bottom: dict | None) -> bool:
-    """Put `top` under the title and `bottom` at the end of `path`; True if the file changed."""
+def navigate(path: Path, top: dict | None, bottom: dict | None, before_bottom: list[dict] = ()) -> bool:
+    """Put `top` under the title, `before_bottom` and then `bottom` at the end of `path`; True if the file
+    changed. A generated code cell whose source has not changed keeps its outputs."""
     text = path.read_text()
     notebook = json.loads(text)
+    old = {c.get("id"): c for c in notebook["cells"] if _generated(c)}
     cells = _without_generated(notebook["cells"])
     if top is not None:
         cells.insert(_after_title(cells), top)
+    for generated in before_bottom:
+        kept = old.get(generated["id"])
+        same = kept is not None and "".join(kept["source"]) == "".join(generated["source"])
+        cells.append(kept if same and generated["cell_type"] == "code" else generated)
     if bottom is not None:
         cells.append(bottom)
     notebook["cells"] = cells
@@ -212,35 +263,35 @@ def navigate(path: Path, top: dict | None, bottom: dict | None) -> bool:
     return True
 
 
-def plan() -> list[tuple[Path, dict | None, dict | None]]:
-    every = chapters()
-    jobs: list[tuple[Path, dict | None, dict | None]] = []
+Job = tuple[Path, dict | None, dict | None, list[dict]]
+
+
+def edition_chapters(edition: Edition) -> list[Job]:
+    """An edition's chapters: each with its navigation, its pcap download, the start page with the exercises."""
+    every = chapters(edition)
+    jobs: list[Job] = []
     for path in every:
-        top, bottom = chapter_cells(path, every)
+        top, bottom = chapter_cells(path, every, edition)
         if path.name == "00-start-here.ipynb":
-            bottom = start_page_cell()
-            bottom["source"] += ["\n", "\n", *chapter_cells(path, every)[1]["source"]]
-        jobs.append((path, top, bottom))
+            bottom = start_page_cell(edition)
+            bottom["source"] += ["\n", "\n", *chapter_cells(path, every, edition)[1]["source"]]
+        jobs.append((path, top, bottom, pcap_cells(path, edition)))
+    return jobs
+
+
+def plan() -> list[Job]:
+    jobs = edition_chapters(ENGLISH)
     for name in EXERCISES:
-        jobs.append((SOLUTIONS / name / f"{name}.ipynb", exercise_cell(name), None))
+        jobs.append((SOLUTIONS / name / f"{name}.ipynb", exercise_cell(name), None, []))
         for lang in EDITION_WORDS:
             edition = edition_name(name, lang)
-            jobs.append((SOLUTIONS / edition / f"{edition}.ipynb", edition_exercise_cell(name, lang), None))
+            jobs.append((SOLUTIONS / edition / f"{edition}.ipynb", edition_exercise_cell(name, lang), None, []))
     return jobs
 
 
-def translated_chapters(editions: tuple[Edition, ...] = (CHINESE,)) -> list[tuple[Path, dict, dict]]:
+def translated_chapters(editions: tuple[Edition, ...] = (CHINESE,)) -> list[Job]:
     """The chapters of the other editions: the same cells as plan() gives the English ones, in their words."""
-    jobs = []
-    for edition in editions:
-        every = chapters(edition)
-        for path in every:
-            top, bottom = chapter_cells(path, every, edition)
-            if path.name == "00-start-here.ipynb":
-                bottom = start_page_cell(edition)
-                bottom["source"] += ["\n", "\n", *chapter_cells(path, every, edition)[1]["source"]]
-            jobs.append((path, top, bottom))
-    return jobs
+    return [job for edition in editions for job in edition_chapters(edition)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -248,14 +299,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check", action="store_true", help="change nothing; exit 1 if a notebook is out of date")
     args = p.parse_args(argv)
     stale = []
-    for path, top, bottom in [*plan(), *translated_chapters()]:
+    for path, top, bottom, before_bottom in [*plan(), *translated_chapters()]:
         if args.check:
             before = path.read_text()
-            changed = navigate(path, top, bottom)
+            changed = navigate(path, top, bottom, before_bottom)
             if changed:
                 path.write_text(before)
                 stale.append(path)
-        elif navigate(path, top, bottom):
+        elif navigate(path, top, bottom, before_bottom):
             print(f"navigation: updated {path.relative_to(ROOT)}")
     if stale:
         names = ", ".join(str(p.relative_to(ROOT)) for p in stale)

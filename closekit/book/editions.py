@@ -65,6 +65,7 @@ class Book:
     lab: str
     binder: str
     exercises: dict[str, tuple[str, ...]]
+    chapters: str = ""  # where "See chapter N" links point, if not to the course folder (see book.toml)
 
     def edition(self, lang: str) -> Edition:
         for edition in self.editions:
@@ -74,7 +75,8 @@ class Book:
 
 
 def load(path: Path = CONFIG, environ: dict[str, str] | None = None) -> Book:
-    """The book's configuration; CLOSEKIT_BOOK_LAB / CLOSEKIT_BOOK_BINDER repoint the links for one build."""
+    """The book's configuration; CLOSEKIT_BOOK_LAB / CLOSEKIT_BOOK_BINDER repoint the links for one build,
+    CLOSEKIT_CHAPTERS the exercises' links to chapters (a hub, a published book)."""
     environ = os.environ if environ is None else environ
     data = tomllib.loads(path.read_text())
     editions = tuple(
@@ -95,6 +97,7 @@ def load(path: Path = CONFIG, environ: dict[str, str] | None = None) -> Book:
         lab=environ.get("CLOSEKIT_BOOK_LAB", links["lab"]),
         binder=environ.get("CLOSEKIT_BOOK_BINDER", links["binder"]),
         exercises={k: tuple(v) for k, v in data["exercises"]["chapters"].items()},
+        chapters=environ.get("CLOSEKIT_CHAPTERS", links.get("chapters", "")),
     )
 
 

@@ -12,11 +12,20 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from closekit.errors import ExerciseError
+from closekit.errors import CloseKitError, ExerciseError
 from closekit.lang import text, word
 from closekit.trace import Trace
 
-__all__ = ["CodeResult", "ExerciseError", "PeerCheck", "PredictionResult", "Result", "chapter_href", "verdict_html"]
+__all__ = [
+    "CodeResult",
+    "ExerciseError",
+    "PeerCheck",
+    "PredictionResult",
+    "Result",
+    "chapter_href",
+    "configured_chapter_link",
+    "verdict_html",
+]
 
 
 @dataclass(frozen=True)
@@ -106,18 +115,47 @@ class CodeResult(Result):
         return f"{head}<ul>{rows}</ul>" if rows else head
 
 
-COURSE = Path(__file__).resolve().parents[2]  # the repository, when closekit runs from one
 _CHAPTER = re.compile(r"notebooks/((?:[a-z]{2}/)?\d\d-[\w-]+\.ipynb)")
 
 
-def chapter_href(name: str, here: Path | None = None) -> str | None:
-    """A link from the running notebook (the kernel's folder) to the course chapter `name` (in an edition's
-    folder: "zh/01-close.ipynb"), if the course is on this machine; JupyterLab opens a relative link to a
-    notebook in a tab of its own. Every edition has the same chapter files, so the chapter exists when the
-    default edition's does (a stored verdict then does not change when an edition's chapter is added)."""
-    if not (COURSE / "notebooks" / Path(name).name).is_file():
+def configured_chapter_link(name: str) -> str | None:
+    """The link to chapter `name` ("05-x.ipynb", "zh/05-x.ipynb") under the base the course configured
+    (CLOSEKIT_CHAPTERS, or `chapters` in closekit/book/book.toml), or None where none is."""
+    from closekit.book import editions
+
+    book = editions.load()
+    if not book.chapters:
         return None
-    return Path(os.path.relpath(COURSE / "notebooks" / name, here or Path.cwd())).as_posix()
+    lang, _, page = name.rpartition("/")
+    page = f"{lang or book.editions[0].lang}/{Path(page).stem}.html"
+    return book.chapters.format(path=f"notebooks/{name}", page=page)
+
+
+def chapter_href(name: str, here: Path | None = None) -> str | None:
+    """A link from the running notebook (the kernel's folder, `here`) to the course chapter `name` (in an
+    edition's folder: "zh/01-close.ipynb").
+
+    With a base configured (CLOSEKIT_CHAPTERS, or `chapters` in closekit/book/book.toml: a hub's course folder,
+    a published book), the link is that base filled in: the same for every reader, so it survives feedback
+    made in the instructor's folder. Otherwise it is relative, to the chapter in the course folder that holds
+    `here` (a student's copy, a fetched assignment in it, the repository) or in the course closekit came
+    with; JupyterLab opens a relative link to a notebook in a tab of its own. None if no chapter is found.
+    Every edition has the same chapter files, so the chapter exists when the default edition's does (a stored
+    verdict then does not change when an edition's chapter is added)."""
+    from closekit import course
+
+    configured = configured_chapter_link(name)
+    if configured is not None:
+        return configured
+    path = f"notebooks/{name}"
+    here = Path.cwd() if here is None else here
+    try:
+        folder = course.enclosing(here) or course.root()
+    except CloseKitError:
+        return None
+    if not (folder / "notebooks" / Path(name).name).is_file():
+        return None
+    return Path(os.path.relpath(folder / path, here)).as_posix()
 
 
 def _linked(text: str) -> str:

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The environment every server of a class runs: closekit from this checkout (not editable, so its files are in
+# the environment, readable by every account) with JupyterLab, nbgrader, JupyterHub, and nbgrader's config for
+# the hub. One recipe for both places a class runs: `bash course.sh hub` (one machine; tests/test_hub.py starts
+# the hub that way) and deploy/z2jh/Dockerfile (the single-user image for Zero to JupyterHub).
+#   bash deploy/install.sh PREFIX [CHECKOUT]    (Debian's python3 and python3-venv must be installed)
+set -euo pipefail
+prefix=$1
+checkout=${2:-$(dirname "$0")/..}
+python=${CLOSEKIT_PYTHON:-/usr/bin/python3}  # not root's own Python (e.g. under /root): students must run it
+
+[ -x "$prefix/bin/python" ] || "$python" -m venv "$prefix"
+# the dependencies when pyproject.toml changed since they were installed; this checkout's closekit always
+if ! cmp -s "$checkout/pyproject.toml" "$prefix/.closekit-pyproject.toml"; then
+    "$prefix/bin/python" -m pip install -q --upgrade pip
+    "$prefix/bin/python" -m pip install -q "$checkout[hub]"
+    cp "$checkout/pyproject.toml" "$prefix/.closekit-pyproject.toml"
+fi
+"$prefix/bin/python" -m pip install -q --no-deps --force-reinstall "$checkout"
+CLOSEKIT_HUB_PREFIX=$prefix "$prefix/bin/python" "$checkout/deploy/closekit_hub.py" configs
