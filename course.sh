@@ -86,7 +86,11 @@ case "${1:-}" in
         if [ "$(id -u)" -eq 0 ]; then hub_setup; else echo "not root: tests/test_hub.py will skip" >&2; fi
         "$VENV/bin/ruff" check .
         "$VENV/bin/ruff" format --check .
-        exec "$VENV/bin/python" -m pytest -n 2 --dist loadfile \
+        # two lanes (tests/conftest.py): the kernel-free one first (the engine's rules, queries, checks and
+        # words on stored traces, in under 30 s), then the live one (experiments, browsers, nbgrader, VMs,
+        # the hub, and nbval over the notebooks)
+        "$VENV/bin/python" -m pytest -n 2 --kernel-free tests "${@:2}"
+        exec "$VENV/bin/python" -m pytest -n 2 --dist loadfile --live-lane \
             --nbval --nbval-current-env --nbval-sanitize-with tests/nbval.cfg \
             tests notebooks exercises/solutions "${@:2}"
         ;;

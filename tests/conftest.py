@@ -1,4 +1,13 @@
-"""Shared fixtures: live traces, each built-in scenario run once per test session."""
+"""Shared fixtures (live traces, each built-in scenario run once per session) and the two lanes.
+
+`bash course.sh test` runs the suite in two lanes. The kernel-free lane (`pytest -n 2 --kernel-free
+tests`) runs first: the rules of the engine, queries, checks, rendering and words, on stored and hand-made
+traces. In it the lab is switched off, so a test that would start an experiment fails and names the
+marker it lacks. The live lane runs the rest: tests marked `live` (experiments on this kernel),
+`browser` (Chromium), `nbgrader` (the exercise loop), `vm` (other kernels in qemu), `hub` (a class's
+JupyterHub) and `packaging` (a wheel built and installed), and nbval over the notebooks
+(`pytest --live-lane`).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +16,43 @@ import pytest
 import closekit
 from closekit.trace import Trace
 
+LANES = ("live", "browser", "nbgrader", "vm", "hub", "packaging")
+LIVE_FIXTURES = ("live", "verdicts", "traces")  # fixtures that run experiments: a test using one is live
 _traces: dict[str, Trace] = {}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--kernel-free", action="store_true", help="only the tests that need no lab, browser or VM")
+    parser.addoption("--live-lane", action="store_true", help="all but the kernel-free tests (and any notebook)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for lane in LANES:
+        config.addinivalue_line("markers", f"{lane}: needs {lane} (not in the kernel-free lane)")
+    if config.getoption("--kernel-free"):  # for the whole session: session fixtures too
+
+        def refuse(*_args: object, **_kwargs: object) -> None:
+            raise RuntimeError("the kernel-free lane started an experiment: mark the test live (tests/conftest.py)")
+
+        import closekit.sandbox.client
+
+        closekit.sandbox.client.default_lab = refuse  # type: ignore[assignment]
+        closekit.sandbox.client.Lab.__init__ = refuse  # type: ignore[method-assign]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if set(LIVE_FIXTURES) & set(item.fixturenames):
+            item.add_marker(pytest.mark.live)
+    laned = {id(i) for i in items if any(i.get_closest_marker(lane) for lane in LANES)}
+    if config.getoption("--kernel-free"):
+        kept = [i for i in items if id(i) not in laned]
+    elif config.getoption("--live-lane"):  # a notebook's cells (nbval) are not Python tests: they stay
+        kept = [i for i in items if id(i) in laned or not isinstance(i, pytest.Function)]
+    else:
+        return
+    config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+    items[:] = kept
 
 
 @pytest.fixture(scope="session")

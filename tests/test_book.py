@@ -37,6 +37,8 @@ from closekit.book.build import build
 from closekit.book.sanitize import clean
 from closekit.errors import EditionDriftError
 
+pytestmark = pytest.mark.browser
+
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -27,6 +27,8 @@ from closekit.sandbox.client import Lab
 from closekit.scenario import Scenario
 from closekit.steps import Call
 
+pytestmark = pytest.mark.live
+
 
 def function(body: str, name: str = "attack") -> Call:
     """A call step on the client running `body` (the function's source, indented as a body)."""

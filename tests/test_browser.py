@@ -39,6 +39,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.browser
+
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("CLOSEKIT_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -32,6 +32,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.browser
+
 REPO = Path(__file__).resolve().parents[1]
 # The notebooks served; another folder (e.g. an older checkout's) shows what this test catches.
 NOTEBOOKS = Path(os.environ.get("CLOSEKIT_BROWSER_NOTEBOOKS", REPO / "notebooks"))

@@ -104,6 +104,7 @@ def _untimed(evidence: str) -> str:
     return re.sub(r"\d+\.\d+ m?s\b", "T", evidence)
 
 
+@pytest.mark.live
 def test_evidence_is_the_same_on_another_run_but_for_durations(verdicts):
     again = {v.claim.id: v for v in claims.verify(claims.by_section("4.1"))}
     for cid, v in again.items():

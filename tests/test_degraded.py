@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.live
+
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(str(p) for p in (REPO / "notebooks").glob("0*.ipynb"))
 

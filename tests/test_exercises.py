@@ -19,6 +19,8 @@ from closekit.lang import edition_name
 from closekit.steps import call, close, linger, send, wait_recv_queue
 from closekit.trace import Syscall, Trace
 
+pytestmark = pytest.mark.live
+
 ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENT = "ex01-close"
 

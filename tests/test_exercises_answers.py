@@ -18,6 +18,8 @@ from closekit.exercises.predict import Predict
 from closekit.exercises.results import Result, chapter_href, verdict_html
 from closekit.trace import Trace
 
+pytestmark = pytest.mark.live
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -13,6 +13,8 @@ import pytest
 
 from closekit.exercises import catalog
 
+pytestmark = pytest.mark.live
+
 ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENT = "ex05-what-the-peer-sees"
 

@@ -21,6 +21,8 @@ import pytest
 
 from closekit.exercises import jupyter_setup
 
+pytestmark = pytest.mark.nbgrader
+
 REPO = Path(__file__).resolve().parent.parent
 GUIDE = REPO / "exercises" / "README.md"
 ASSIGNMENT = "ex01-close"

@@ -36,7 +36,10 @@ ASSIGNMENT = "ex01-close"
 FETCHED = f"closekit/exercises/student/{ASSIGNMENT}/{ASSIGNMENT}.ipynb"
 CULL_IDLE = 15  # seconds: a kernel left idle is culled within CULL_IDLE + CULL_IDLE (the interval)
 
-pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="JupyterHub's local spawner and PAM: Linux")
+pytestmark = [
+    pytest.mark.hub,
+    pytest.mark.skipif(sys.platform != "linux", reason="JupyterHub's local spawner and PAM: Linux"),
+]
 
 
 def test_the_readmes_hub_steps_are_the_ones_this_test_takes():

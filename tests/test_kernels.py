@@ -208,6 +208,7 @@ def debian12():
         pytest.skip(f"Debian 12's kernel package cannot be had here: {e}")
 
 
+@pytest.mark.vm
 def test_a_kernel_that_does_not_boot_is_one_clear_line(debian12, tmp_path):
     root = tmp_path / "pkg"
     (root / "boot").mkdir(parents=True)
@@ -218,6 +219,7 @@ def test_a_kernel_that_does_not_boot_is_one_clear_line(debian12, tmp_path):
         guest.run(broken, ["-c", "pass"], accel="tcg", timeout=30)
 
 
+@pytest.mark.vm
 def test_a_command_that_outlives_its_timeout_is_killed_and_its_output_comes_back(debian12):
     result = guest.run(debian12, ["-c", "import sys, time; print('started', flush=True); time.sleep(60)"],
                        accel="tcg", timeout=5)  # fmt: skip
@@ -226,6 +228,7 @@ def test_a_command_that_outlives_its_timeout_is_killed_and_its_output_comes_back
     assert result.release == debian12.release and "Debian" in result.version
 
 
+@pytest.mark.vm
 def test_the_ledger_on_debian_12s_kernel_gives_the_stored_verdicts(debian12):
     data = ledger.load()
     stored = _stored_column(data, "6.1")
@@ -236,6 +239,7 @@ def test_the_ledger_on_debian_12s_kernel_gives_the_stored_verdicts(debian12):
         assert [p["holds"] for p in v["premises"]] == [p["holds"] for p in stored[v["id"]]["premises"]]
 
 
+@pytest.mark.vm
 def test_the_kernels_command_runs_closekit_in_the_guest_and_passes_its_output_through(debian12):
     done = subprocess.run([sys.executable, "-m", "closekit", "kernels", "run", "6.1", "--accel", "tcg", "--", "list"],
                           capture_output=True, text=True, timeout=300)  # fmt: skip
@@ -244,6 +248,7 @@ def test_the_kernels_command_runs_closekit_in_the_guest_and_passes_its_output_th
     assert f"ran on Linux {debian12.release}" in done.stderr
 
 
+@pytest.mark.vm
 def test_the_initramfs_is_gzip_and_built_once(debian12):
     first = images.initramfs(debian12, debian.cache_dir())
     assert gzip.decompress(first.read_bytes())[:6] == b"070701"

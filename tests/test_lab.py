@@ -19,6 +19,8 @@ from closekit import steps as s
 from closekit.sandbox.client import Lab
 from closekit.trace import Trace
 
+pytestmark = pytest.mark.live
+
 
 def own_scenario(**kw) -> closekit.Scenario:
     return closekit.Scenario(

@@ -206,6 +206,7 @@ def chinese_assignment(tmp_path, monkeypatch):
     return folder
 
 
+@pytest.mark.live
 def test_a_widget_in_a_chinese_notebook_shows_and_judges_in_chinese(chinese_assignment):
     ex = catalog.linger_zero_time_wait()
     bundle = ex._repr_mimebundle_()
@@ -222,6 +223,7 @@ def test_a_widget_in_a_chinese_notebook_shows_and_judges_in_chinese(chinese_assi
     assert repr(ex.result).startswith("通过: 预测正确")
 
 
+@pytest.mark.live
 def test_checkers_in_a_chinese_notebook_explain_in_chinese(chinese_assignment):
     written = catalog.no_fin_close().check((close("client"),))
     assert not written.passed and written.message.startswith("还没有做到。参见第 3 章")
@@ -236,6 +238,7 @@ def test_checkers_in_a_chinese_notebook_explain_in_chinese(chinese_assignment):
     assert "它没有达到目标（服务器收到全部 1,000,000 字节，并且没有任何一方发出 RST）" in fix.run().message
 
 
+@pytest.mark.live
 def test_the_same_exercise_in_an_english_notebook_speaks_english(tmp_path, monkeypatch):
     monkeypatch.delenv("CLOSEKIT_LANG", raising=False)
     monkeypatch.chdir(tmp_path)
@@ -245,6 +248,7 @@ def test_the_same_exercise_in_an_english_notebook_speaks_english(tmp_path, monke
     assert ex.run().message.startswith("Your prediction held: C) nothing at all. The parent's close() sent nothing")
 
 
+@pytest.mark.live
 # ---- closekit verify --lang ---------------------------------------------------------------------
 def test_verify_takes_a_language(capsys):
     with pytest.raises(SystemExit) as done:

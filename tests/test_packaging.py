@@ -20,6 +20,8 @@ import pytest
 
 from closekit import course
 
+pytestmark = pytest.mark.packaging
+
 REPO = Path(__file__).resolve().parent.parent
 
 

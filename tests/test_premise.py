@@ -80,6 +80,7 @@ def test_a_run_without_the_step_a_claim_asks_about_is_not_evidence(live):
     assert "made no recv()" in v.evidence
 
 
+@pytest.mark.live
 def test_verify_reports_every_claim_when_one_scenario_fails():
     ledger = claims.by_section("2")
     failing = "shutdown-wr-queued"
@@ -103,6 +104,7 @@ def test_verify_reports_every_claim_when_one_scenario_fails():
     assert report["could_not_run"] == sum(c.scenario == failing for c in ledger)
 
 
+@pytest.mark.live
 def test_the_verify_command_prints_its_json_and_exits_1_when_a_scenario_fails(monkeypatch, capsys):
     real = closekit.run
 

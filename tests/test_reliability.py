@@ -20,6 +20,8 @@ from closekit.sandbox.client import Lab
 from closekit.steps import STEP_TYPES
 from closekit.transcript import story
 
+pytestmark = pytest.mark.live
+
 REPEATS = 20
 
 

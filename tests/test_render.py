@@ -154,6 +154,7 @@ def test_same_trace_gives_byte_identical_pictures(name: str) -> None:
     assert render.state_diagram(a, "client").source == render.state_diagram(b, "client").source
 
 
+@pytest.mark.live
 def test_two_runs_draw_the_same_state_diagram_but_for_times() -> None:
     mask = re.compile(r"\d+\.\d ms")
     first, second = (render.state_diagram(closekit.run("linger-zero"), "server").source for _ in range(2))

@@ -13,6 +13,8 @@ import pytest
 import closekit
 from closekit.trace import Trace
 
+pytestmark = pytest.mark.live
+
 
 def flags_by(trace: Trace, side: str) -> list[str]:
     """`side`'s segments after the set-up (a scenario's own connects keep their SYNs)."""
