@@ -86,13 +86,23 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _port(given: str) -> int:
+    """A TCP port JupyterLab may listen on, checked here: JupyterLab takes a negative one with a
+    traceback and a too-large one without a word."""
+    port = int(given) if given.isascii() and given.isdecimal() else -1
+    if not 1 <= port <= 65535:
+        raise UsageError(f"--port {given} is not a TCP port: give a whole number from 1 to 65535")
+    return port
+
+
 def _lab(args: argparse.Namespace) -> int:
     """JupyterLab on the course folder (so the chapters can link to ../exercises), start page open."""
+    port = _port(args.port)
     start = Path(args.notebooks).resolve() / "00-start-here.ipynb"
     if not start.is_file():
         raise CloseKitError(f"no course start page at {start}; pass --notebooks DIR (the folder holding it)")
     root = start.parent.parent
-    command = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={root}", f"--port={args.port}"]
+    command = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={root}", f"--port={port}"]
     if args.no_browser:
         command.append("--no-browser")
     if os.geteuid() == 0:
@@ -124,7 +134,7 @@ def parser() -> argparse.ArgumentParser:
     verify.set_defaults(func=_verify)
     lab = sub.add_parser("lab", help="open the course in JupyterLab")
     lab.add_argument("--notebooks", default="notebooks")
-    lab.add_argument("--port", type=int, default=8888)
+    lab.add_argument("--port", default="8888", help="the TCP port JupyterLab listens on (1-65535)")
     lab.add_argument("--no-browser", action="store_true")
     lab.set_defaults(func=_lab)
     return p

@@ -51,6 +51,7 @@ MAX_SECONDS = 30.0
 MAX_TIME_LIMIT = 60.0
 MAX_STEPS = 200
 MAX_SOURCE = 20_000  # characters of a call() function's code
+MAX_DESCRIPTION = 1000  # characters, as a trace may carry (closekit.trace_schema)
 
 
 _QUIET_DEFAULTS = ("listener", "onoff")  # shown only when given
@@ -472,6 +473,11 @@ def _check_header(scenario: Scenario) -> None:
         raise ScenarioError("a scenario needs a name: a non-empty str of at most 100 characters")
     if not isinstance(scenario.description, str) or not isinstance(scenario.section, str):
         raise ScenarioError(f"scenario {scenario.name!r}: description and section are str")
+    if len(scenario.description) > MAX_DESCRIPTION:
+        raise ScenarioError(
+            f"scenario {scenario.name!r}: its description has {len(scenario.description)} characters; "
+            f"at most {MAX_DESCRIPTION} (a trace carries it)"
+        )
     if not isinstance(scenario.steps, tuple) or not scenario.steps:
         raise ScenarioError(f"scenario {scenario.name!r} has no steps: give a tuple of at least one step")
     if type(scenario.options) is not Options:
@@ -644,11 +650,11 @@ def _check_arguments(step: Step, where: str, scenario: Scenario, p: _Process) ->
         if not isinstance(step.listener, bool):
             raise ScenarioError(f"{where}: listener must be True or False")
     elif isinstance(step, Setsockopt):
-        if step.option not in SETSOCKOPT:
+        if not isinstance(step.option, str) or step.option not in SETSOCKOPT:
             raise ScenarioError(f"{where}: option {step.option!r} is not one of {', '.join(SETSOCKOPT)}")
         _check_int(f"{where}: value", step.value, *SETSOCKOPT[step.option])
     elif isinstance(step, Getsockopt):
-        if step.option not in GETSOCKOPT:
+        if not isinstance(step.option, str) or step.option not in GETSOCKOPT:
             raise ScenarioError(f"{where}: option {step.option!r} is not one of {', '.join(GETSOCKOPT)}")
     elif isinstance(step, Ioctl) and step.request not in IOCTLS:
         raise ScenarioError(f"{where}: request {step.request!r} is not one of {', '.join(IOCTLS)}")

@@ -361,7 +361,10 @@ class Trace:
 
     @classmethod
     def from_json(cls, text: str) -> Trace:
-        return cls.from_dict(json.loads(text))
+        """A trace from its JSON text (Trace.to_json()); a TraceFormatError names what is wrong."""
+        from closekit.trace_schema import parse_json
+
+        return cls.from_dict(parse_json(text))
 
     def pcap_link(self, filename: str | None = None) -> Any:
         """The captured packets as a download link in a notebook (closekit.download.pcap_link)."""

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import math
 from typing import Any
 
 from closekit import tcp
 from closekit.errors import CloseKitError, TraceFormatError
+from closekit.scenario import MAX_DESCRIPTION
 
 MAX_EVENTS = 500_000
+MAX_JSON = 64 * 1024 * 1024  # characters of a trace's JSON text (as the lab's frames to the notebook)
+MAX_DIGITS = 30  # of a number in it (Python would spend quadratic time on a long one)
 TOP_KEYS = {"scenario", "description", "kernel", "mode", "unobserved", "counters", "link", "settings",
             "processes", "setup_until", "events"}  # fmt: skip
 STATES = tcp.STATES
@@ -32,6 +36,36 @@ _REQUIRED = {
     "state": {"kind", "t", "side", "state"},
     "signal": {"kind", "t", "side", "signal"},
 }
+
+
+def parse_json(text: Any) -> Any:
+    """A trace's JSON text as data, or a TraceFormatError saying in one line why it is not."""
+    if not isinstance(text, str | bytes | bytearray):
+        raise TraceFormatError(f"Trace.from_json takes JSON text (a str), not {type(text).__name__}")
+    if len(text) > MAX_JSON:
+        raise TraceFormatError(f"the trace's JSON text has {len(text)} characters; at most {MAX_JSON}")
+    try:
+        return json.loads(text, parse_int=_json_int, parse_constant=_json_constant)
+    except RecursionError:
+        reason = "its arrays or objects are nested too deeply"
+    except json.JSONDecodeError as e:
+        reason = f"{e.msg} at line {e.lineno} column {e.colno}"
+    except ValueError as e:
+        reason = str(e)[:200]
+    raise TraceFormatError(
+        f"the text is not a trace's JSON: {reason}; Trace.from_json reads what Trace.to_json() and "
+        "`closekit run NAME --json` write"
+    )
+
+
+def _json_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_DIGITS:
+        raise ValueError(f"a number of {len(digits.lstrip('-'))} digits (a trace's numbers have at most {MAX_DIGITS})")
+    return int(digits)
+
+
+def _json_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number JSON allows")
 
 
 def load_trace(cls: type, data: Any) -> Any:
@@ -73,14 +107,14 @@ def load_trace(cls: type, data: Any) -> Any:
     built = []
     for i, e in enumerate(events):
         where = f"event {i}"
-        if not isinstance(e, dict) or e.get("kind") not in _FIELDS:
+        if not isinstance(e, dict) or not isinstance(e.get("kind"), str) or e["kind"] not in _FIELDS:
             raise TraceFormatError(f"{where} must be an object whose kind is one of {', '.join(_FIELDS)}")
         kind = e["kind"]
         _keys(where, e, _FIELDS[kind], _REQUIRED[kind])
         t = _number(f"{where}: t", e["t"])
         if kind == "syscall":
             built.append(Syscall(
-                t=t, side=_text(f"{where}: side", e["side"], 40), call=_text(f"{where}: call", e["call"], 40),
+                t=t, side=_process(where, e["side"], processes), call=_text(f"{where}: call", e["call"], 40),
                 args=_args(where, e["args"]), result=_result(where, e["result"]),
                 errno=None if e["errno"] is None else _text(f"{where}: errno", e["errno"], 20),
                 duration=_number(f"{where}: duration", e["duration"], low=0.0), slept=_slept(where, e.get("slept")),
@@ -113,15 +147,27 @@ def load_trace(cls: type, data: Any) -> Any:
                 )
             )
         else:
-            built.append(Signal(t=t, side=_text(f"{where}: side", e["side"], 40),
+            built.append(Signal(t=t, side=_process(where, e["side"], processes),
                                 signal=_text(f"{where}: signal", e["signal"], 20)))  # fmt: skip
     return cls(
         scenario=scenario, kernel=kernel, mode=data["mode"], counters=dict(counters), events=tuple(built),
-        description=_text("description", data.get("description", ""), 1000),
+        description=_text("description", data.get("description", ""), MAX_DESCRIPTION),
         unobserved=tuple(_text("unobserved", u, 300) for u in unobserved),
         link=link, settings=settings, processes=dict(processes),
         setup_until=None if data.get("setup_until") is None else _number("setup_until", data["setup_until"]),
     )  # fmt: skip
+
+
+def _process(where: str, side: Any, processes: dict[str, str]) -> str:
+    """A syscall's or signal's process: an endpoint or a process the trace lists (in a trace recorded
+    before processes were listed, a child named `<endpoint>-…`), so that every reader knows its endpoint."""
+    from closekit.trace import ENDPOINTS
+
+    side = _text(f"{where}: side", side, 40)
+    if side in ENDPOINTS or side in processes or (not processes and side.partition("-")[0] in ENDPOINTS):
+        return side
+    known = ", ".join(dict.fromkeys([*ENDPOINTS, *processes]))
+    raise TraceFormatError(f"{where}: side {side!r} is not a process of the trace ({known})")
 
 
 def _keys(where: str, d: dict[str, Any], allowed: set[str], required: set[str]) -> None:
