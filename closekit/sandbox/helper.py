@@ -13,7 +13,7 @@ import ctypes
 import os
 import signal
 import sys
-from typing import Any
+from typing import Any, BinaryIO
 
 from closekit.errors import CloseKitError, ExperimentError, ParentGone, ProtocolError
 from closekit.sandbox.protocol import read_frame, write_frame
@@ -46,11 +46,21 @@ def main() -> None:
         except (EOFError, ProtocolError):
             return
         try:
-            write_frame(replies, handle(workspace, request, requests))
+            reply = handle(workspace, request, requests)
         except ParentGone:
             return  # nobody to answer; the experiment's processes are already stopped
+        try:
+            _answer(replies, reply)
         except BrokenPipeError:
             return
+
+
+def _answer(replies: BinaryIO, reply: dict[str, Any]) -> None:
+    """Send a reply; one too large to send is replaced by an error saying so."""
+    try:
+        write_frame(replies, reply)
+    except ProtocolError as e:
+        write_frame(replies, _error(ExperimentError(f"the experiment's trace could not be sent: {e}")))
 
 
 def handle(workspace: Workspace, request: Any, requests: int) -> dict[str, Any]:

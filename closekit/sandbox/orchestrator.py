@@ -28,7 +28,7 @@ from closekit.sandbox.endpoint import Addresses
 from closekit.sandbox.jail import Jail, Limits
 from closekit.sandbox.namespace import NetNamespace
 from closekit.sandbox.packets import Connections, Packet
-from closekit.sandbox.protocol import channel_pair, check_reply, recv_message, send_message
+from closekit.sandbox.protocol import MAX_SEGMENTS, channel_pair, check_reply, recv_message, send_message
 from closekit.sandbox.wire import Wire
 from closekit.trace import Segment, Signal, StateChange, Syscall, Trace
 
@@ -247,6 +247,11 @@ class Experiment:
             self._look("server", 0, at=p.arrived)
 
     def _seen_packet(self, p: Packet) -> None:
+        if len(self._packets()) > MAX_SEGMENTS:  # the helper's memory is bounded before the trace is built
+            raise ExperimentError(
+                f"the experiment put more than {MAX_SEGMENTS:,} segments on the wire, more than a trace may hold; "
+                "it was stopped (send fewer, larger writes)"
+            )
         self.last_activity = time.monotonic()
         self.conns.sent(p)
         if not p.conn:

@@ -190,7 +190,7 @@ class Workspace:
         if experiment.wire is not None:
             experiment.wire.drain()
         if self.env.capture is not None:
-            self.env.capture.drain({})
+            self.env.capture.forget()  # an experiment stopped mid-flood leaves frames and drops behind
         if not self.env.spaces:
             return
         by_space: dict[int, list[tuple[tuple[str, int], tuple[str, int]]]] = defaultdict(list)
@@ -206,7 +206,7 @@ class Workspace:
         if experiment.wire is not None:
             experiment.wire.drain()  # the resets the clean-up sent
         if self.env.capture is not None:
-            self.env.capture.drain({})
+            self.env.capture.forget()
         if not clean:
             self._renew_spaces()
 
