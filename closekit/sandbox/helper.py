@@ -20,7 +20,7 @@ from closekit.sandbox.protocol import read_frame, write_frame
 from closekit.sandbox.workspace import SANDBOX_ENV, Workspace
 from closekit.scenario import Scenario
 
-PR_SET_CHILD_SUBREAPER = 36
+PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 4, 36
 # What code run in an experiment may import without reading the disk: the private root may hide
 # the Python installation from the experiment's user (nobody, when the lab runs as root).
 PRELOADED = ("array", "collections", "errno", "fcntl", "functools", "io", "itertools", "json", "math", "random",
@@ -28,7 +28,8 @@ PRELOADED = ("array", "collections", "errno", "fcntl", "functools", "io", "itert
 
 
 def main() -> None:
-    ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1)  # what escapes an experiment's init comes here
+    libc = ctypes.CDLL(None)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1)  # what escapes an experiment's init comes here
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what an interrupt stops
     requests, replies = sys.stdin.fileno(), sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing else may write into the reply pipe
@@ -39,6 +40,9 @@ def main() -> None:
     except (CloseKitError, OSError) as e:
         write_frame(replies, {"ok": False, "error": "SandboxUnavailableError", "message": str(e)})
         return
+    # In the host modes experiments run as the user: none of them may trace the helper or read its memory.
+    # (Not before: a process not dumpable may not write its own user namespace's maps.)
+    libc.prctl(PR_SET_DUMPABLE, 0)
     write_frame(replies, {"ready": workspace.info()})
     while True:
         try:
