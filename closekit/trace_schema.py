@@ -25,10 +25,10 @@ TOP_KEYS = {"scenario", "description", "kernel", "mode", "unobserved", "counters
             "processes", "setup_until", "events"}  # fmt: skip
 STATES = tcp.STATES
 _FIELDS = {
-    "syscall": {"kind", "t", "side", "call", "args", "result", "errno", "duration", "slept", "queued"},
+    "syscall": {"kind", "t", "side", "call", "args", "result", "errno", "duration", "slept", "queued", "forgeable"},
     "segment": {"kind", "t", "src", "flags", "seq", "ack", "len", "win", "conn", "arrived", "fate", "raw"},
     "state": {"kind", "t", "side", "state", "conn"},
-    "signal": {"kind", "t", "side", "signal"},
+    "signal": {"kind", "t", "side", "signal", "forgeable"},
 }
 _REQUIRED = {
     "syscall": {"kind", "t", "side", "call", "args", "result", "errno", "duration"},
@@ -119,6 +119,7 @@ def load_trace(cls: type, data: Any) -> Any:
                 errno=None if e["errno"] is None else _text(f"{where}: errno", e["errno"], 20),
                 duration=_number(f"{where}: duration", e["duration"], low=0.0), slept=_slept(where, e.get("slept")),
                 queued=None if e.get("queued") is None else _number(f"{where}: queued", e["queued"], low=0.0),
+                forgeable=_flag(f"{where}: forgeable", e.get("forgeable", False)),
             ))  # fmt: skip
         elif kind == "segment":
             flags = e["flags"]
@@ -148,7 +149,8 @@ def load_trace(cls: type, data: Any) -> Any:
             )
         else:
             built.append(Signal(t=t, side=_process(where, e["side"], processes),
-                                signal=_text(f"{where}: signal", e["signal"], 20)))  # fmt: skip
+                                signal=_text(f"{where}: signal", e["signal"], 20),
+                                forgeable=_flag(f"{where}: forgeable", e.get("forgeable", False))))  # fmt: skip
     return cls(
         scenario=scenario, kernel=kernel, mode=data["mode"], counters=dict(counters), events=tuple(built),
         description=_text("description", data.get("description", ""), MAX_DESCRIPTION),
@@ -222,6 +224,12 @@ def _result(where: str, result: Any) -> Any:
     if not isinstance(result, int | float | str | bool | type(None)):
         raise TraceFormatError(f"{where}: the result must be a number, a text, a list of names, true/false or null")
     return result
+
+
+def _flag(what: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TraceFormatError(f"{what} must be true or false")
+    return value
 
 
 def _slept(where: str, slept: Any) -> bool | None:

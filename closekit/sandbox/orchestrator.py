@@ -87,6 +87,7 @@ class _Process:
     background: bool = False
     started: bool = True  # a background step has said it began (the next step waits for that)
     exited: bool = False
+    ran_code: bool = False  # it ran a scenario's function, or was forked from one that had: its records are its word
 
 
 @dataclass
@@ -159,12 +160,25 @@ class Experiment:
         the step after it, on the other side, begins later (not merely is sent later)."""
         proc = self.procs[process]
         proc.running, proc.background, proc.started = label, background, not background
+        if message.get("op") == "step":
+            self._note_code(proc, message["path"])
         if background:
             message = {**message, "announce": True}
         try:
             send_message(proc.channel, message)
         except OSError:
             self._died(proc)
+
+    def _note_code(self, proc: _Process, path: list[int]) -> None:
+        """A process that runs a scenario's function (and whatever it forks from then on) may have had
+        the code that records its calls rewritten: from that step on its records are marked forgeable."""
+        step = self.scenario.steps[path[0]]
+        if isinstance(step, sc.AtOnce):
+            step = step.steps[path[1]]
+        if isinstance(step, sc.Call):
+            proc.ran_code = True
+        elif isinstance(step, sc.Fork) and proc.ran_code and step.child in self.procs:
+            self.procs[step.child].ran_code = True
 
     # ---- observing -----------------------------------------------------------------------
     def pump(self, until: float) -> None:
@@ -339,12 +353,14 @@ class Experiment:
         proc.running, proc.started = None, True
         for r in records:
             if r["kind"] == "port":
+                if proc.ran_code:
+                    continue  # which connection is the experiment's is not for code under test to say
                 if r["role"] == "listener" and proc.endpoint == "server":
                     self.server_port = r["port"]
                 elif r["role"] == "connection" and proc.endpoint == "client" and self.server_port:
                     self.conns.connected(r["port"], self.server_port)
             else:
-                self.records.append((next(self.order), proc.name, r))
+                self.records.append((next(self.order), proc.name, {**r, "forgeable": proc.ran_code}))
                 if r.get("call") == "exit":
                     proc.exited = True
         self._look(proc.endpoint, self._current())
@@ -588,10 +604,12 @@ class Experiment:
         events: list[tuple[float, int, int, Any]] = []
         for order, process, r in self.records:
             if r["kind"] == "signal":
-                events.append((r["t"] - t0, 2, order, Signal(t=r["t"] - t0, side=process, signal=r["signal"])))
+                signal = Signal(t=r["t"] - t0, side=process, signal=r["signal"], forgeable=r["forgeable"])
+                events.append((r["t"] - t0, 2, order, signal))
             else:
                 e = Syscall(t=r["t"] - t0, side=process, call=r["call"], args=r["args"], result=r["result"],
-                            errno=r["errno"], duration=r["duration"], slept=r["slept"], queued=r["queued"])  # fmt: skip
+                            errno=r["errno"], duration=r["duration"], slept=r["slept"], queued=r["queued"],
+                            forgeable=r["forgeable"])  # fmt: skip
                 events.append((e.t, 2, order, e))
         for order, p in enumerate(self._packets()):
             if not p.conn:
