@@ -154,6 +154,15 @@ def _kernels(args: argparse.Namespace) -> int:
     return result.status
 
 
+def _port(given: str) -> int:
+    """A TCP port JupyterLab may listen on, checked here: JupyterLab takes a negative one with a
+    traceback and a too-large one without a word."""
+    port = int(given) if given.isascii() and given.isdecimal() else -1
+    if not 1 <= port <= 65535:
+        raise UsageError(f"--port {given} is not a TCP port: give a whole number from 1 to 65535")
+    return port
+
+
 def _lab(args: argparse.Namespace) -> int:
     """JupyterLab on the reader's own copy of the course, opened at the start page.
 
@@ -162,12 +171,13 @@ def _lab(args: argparse.Namespace) -> int:
     """
     from closekit import course
 
+    port = _port(args.port)
     folder = Path(args.dir).expanduser().resolve()
     copied = course.copy(folder, for_class=args.for_class)
     if copied:
         print(f"closekit: copied the course into {folder} ({len(copied)} files): edit them there", file=sys.stderr)
     start = f"/lab/tree/{course.START.as_posix()}"
-    command = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={folder}", f"--port={args.port}"]
+    command = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={folder}", f"--port={port}"]
     command.append(f"--LabApp.default_url={start}")
     # checkpoints out of the assignment folders (nbgrader's submit listed them as EXTRA)
     command.append("--FileContentsManager.checkpoints_class=closekit.exercises.checkpoints.RootCheckpoints")
@@ -234,7 +244,7 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="a class's copy: chapters only; assignments come through nbgrader into DIR/exercises/student",
     )
-    lab.add_argument("--port", type=int, default=8888)
+    lab.add_argument("--port", default="8888", help="the TCP port JupyterLab listens on (1-65535)")
     lab.add_argument("--no-browser", action="store_true")
     lab.set_defaults(func=_lab)
     return p

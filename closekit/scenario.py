@@ -38,7 +38,7 @@ STARTS = ("connected", "listening")
 MAX_BYTES = st.MAX_BYTES
 MAX_TIME_LIMIT = 60.0
 MAX_STEPS = 200
-MAX_DESCRIPTION = 1000
+MAX_DESCRIPTION = 1000  # characters, as a trace may carry (closekit.trace_schema)
 
 
 @dataclass(frozen=True)

@@ -15,23 +15,26 @@ from typing import Any
 
 from closekit.errors import ScenarioError
 
-# Per-network-namespace sysctls a scenario may change, and what each governs.
-SYSCTLS: dict[str, str] = {
-    "net.ipv4.tcp_fin_timeout": "seconds an orphaned socket stays in FIN_WAIT_2",
-    "net.ipv4.tcp_orphan_retries": "retransmissions an orphaned socket makes before it gives up (0 means 8)",
-    "net.ipv4.tcp_retries2": "retransmissions before an established connection is given up",
-    "net.ipv4.tcp_syn_retries": "SYN retransmissions before connect() fails",
-    "net.ipv4.tcp_synack_retries": "SYN-ACK retransmissions before a half-open connection is dropped",
-    "net.ipv4.tcp_rmem": "receive buffer: minimum, initial, maximum bytes",
-    "net.ipv4.tcp_wmem": "send buffer: minimum, initial, maximum bytes",
-    "net.ipv4.tcp_abort_on_overflow": "reset connections a full accept queue cannot take",
-    "net.ipv4.tcp_rfc1337": "1: TIME_WAIT ignores RSTs instead of being ended by them (RFC 1337)",
-    "net.ipv4.tcp_timestamps": "the timestamps option (PAWS protects against old duplicates with it)",
-    "net.ipv4.tcp_sack": "selective acknowledgements",
-    "net.ipv4.tcp_autocorking": "holding small writes back while earlier ones are queued",
-    "net.ipv4.tcp_tw_reuse": "reusing a TIME_WAIT 4-tuple for a new outgoing connection",
-    "net.ipv4.tcp_keepalive_time": "seconds idle before keepalive probes start",
-    "net.core.somaxconn": "the largest accept queue listen() may ask for",
+# Per-network-namespace sysctls a scenario may change: (lowest, highest, what it governs). The ranges
+# keep an experiment's kernel memory and timers bounded: TCP's memory (tcp_mem) is the whole host's, so
+# no socket may be given buffers beyond BUFFER_MAX, and no timer may keep an orphan for long.
+BUFFER_MAX = 8 * 1024 * 1024  # bytes; the kernel's own defaults are 6 MiB (tcp_rmem) and 4 MiB (tcp_wmem)
+SYSCTLS: dict[str, tuple[int, int, str]] = {
+    "net.ipv4.tcp_fin_timeout": (1, 600, "seconds an orphaned socket stays in FIN_WAIT_2"),
+    "net.ipv4.tcp_orphan_retries": (0, 15, "retransmissions an orphaned socket makes before it gives up (0 means 8)"),
+    "net.ipv4.tcp_retries2": (0, 15, "retransmissions before an established connection is given up"),
+    "net.ipv4.tcp_syn_retries": (1, 10, "SYN retransmissions before connect() fails"),
+    "net.ipv4.tcp_synack_retries": (0, 10, "SYN-ACK retransmissions before a half-open connection is dropped"),
+    "net.ipv4.tcp_rmem": (1, BUFFER_MAX, "receive buffer: minimum, initial, maximum bytes"),
+    "net.ipv4.tcp_wmem": (1, BUFFER_MAX, "send buffer: minimum, initial, maximum bytes"),
+    "net.ipv4.tcp_abort_on_overflow": (0, 1, "reset connections a full accept queue cannot take"),
+    "net.ipv4.tcp_rfc1337": (0, 1, "1: TIME_WAIT ignores RSTs instead of being ended by them (RFC 1337)"),
+    "net.ipv4.tcp_timestamps": (0, 2, "the timestamps option (PAWS protects against old duplicates with it)"),
+    "net.ipv4.tcp_sack": (0, 1, "selective acknowledgements"),
+    "net.ipv4.tcp_autocorking": (0, 1, "holding small writes back while earlier ones are queued"),
+    "net.ipv4.tcp_tw_reuse": (0, 2, "reusing a TIME_WAIT 4-tuple for a new outgoing connection"),
+    "net.ipv4.tcp_keepalive_time": (1, 32767, "seconds idle before keepalive probes start"),
+    "net.core.somaxconn": (0, 4096, "the largest accept queue listen() may ask for"),
 }
 # Route metrics on the route to the peer (as `ip route … quickack 1 rto_min 50ms` would set).
 ROUTE_OPTIONS: dict[str, tuple[int, int, str]] = {
@@ -106,9 +109,14 @@ def check_settings(settings: Settings) -> None:
             raise ScenarioError(
                 f"sysctl {name!r} cannot be set by a scenario; the ones allowed are: {', '.join(SYSCTLS)}"
             )
-        if not _VALUE.match(value) or (name in _THREE) != (len(value.split()) == 3):
-            shape = "three numbers, e.g. '4096 131072 6291456'" if name in _THREE else "one whole number"
-            raise ScenarioError(f"sysctl {name}={value!r}: the value is {shape}")
+        low, high, _what = SYSCTLS[name]
+        if not _VALUE.match(value) or len(value.split()) != (3 if name in _THREE else 1):
+            shape = "three whole numbers, e.g. '4096 131072 4194304'" if name in _THREE else "one whole number"
+            raise ScenarioError(f"sysctl {name}={value!r}: the value is {shape} from {low} to {high}")
+        numbers = [int(n) for n in value.split()]
+        if not all(low <= n <= high for n in numbers) or numbers != sorted(numbers):
+            order = ", in rising order (minimum, initial, maximum)" if name in _THREE else ""
+            raise ScenarioError(f"sysctl {name}={value!r} is out of range: allowed {low} to {high}{order}")
     for name, value in settings.route:
         if name not in ROUTE_OPTIONS:
             raise ScenarioError(f"route option {name!r} is not one of {', '.join(ROUTE_OPTIONS)}")

@@ -46,7 +46,12 @@ class Syscall:
     `slept`: whether the calling thread went to sleep in it (it waited for the network, a timer or
     buffer room), as opposed to running all along or merely losing the CPU for a while on a busy
     machine; None where it was not recorded (traces from before it was). `queued`: how much of
-    `duration` the process spent runnable but waiting for a CPU (None where not recorded)."""
+    `duration` the process spent runnable but waiting for a CPU (None where not recorded).
+
+    `forgeable`: the process that reported this call had run a function of the scenario's (a call()
+    step, this one included) or was forked from one that had. Such a function can rewrite the code
+    that times and records the process's calls, so this record is that process's word, not the
+    kernel's: a verdict must not rest on it (closekit.exercises says it cannot judge instead)."""
 
     t: float = field(compare=False)
     side: str
@@ -57,6 +62,7 @@ class Syscall:
     duration: float = field(compare=False)
     slept: bool | None = field(default=None, compare=False)
     queued: float | None = field(default=None, compare=False)
+    forgeable: bool = field(default=False, compare=False)
     kind: Literal["syscall"] = "syscall"
 
     @property
@@ -140,11 +146,13 @@ class StateChange:
 
 @dataclass(frozen=True)
 class Signal:
-    """A signal the kernel delivered to one side's process (e.g. SIGPIPE on a write)."""
+    """A signal the kernel delivered to one side's process (e.g. SIGPIPE on a write), as that process
+    reported it (`forgeable` as for Syscall)."""
 
     t: float = field(compare=False)
     side: str
     signal: str
+    forgeable: bool = field(default=False, compare=False)
     kind: Literal["signal"] = "signal"
 
 
@@ -403,7 +411,10 @@ class Trace:
 
     @classmethod
     def from_json(cls, text: str) -> Trace:
-        return cls.from_dict(json.loads(text))
+        """A trace from its JSON text (Trace.to_json()); a TraceFormatError names what is wrong."""
+        from closekit.trace_schema import parse_json
+
+        return cls.from_dict(parse_json(text))
 
     def pcap_link(self, filename: str | None = None) -> Any:
         """The captured packets as a download link in a notebook (closekit.download.pcap_link)."""

@@ -10,21 +10,25 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import math
 from typing import Any
 
 from closekit import tcp
 from closekit.errors import CloseKitError, TraceFormatError
+from closekit.scenario import MAX_DESCRIPTION
 
 MAX_EVENTS = 500_000
+MAX_JSON = 64 * 1024 * 1024  # characters of a trace's JSON text (as the lab's frames to the notebook)
+MAX_DIGITS = 30  # of a number in it (Python would spend quadratic time on a long one)
 TOP_KEYS = {"scenario", "description", "kernel", "mode", "unobserved", "counters", "link", "settings",
             "processes", "setup_until", "disturbed", "events"}  # fmt: skip
 STATES = tcp.STATES
 _FIELDS = {
-    "syscall": {"kind", "t", "side", "call", "args", "result", "errno", "duration", "slept", "queued"},
+    "syscall": {"kind", "t", "side", "call", "args", "result", "errno", "duration", "slept", "queued", "forgeable"},
     "segment": {"kind", "t", "src", "flags", "seq", "ack", "len", "win", "conn", "arrived", "fate", "raw"},
     "state": {"kind", "t", "side", "state", "conn"},
-    "signal": {"kind", "t", "side", "signal"},
+    "signal": {"kind", "t", "side", "signal", "forgeable"},
     "wait": {"kind", "t", "side", "step"},
 }
 _REQUIRED = {
@@ -34,6 +38,36 @@ _REQUIRED = {
     "signal": {"kind", "t", "side", "signal"},
     "wait": {"kind", "t", "side", "step"},
 }
+
+
+def parse_json(text: Any) -> Any:
+    """A trace's JSON text as data, or a TraceFormatError saying in one line why it is not."""
+    if not isinstance(text, str | bytes | bytearray):
+        raise TraceFormatError(f"Trace.from_json takes JSON text (a str), not {type(text).__name__}")
+    if len(text) > MAX_JSON:
+        raise TraceFormatError(f"the trace's JSON text has {len(text)} characters; at most {MAX_JSON}")
+    try:
+        return json.loads(text, parse_int=_json_int, parse_constant=_json_constant)
+    except RecursionError:
+        reason = "its arrays or objects are nested too deeply"
+    except json.JSONDecodeError as e:
+        reason = f"{e.msg} at line {e.lineno} column {e.colno}"
+    except ValueError as e:
+        reason = str(e)[:200]
+    raise TraceFormatError(
+        f"the text is not a trace's JSON: {reason}; Trace.from_json reads what Trace.to_json() and "
+        "`closekit run NAME --json` write"
+    )
+
+
+def _json_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_DIGITS:
+        raise ValueError(f"a number of {len(digits.lstrip('-'))} digits (a trace's numbers have at most {MAX_DIGITS})")
+    return int(digits)
+
+
+def _json_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number JSON allows")
 
 
 def load_trace(cls: type, data: Any) -> Any:
@@ -75,18 +109,19 @@ def load_trace(cls: type, data: Any) -> Any:
     built = []
     for i, e in enumerate(events):
         where = f"event {i}"
-        if not isinstance(e, dict) or e.get("kind") not in _FIELDS:
+        if not isinstance(e, dict) or not isinstance(e.get("kind"), str) or e["kind"] not in _FIELDS:
             raise TraceFormatError(f"{where} must be an object whose kind is one of {', '.join(_FIELDS)}")
         kind = e["kind"]
         _keys(where, e, _FIELDS[kind], _REQUIRED[kind])
         t = _number(f"{where}: t", e["t"])
         if kind == "syscall":
             built.append(Syscall(
-                t=t, side=_text(f"{where}: side", e["side"], 40), call=_text(f"{where}: call", e["call"], 40),
+                t=t, side=_process(where, e["side"], processes), call=_text(f"{where}: call", e["call"], 40),
                 args=_args(where, e["args"]), result=_result(where, e["result"]),
                 errno=None if e["errno"] is None else _text(f"{where}: errno", e["errno"], 20),
                 duration=_number(f"{where}: duration", e["duration"], low=0.0), slept=_slept(where, e.get("slept")),
                 queued=None if e.get("queued") is None else _number(f"{where}: queued", e["queued"], low=0.0),
+                forgeable=_flag(f"{where}: forgeable", e.get("forgeable", False)),
             ))  # fmt: skip
         elif kind == "segment":
             flags = e["flags"]
@@ -118,16 +153,29 @@ def load_trace(cls: type, data: Any) -> Any:
             side, step = _text(f"{where}: side", e["side"], 40), _text(f"{where}: step", e["step"], 400)
             built.append(Wait(t=t, side=side, step=step))
         else:
-            built.append(Signal(t=t, side=_text(f"{where}: side", e["side"], 40),
-                                signal=_text(f"{where}: signal", e["signal"], 20)))  # fmt: skip
+            built.append(Signal(t=t, side=_process(where, e["side"], processes),
+                                signal=_text(f"{where}: signal", e["signal"], 20),
+                                forgeable=_flag(f"{where}: forgeable", e.get("forgeable", False))))  # fmt: skip
     return cls(
         scenario=scenario, kernel=kernel, mode=data["mode"], counters=dict(counters), events=tuple(built),
-        description=_text("description", data.get("description", ""), 1000),
+        description=_text("description", data.get("description", ""), MAX_DESCRIPTION),
         unobserved=tuple(_text("unobserved", u, 300) for u in unobserved),
         link=link, settings=settings, processes=dict(processes),
         setup_until=None if data.get("setup_until") is None else _number("setup_until", data["setup_until"]),
         disturbed=_text("disturbed", data.get("disturbed", ""), 500),
     )  # fmt: skip
+
+
+def _process(where: str, side: Any, processes: dict[str, str]) -> str:
+    """A syscall's or signal's process: an endpoint or a process the trace lists (in a trace recorded
+    before processes were listed, a child named `<endpoint>-…`), so that every reader knows its endpoint."""
+    from closekit.trace import ENDPOINTS
+
+    side = _text(f"{where}: side", side, 40)
+    if side in ENDPOINTS or side in processes or (not processes and side.partition("-")[0] in ENDPOINTS):
+        return side
+    known = ", ".join(dict.fromkeys([*ENDPOINTS, *processes]))
+    raise TraceFormatError(f"{where}: side {side!r} is not a process of the trace ({known})")
 
 
 def _keys(where: str, d: dict[str, Any], allowed: set[str], required: set[str]) -> None:
@@ -182,6 +230,12 @@ def _result(where: str, result: Any) -> Any:
     if not isinstance(result, int | float | str | bool | type(None)):
         raise TraceFormatError(f"{where}: the result must be a number, a text, a list of names, true/false or null")
     return result
+
+
+def _flag(what: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TraceFormatError(f"{what} must be true or false")
+    return value
 
 
 def _slept(where: str, slept: Any) -> bool | None:

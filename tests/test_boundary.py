@@ -25,6 +25,7 @@ import closekit
 from closekit import steps as s
 from closekit.sandbox.client import Lab
 from closekit.scenario import Scenario
+from closekit.settings import Settings
 from closekit.steps import Call
 
 pytestmark = pytest.mark.live
@@ -333,6 +334,105 @@ def test_each_limit_ends_the_experiment_with_an_error_naming_it(body, message, l
         run(function(body), lab=lab)
     clean(lab)
     assert closekit.run("close-unread", lab=lab).first("RST").src == "server"
+
+
+# ---- memory, bounded ------------------------------------------------------------------------------
+def one_byte_writer(sock):
+    import socket
+
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    while True:
+        sock.send(b"x")
+
+
+def reader(sock):
+    while sock.recv(65536):
+        pass
+    return "read"
+
+
+def _peak_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+
+
+@pytest.mark.parametrize("mode", ["netns", "host"])
+def test_a_stream_of_one_byte_segments_is_stopped_at_the_stated_count_before_the_helper_grows(mode):
+    """Unbounded, 25 s of this grew the helper to 1 GB before the notebook refused the trace."""
+    from closekit.sandbox.protocol import MAX_SEGMENTS
+
+    lab = Lab(sandbox=mode)
+    steps = (s.call("client", one_byte_writer, background=True), s.call("server", reader, background=True))
+    flood = Scenario("flood", "", steps=(*steps, s.wait_done("client")), sync_timeout=30, time_limit=30)
+    try:
+        with pytest.raises(closekit.ExperimentError) as caught:
+            closekit.run(flood, lab=lab)
+        peak = _peak_kib(lab.pid)
+        clean(lab)
+        assert closekit.run("close-unread", lab=lab).first("RST").src == "server"
+    finally:
+        lab.close()
+    assert str(caught.value) == (
+        f"the experiment put more than {MAX_SEGMENTS:,} segments on the wire, more than a trace may hold; it was "
+        "stopped (send fewer, larger writes)"
+    )
+    assert peak < 256 * 1024  # KiB: what README's containment section states, with room
+
+
+def udp_flood(sock):
+    import socket
+    import time
+
+    peer = sock.getpeername()[0]
+    flood = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    end = time.monotonic() + 3
+    while time.monotonic() < end:
+        try:
+            flood.sendto(b"x" * 1400, (peer, 9))
+        except OSError:
+            pass
+    return "flooded"
+
+
+def test_a_udp_flood_across_the_wire_does_not_grow_the_helper(lab):
+    """The relay reads in bounded batches: unbounded, a sender as fast as the reader kept one read going,
+    and the tap's copies of the packets the device dropped piled up (the helper peaked at 223 MB)."""
+    trace = run(s.call("client", udp_flood), lab=lab)
+    assert result(trace) == "flooded"
+    assert _peak_kib(lab.pid) < 96 * 1024
+
+
+def test_a_frame_too_large_is_refused_before_anything_is_written():
+    import io
+
+    from closekit.errors import ProtocolError
+    from closekit.sandbox.protocol import MAX_FRAME, write_frame
+
+    stream = io.BytesIO()
+    with pytest.raises(ProtocolError, match=f"over the limit of {MAX_FRAME}"):
+        write_frame(stream, "x" * MAX_FRAME)
+    assert stream.getvalue() == b""
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("net.ipv4.tcp_rmem", "4096 131072 9999999999", "out of range: allowed 1 to 8388608, in rising order"),
+        ("net.ipv4.tcp_wmem", "4194304 16384 4096", "out of range: allowed 1 to 8388608, in rising order"),
+        ("net.ipv4.tcp_wmem", "4096 16384", "the value is three whole numbers"),
+        ("net.ipv4.tcp_fin_timeout", "5 5", "the value is one whole number from 1 to 600"),
+        ("net.core.somaxconn", "1000000", "out of range: allowed 0 to 4096"),
+    ],
+)
+def test_settings_that_would_pin_host_memory_or_keep_orphans_long_are_refused(name, value, message):
+    with pytest.raises(closekit.ScenarioError, match=message):
+        Settings(sysctls={name: value})
+
+
+def test_the_largest_buffers_a_scenario_may_give_are_what_the_kernel_then_uses():
+    big = Settings(sysctls={"net.ipv4.tcp_rmem": "4096 8388608 8388608"})
+    scenario = Scenario("big-buffer", "", settings=big, steps=(s.getsockopt("server", "SO_RCVBUF"),))
+    assert closekit.run(scenario).syscalls("server", "getsockopt")[0].result == 8388608
 
 
 # ---- clear errors ---------------------------------------------------------------------------------

@@ -2,6 +2,11 @@
 
 A Requirement is a sentence and a pure test of a Trace that returns None when it holds, else what
 was seen instead; so the message a student reads names what the kernel did, not a hidden answer.
+
+A verdict rests on what the lab observed itself (the segments on the wire, the states sock_diag
+reported) or on the calls of processes that ran no code of the student's. A process that ran a
+function (a call() step) may have rewritten the code that records its calls, so a requirement that
+reads a process's calls says it cannot judge when that process's records are marked forgeable.
 """
 
 from __future__ import annotations
@@ -16,22 +21,28 @@ from closekit.errors import CloseKitError
 from closekit.exercises.results import Result
 from closekit.lang import text, word
 from closekit.scenario import Scenario
-from closekit.steps import Call, Step
+from closekit.steps import Call, Step, iter_steps
 from closekit.trace import Trace
 
 
 @dataclass(frozen=True)
 class Requirement:
-    """A property of a trace: `test(trace)` is None when it holds, else a description of what was seen."""
+    """A property of a trace: `test(trace)` is None when it holds, else a description of what was seen.
+    `reads`: the processes whose own records of their calls the test reads."""
 
     text: str
     test: Callable[[Trace], str | None]
     needs_capture: bool = True
+    reads: tuple[str, ...] = ()
 
     def judge(self, trace: Trace) -> tuple[bool, str]:
-        """(holds, what was seen), refusing to say "holds" about segments nobody could see."""
+        """(holds, what was seen), refusing to say "holds" about segments nobody could see, or on calls
+        reported by a process that ran code of its own."""
         if self.needs_capture and not trace.captured:
             return False, text("checks.not_captured", mode=trace.mode)
+        forged = next((side for side in self.reads if any(c.forgeable for c in trace.syscalls(side))), None)
+        if forged is not None:
+            return False, text("checks.forgeable", side=word("side", forged))
         seen = self.test(trace)
         return seen is None, text("checks.holds") if seen is None else seen
 
@@ -52,7 +63,7 @@ def close_sends_no_fin(side: str = "client") -> Requirement:
             return text("checks.sent_fin", side=word("side", side), segment=segment)
         return None
 
-    return Requirement(text("checks.no_fin", side=word("side", side)), test)
+    return Requirement(text("checks.no_fin", side=word("side", side)), test, reads=(side,))
 
 
 def close_blocks(side: str = "client", low: float = 0.8, high: float = 1.5) -> Requirement:
@@ -68,7 +79,7 @@ def close_blocks(side: str = "client", low: float = 0.8, high: float = 1.5) -> R
         return text("checks.close_took", side=word("side", side), seconds=longest)
 
     requirement = text("checks.close_blocks", side=word("side", side), low=low, high=high)
-    return Requirement(requirement, test, needs_capture=False)
+    return Requirement(requirement, test, needs_capture=False, reads=(side,))
 
 
 def receives_all(side: str, nbytes: int) -> Requirement:
@@ -81,7 +92,8 @@ def receives_all(side: str, nbytes: int) -> Requirement:
         then = text("words.then", error=error) if error else ""
         return text("checks.received", side=word("side", side), got=got, total=nbytes) + then
 
-    return Requirement(text("checks.receives_all", side=word("side", side), total=nbytes), test, needs_capture=False)
+    words = text("checks.receives_all", side=word("side", side), total=nbytes)
+    return Requirement(words, test, needs_capture=False, reads=(side,))
 
 
 def no_rst() -> Requirement:
@@ -102,14 +114,16 @@ def all_of(*requirements: Requirement) -> Requirement:
         return text("checks.separator").join(seen) or None
 
     joined = text("checks.and").join(r.text for r in requirements)
-    return Requirement(joined, test, any(r.needs_capture for r in requirements))
+    reads = tuple(dict.fromkeys(side for r in requirements for side in r.reads))
+    return Requirement(joined, test, any(r.needs_capture for r in requirements), reads)
 
 
 class WriteScenario:
     """A task: write a scenario whose live trace has every property in `requirements`.
 
-    `check()` takes a closekit.Scenario or just its steps; own functions (`steps.call`) are refused
-    unless `allow_calls`, so that a property is shown by the socket calls the chapter teaches.
+    `check()` takes a closekit.Scenario or just its steps; own functions (`steps.call`), at the top
+    or inside at_once(), are refused unless `allow_calls`, so that a property is shown by the socket
+    calls the chapter teaches (and never by a function that rewrote how calls are recorded).
     """
 
     def __init__(
@@ -174,6 +188,6 @@ class WriteScenario:
                 return fail(text("scenario.cannot_run", error=e))
         if not isinstance(scenario, Scenario):
             return fail(text("scenario.wrong_type", type=type(scenario).__name__))
-        if not self.allow_calls and any(isinstance(s, Call) for s in scenario.steps):
+        if not self.allow_calls and any(isinstance(s, Call) for s in iter_steps(scenario.steps)):
             return fail(text("scenario.no_calls"))
         return scenario

@@ -3,7 +3,10 @@
 The function runs in the sandbox (closekit.steps.call): its source is sent to a forked process,
 with `socket` imported and `data` built there, under the scenario's time limit. The verdict reads
 only the trace — what the peer's recv() calls returned, who sent an RST, whether the function let
-an error out — never the function's return value, so nothing it returns can fake a pass.
+an error out — never the function's return value, so nothing it returns can fake a pass. The peer runs
+no code of the student's, so its recv() records are the kernel's answers; the client's records are
+marked forgeable (the function could rewrite how they are made), and the one of them read, whether an
+error got out of the function, is the function's own behaviour, which is what is graded.
 """
 
 from __future__ import annotations

@@ -191,6 +191,8 @@ class Predict(_Choice):
         return result
 
     def _judge(self, prediction: str, trace: Trace) -> PredictionResult:
+        if any(c.forgeable for c in trace.syscalls()):  # truth() reads calls: none may be a process's own word
+            return PredictionResult(False, text("predict.forgeable"), self.points, trace, prediction=prediction)
         if self.requires_capture and not trace.captured:
             return PredictionResult(
                 False,

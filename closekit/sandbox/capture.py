@@ -19,6 +19,7 @@ SOL_PACKET = 263
 PACKET_STATISTICS = 6
 SO_TIMESTAMPNS = 35
 ETH_HEADER = 14
+BATCH = 1024  # frames read at once (more wait for the next call): what one call holds stays bounded
 
 
 class Capture:
@@ -46,9 +47,9 @@ class Capture:
         self._sock.close()
 
     def drain(self, side_of_port: dict[int, str]) -> list[Packet]:
-        """Every TCP packet queued so far (non-blocking), `src` set from its source port."""
+        """The TCP packets queued so far, up to BATCH frames' worth (non-blocking), `src` set from its source port."""
         packets = []
-        while True:
+        for _ in range(BATCH):  # on a loopback the endpoints send at full speed while it reads
             try:
                 frame, ancdata, _flags, address = self._sock.recvmsg(ETH_HEADER + SNAPLEN, 64)
             except BlockingIOError:
@@ -67,6 +68,16 @@ class Capture:
                 )
                 packet.arrived = t
                 packets.append(packet)
+        return packets
+
+    def forget(self) -> None:
+        """Throw away whatever is queued and the count of drops (the experiment is over, nothing sends)."""
+        while True:
+            try:
+                self._sock.recv(1)
+            except BlockingIOError:
+                break
+        self.drops()
 
     def drops(self) -> int:
         """Packets the kernel dropped because this socket's queue was full (since last asked)."""

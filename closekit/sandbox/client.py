@@ -73,12 +73,10 @@ class Lab:
         if self._process is not None and self._process.poll() is None:
             return
         self._stop()  # it died since the last request: start afresh, quietly
-        env = dict(os.environ)
-        if self.sandbox is not None:
-            env[SANDBOX_ENV] = self.sandbox
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "closekit.sandbox.helper"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True,
+            [sys.executable, "-P", "-s", "-m", "closekit.sandbox.helper"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True, cwd="/",
+            env=helper_environment(self.sandbox or os.environ.get(SANDBOX_ENV)),
             start_new_session=True,  # a Ctrl-C meant for the notebook is handled here, not in it
         )  # fmt: skip
         ready = self._receive()
@@ -150,6 +148,26 @@ class Lab:
                     stream.close()
                 except OSError:
                     pass
+
+
+def helper_environment(sandbox: str | None) -> dict[str, str]:
+    """The helper's whole environment, made afresh rather than copied from the notebook's.
+
+    Every process of an experiment is forked from the helper, and a forked process keeps its
+    ancestor's environment block (what /proc/self/environ shows once a process makes itself dumpable,
+    whatever os.environ says): the helper is exec'd with this block so that the notebook's variables
+    (JUPYTERHUB_API_TOKEN, an instructor's cloud credentials under autograde) are in none of them.
+    """
+    import closekit
+
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "PYTHONPATH": os.path.dirname(os.path.dirname(closekit.__file__)),
+    }
+    if sandbox is not None:
+        env[SANDBOX_ENV] = sandbox
+    return env
 
 
 _default: Lab | None = None

@@ -34,6 +34,7 @@ from closekit.errors import ExperimentError, ScenarioError, SyncTimeoutError
 from closekit.sandbox.dating import Observation, date_states
 from closekit.sandbox.diag import DiagSocket
 from closekit.sandbox.packets import Connections, Packet
+from closekit.sandbox.protocol import MAX_SEGMENTS
 from closekit.scenario import Scenario
 from closekit.trace import Segment, Signal, Syscall, Trace, Wait
 
@@ -183,6 +184,7 @@ class _Process:
     probes: int = 0
     exited: bool = False  # said its last word (exit)
     ended: bool = False  # reaped
+    ran_code: bool = False  # it ran a scenario's function, or was forked from one that had: its records are its word
 
     @property
     def idle(self) -> bool:
@@ -213,7 +215,7 @@ class Run:
         self.setup_until: float | None = None
         self.next = 0  # the first top-level line not yet handed out or done
         self.held_since: float | None = None  # when the lab step at `next` was first judged
-        self.at_once: deque[tuple[str, dict[str, Any], str]] | None = None
+        self.at_once: deque[tuple[str, dict[str, Any], st.Step]] | None = None
         self.part: str | None = None  # the process running at_once's current part (on the wire)
         self.unarrived: list[Packet] = []  # packets on the wire that have not reached their receiver
         self.released: set[int] = set()  # id() of held packets a release() put on their way
@@ -294,10 +296,12 @@ class Run:
         calls = []
         for order, process, r in self.records:
             if r["kind"] == "signal":
-                events.append((r["t"] - t0, 3, order, Signal(t=r["t"] - t0, side=process, signal=r["signal"])))
+                signal = Signal(t=r["t"] - t0, side=process, signal=r["signal"], forgeable=r["forgeable"])
+                events.append((signal.t, 3, order, signal))
                 continue
             e = Syscall(t=r["t"] - t0, side=process, call=r["call"], args=r["args"], result=r["result"],
-                        errno=r["errno"], duration=r["duration"], slept=r["slept"], queued=r["queued"])  # fmt: skip
+                        errno=r["errno"], duration=r["duration"], slept=r["slept"], queued=r["queued"],
+                        forgeable=r["forgeable"])  # fmt: skip
             events.append((e.t, 0, order, e))
             calls.append((self.procs[process].endpoint if process in self.procs else process, e))
         segments = []
@@ -343,6 +347,11 @@ class Run:
 
     # ---- taking in ------------------------------------------------------------------------------
     def _sent(self, p: Packet) -> None:
+        if len(self.packets) >= MAX_SEGMENTS:  # the helper's memory is bounded before the trace is built
+            raise ExperimentError(
+                f"the experiment put more than {MAX_SEGMENTS:,} segments on the wire, more than a trace may hold; "
+                "it was stopped (send fewer, larger writes)"
+            )
         self.last_activity = max(self.last_activity, self.now)
         self.packets.append(p)
         if self.wired and p.arrived is None:
@@ -396,15 +405,18 @@ class Run:
                 "to the lab's channel); the experiment was stopped"
             )
         _label, step = proc.sent[0]
+        self._note_code(proc, step)
         for r in e.records:
             if r["kind"] == "port":
+                if proc.ran_code:
+                    continue  # which connection is the experiment's is not for code under test to say
                 if r["role"] == "listener" and proc.endpoint == "server":
                     self.server_port = r["port"]
                 elif r["role"] == "connection" and proc.endpoint == "client" and self.server_port:
                     self.conns.connected(r["port"], self.server_port)
             else:
                 self._order += 1
-                self.records.append((self._order, proc.name, r))
+                self.records.append((self._order, proc.name, {**r, "forgeable": proc.ran_code}))
         proc.asleep, proc.probes, proc.probe_due = False, 0, None
         if isinstance(step, st.Exit):
             proc.exited = True  # its line is done once the reaper has reaped it
@@ -420,6 +432,14 @@ class Run:
         elif self.part == proc.name:
             self.part = None
             self._next_part()
+
+    def _note_code(self, proc: _Process, step: st.Step | None) -> None:
+        """A process that runs a scenario's function (and whatever it forks from then on) may have had
+        the code that records its calls rewritten: from that line on its records are marked forgeable."""
+        if isinstance(step, st.Call):
+            proc.ran_code = True
+        elif isinstance(step, st.Fork) and proc.ran_code and step.child in self.procs:
+            self.procs[step.child].ran_code = True
 
     def _ended(self, e: Ended) -> None:
         proc = self.procs.get(e.process)
@@ -570,7 +590,7 @@ class Run:
         if self.at_once is None:
             if any(not self.procs[part.side].idle for part in step.steps):
                 return False  # a process still in a call cannot start another
-            self.at_once = deque((part.side, {"op": "run", "lines": [[self.next, j]]}, part.describe())
+            self.at_once = deque((part.side, {"op": "run", "lines": [[self.next, j]]}, part)
                                  for j, part in enumerate(step.steps))  # fmt: skip
             if self.wired:
                 self._actions.append(Gate(closed=True))
@@ -593,8 +613,8 @@ class Run:
 
     def _next_part(self) -> None:
         if self.at_once:
-            process, message, label = self.at_once.popleft()
-            self._command(process, {**message, "port": self.server_port}, label, None)
+            process, message, part = self.at_once.popleft()
+            self._command(process, {**message, "port": self.server_port}, part.describe(), part)
             self.part = process if self.wired else None
 
     def _send_queues(self) -> None:

@@ -4,7 +4,8 @@ sock_diag finds a TCP socket by its 4-tuple whether a descriptor still refers to
 orphan (FIN_WAIT_2, TIME_WAIT, LAST_ACK), which getsockopt(TCP_INFO) cannot reach, and it says
 which timer the socket has running and when it fires. The request and reply are two fixed C
 structs, so they are packed here directly: one lookup is a single send/recv pair, microseconds.
-The same request with SOCK_DESTROY ends a socket (the lab's clean-up between experiments).
+The same request with SOCK_DESTROY ends a socket (the lab's clean-up between experiments), and a
+dump lists every TCP socket of the namespace, whoever opened it and whatever its state.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from dataclasses import dataclass
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
 SOCK_DESTROY = 21
-NLM_F_REQUEST, NLM_F_ACK = 0x1, 0x4
-NLMSG_ERROR = 2
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP = 0x1, 0x4, 0x300
+NLMSG_ERROR, NLMSG_DONE = 2, 3
 ALL_STATES = 0xFFF
 
 # Linux's enum tcp_state, in kernel order, with closekit.tcp's names (RFC 9293's, with underscores;
@@ -35,6 +36,17 @@ _NLMSGHDR = struct.Struct("=IHHII")
 _REQ = struct.Struct("=BBBBI 2s2s16s16sI8s")  # inet_diag_req_v2 (ports big-endian)
 NO_COOKIE = b"\xff" * 8
 _MSG = struct.Struct("=BBBB 2s2s16s16sI8s IIIII")  # inet_diag_msg
+
+
+@dataclass(frozen=True)
+class Found:
+    """One TCP socket of a dump: enough to name it exactly in a SOCK_DESTROY request."""
+
+    family: int
+    local: tuple[bytes, int]  # (16-byte address, port)
+    remote: tuple[bytes, int]
+    cookie: bytes
+    state: str
 
 
 @dataclass(frozen=True)
@@ -87,29 +99,68 @@ class Diag:
 
         OSError(EOPNOTSUPP) where the kernel was built without CONFIG_INET_DIAG_DESTROY.
         """
-        data = self._ask(SOCK_DESTROY, NLM_F_ACK, local, remote)
-        _length, kind, _flags, _seq, _pid = _NLMSGHDR.unpack_from(data)
-        err = _error(data, kind)
-        if err in (errno.ENOENT, errno.ESTALE):
-            return False
-        if err:
-            raise OSError(err, f"sock_diag destroy failed: {os.strerror(err)}")
-        return True
+        return _destroyed(self._ask(SOCK_DESTROY, NLM_F_ACK, local, remote))
+
+    def dump(self, family: int) -> list[Found]:
+        """Every TCP socket of `family` (AF_INET, AF_INET6) in the namespace, in any state: TIME_WAIT,
+        orphans and request sockets included. It walks the kernel's TCP hash tables (about a millisecond)."""
+        self._send(SOCK_DIAG_BY_FAMILY, NLM_F_DUMP, family, (bytes(16), 0), (bytes(16), 0), NO_COOKIE)
+        found = []
+        while True:
+            data = self._sock.recv(1 << 16)
+            offset = 0
+            while offset < len(data):
+                length, kind, _flags, _seq, _pid = _NLMSGHDR.unpack_from(data, offset)
+                if kind == NLMSG_DONE:
+                    return found
+                if kind == NLMSG_ERROR:
+                    err = _error(data[offset:], kind)
+                    raise OSError(err, f"sock_diag dump failed: {os.strerror(err)}")
+                (fam, state, _timer, _retrans, sport, dport, src, dst, _if, cookie,
+                 *_rest) = _MSG.unpack_from(data, offset + _NLMSGHDR.size)  # fmt: skip
+                name = KERNEL_STATES[state] if state < len(KERNEL_STATES) else f"STATE_{state}"
+                local, remote = (src, int.from_bytes(sport, "big")), (dst, int.from_bytes(dport, "big"))
+                found.append(Found(fam, local, remote, cookie, name))
+                offset += max((length + 3) & ~3, _NLMSGHDR.size)
+
+    def destroy_found(self, sock: Found) -> bool:
+        """End a socket a dump found (SOCK_DESTROY, by its 4-tuple and cookie); False if it has gone."""
+        self._send(SOCK_DESTROY, NLM_F_ACK, sock.family, sock.local, sock.remote, sock.cookie)
+        return _destroyed(self._sock.recv(65536))
 
     def _ask(self, kind: int, flags: int, local: tuple[str, int], remote: tuple[str, int]) -> bytes:
+        """One request about an IPv4 socket named by its 4-tuple, and the kernel's answer."""
+        ours, theirs = (
+            (socket.inet_aton(local[0]).ljust(16, b"\0"), local[1]),
+            (socket.inet_aton(remote[0]).ljust(16, b"\0"), remote[1]),
+        )
+        self._send(kind, flags, socket.AF_INET, ours, theirs, NO_COOKIE)
+        return self._sock.recv(65536)
+
+    def _send(
+        self, kind: int, flags: int, family: int, local: tuple[bytes, int], remote: tuple[bytes, int], cookie: bytes
+    ) -> None:
         self._seq += 1
         body = _REQ.pack(
-            socket.AF_INET, socket.IPPROTO_TCP, 0, 0, ALL_STATES,
-            local[1].to_bytes(2, "big"), remote[1].to_bytes(2, "big"),
-            socket.inet_aton(local[0]).ljust(16, b"\0"), socket.inet_aton(remote[0]).ljust(16, b"\0"),
-            0, NO_COOKIE,
+            family, socket.IPPROTO_TCP, 0, 0, ALL_STATES, local[1].to_bytes(2, "big"), remote[1].to_bytes(2, "big"),
+            local[0], remote[0], 0, cookie,
         )  # fmt: skip
         header = _NLMSGHDR.pack(_NLMSGHDR.size + len(body), kind, NLM_F_REQUEST | flags, self._seq, 0)
         self._sock.send(header + body)
-        return self._sock.recv(65536)
+
+
+def _destroyed(data: bytes) -> bool:
+    _length, kind, _flags, _seq, _pid = _NLMSGHDR.unpack_from(data)
+    err = _error(data, kind)
+    if err in (errno.ENOENT, errno.ESTALE):
+        return False
+    if err:
+        raise OSError(err, f"sock_diag destroy failed: {os.strerror(err)}")
+    return True
 
 
 def _error(data: bytes, kind: int) -> int:
+    """The errno of an NLMSG_ERROR message at the start of `data` (0: an acknowledgement)."""
     if kind != NLMSG_ERROR:
         return errno.EPROTO
     return -struct.unpack_from("=i", data, _NLMSGHDR.size)[0]

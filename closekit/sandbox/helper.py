@@ -13,14 +13,14 @@ import ctypes
 import os
 import signal
 import sys
-from typing import Any
+from typing import Any, BinaryIO
 
 from closekit.errors import CloseKitError, ExperimentError, ParentGone, ProtocolError
 from closekit.sandbox.protocol import read_frame, write_frame
 from closekit.sandbox.workspace import SANDBOX_ENV, Workspace
 from closekit.scenario import Scenario
 
-PR_SET_CHILD_SUBREAPER = 36
+PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 4, 36
 # What code run in an experiment may import without reading the disk: the private root may hide
 # the Python installation from the experiment's user (nobody, when the lab runs as root).
 PRELOADED = ("array", "collections", "errno", "fcntl", "functools", "io", "itertools", "json", "math", "random",
@@ -28,7 +28,8 @@ PRELOADED = ("array", "collections", "errno", "fcntl", "functools", "io", "itert
 
 
 def main() -> None:
-    ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1)  # what escapes an experiment's init comes here
+    libc = ctypes.CDLL(None)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1)  # what escapes an experiment's init comes here
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what an interrupt stops
     requests, replies = sys.stdin.fileno(), sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing else may write into the reply pipe
@@ -39,6 +40,9 @@ def main() -> None:
     except (CloseKitError, OSError) as e:
         write_frame(replies, {"ok": False, "error": "SandboxUnavailableError", "message": str(e)})
         return
+    # In the host modes experiments run as the user: none of them may trace the helper or read its memory.
+    # (Not before: a process not dumpable may not write its own user namespace's maps.)
+    libc.prctl(PR_SET_DUMPABLE, 0)
     write_frame(replies, {"ready": workspace.info()})
     while True:
         try:
@@ -46,11 +50,21 @@ def main() -> None:
         except (EOFError, ProtocolError):
             return
         try:
-            write_frame(replies, handle(workspace, request, requests))
+            reply = handle(workspace, request, requests)
         except ParentGone:
             return  # nobody to answer; the experiment's processes are already stopped
+        try:
+            _answer(replies, reply)
         except BrokenPipeError:
             return
+
+
+def _answer(replies: BinaryIO, reply: dict[str, Any]) -> None:
+    """Send a reply; one too large to send is replaced by an error saying so."""
+    try:
+        write_frame(replies, reply)
+    except ProtocolError as e:
+        write_frame(replies, _error(ExperimentError(f"the experiment's trace could not be sent: {e}")))
 
 
 def handle(workspace: Workspace, request: Any, requests: int) -> dict[str, Any]:

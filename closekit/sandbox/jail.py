@@ -10,6 +10,14 @@ its own (so it holds no capability over the namespaces the lab configures and ma
 of its own, and the kernel counts its processes for RLIMIT_NPROC), gives up its capabilities
 and takes its resource limits.
 
+Sandboxed code starts with nothing of the notebook's: the helper was exec'd with an environment of
+its own (closekit.sandbox.client.helper_environment), so no process forked from it has the
+notebook's environment block; its descriptors are the lab's channel and 0, 1, 2 on /dev/null (not
+the notebook's terminal or log file); the helper's session has no controlling terminal, and each
+endpoint process joins a session keyring of its own (the notebook's keys are out of reach, and
+what it adds there goes with it) and is not dumpable (no other process of the experiment may trace
+it or read its memory, unless it runs code that makes itself so).
+
 Ending an experiment is the reaper's kill(-1, SIGKILL), which as a PID namespace's init reaches
 every process in the namespace, whatever session or process group it made for itself; the reaper
 answers once it has reaped them all. It is not dumpable, so nothing in an experiment can ptrace
@@ -24,14 +32,15 @@ and ending an experiment kills its tree of descendants; that is weaker (see the 
 from __future__ import annotations
 
 import ctypes
+import errno
 import gc
 import json
 import os
+import platform
 import resource
 import select
 import signal
 import socket
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,6 +59,8 @@ from closekit.sandbox.namespace import (
 )
 
 PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER = 4, 38, 36
+KEYCTL_JOIN_SESSION_KEYRING = 1
+KEYCTL = {"x86_64": 250, "aarch64": 219, "riscv64": 219, "armv7l": 311, "i686": 288, "ppc64le": 271, "s390x": 280}
 CLEAR_TIMEOUT = 2.0  # seconds the reaper may take to end an experiment before it is killed itself
 PARK_TIMEOUT = 0.5  # seconds an endpoint process may take to close an experiment and go idle
 REUSE = 200  # experiments an endpoint process serves before it retires (its CPU-time limit counts them all)
@@ -107,7 +118,7 @@ class Jail:
         pid_r, pid_w = os.pipe2(os.O_CLOEXEC)
         first = os.fork()
         if first == 0:
-            _guard(lambda: _first(spec, launcher, theirs, pid_w))
+            _guard(lambda: _first(spec, launcher, theirs, pid_w), _reporter(theirs, "failed"))
         theirs.close()
         os.close(pid_w)
         try:
@@ -116,8 +127,11 @@ class Jail:
             os.close(pid_r)
             os.waitpid(first, 0)
         if not data:
+            report = self._read(block=False) or {}
             self._channel.close()
-            raise OSError(0, "the lab's reaper could not be started")
+            raise OSError(
+                0, f"the lab's reaper could not be started: {str(report.get('failed', 'no reason given'))[:500]}"
+            )
         self.pid = int(data)
         self.ended: dict[str, str] = {}  # process -> how it ended, this experiment
         self._ready = self._expect("ready")
@@ -205,7 +219,7 @@ def _first(spec: JailSpec, launcher: Launcher, channel: socket.socket, pid_w: in
     reaper = os.fork()
     if reaper == 0:
         os.close(pid_w)
-        _guard(lambda: _reaper(spec, launcher, channel))
+        _guard(lambda: _reaper(spec, launcher, channel), _reporter(channel, "failed"))
     os.write(pid_w, str(reaper).encode())
 
 
@@ -213,7 +227,8 @@ def _reaper(spec: JailSpec, launcher: Launcher, channel: socket.socket) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGPIPE):
         signal.signal(signum, signal.SIG_DFL)  # as a PID namespace's init it then ignores them from inside
     _prctl(PR_SET_DUMPABLE, 0)
-    os.environ.clear()  # the notebook's environment (tokens, paths) is not the experiment's business
+    os.setsid()  # no controlling terminal, whoever started the helper
+    os.environ.clear()  # what experiments see in os.environ (the block itself is the helper's, made afresh)
     os.environ.update({"HOME": "/tmp", "PATH": "/usr/bin:/bin", "TMPDIR": "/tmp", "LANG": "C.UTF-8"})
     if spec.private:
         unshare(CLONE_NEWNS)
@@ -317,7 +332,7 @@ class _Reaper:
         keep = {mine.fileno(), theirs.fileno(), *(s.fileno() for s in kids.values())}
         pid = os.fork()
         if pid == 0:
-            _guard(lambda: self._endpoint(endpoint, prepared, mine, kids, theirs, keep))
+            _guard(lambda: self._endpoint(endpoint, prepared, mine, kids, theirs, keep), _crash_reporter(mine))
         theirs.close()
         return pid, ours
 
@@ -431,6 +446,7 @@ def isolate(spec: JailSpec) -> None:
         os.setgroups([])
         os.setresgid(NOBODY, NOBODY, NOBODY)
         os.setresuid(NOBODY, NOBODY, NOBODY)
+    _new_session_keyring()
     if spec.private:
         unshare(CLONE_NEWUSER)  # no capability over the lab's namespaces; its own process count
         _no_more_namespaces()
@@ -447,6 +463,20 @@ def isolate(spec: JailSpec) -> None:
     ):
         resource.setrlimit(kind, (value, value))
     os.chdir("/tmp" if spec.private else "/")  # on the host, not the notebook's folder
+    _prctl(PR_SET_DUMPABLE, 0)  # changing identity may have reset it to the system's suid_dumpable
+
+
+def _new_session_keyring() -> None:
+    """Join a new, empty session keyring: the one inherited is the notebook's (keys its user added,
+    readable and writable by this process). Where keyctl() is refused outright (ENOSYS, a seccomp
+    filter's EPERM), code in the experiment cannot use keys either."""
+    number = KEYCTL.get(platform.machine())
+    if number is None:
+        raise OSError(0, f"keyctl: unknown system call number on {platform.machine()}")
+    if _libc.syscall(number, KEYCTL_JOIN_SESSION_KEYRING, None) < 0:
+        err = ctypes.get_errno()
+        if err not in (errno.ENOSYS, errno.EPERM):
+            raise OSError(err, f"keyctl(KEYCTL_JOIN_SESSION_KEYRING): {os.strerror(err)}")
 
 
 def _no_more_namespaces() -> None:
@@ -487,14 +517,27 @@ def describe_exit(status: int) -> str:
     return f"exited with status {os.WEXITSTATUS(status)}"
 
 
-def _guard(body: Callable[[], None]) -> None:
-    """Run a forked process's body; whatever happens, the process ends here and never returns."""
+def _guard(body: Callable[[], None], report: Callable[[str], None]) -> None:
+    """Run a forked process's body; whatever happens, the process ends here and never returns. A
+    failure is told to the helper over the process's channel (stderr is /dev/null)."""
     try:
         body()
-    except BaseException as e:  # report on stderr; the helper sees the process end
-        print(f"closekit lab: {type(e).__name__}: {e}", file=sys.stderr)
+    except BaseException as e:
+        try:
+            report(f"{type(e).__name__}: {e}"[:2000])
+        except OSError:
+            pass
         os._exit(70)
     os._exit(0)
+
+
+def _reporter(channel: socket.socket, key: str) -> Callable[[str], None]:
+    return lambda message: channel.send(json.dumps({key: message}).encode())
+
+
+def _crash_reporter(channel: socket.socket) -> Callable[[str], None]:
+    """An endpoint's failure outside a step (its isolation), as the crash reply the orchestrator reads."""
+    return lambda message: channel.send(json.dumps({"kind": "crash", "message": f"the lab: {message}"}).encode())
 
 
 def _prctl(option: int, value: int) -> None:
@@ -502,14 +545,16 @@ def _prctl(option: int, value: int) -> None:
 
 
 def keep_only(fds: set[int]) -> None:
-    """Close every descriptor but `fds`; stdin and stdout become /dev/null (stderr is kept).
+    """Close every descriptor but `fds`; stdin, stdout and stderr become /dev/null.
 
     A forked process must not hold the helper's pipes or sockets: a pipe end left open here would
-    hide the helper's death, a TUN descriptor would let it write onto the wire.
+    hide the helper's death, a TUN descriptor would let it write onto the wire. Nor the notebook's
+    stderr, which the helper inherited: on a terminal, code in an experiment could read what the
+    user types and change the terminal; on a log file, truncate and rewrite it.
     """
     devnull = os.open(os.devnull, os.O_RDWR)
-    os.dup2(devnull, 0)
-    os.dup2(devnull, 1)
+    for std in (0, 1, 2):
+        os.dup2(devnull, std)
     low = 3
     for fd in sorted(fds):
         if fd >= low:

@@ -26,6 +26,10 @@ MAX_ENDPOINT_MESSAGE = 64 * 1024
 MAX_RECORDS = 256  # in one reply
 MAX_TEXT = 4096  # characters of a call()'s result or any other string
 MAX_FRAME = 64 * 1024 * 1024  # helper <-> notebook
+# Segments one experiment may put on the wire: the helper holds each (~2 KB with its trace event) until
+# the trace is sent, and a trace's JSON carries ~640 bytes of each, so this keeps both within MAX_FRAME.
+# A 16 MiB send() into the smallest receive buffer takes ~58,000.
+MAX_SEGMENTS = 75_000
 _LENGTH = struct.Struct("!I")
 _UCRED = struct.Struct("iII")  # struct ucred: pid, uid, gid
 _CREDENTIALS = socket.CMSG_SPACE(_UCRED.size)
@@ -76,7 +80,12 @@ def parse_json(data: bytes, who: str) -> Any:
 
 # ---- pipes between the notebook and the helper: length-prefixed JSON frames --------------------
 def write_frame(stream: BinaryIO, message: Any) -> None:
+    """Send one frame; ProtocolError, with nothing sent, for one over MAX_FRAME."""
     data = json.dumps(message, separators=(",", ":"), allow_nan=False).encode()
+    if len(data) > MAX_FRAME:
+        raise ProtocolError(
+            f"a message of {len(data)} bytes is over the limit of {MAX_FRAME} between the lab and the notebook"
+        )
     stream.write(_LENGTH.pack(len(data)) + data)
     stream.flush()
 

@@ -25,6 +25,7 @@ from closekit.sandbox.packets import Packet, decode_ip
 from closekit.sandbox.stamps import SendStamps
 
 MAX_READ = 65536 + 256
+BATCH = 1024  # packets read at once: a sender as fast as the reader must not grow one read without end
 PEER = {"client": "server", "server": "client"}
 
 
@@ -61,11 +62,11 @@ class Wire:
 
     # ---- taking packets -------------------------------------------------------------------
     def take(self, src: str, now: float, classify: Callable[[Packet], object]) -> list[Packet]:
-        """Read everything `src`'s kernel has sent; returns the TCP packets among them, each passed to
-        `classify` (which numbers its connection) before the link acts on it, and the copies the link
-        made of them (a duplicate or copy rule), after their originals."""
+        """Read what `src`'s kernel has sent (up to BATCH packets); returns the TCP packets among them,
+        each passed to `classify` (which numbers its connection) before the link acts on it, and the
+        copies the link made of them (a duplicate or copy rule), after their originals."""
         batch = []
-        while True:
+        while len(batch) < BATCH:
             try:
                 batch.append(os.read(self.tuns[src], MAX_READ))
             except BlockingIOError:

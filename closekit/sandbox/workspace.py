@@ -34,6 +34,7 @@ from closekit.sandbox.namespace import (
     new_network_namespace,
     restore_sysctls,
     setns,
+    tcp_sockets,
 )
 from closekit.sandbox.orchestrator import Environment, Experiment
 from closekit.scenario import Scenario
@@ -59,6 +60,7 @@ class Workspace:
         self.why = why
         self.home = home  # the helper's own network namespace (namespace modes)
         self.pairs = 0  # address pairs handed out so far
+        self.renewed = 0  # times the namespaces were replaced because a socket outlived its experiment
         self._start_jail()
 
     def _start_jail(self) -> None:
@@ -206,8 +208,9 @@ class Workspace:
         if experiment.wire is not None:
             experiment.wire.drain()
         if self.env.capture is not None:
-            self.env.capture.drain({})
+            self.env.capture.forget()  # an experiment stopped mid-flood leaves frames and drops behind
         if not self.env.spaces:
+            self._clean_host(experiment)
             return
         by_space: dict[int, list[tuple[tuple[str, int], tuple[str, int]]]] = defaultdict(list)
         for endpoint, local, remote in experiment.sockets():
@@ -222,9 +225,22 @@ class Workspace:
         if experiment.wire is not None:
             experiment.wire.drain()  # the resets the clean-up sent
         if self.env.capture is not None:
-            self.env.capture.drain({})
+            self.env.capture.forget()
         if not clean:
+            self.renewed += 1
             self._renew_spaces()
+
+    def _clean_host(self, experiment: Experiment) -> None:
+        """On the host the lab can end only the experiment's own connections, and only as root (it needs
+        CAP_NET_ADMIN): sockets a function opened itself are the host's, left to the kernel's timers."""
+        diag = self.env.host_diag
+        if diag is None or os.geteuid() != 0:
+            return
+        for _endpoint, local, remote in experiment.sockets():
+            try:
+                diag.destroy(local, remote)
+            except OSError:
+                return
 
     def _renew_spaces(self) -> None:
         """Replace the namespaces: a kernel that keeps orphans alive after SOCK_DESTROY, or addresses used up."""
@@ -252,7 +268,10 @@ class Workspace:
         """What a leak test compares: this helper's descriptors and threads, and every process below it
         (the reaper, the two endpoint processes it keeps idle between experiments, and whatever an
         experiment left: zombies counted too). Every namespace of an experiment belongs to one of
-        these processes, so counting them counts the namespaces as well."""
+        these processes, so counting them counts the namespaces as well. `sockets`: the TCP sockets
+        left in the kept namespaces (0 in the host modes, whose sockets are the host's); `renewed`: how
+        often the namespaces had to be replaced because one outlived its experiment (the old namespace
+        lives on as long as that socket does)."""
         from closekit.sandbox.jail import descendants
 
         below = descendants(os.getpid())
@@ -264,6 +283,8 @@ class Workspace:
             except OSError:
                 continue
         return {
+            "sockets": sum(tcp_sockets(space) for _endpoint, space in self._spaces()),
+            "renewed": self.renewed,
             "fds": len(os.listdir("/proc/self/fd")),
             "threads": len(os.listdir("/proc/self/task")),
             "processes": len(below),
