@@ -35,6 +35,7 @@ def test_an_unhashable_option_is_refused_for_getsockopt_and_setsockopt(option):
             Scenario("x", "", steps=(step,))
 
 
+@pytest.mark.live
 def test_a_description_the_trace_could_not_carry_is_refused_before_anything_runs():
     with pytest.raises(ScenarioError) as caught:
         Scenario("x", "d" * (MAX_DESCRIPTION + 1), steps=(s.close("client"),))

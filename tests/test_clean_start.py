@@ -27,6 +27,8 @@ import pytest
 import closekit
 from closekit.sandbox.jail import KEYCTL
 
+pytestmark = pytest.mark.live
+
 USER = 54321  # an ordinary uid, no account needed
 SECRET = "closekit-notebook-secret-4711"
 # add_key(2) and keyctl(2) by architecture (the same table as closekit.sandbox.jail.KEYCTL)

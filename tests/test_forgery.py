@@ -18,6 +18,8 @@ from closekit.exercises import WriteScenario, catalog, checks
 from closekit.library import MILLION
 from closekit.trace import Trace
 
+pytestmark = pytest.mark.live
+
 
 def nothing(sock):
     return "nothing"

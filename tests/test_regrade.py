@@ -18,6 +18,8 @@ import pytest
 from closekit.exercises import jupyter_setup
 from closekit.exercises.regrade import read_answer, regrade
 
+pytestmark = pytest.mark.nbgrader
+
 REPO = Path(__file__).resolve().parent.parent
 SOLUTIONS = REPO / "exercises" / "solutions"
 STUDENT = REPO / "exercises" / "student"

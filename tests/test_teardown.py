@@ -18,6 +18,8 @@ from closekit import steps as s
 from closekit.sandbox.client import Lab
 from closekit.scenario import Scenario
 
+pytestmark = pytest.mark.live
+
 MODES = ["netns", "netns-loopback"]
 
 
