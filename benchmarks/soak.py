@@ -411,8 +411,8 @@ def one_byte_stream(lab: Lab) -> str | None:
     )
     reader = "def read(sock):\n    while sock.recv(65536):\n        pass\n    return 'read'\n"
     source = "def attack(sock):\n" + textwrap.indent(writer, "    ") + "\n"
-    steps = (Call("client", source=source, function="attack", background=True),
-             Call("server", source=reader, function="read", background=True), s.wait_done("client"))  # fmt: skip
+    steps = (Call("client", source=source, function="attack"),
+             Call("server", source=reader, function="read"), s.wait_done("client"))  # fmt: skip
     try:
         closekit.run(Scenario("stream", "", steps=steps, sync_timeout=6, time_limit=6), lab=lab)
     except closekit.CloseKitError:

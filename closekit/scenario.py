@@ -214,11 +214,13 @@ def _check_header(scenario: Scenario) -> None:
         raise ScenarioError("a scenario needs a name: a non-empty str of at most 100 characters")
     if not isinstance(scenario.description, str) or not isinstance(scenario.section, str):
         raise ScenarioError(f"scenario {scenario.name!r}: description and section are str")
-    if len(scenario.description) > MAX_DESCRIPTION or len(scenario.section) > 40:
+    if len(scenario.description) > MAX_DESCRIPTION:
         raise ScenarioError(
-            f"scenario {scenario.name!r}: a description has at most {MAX_DESCRIPTION} characters and a section "
-            f"at most 40 (this description has {len(scenario.description)})"
+            f"scenario {scenario.name!r}: its description has {len(scenario.description)} characters; "
+            f"at most {MAX_DESCRIPTION} (a trace carries it)"
         )
+    if len(scenario.section) > 40:
+        raise ScenarioError(f"scenario {scenario.name!r}: a section has at most 40 characters")
     if not isinstance(scenario.steps, tuple) or not scenario.steps:
         raise ScenarioError(f"scenario {scenario.name!r} has no steps: give a tuple of at least one step")
     if type(scenario.options) is not Options:

@@ -362,7 +362,7 @@ def test_a_stream_of_one_byte_segments_is_stopped_at_the_stated_count_before_the
     from closekit.sandbox.protocol import MAX_SEGMENTS
 
     lab = Lab(sandbox=mode)
-    steps = (s.call("client", one_byte_writer, background=True), s.call("server", reader, background=True))
+    steps = (s.call("client", one_byte_writer), s.call("server", reader))
     flood = Scenario("flood", "", steps=(*steps, s.wait_done("client")), sync_timeout=30, time_limit=30)
     try:
         with pytest.raises(closekit.ExperimentError) as caught:
