@@ -14,7 +14,7 @@ import json
 import math
 from typing import Any
 
-from closekit import tcp
+from closekit import records, tcp
 from closekit.errors import CloseKitError, TraceFormatError
 from closekit.scenario import MAX_DESCRIPTION
 
@@ -24,18 +24,22 @@ MAX_DIGITS = 30  # of a number in it (Python would spend quadratic time on a lon
 TOP_KEYS = {"scenario", "description", "kernel", "mode", "unobserved", "counters", "link", "settings",
             "processes", "setup_until", "disturbed", "events"}  # fmt: skip
 STATES = tcp.STATES
+# what a process reported (closekit.records), with the process that reported it and whether its word is
+# all there is (forgeable); and what the lab itself saw
+_REPORTED = {"syscall": records.SYSCALL, "signal": records.SIGNAL}
 _FIELDS = {
-    "syscall": {"kind", "t", "side", "call", "args", "result", "errno", "duration", "slept", "queued", "forgeable"},
+    **{kind: {"kind", "side", "forgeable", *(f.name for f in fields)} for kind, fields in _REPORTED.items()},
     "segment": {"kind", "t", "src", "flags", "seq", "ack", "len", "win", "conn", "arrived", "fate", "raw"},
     "state": {"kind", "t", "side", "state", "conn"},
-    "signal": {"kind", "t", "side", "signal", "forgeable"},
     "wait": {"kind", "t", "side", "step"},
 }
 _REQUIRED = {
-    "syscall": {"kind", "t", "side", "call", "args", "result", "errno", "duration"},
+    **{
+        kind: {"kind", "side", *(f.name for f in fields if f.default is records.REQUIRED)}
+        for kind, fields in _REPORTED.items()
+    },
     "segment": {"kind", "t", "src", "flags", "seq", "ack", "len", "win"},
     "state": {"kind", "t", "side", "state"},
-    "signal": {"kind", "t", "side", "signal"},
     "wait": {"kind", "t", "side", "step"},
 }
 
@@ -114,15 +118,14 @@ def load_trace(cls: type, data: Any) -> Any:
         kind = e["kind"]
         _keys(where, e, _FIELDS[kind], _REQUIRED[kind])
         t = _number(f"{where}: t", e["t"])
-        if kind == "syscall":
-            built.append(Syscall(
-                t=t, side=_process(where, e["side"], processes), call=_text(f"{where}: call", e["call"], 40),
-                args=_args(where, e["args"]), result=_result(where, e["result"]),
-                errno=None if e["errno"] is None else _text(f"{where}: errno", e["errno"], 20),
-                duration=_number(f"{where}: duration", e["duration"], low=0.0), slept=_slept(where, e.get("slept")),
-                queued=None if e.get("queued") is None else _number(f"{where}: queued", e["queued"], low=0.0),
-                forgeable=_flag(f"{where}: forgeable", e.get("forgeable", False)),
-            ))  # fmt: skip
+        if kind in _REPORTED:
+            try:
+                fields = records.check(_REPORTED[kind], e, allowed=frozenset({"side", "forgeable"}))
+            except records.Invalid as err:
+                raise TraceFormatError(f"{where}: {err}") from None
+            event = Syscall if kind == "syscall" else Signal
+            built.append(event(**fields, side=_process(where, e["side"], processes),
+                               forgeable=_flag(f"{where}: forgeable", e.get("forgeable", False))))  # fmt: skip
         elif kind == "segment":
             flags = e["flags"]
             if not isinstance(flags, list) or any(f not in SEGMENT_FLAGS for f in flags) or len(flags) > 6:
@@ -152,10 +155,6 @@ def load_trace(cls: type, data: Any) -> Any:
         elif kind == "wait":
             side, step = _text(f"{where}: side", e["side"], 40), _text(f"{where}: step", e["step"], 400)
             built.append(Wait(t=t, side=side, step=step))
-        else:
-            built.append(Signal(t=t, side=_process(where, e["side"], processes),
-                                signal=_text(f"{where}: signal", e["signal"], 20),
-                                forgeable=_flag(f"{where}: forgeable", e.get("forgeable", False))))  # fmt: skip
     return cls(
         scenario=scenario, kernel=kernel, mode=data["mode"], counters=dict(counters), events=tuple(built),
         description=_text("description", data.get("description", ""), MAX_DESCRIPTION),
@@ -205,43 +204,10 @@ def _whole(what: str, value: Any, low: int, high: int) -> int:
     return value
 
 
-def _args(where: str, args: Any) -> dict[str, Any]:
-    if not isinstance(args, dict) or len(args) > 8:
-        raise TraceFormatError(f"{where}: args must be an object of at most 8 arguments")
-    for k, v in args.items():
-        if (
-            len(k) > 40
-            or not isinstance(v, int | float | str | bool | type(None))
-            or (isinstance(v, str) and len(v) > 200)
-        ):
-            raise TraceFormatError(f"{where}: argument {k[:40]!r} must be a short scalar")
-    return dict(args)
-
-
-def _result(where: str, result: Any) -> Any:
-    if isinstance(result, list):
-        if len(result) > 16 or not all(isinstance(x, str) and len(x) <= 40 for x in result):
-            raise TraceFormatError(f"{where}: a list result holds at most 16 short names")
-        return list(result)
-    if isinstance(result, str) and len(result) > 4096:
-        raise TraceFormatError(f"{where}: a text result has at most 4096 characters")
-    if isinstance(result, float) and not math.isfinite(result):
-        raise TraceFormatError(f"{where}: the result must be a finite number")
-    if not isinstance(result, int | float | str | bool | type(None)):
-        raise TraceFormatError(f"{where}: the result must be a number, a text, a list of names, true/false or null")
-    return result
-
-
 def _flag(what: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise TraceFormatError(f"{what} must be true or false")
     return value
-
-
-def _slept(where: str, slept: Any) -> bool | None:
-    if slept is not None and not isinstance(slept, bool):
-        raise TraceFormatError(f"{where}: slept must be true, false or null")
-    return slept
 
 
 def _raw(where: str, raw: Any) -> bytes:

@@ -82,7 +82,7 @@ def _trace_data() -> dict:
 def test_an_event_whose_kind_is_not_a_name_is_refused(kind):
     data = _trace_data()
     data["events"][0]["kind"] = kind
-    with pytest.raises(TraceFormatError, match="kind is one of syscall, segment, state, signal"):
+    with pytest.raises(TraceFormatError, match="kind is one of syscall, signal, segment, state, wait"):
         Trace.from_dict(data)
 
 

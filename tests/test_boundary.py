@@ -105,7 +105,8 @@ def forged_call(**changed: object) -> dict:
     ("forged", "message"),
     [
         (forged_call(call="rm -rf /"), "unknown call"),
-        (forged_call(slept="maybe"), "whether it slept"),
+        (forged_call(slept="maybe"), "slept must be true or false"),
+        (forged_call(slept=None), "whether it slept"),
         (forged_call(duration=0.01, slept=True, queued=5.0), "impossible time waiting for a CPU"),
         ({"kind": "done", "records": "everything"}, "without a list"),
         ({"kind": "__import__('os').system('id')"}, "no known kind"),

@@ -29,6 +29,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from closekit import records
 from closekit import steps as st
 from closekit.errors import ExperimentError, ScenarioError, SyncTimeoutError
 from closekit.sandbox.dating import Observation, date_states
@@ -299,9 +300,8 @@ class Run:
                 signal = Signal(t=r["t"] - t0, side=process, signal=r["signal"], forgeable=r["forgeable"])
                 events.append((signal.t, 3, order, signal))
                 continue
-            e = Syscall(t=r["t"] - t0, side=process, call=r["call"], args=r["args"], result=r["result"],
-                        errno=r["errno"], duration=r["duration"], slept=r["slept"], queued=r["queued"],
-                        forgeable=r["forgeable"])  # fmt: skip
+            fields = {f.name: r[f.name] for f in records.SYSCALL}
+            e = Syscall(**{**fields, "t": r["t"] - t0}, side=process, forgeable=r["forgeable"])
             events.append((e.t, 0, order, e))
             calls.append((self.procs[process].endpoint if process in self.procs else process, e))
         segments = []

@@ -23,9 +23,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from closekit import records
 from closekit import steps as sc
 from closekit.errors import LimitReached, ProtocolError
-from closekit.sandbox.protocol import MAX_TEXT, recv_message, send_message
+from closekit.records import MAX_TEXT
+from closekit.sandbox.protocol import recv_message, send_message
 from closekit.scenario import Scenario
 
 EPOLL_BITS = (
@@ -154,13 +156,11 @@ class Endpoint:
         end = time.monotonic()
         slept = _voluntary_switches() > switches  # before reading /proc again, which is no part of the call
         after = _run_delay()
-        self.records.append(
-            {"kind": "syscall", "t": start, "call": call, "args": args, "result": result, "errno": err,
-             "duration": end - start, "slept": slept,
-             "queued": None if queued is None or after is None else min(max(after - queued, 0.0), end - start)}
-        )  # fmt: skip
+        waited_for_cpu = None if queued is None or after is None else min(max(after - queued, 0.0), end - start)
+        self.records.append(records.syscall(t=start, call=call, args=args, result=result, errno=err,
+                                            duration=end - start, slept=slept, queued=waited_for_cpu))  # fmt: skip
         for name in self.pending_signals:
-            self.records.append({"kind": "signal", "t": end, "signal": name})
+            self.records.append(records.signal(end, name))
         self.pending_signals.clear()
         return None if err else result
 
@@ -182,7 +182,7 @@ class Endpoint:
         s.bind((self.addresses.server, 0))
         self.record("listen", {"backlog": 8}, lambda: s.listen(8) or 0)
         self.listener = s
-        self.records.append({"kind": "port", "role": "listener", "port": s.getsockname()[1]})
+        self.records.append(records.port("listener", s.getsockname()[1]))
 
     def connect(self) -> None:
         s = self.sock
@@ -195,7 +195,7 @@ class Endpoint:
             s.bind((self.addresses.client, 0))
         self.record("connect", {}, lambda: s.connect((self.addresses.server, self.port)) or 0)
         self.last_local = s.getsockname()
-        self.records.append({"kind": "port", "role": "connection", "port": self.last_local[1]})
+        self.records.append(records.port("connection", self.last_local[1]))
 
     def accept(self) -> None:
         assert self.listener is not None
@@ -246,9 +246,8 @@ class Endpoint:
 
     def exit(self) -> None:
         """The process ends without closing anything: its last word is the exit itself."""
-        self.records.append({"kind": "syscall", "t": time.monotonic(), "call": "exit", "args": {"status": 0},
-                             "result": None, "errno": None, "duration": 0.0, "slept": False,
-                             "queued": 0.0})  # fmt: skip
+        self.records.append(records.syscall(t=time.monotonic(), call="exit", args={"status": 0}, result=None,
+                                            errno=None, duration=0.0, slept=False, queued=0.0))  # fmt: skip
         self._send({"kind": "done", "records": self.records})
         os._exit(0)
 

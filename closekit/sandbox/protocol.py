@@ -12,19 +12,17 @@ experiment's trace say something wrong.
 
 from __future__ import annotations
 
-import errno as errno_module
 import json
-import math
 import os
 import socket
 import struct
 from typing import Any, BinaryIO
 
+from closekit import records
 from closekit.errors import ProtocolError
 
 MAX_ENDPOINT_MESSAGE = 64 * 1024
 MAX_RECORDS = 256  # in one reply
-MAX_TEXT = 4096  # characters of a call()'s result or any other string
 MAX_FRAME = 64 * 1024 * 1024  # helper <-> notebook
 # Segments one experiment may put on the wire: the helper holds each (~2 KB with its trace event) until
 # the trace is sent, and a trace's JSON carries ~640 bytes of each, so this keeps both within MAX_FRAME.
@@ -33,14 +31,6 @@ MAX_SEGMENTS = 75_000
 _LENGTH = struct.Struct("!I")
 _UCRED = struct.Struct("iII")  # struct ucred: pid, uid, gid
 _CREDENTIALS = socket.CMSG_SPACE(_UCRED.size)
-
-CALLS = frozenset({
-    "socket", "listen", "connect", "accept", "send", "recv", "close", "shutdown", "setsockopt",
-    "getsockopt", "ioctl", "fcntl", "epoll_wait", "fork", "sleep", "exit", "call",
-})  # fmt: skip
-SIGNALS = frozenset({"SIGPIPE", "SIGURG", "SIGIO", "SIGALRM", "SIGXFSZ", "SIGXCPU"})
-ERRNO_NAMES = frozenset(errno_module.errorcode.values())
-_SCALAR = (int, float, str, bool, type(None))
 
 
 # ---- sockets between the helper and the endpoints (SOCK_SEQPACKET: one datagram, one message) ----
@@ -127,86 +117,33 @@ def check_reply(message: Any, who: str, t_low: float, t_high: float) -> tuple[st
         text = message.get("message")
         if not isinstance(text, str):
             raise ProtocolError(f"the {who} process sent a {kind} message without text")
-        return kind, [{"message": text[:MAX_TEXT]}]
-    records = message.get("records")
-    if not isinstance(records, list) or len(records) > MAX_RECORDS:
+        return kind, [{"message": text[: records.MAX_TEXT]}]
+    reported = message.get("records")
+    if not isinstance(reported, list) or len(reported) > MAX_RECORDS:
         raise ProtocolError(f"the {who} process sent a reply without a list of at most {MAX_RECORDS} records")
-    return kind, [_check_record(r, who, t_low, t_high) for r in records]
+    return kind, [_check_record(r, who, t_low, t_high) for r in reported]
 
 
 def _check_record(r: Any, who: str, t_low: float, t_high: float) -> dict[str, Any]:
-    if not isinstance(r, dict):
-        raise ProtocolError(f"the {who} process sent a record that is not an object")
-    kind = r.get("kind")
-    if kind == "syscall":
-        _keys(r, {"kind", "call", "args", "result", "errno", "t", "duration", "slept", "queued"}, who)
-        if not isinstance(r["slept"], bool):
-            raise ProtocolError(f"the {who} process reported a call without saying whether it slept")
-        if r["queued"] is not None and (not _finite(r["queued"]) or not 0 <= r["queued"] <= r["duration"]):
-            raise ProtocolError(f"the {who} process reported an impossible time waiting for a CPU")
-        if r["call"] not in CALLS:
-            raise ProtocolError(f"the {who} process reported an unknown call {str(r['call'])[:40]!r}")
-        _time(r["t"], t_low, t_high, who)
-        if not _finite(r["duration"]) or not 0 <= r["duration"] <= t_high - t_low + 1:
-            raise ProtocolError(f"the {who} process reported an impossible duration")
-        _args(r["args"], who)
-        _result(r["result"], who)
-        if r["errno"] is not None and r["errno"] not in ERRNO_NAMES:
-            raise ProtocolError(f"the {who} process reported an unknown errno {str(r['errno'])[:40]!r}")
-    elif kind == "signal":
-        _keys(r, {"kind", "t", "signal"}, who)
-        _time(r["t"], t_low, t_high, who)
-        if r["signal"] not in SIGNALS:
-            raise ProtocolError(f"the {who} process reported an unknown signal")
-    elif kind == "port":
-        _keys(r, {"kind", "role", "port"}, who)
-        if r["role"] not in ("listener", "connection") or not _int(r["port"]) or not 0 < r["port"] < 65536:
-            raise ProtocolError(f"the {who} process reported an impossible port")
-    else:
+    """One record against its kind's fields (closekit.records), all of which an endpoint sends; its
+    times within the experiment so far."""
+    kind = r.get("kind") if isinstance(r, dict) else None
+    if not isinstance(kind, str) or kind not in records.REPORTED:
         raise ProtocolError(f"the {who} process sent a record of unknown kind")
-    return r
-
-
-def _keys(r: dict[str, Any], keys: set[str], who: str) -> None:
-    if set(r) != keys:
-        raise ProtocolError(f"the {who} process sent a {r.get('kind')} record with keys {sorted(r)[:10]}")
-
-
-def _time(t: Any, low: float, high: float, who: str) -> None:
-    if not _finite(t) or not low <= t <= high:
+    fields = records.REPORTED[kind]
+    if set(r) != {"kind", *(f.name for f in fields)}:
+        raise ProtocolError(f"the {who} process sent a {kind} record with keys {sorted(map(str, r))[:10]}")
+    try:
+        checked = records.check(fields, r)
+    except records.Invalid as e:
+        raise ProtocolError(f"the {who} process sent a {kind} record whose {e}") from None
+    if kind == "syscall":
+        if checked["slept"] is None:
+            raise ProtocolError(f"the {who} process reported a call without saying whether it slept")
+        if checked["queued"] is not None and checked["queued"] > checked["duration"]:
+            raise ProtocolError(f"the {who} process reported an impossible time waiting for a CPU")
+        if checked["duration"] > t_high - t_low + 1:
+            raise ProtocolError(f"the {who} process reported an impossible duration")
+    if "t" in checked and not t_low <= checked["t"] <= t_high:
         raise ProtocolError(f"the {who} process reported a time outside the experiment")
-
-
-def _args(args: Any, who: str) -> None:
-    if not isinstance(args, dict) or len(args) > 8:
-        raise ProtocolError(f"the {who} process sent call arguments that are not a small object")
-    for k, v in args.items():
-        if len(k) > 40 or not isinstance(v, _SCALAR) or (isinstance(v, str) and len(v) > 200):
-            raise ProtocolError(f"the {who} process sent a call argument that is not a short scalar")
-        if isinstance(v, float) and not math.isfinite(v):
-            raise ProtocolError(f"the {who} process sent a call argument that is not a finite number")
-
-
-def _result(result: Any, who: str) -> None:
-    if isinstance(result, list):
-        if len(result) > 16 or not all(isinstance(x, str) and len(x) <= 40 for x in result):
-            raise ProtocolError(f"the {who} process sent a list result that is not a short list of names")
-    elif isinstance(result, str):
-        if len(result) > MAX_TEXT:
-            raise ProtocolError(f"the {who} process sent a result of more than {MAX_TEXT} characters")
-    elif isinstance(result, float):
-        if not math.isfinite(result):
-            raise ProtocolError(f"the {who} process sent a result that is not a finite number")
-    elif isinstance(result, int) and not isinstance(result, bool):
-        if abs(result) > 1 << 63:
-            raise ProtocolError(f"the {who} process sent a result too large to be a count")
-    elif not isinstance(result, bool | type(None)):
-        raise ProtocolError(f"the {who} process sent a result of no allowed type")
-
-
-def _finite(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def _int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
+    return {"kind": kind, **checked}
