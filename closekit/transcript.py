@@ -36,6 +36,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from closekit.query import result_text
 from closekit.trace import Event, Segment, Signal, StateChange, Syscall, Trace
 
 LOOPBACK_NOISE = 0.02  # without a delay on the link, a call this long waited for something
@@ -118,13 +119,7 @@ def _args(e: Syscall) -> str:
 
 
 def _result(e: Syscall) -> str:
-    if e.call == "epoll_wait":
-        return " = " + ("|".join(e.result) if e.result else "0 (nothing ready)")
-    if e.errno and isinstance(e.result, int) and e.result > 0:
-        return f" = {e.result}, then {e.errno}"  # a send/recv loop that moved bytes before failing
-    if e.errno:
-        return f" = -1 {e.errno}"
-    return "" if e.result is None else f" = {e.result}"
+    return "" if e.result is None and not e.errno else " " + result_text(e)
 
 
 def call_text(e: Syscall) -> str:
