@@ -3,6 +3,10 @@
 - Each claim's check holds (or, where Linux differs from the book, fails) on its own scenario, as
   pinned in EXPECTED; if the kernel or closekit changes how a teardown behaves, a verdict flips here.
 - Each check fails on its claim's counter-scenario: a check that cannot fail is caught.
+- Each check fails on the look-alikes of its claim (tests/lookalikes.py): experiments whose outcome
+  resembles the claim's while the kernel took another path, so a check that judges the outcome
+  rather than the mechanism (which abort counter moved, which process read, which call blocked,
+  which connection) is caught.
 - Each "differs" check holds on its own trace edited to show what the book describes: a check that
   can never hold is caught too.
 - Stripped of what a fallback mode cannot see, a trace gives each claim either the same verdict or
@@ -17,17 +21,20 @@ import re
 from pathlib import Path
 
 import pytest
+from lookalikes import FOOLED, LOOKALIKES
 
 import closekit
 from closekit import claims
 from closekit import query as q
-from closekit.trace import Segment, Syscall, Trace
+from closekit.errors import NotHereError
+from closekit.trace import Segment, StateChange, Syscall, Trace
 
 ROOT = Path(__file__).resolve().parents[1]
 
 # What each claim gives on Linux 6.18 (mode netns): "holds", or "differs" where the book's words do
 # not describe Linux (the claim then says what Linux does instead).
 DIFFERS = {
+    "active-closer-time-wait",
     "shut-rd-discards-later-data",
     "shut-rd-discards-queued-data",
     "linger-timeout-rst",
@@ -94,6 +101,43 @@ def test_every_check_fails_on_its_counter_scenario(live, claim):
     assert evidence.strip()
 
 
+_lookalike_traces: dict[str, Trace] = {}
+
+
+def _lookalike(name: str) -> Trace:
+    """One live run of a look-alike, shared by the claims it must defeat."""
+    if name not in _lookalike_traces:
+        try:
+            _lookalike_traces[name] = closekit.run(LOOKALIKES[name][1])
+        except NotHereError as e:
+            pytest.skip(f"{name} needs what this machine's mode lacks: {e}")
+    return _lookalike_traces[name]
+
+
+@pytest.mark.parametrize(
+    ("name", "claim_id"),
+    [(name, cid) for name, ids in FOOLED.items() for cid in ids],
+    ids=[f"{LOOKALIKES[name][0]}:{name}:{cid}" for name, ids in FOOLED.items() for cid in ids],
+)
+def test_a_check_is_not_fooled_by_a_look_alike(name, claim_id):
+    claim = claims.get(claim_id)
+    held, evidence = claim.check(_lookalike(name))
+    assert held is False, f"{claim_id} holds on the look-alike {name}: {evidence}"
+    assert evidence.strip()
+
+
+def test_every_look_alike_kind_of_the_issue_has_a_look_alike():
+    kinds = {kind for kind, _ in LOOKALIKES.values()}
+    assert {"reader", "connection", "abort counter", "RST cause", "blocked call", "stand-in"} <= kinds
+    assert set(FOOLED) == set(LOOKALIKES)
+    assert {c for ids in FOOLED.values() for c in ids} <= set(IDS)
+
+
+def test_the_first_fin_s_sender_ends_in_time_wait_when_no_rst_ends_the_connection(live):
+    held, evidence = claims.get("active-closer-time-wait").check(live("time-wait"))
+    assert held, evidence
+
+
 def test_every_verdict_has_evidence_from_the_trace(verdicts):
     for v in verdicts.values():
         assert v.judged and isinstance(v.holds, bool), v.line()
@@ -112,11 +156,14 @@ def test_evidence_is_the_same_on_another_run_but_for_durations(verdicts):
 
 
 def test_durations_are_verdicts(verdicts):
-    assert "blocked 1." in verdicts["linger-timeout-ewouldblock"].evidence  # the linger time, not at once
+    assert "after blocking 1." in verdicts["linger-timeout-ewouldblock"].evidence  # the linger time, not at once
     assert "once the ACK of its FIN had arrived, before anything else came from the server: yes" in (
         verdicts["return-linger-after-ack"].evidence
     )
-    assert "before the ACK of its FIN came back: yes" in verdicts["return-default-before-read"].evidence
+    assert (
+        "the ACK of its FIN came back only after it had returned: yes"
+        in verdicts["return-default-before-read"].evidence
+    )
     assert "within a tenth of the linger time" in verdicts["exit-lingers-in-background"].evidence
 
 
@@ -166,7 +213,7 @@ def test_a_recorded_trace_says_its_verdict_is_from_the_recording():
 
 
 # ---- a "differs" check can hold: the book's behaviour, edited into the real trace -----------------------
-def _edit(trace: Trace, call: Syscall, **changes: object) -> Trace:
+def _edit(trace: Trace, call: Syscall | Segment | StateChange, **changes: object) -> Trace:
     events = tuple(dataclasses.replace(e, **changes) if e is call else e for e in trace.events)
     return dataclasses.replace(trace, events=events)
 
@@ -193,14 +240,19 @@ def _book(claim_id: str, trace: Trace) -> Trace:
         return _bsd_linger_timeout(trace)
     if claim_id == "linger-nonblocking-ewouldblock":
         return _bsd_linger_timeout(trace, nonblocking=True)
-    if claim_id == "old-duplicate-delivered":
+    if claim_id == "old-duplicate-delivered":  # the server's TCP takes the bytes (its ACK moves on), recv() gets them
         dup = next(s for s in trace.segments() if s.fate == "duplicate")
+        reply = next(s for s in q.segments(trace, "server", "ACK", conn=2) if s.t >= dup.arrived)
+        trace = _edit(trace, reply, ack=reply.ack + dup.len)
         r = next(c for c in q.calls(trace, "server", "recv") if c.t >= dup.arrived)
         return _edit(trace, r, result=dup.len, errno=None)
     if claim_id == "shutdown-lingers":
         sh = q.call(trace, "client", "shutdown")
         ack = q.ack_of(trace, q.first(trace, "FIN", "client"))
-        return _edit(trace, sh, duration=ack.arrived - sh.t + 0.001)
+        return _edit(trace, sh, duration=ack.arrived - sh.t + 0.001, slept=True)
+    if claim_id == "active-closer-time-wait":  # the RST left the first FIN's sender in TIME_WAIT after all
+        last = [e for e in trace.events if isinstance(e, StateChange) and e.side == "client"][-1]
+        return _edit(trace, last, state="TIME_WAIT")
     if claim_id == "table-close-default-fin":
         rst = q.first(trace, "RST", "server")
         events = tuple(dataclasses.replace(e, flags=("FIN", "ACK")) if e is rst else e for e in trace.events)
