@@ -10,7 +10,8 @@ Each is grouped by the kind of look-alike it is (the kinds a check can confuse w
 
 from __future__ import annotations
 
-from closekit.link import Link, hold
+from closekit.library import FAST_WRITER, MILLION
+from closekit.link import Link, copy, hold
 from closekit.scenario import Options, Scenario
 from closekit.steps import (
     accept,
@@ -20,6 +21,7 @@ from closekit.steps import (
     epoll,
     fork,
     linger,
+    nonblocking,
     read_to_eof,
     recv,
     release,
@@ -113,6 +115,22 @@ LOOKALIKES: dict[str, tuple[str, Scenario]] = {
             ),
         ),
     ),
+    "shutdown-by-the-last-holder": (
+        "reader",
+        Scenario(
+            "shutdown-by-the-last-holder",
+            "the forked child closes first; the parent, now the socket's only holder, calls shutdown(SHUT_WR)",
+            steps=(
+                fork("server", "server-child"),
+                close("server-child"),
+                shutdown("server", "SHUT_WR"),
+                wait_state("client", "CLOSE_WAIT"),
+                recv("client"),
+                close("server"),
+                close("client"),
+            ),
+        ),
+    ),
     # ---- which abort counter: an RST from SO_LINGER {1, 0} with nothing unread ------------------------
     "linger-zero-nothing-unread": (
         "abort counter",
@@ -144,6 +162,28 @@ LOOKALIKES: dict[str, tuple[str, Scenario]] = {
                 close("client"),
                 wait_state("server", "CLOSED"),
                 recv("server"),
+            ),
+        ),
+    ),
+    "million-read-then-abort": (
+        "abort counter",
+        Scenario(
+            "million-read-then-abort",
+            "part 5's writer reads the greeting, then aborts with SO_LINGER {1, 0}: B still loses data, "
+            "but to TCPAbortOnData, not to the unread greeting",
+            options=Options(server_rcvbuf=4096),
+            settings=FAST_WRITER,
+            steps=(
+                send("server", 13),
+                wait_recv_queue("client", 13),
+                recv("client"),
+                send("client", MILLION),
+                wait_recv_queue("server", MILLION),
+                linger("client", 0),
+                close("client"),
+                wait_state("server", "CLOSED"),
+                read_to_eof("server"),
+                close("server"),
             ),
         ),
     ),
@@ -204,6 +244,32 @@ LOOKALIKES: dict[str, tuple[str, Scenario]] = {
             ),
         ),
     ),
+    "fresh-data-after-duplicate": (
+        "stand-in",
+        Scenario(
+            "fresh-data-after-duplicate",
+            "the old duplicate is refused; the client then sends 100 fresh bytes of its own, which recv() reads",
+            link=Link(delay=0.005, rules=(copy("client", data=True),)),
+            steps=(
+                send("client", 100),
+                wait_recv_queue("server", 100),
+                recv("server"),
+                linger("client", 0),
+                close("client"),
+                wait_state("server", "CLOSED"),
+                close("server"),
+                connect("client"),
+                accept("server"),
+                nonblocking("server"),
+                release("client"),
+                send("client", 100),
+                wait_recv_queue("server", 100),
+                recv("server"),
+                close("client"),
+                close("server"),
+            ),
+        ),
+    ),
     "dev-null-descriptors": (
         "stand-in",
         Scenario(
@@ -224,11 +290,14 @@ LOOKALIKES: dict[str, tuple[str, Scenario]] = {
 # Which checks each look-alike must defeat.
 FOOLED: dict[str, tuple[str, ...]] = {
     "child-reads-after-shut-rd": ("shut-rd-discards-later-data", "shut-rd-discards-queued-data"),
+    "shutdown-by-the-last-holder": ("shutdown-ignores-refcount", "close-last-reference-fin"),
     "second-connection-fin": ("table-close-default-fin", "close-unread-rst"),
     "linger-zero-nothing-unread": ("close-unread-rst", "close-unread-peer-epoll", "table-close-default-fin"),
     "unread-with-linger-zero-client": ("linger-zero-rst",),
+    "million-read-then-abort": ("million-bytes-lost", "million-bytes-linger-no-help"),
     "orphan-rst-answers-data": ("linger-timeout-rst",),
-    "linger-close-nothing-back": ("close-returns-at-once", "close-before-fin-acked"),
+    "linger-close-nothing-back": ("close-returns-at-once", "close-before-fin-acked", "return-default-before-read"),
     "nobody-exits": ("exit-lingers-in-background",),
+    "fresh-data-after-duplicate": ("old-duplicate-delivered",),
     "dev-null-descriptors": ("parent-runs-out-of-descriptors",),
 }
