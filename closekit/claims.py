@@ -34,7 +34,7 @@ from typing import Any
 
 from closekit import query as q
 from closekit.lang import claim_words, text, word
-from closekit.trace import Segment, StateChange, Syscall, Trace
+from closekit.trace import Segment, Syscall, Trace
 from closekit.transcript import format_duration
 
 __all__ = [
@@ -272,22 +272,6 @@ def _ran_out(t: Trace, c: Syscall, lg: q.Linger | None) -> bool:
         return False
     fin = q.first(t, "FIN", t.endpoint_of(c.side), after=c.t, conn=q.conn_of(t, c))
     return not _acked_by(t, fin, q.end(c)) and c.waited >= 0.95 * lg.seconds  # type: ignore[union-attr]
-
-
-def _went_in(t: Trace, c: Syscall, state: str) -> StateChange | None:
-    """`state`, reached by `c`'s socket because of call `c`: recorded after `c` began and before the
-    endpoint's next call (the lab reads a socket's state after each call returns, so a state that
-    no segment dated is recorded just after the call that caused it)."""
-    endpoint, conn = t.endpoint_of(c.side), q.conn_of(t, c)
-    nxt = next((o.t for o in q.calls_on(t, endpoint) if o.t > c.t and o is not c), None)
-    return next(
-        (
-            e
-            for e in q.state_changes(t, endpoint, conn)
-            if e.state == state and c.t <= e.t and (nxt is None or e.t < nxt)
-        ),
-        None,
-    )
 
 
 def _how_long(c: Syscall) -> str:
@@ -731,7 +715,7 @@ def _linger_zero_no_time_wait(t: Trace) -> tuple[bool, str]:
     conn = q.conn_of(t, c)
     path = _states_after(t, "client", c.t, conn)
     first = next((e for e in q.state_changes(t, "client", conn) if e.t >= c.t), None)
-    in_call = first is not None and first is _went_in(t, c, "CLOSED")
+    in_call = first is not None and first is q.went_to(t, c, "CLOSED")
     ok = _on(lg, zero=True) and in_call and "TIME_WAIT" not in path
     return ok, text("ev.linger_zero_no_time_wait", linger=_linger_words(lg), path=_path(path), in_call=_yes(in_call))
 
@@ -1142,7 +1126,7 @@ def _fin_wait_1_while_queued(t: Trace) -> tuple[bool, str]:
     fw1 = next((e for e in q.state_changes(t, "client", conn) if e.state == "FIN_WAIT_1" and e.t >= call.t), None)
     if fw1 is None:
         return False, text("ev.no_fin_wait_1", call=call.call)
-    in_call = _went_in(t, call, "FIN_WAIT_1") is fw1
+    in_call = q.went_to(t, call, "FIN_WAIT_1") is fw1
     queued = q.unsent_after(t, "client", fw1.t)
     fin = q.first(t, "FIN", "client", after=call.t, conn=conn)
     ok = in_call and queued > 0 and _fin_after_all_data(t, "client", fin)
@@ -1550,7 +1534,7 @@ def _exit_lingers_in_background(t: Trace) -> tuple[bool, str]:
     lg = q.linger_at(t, "client", e.t)
     conn = q.conn_of(t, e)
     queued = q.unsent_after(t, "client", e.t)
-    released = _went_in(t, e, "FIN_WAIT_1")
+    released = q.went_to(t, e, "FIN_WAIT_1")
     in_call = released is not None
     by_call = [c for c in q.calls_on(t, "client") if c.call in ("close", "shutdown") and c.t <= (released or e).t]
     r = q.call(t, "server", q.READ_TO_EOF)

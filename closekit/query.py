@@ -36,6 +36,7 @@ __all__ = [
     "conn_of",
     "during",
     "end",
+    "ended_with",
     "epoll_bits",
     "first",
     "first_flag",
@@ -62,6 +63,7 @@ __all__ = [
     "state_found",
     "unread_at",
     "unsent_after",
+    "went_to",
 ]
 
 READ_TO_EOF = "read_to_eof"
@@ -383,6 +385,39 @@ def state_before(trace: Trace, side: str, when: float, conn: int = 1) -> str | N
             break
         state = e.state
     return state
+
+
+def went_to(trace: Trace, c: Syscall, state: str | None = None) -> StateChange | None:
+    """The state call `c` took its socket to (`state`, or the first it reached): recorded after `c`
+    began and before its endpoint's next call. The lab reads a socket's state after each call
+    returns, so a state no segment dated is recorded just after the call that caused it."""
+    endpoint, conn = trace.endpoint_of(c.side), conn_of(trace, c)
+    nxt = next((o.t for o in calls_on(trace, endpoint) if o.t > c.t and o is not c), None)
+    for e in state_changes(trace, endpoint, conn):
+        if c.t <= e.t and (nxt is None or e.t < nxt) and (state is None or e.state == state):
+            return e
+    return None
+
+
+_ENDING = {"FIN_WAIT_1": "FIN", "LAST_ACK": "FIN", "CLOSING": "FIN", "FIN_WAIT_2": "FIN", "TIME_WAIT": "FIN"}
+
+
+def ended_with(trace: Trace, c: Syscall, until: float | None = None) -> str:
+    """What call `c` put on the wire to end its connection: "FIN", "RST" or "nothing". From the
+    segments its endpoint sent from the call on (until `until`, default the next call anyone made);
+    where segments were not captured, from the state the call took its socket to: a FIN moves an
+    open socket to FIN_WAIT_1 or LAST_ACK, an abort straight to CLOSED."""
+    if trace.mode != "host-nocapture":
+        nxt = until if until is not None else min((o.t for o in trace.syscalls() if o.t > c.t), default=None)
+        conn = conn_of(trace, c)
+        return first_flag(
+            [s for s in segments(trace, trace.endpoint_of(c.side), after=c, before=nxt) if s.conn == conn]
+        )
+    before = state_at(trace, trace.endpoint_of(c.side), c.t, conn_of(trace, c))
+    after = went_to(trace, c)
+    if after is None or before in (None, "SYN_SENT", "CLOSED", "LISTEN"):
+        return "nothing"
+    return "RST" if after.state == "CLOSED" else _ENDING.get(after.state, "nothing")
 
 
 def state_found(trace: Trace, s: Segment) -> str | None:

@@ -225,7 +225,9 @@ def test_a_widget_in_a_chinese_notebook_shows_and_judges_in_chinese(chinese_assi
 def test_checkers_in_a_chinese_notebook_explain_in_chinese(chinese_assignment):
     written = catalog.no_fin_close().check((close("client"),))
     assert not written.passed and written.message.startswith("还没有做到。参见第 3 章")
-    assert "✘ 客户端调用 close()，而且完全不发出 FIN：客户端发出了 FIN（F." in written.message
+    assert "✘ 客户端的 close() 异常释放连接：它的 TCP 发出 RST，不发 FIN：客户端的 close() 发出了 FIN" in (
+        written.message
+    )
     assert repr(written).startswith("未通过: ")
     code = WriteCode(peers=("banner",)).check(plain_close)
     assert not code.passed and code.message.startswith("send_all_then_close() 只通过了 1 个对端中的 0 个。")
