@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from closekit import lang
 from closekit import query as q
 from closekit.lang import claim_words, text, word
 from closekit.trace import Segment, Syscall, Trace
@@ -2007,23 +2008,28 @@ def summary(verdicts: Sequence[Verdict]) -> str:
 
 
 def table(verdicts: Sequence[Verdict], with_kernel: bool = True, width: int = 100) -> str:
-    """A plain-text table: section, claim id, outcome, evidence; footnotes say what Linux does instead."""
-    import textwrap
-
+    """A plain-text table: section, claim id and outcome, then what the claim says and the evidence, in the
+    reader's language; footnotes say what Linux does instead. Columns are aligned by display width (a
+    Chinese character takes two columns) and long sentences wrap, Chinese ones between characters."""
     rows = [(v.claim.section, v.claim.id, v.outcome(with_kernel)) for v in verdicts]
-    w_sec = max([3, *(len(r[0]) for r in rows)])
-    w_id = max([5, *(len(r[1]) for r in rows)])
+    w_sec = max([lang.width(text("verdict.section")), *(lang.width(r[0]) for r in rows)])
+    w_id = max([lang.width(text("verdict.claim")), *(lang.width(r[1]) for r in rows)])
     lines = []
     if with_kernel and verdicts:
         lines.append(text("verdict.title", kernel=verdicts[0].linux, mode=verdicts[0].mode))
-    lines.append(f"{text('verdict.section'):<{w_sec}}  {text('verdict.claim'):<{w_id}}  {text('verdict.verdict')}")
-    lines.append("-" * (w_sec + w_id + 17))
+    head = "  ".join(
+        (lang.pad(text("verdict.section"), w_sec), lang.pad(text("verdict.claim"), w_id), text("verdict.verdict"))
+    )
+    lines.append(head)
+    lines.append("-" * min(width, max(lang.width(head), w_sec + w_id + 17)))
     notes = []
+    indent = " " * (w_sec + 4)
     for v, (sec, cid, outcome) in zip(verdicts, rows, strict=True):
-        lines.append(f"{sec:<{w_sec}}  {cid:<{w_id}}  {outcome}")
+        lines.append(f"{lang.pad(sec, w_sec)}  {lang.pad(cid, w_id)}  {outcome}")
+        lines.extend(indent + part for part in lang.wrap(v.claim.statement, width - len(indent)))
         if v.judged:
-            for part in textwrap.wrap(v.evidence, width - w_sec - 4):
-                lines.append(f"{'':<{w_sec}}    {part}")
+            parts = lang.wrap(v.evidence, width - len(indent) - 2)
+            lines.extend(indent + ("» " if i == 0 else "  ") + part for i, part in enumerate(parts))
         if v.holds is False and v.claim.linux_text:
             notes.append(v)
     if verdicts:
@@ -2034,8 +2040,8 @@ def table(verdicts: Sequence[Verdict], with_kernel: bool = True, width: int = 10
         lines.append(text("verdict.linux_differs"))
         for v in notes:
             says, linux = claim_words(v.claim)
-            lines.append(f"- {v.claim.id}: {says}")
-            lines.extend("    " + part for part in textwrap.wrap(str(linux), width - 4))
+            lines.extend(lang.wrap(f"- {v.claim.id}: {says}", width))
+            lines.extend("    " + part for part in lang.wrap(str(linux), width - 4))
     return "\n".join(lines)
 
 

@@ -195,6 +195,24 @@ def test_verdicts_speak_chinese():
         assert verdict.outcome() == "holds" and "Claims of the document" in claims.table([verdict])
 
 
+def test_the_chinese_table_lines_its_columns_up_by_display_width():
+    trace = Trace.from_json((FIXTURES / "linger-zero.json").read_text())
+    with lang.use("zh"):
+        table = claims.table([claims.judge(c, trace) for c in ("linger-zero-rst", "linger-zero-no-time-wait")])
+    head, rows = table.splitlines()[1], [line for line in table.splitlines() if line.startswith("3.1 ")]
+    column = lang.width(head[: head.index("结论")])
+    assert len(rows) == 2 and all(lang.width(row[: row.index("成立")]) == column for row in rows)
+    assert all(lang.width(line) <= 102 for line in table.splitlines())  # a comma may hang over the edge
+    assert "服务器的 recv()" in table and "server's" not in table  # the evidence speaks Chinese too
+
+
+def test_chinese_wraps_between_characters_and_never_before_a_comma():
+    lines = lang.wrap("服务器带着 6 字节未读数据调用 close()，发出的报文：R.；客户端的 recv() = -1 ECONNRESET", 30)
+    assert all(lang.width(line) <= 32 for line in lines) and len(lines) > 2
+    assert not any(line[0] in "，；：" for line in lines)
+    assert "".join(lines).replace(" ", "").startswith("服务器带着6字节")
+
+
 # ---- the exercises in a Chinese notebook ----------------------------------------------------------
 @pytest.fixture
 def chinese_assignment(tmp_path, monkeypatch):

@@ -30,6 +30,7 @@ import contextvars
 import functools
 import os
 import tomllib
+import unicodedata
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -45,10 +46,13 @@ __all__ = [
     "current",
     "detect",
     "edition_name",
+    "pad",
     "text",
     "texts",
     "use",
+    "width",
     "word",
+    "wrap",
 ]
 
 LANGUAGES = ("en", "zh")  # the first is the default
@@ -138,6 +142,55 @@ def texts(key: str, /, **fields: object) -> dict[str, str]:
 def word(table: str, name: str) -> str:
     """`name` as the table `table` words it (``word("side", "client")``), or `name` itself if absent."""
     return texts(table).get(name, name)
+
+
+def width(s: str) -> int:
+    """How many columns `s` takes in a terminal: a wide (CJK) character takes two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in s)
+
+
+def pad(s: str, columns: int) -> str:
+    """`s` followed by spaces up to `columns` display columns (see `width`)."""
+    return s + " " * max(columns - width(s), 0)
+
+
+def wrap(s: str, columns: int) -> list[str]:
+    """`s` in lines of at most `columns` display columns: at spaces where there are any, and between
+    any two wide characters (Chinese has no spaces between words)."""
+    lines: list[str] = []
+    line = ""
+    for token in _tokens(s):
+        if line and width(line.rstrip() + token.rstrip()) > columns and token not in _NO_LINE_START:
+            lines.append(line.rstrip())
+            line = token.lstrip()
+        else:
+            line += token
+    if line.strip():
+        lines.append(line.rstrip())
+    return lines
+
+
+_NO_LINE_START = frozenset("，。；：、）」』\uff01\uff1f")  # Chinese punctuation that never begins a line
+
+
+def _tokens(s: str) -> list[str]:
+    """Words with their trailing space, and each wide character alone."""
+    out: list[str] = []
+    word = ""
+    for ch in s:
+        if unicodedata.east_asian_width(ch) in "WF":
+            if word:
+                out.append(word)
+                word = ""
+            out.append(ch)
+        else:
+            word += ch
+            if ch == " ":
+                out.append(word)
+                word = ""
+    if word:
+        out.append(word)
+    return out
 
 
 # ---- claims --------------------------------------------------------------------------------------
