@@ -37,7 +37,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from closekit.lang import pad, text, word
+from closekit.lang import pad, scenario_words, text, word
 from closekit.query import result_text
 from closekit.trace import Event, Segment, Signal, StateChange, Syscall, Trace
 
@@ -57,17 +57,17 @@ SETUP_CALLS = ("listen", "connect", "accept")
 # - 18 ms: those flights | a 20 ms round trip (connect() on the 10 ms link: 21-23 ms idle; two
 #   flights of up to 16 ms each under load);
 # - 36 ms: a round trip | the delayed ACK of a FIN (40-47 ms; its timer is 40 ms at the least);
-# - 54 ms: the delayed ACK alone (linger-ack, fin-delayed-ack: 40-47 ms) | the delayed ACK plus the
-#   timing link's 20 ms round trip (return-linger's close, which waits for the FIN to cross the link,
-#   the peer's timer, and the ACK to cross back: 60 ms at the least, 61-67 ms seen). Each has its own
-#   word, so the round trip the link was added to show stays in the story;
+# - 57 ms: the delayed ACK alone (linger-ack, fin-delayed-ack: 40-47 ms idle, a few more under load) |
+#   the delayed ACK plus the timing link's 20 ms round trip (return-linger's close, which waits for
+#   the FIN to cross the link, the peer's timer, and the ACK to cross back: 60 ms at the least, 61-67
+#   ms seen). Each has its own word, so the round trip the link was added to show stays in the story;
 # - 90 ms and up: a 200 ms RTO, a 0.3 s busy peer, a 1 s and a 5 s linger, far apart.
 CATEGORIES = (
     (0.003, "under 3 ms"),
     (0.0095, "≈ 5 ms"),
     (0.018, "≈ 10 ms"),
     (0.036, "≈ 20 ms"),
-    (0.054, "≈ 40 ms"),
+    (0.057, "≈ 40 ms"),
     (0.090, "≈ 60 ms"),
     (0.150, "≈ 0.1 s"),
     (0.250, "≈ 0.2 s"),
@@ -594,7 +594,8 @@ def settings_text(trace: Trace) -> str:
 def header_lines(trace: Trace, kernel: bool = True) -> list[str]:
     """Title, then kernel · mode · link, then the changed settings (if any), then the connections if
     there are several."""
-    title = f"{trace.scenario}: {trace.description}" if trace.description else trace.scenario
+    described = scenario_words(trace.scenario, trace.description)
+    title = f"{trace.scenario}: {described}" if trace.description else trace.scenario
     where = [text("transcript.kernel", kernel=trace.kernel)] if kernel else []
     where += [text("transcript.mode", mode=trace.mode), link_text(trace)]
     lines = [title, " · ".join(where)]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import closekit
 from closekit import claims, cli, lang
 from closekit.errors import LanguageError, MessageError
 from closekit.exercises import WriteCode, catalog
@@ -193,6 +194,14 @@ def test_verdicts_speak_chinese():
     assert "文档的说法" in page and "异常终止之后，关闭的一方跳过 TIME_WAIT" in page
     with lang.use("en"):
         assert verdict.outcome() == "holds" and "Claims of the document" in claims.table([verdict])
+
+
+def test_every_built_in_scenario_is_described_in_chinese():
+    described = lang.scenario_catalog("zh")
+    assert set(described) == set(closekit.scenarios())
+    with lang.use("zh"):
+        assert lang.scenario_words("linger-zero", closekit.get("linger-zero").description).startswith("SO_LINGER")
+        assert lang.scenario_words("linger-zero", "my own words") == "my own words"  # a student's own scenario
 
 
 def test_the_chinese_table_lines_its_columns_up_by_display_width():

@@ -224,3 +224,24 @@ def claim_words(claim: _Claim) -> tuple[str, str | None]:
     if linux is None:
         raise MessageError(f"no linux text for claim {claim.id!r} in closekit/lang/claims-{lang}.toml")
     return words["text"], linux
+
+
+# ---- built-in scenarios ---------------------------------------------------------------------------
+@functools.cache
+def scenario_catalog(lang: str) -> dict[str, str]:
+    """`lang`'s descriptions of the built-in scenarios, by name (`scenarios-<lang>.toml`); the default
+    language has none: its words are the scenarios' own, in closekit/library.py."""
+    if _checked(lang, "the language") == LANGUAGES[0]:
+        return {}
+    return tomllib.loads((HERE / f"scenarios-{lang}.toml").read_text(encoding="utf-8"))["scenarios"]
+
+
+def scenario_words(name: str, description: str) -> str:
+    """A scenario's description in the current language: a built-in scenario's translation where its
+    description is the library's own, else the description as written (a student's own scenario)."""
+    from closekit.library import SCENARIOS
+
+    built_in = SCENARIOS.get(name)
+    if built_in is None or built_in.description != description:
+        return description
+    return scenario_catalog(current()).get(name, description)
