@@ -71,3 +71,15 @@ def test_the_check_sees_a_banned_variant_and_a_broken_line():
     assert not any(re.search(b, "设置逗留时间为 1 秒，问候语") for t in GLOSSARY for b in t["banned"])
     assert BROKEN.search("这是一行\n被折断的话")
     assert not BROKEN.search("a line\n不算") and not BROKEN.search("一段。\n\n新段")
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_each_edition_of_the_book_has_the_glossary_page(lang):
+    from closekit.book import editions, frame
+
+    edition = next(e for e in editions.load().editions if e.lang == lang)
+    page = frame.glossary(edition)
+    assert page.startswith(f"# {edition.text['glossary']}\n")
+    assert all(f"| {t['en']} | {t['zh']} |" in page for t in GLOSSARY)
+    assert all(t["note_zh" if lang == "zh" else "note_en"] in page for t in GLOSSARY)
+    assert "(?!" not in page  # a banned pattern is shown as the word it bans

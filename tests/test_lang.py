@@ -191,7 +191,7 @@ def test_verdicts_speak_chinese():
         table = claims.table([verdict])
         page = claims.verdicts_html([verdict])
     assert table.startswith("文档中的论断，在 Linux") and "\n节 " in table and "成立" in table
-    assert "文档的说法" in page and "异常终止之后，关闭的一方跳过 TIME_WAIT" in page
+    assert "文档的说法" in page and "异常释放之后，关闭的一方跳过 TIME_WAIT" in page
     with lang.use("en"):
         assert verdict.outcome() == "holds" and "Claims of the document" in claims.table([verdict])
 
@@ -243,7 +243,7 @@ def test_a_widget_in_a_chinese_notebook_shows_and_judges_in_chinese(chinese_assi
     ex._ui["button"].click()
     shown = ex._ui["output"].outputs[0]["data"]["text/html"]
     assert "预测正确：C) 两端都不会。客户端的 close() 发出了 RST" in shown and "交互记录" in shown
-    assert "参见第 3 章（notebooks/zh/03-so-linger.ipynb）中讲 l_linger = 0 异常终止的部分。" in ex.result.message
+    assert "参见第 3 章（notebooks/zh/03-so-linger.ipynb）中讲 l_linger = 0 异常释放的部分。" in ex.result.message
     assert 'notebooks/zh/03-so-linger.ipynb">notebooks/zh/03-so-linger.ipynb</a>' in shown  # a link to it
     assert ex._ui["button"].description == "再次运行"
     assert repr(ex.result).startswith("通过: 预测正确")
