@@ -175,11 +175,13 @@ class Verdict:
             said = text("verdict.differs" if self.claim.linux_text else "verdict.does_not_hold", kernel=where)
         return said + (text("verdict.from_recording") if self.recorded else "")
 
-    def line(self, with_kernel: bool = True) -> str:
-        """One printable line: section, id, outcome (naming the kernel), evidence."""
-        if self.holds is None:
-            return f"[{self.claim.section}] {self.claim.id}: {self.outcome(with_kernel)}"
-        return f"[{self.claim.section}] {self.claim.id}: {self.outcome(with_kernel)} — {self.evidence}"
+    def line(self, with_kernel: bool = True, width: int | None = None) -> str:
+        """One printable line: section, id, outcome (naming the kernel), evidence. With `width`, wrapped
+        to that many columns with an indent (a notebook's printed output does not wrap by itself)."""
+        said = f"[{self.claim.section}] {self.claim.id}: {self.outcome(with_kernel)}"
+        if self.holds is not None:
+            said += f" — {self.evidence}"
+        return said if width is None else "\n    ".join(lang.wrap(said, width - 4))
 
     def _repr_html_(self) -> str:
         return verdicts_html([self])

@@ -21,10 +21,13 @@ from closekit.transcript import story
 __all__ = ["disagreements", "duration", "moments", "section_verdicts", "show", "story"]
 
 
+WIDTH = 100  # columns of a printed verdict: it wraps here, in JupyterLab and in the book alike
+
+
 def show(trace: Trace, *claim_ids: str) -> None:
-    """Print the verdict of each claim, judged on `trace` (the experiment the cell just ran)."""
+    """Print the verdict of each claim, judged on `trace` (the experiment the cell just ran), wrapped."""
     for claim_id in claim_ids:
-        print(judge(claim_id, trace).line())
+        print(judge(claim_id, trace).line(width=WIDTH))
 
 
 def section_verdicts(section: str, trace: Trace) -> list[Verdict]:
