@@ -135,7 +135,8 @@ def shutdown_half_close() -> Predict:
     def explain(trace: Trace) -> str:
         first = trace.syscalls("client", "recv")[0]
         got = f"{first.result}{' ' + first.errno if first.errno else ''}"
-        state = trace.states("server")[-1] if trace.states("server") else "?"
+        sh = q.call(trace, "client", "shutdown")  # the state the client's FIN took the server to: CLOSE_WAIT
+        state = next((e.state for e in q.state_changes(trace, "server") if sh is not None and e.t >= sh.t), "?")
         return text("ex.shutdown_half_close.explain", got=got, state=state)
 
     return Predict(
@@ -232,7 +233,9 @@ def return_default() -> Predict:
 
     def truth(trace: Trace) -> str:
         close, read = _close_and_read(trace)
-        return "A" if read is None or q.end(close) < read.t else "B"
+        if read is not None and q.end(close) >= read.t:
+            return "B"
+        return "C" if q.slept(close) else "A"  # a close() that slept waited for the ACK of its FIN
 
     def explain(trace: Trace) -> str:
         return text("ex.return_default.explain", timing=_timing(trace))
