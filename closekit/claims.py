@@ -36,8 +36,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from closekit import lang
 from closekit import query as q
-from closekit.lang import claim_words, text
+from closekit.lang import claim_words, text, word
 from closekit.trace import Segment, Syscall, Trace
 from closekit.transcript import format_duration
 
@@ -194,11 +195,13 @@ class Verdict:
             said = text("verdict.differs" if self.claim.linux_text else "verdict.does_not_hold", kernel=where)
         return said + (text("verdict.from_recording") if self.recorded else "")
 
-    def line(self, with_kernel: bool = True) -> str:
-        """One printable line: section, id, outcome (naming the kernel), evidence."""
-        if self.holds is None and not self.why:
-            return f"[{self.claim.section}] {self.claim.id}: {self.outcome(with_kernel)}"
-        return f"[{self.claim.section}] {self.claim.id}: {self.outcome(with_kernel)} — {self.evidence}"
+    def line(self, with_kernel: bool = True, width: int | None = None) -> str:
+        """One printable line: section, id, outcome (naming the kernel), evidence. With `width`, wrapped
+        to that many columns with an indent (a notebook's printed output does not wrap by itself)."""
+        said = f"[{self.claim.section}] {self.claim.id}: {self.outcome(with_kernel)}"
+        if self.holds is not None or self.why:
+            said += f" — {self.evidence}"
+        return said if width is None else "\n    ".join(lang.wrap(said, width - 4))
 
     def _repr_html_(self) -> str:
         return verdicts_html([self])
@@ -229,7 +232,7 @@ class Verdict:
 
 # ---- small words ------------------------------------------------------------------------------------
 def _yes(b: object) -> str:
-    return "yes" if b else "no"
+    return text("ev.yes") if b else text("ev.no")
 
 
 def _r(c: Syscall | None) -> str:
@@ -238,22 +241,26 @@ def _r(c: Syscall | None) -> str:
 
 def _ret(c: Syscall) -> str:
     """What a call returned, as a value: '0', '-1 with EWOULDBLOCK'."""
-    return f"-1 with {c.errno}" if c.errno else str(c.result)
+    return text("ev.returned_error", errno=c.errno) if c.errno else str(c.result)
 
 
 def _bytes(n: int) -> str:
-    return "1 byte" if n == 1 else f"{n} bytes"
+    return text("ev.one_byte") if n == 1 else text("ev.bytes", count=n)
+
+
+def _side(name: str) -> str:
+    return word("side", name)
 
 
 def _bits(c: Syscall | None) -> str:
-    return "|".join(sorted(q.epoll_bits(c), key=_BIT_ORDER.index)) if q.epoll_bits(c) else "nothing"
+    return "|".join(sorted(q.epoll_bits(c), key=_BIT_ORDER.index)) if q.epoll_bits(c) else text("ev.no_bits")
 
 
 _BIT_ORDER = ("EPOLLIN", "EPOLLPRI", "EPOLLOUT", "EPOLLRDHUP", "EPOLLERR", "EPOLLHUP")
 
 
 def _linger_words(lg: q.Linger | None) -> str:
-    return "no SO_LINGER (the default)" if lg is None else f"SO_LINGER {lg}"
+    return text("ev.no_linger") if lg is None else f"SO_LINGER {lg}"
 
 
 def _on(lg: q.Linger | None, zero: bool) -> bool:
@@ -261,32 +268,80 @@ def _on(lg: q.Linger | None, zero: bool) -> bool:
     return lg is not None and lg.on and ((lg.seconds == 0) == zero)
 
 
+def _path(states: Sequence[str]) -> str:
+    return " → ".join(states) or text("ev.no_states")
+
+
 def _states_after(t: Trace, side: str, when: float, conn: int = 1) -> list[str]:
     return [e.state for e in q.state_changes(t, side, conn) if e.t >= when]
 
 
 def _fin_after_all_data(t: Trace, src: str, fin: Segment | None) -> bool:
-    """The FIN sits after every byte `src` sent (it may carry the last of them)."""
+    """The FIN sits after every byte `src` sent on its connection (it may carry the last of them)."""
     if fin is None:
         return False
     data_end = max((s.seq + s.len for s in q.segments(t, src, data=True, conn=fin.conn)), default=1)
     return fin.seq + fin.len >= data_end
 
 
-def _ran_out(t: Trace, c: Syscall, lg: q.Linger | None) -> tuple[bool, Segment | None]:
-    """Did close() `c` wait out the whole linger time with its FIN unacknowledged? (and that ACK)"""
-    fin = q.first(t, "FIN", t.endpoint_of(c.side), after=c.t)
-    ack = q.ack_of(t, fin) if fin is not None else None
-    unacked = ack is None or ack.arrived is None or ack.arrived > q.end(c)
-    return bool(lg is not None and lg.on and lg.seconds > 0 and unacked and c.waited >= 0.95 * lg.seconds), ack
+def _acked_by(t: Trace, fin: Segment | None, when: float) -> bool:
+    """Had the ACK of `fin` arrived back by `when`?"""
+    ack = q.ack_of(t, fin, resent=True) if fin is not None else None
+    return ack is not None and ack.arrived is not None and ack.arrived <= when
+
+
+def _ran_out(t: Trace, c: Syscall, lg: q.Linger | None) -> bool:
+    """Did close() `c` sleep out the whole linger time with its FIN unacknowledged?"""
+    if not _on(lg, zero=False) or not q.slept(c):
+        return False
+    fin = q.first(t, "FIN", t.endpoint_of(c.side), after=c.t, conn=q.conn_of(t, c))
+    return not _acked_by(t, fin, q.end(c)) and c.waited >= 0.95 * lg.seconds  # type: ignore[union-attr]
+
+
+def _how_long(c: Syscall) -> str:
+    """'at once' for a call that never went to sleep, else 'after blocking 1.02 s'."""
+    return text("ev.blocked_for", took=took(c.waited)) if q.slept(c) else text("ev.at_once")
 
 
 def _times(n: int) -> str:
-    return {1: "once", 2: "twice"}.get(n, f"{n} times")
+    return text("ev.once") if n == 1 else text("ev.times", count=n)
 
 
 def _no_call(side: str, what: str) -> tuple[bool, str]:
-    return False, f"the {side} made no {what}"
+    return False, text("ev.no_call", side=_side(side), what=what)
+
+
+def _counted(t: Trace) -> bool:
+    return COUNTERS in observed(t)
+
+
+def _aborts(t: Trace) -> str:
+    """'; abort counters: TCPAbortOnData +1' where the mode records counters, else ''."""
+    if not _counted(t):
+        return ""
+    moved = q.moved(t)
+    return text("ev.aborts", counters=", ".join(f"{k} +{v}" for k, v in moved.items()) or text("ev.none_moved"))
+
+
+def _abort_by(t: Trace, name: str) -> bool:
+    """The kernel counted this abort, and no other kind (True where the mode records no counters:
+    the other witnesses decide alone)."""
+    if not _counted(t):
+        return True
+    moved = q.moved(t, "TCPAbortOnClose", "TCPAbortOnData")
+    return set(moved) == {name}
+
+
+def _active_rst(t: Trace, c: Syscall) -> Segment | None:
+    """The RST call `c` itself sent (an active reset, R.: the kernel ended the connection in the call)."""
+    return next((s for s in q.sent_by_call(t, c, "RST") if q.reset_kind(s) == "active"), None)
+
+
+def _recv_after(t: Trace, side: str, seg: Segment | None) -> Syscall | None:
+    """`side`'s first recv() that returned after `seg` arrived (one blocked across it included)."""
+    if seg is None or seg.arrived is None:
+        return None
+    return next((x for x in q.calls(t, side, "recv") if q.end(x) > seg.arrived), None)
 
 
 # ---- section 1: close() ---------------------------------------------------------------------------
@@ -294,24 +349,24 @@ def _close_returns_at_once(t: Trace) -> tuple[bool, str]:
     c = q.call(t, "client", "close")
     if c is None:
         return _no_call("client", "close()")
-    meanwhile = q.answered_during(t, c)
+    lg = q.linger_at(t, "client", c.t)
     queued = q.unsent_after(t, "client", c)
-    fin = q.first(t, "FIN", "client", after=c)
+    fin = q.first(t, "FIN", "client", after=c, conn=q.conn_of(t, c))
     r = q.call(t, "server", q.READ_TO_EOF)
     sent = q.sent_total(t, "client")
     delivered = r is not None and r.result == sent and r.errno is None
-    ok = c.result == 0 and not meanwhile and queued > 0 and _fin_after_all_data(t, "client", fin) and delivered
-    return ok, (
-        f"close() {_r(c)} after {took(c.waited)}, with "
-        + (
-            f"{len(meanwhile)} segments from the server arriving while it ran"
-            if meanwhile
-            else "nothing from the server arriving meanwhile"
-        )
-        + f"; {queued} bytes were still queued then, and the client's TCP sent them afterwards, its FIN after the "
-        "last one: "
-        f"{_yes(_fin_after_all_data(t, 'client', fin))}; the server read {r.result if r else 0} of {sent} bytes, "
-        f"then {r.errno if r is not None and r.errno else 'end of stream'}"
+    default = lg is None or not lg.on
+    ok = c.result == 0 and default and not q.slept(c) and queued > 0 and _fin_after_all_data(t, "client", fin)
+    return ok and delivered, text(
+        "ev.close_returns_at_once",
+        linger=_linger_words(lg),
+        result=_r(c),
+        how=_how_long(c),
+        queued=queued,
+        fin_last=_yes(_fin_after_all_data(t, "client", fin)),
+        read=r.result if r else 0,
+        sent=sent,
+        end=r.errno if r is not None and r.errno else text("ev.eof"),
     )
 
 
@@ -320,76 +375,97 @@ def _fork(t: Trace, side: str) -> tuple[Syscall | None, str | None]:
     return f, (f.result if f is not None and isinstance(f.result, str) else None)
 
 
+def _ends(t: Trace, c: Syscall) -> list[Segment]:
+    """The FIN or RST call `c` sent on its connection."""
+    return [s for s in q.sent_by_call(t, c) if s.has("FIN") or s.has("RST")]
+
+
 def _close_shared_no_fin(t: Trace) -> tuple[bool, str]:
     f, child = _fork(t, "server")
     if f is None or child is None:
-        return False, "the server did not fork: nobody else held the socket"
+        return False, text("ev.no_fork")
     parent, child_close = q.call(t, "server", "close"), q.call(t, child, "close")
     if parent is None or child_close is None or parent.t > child_close.t:
-        return False, "the parent did not close its descriptor while the child still held one"
-    sent = [s for s in q.segments(t, "server", after=f, before=child_close) if s.has("FIN") or s.has("RST")]
+        return False, text("ev.parent_not_first")
+    conn = q.conn_of(t, parent)
+    open_then = q.state_before(t, "server", parent.t, conn) == "ESTABLISHED"
+    sent = [
+        s for s in q.segments(t, "server", after=parent, before=child_close, conn=conn) if s.has("FIN") or s.has("RST")
+    ]
+    moved = [e.state for e in q.state_changes(t, "server", conn) if parent.t <= e.t < child_close.t]
     watched = [e for e in q.calls(t, "client", "epoll_wait") if parent.t < e.t < child_close.t]
-    ok = parent.result == 0 and not sent and all("EPOLLRDHUP" not in q.epoll_bits(e) for e in watched)
-    return ok, (
-        f"the parent's close() {_r(parent)}; until the child's close() the server sent "
-        f"{q.flags_text(sent) if sent else 'no FIN and no RST'}; "
-        + (
-            f"the client's epoll saw {', '.join(_bits(e) for e in watched)}"
-            if watched
-            else "the client's epoll was not asked"
-        )
+    quiet = not sent and not moved and all("EPOLLRDHUP" not in q.epoll_bits(e) for e in watched)
+    return parent.result == 0 and open_then and quiet, text(
+        "ev.close_shared_no_fin",
+        state=q.state_before(t, "server", parent.t, conn) or "?",
+        result=_r(parent),
+        sent=q.flags_text(sent) if sent else text("ev.no_fin_no_rst"),
+        states=_path(moved) if moved else text("ev.stayed", state=q.state_before(t, "server", parent.t, conn) or "?"),
+        epoll=", ".join(_bits(e) for e in watched) if watched else text("ev.not_asked"),
     )
 
 
 def _close_last_reference_fin(t: Trace) -> tuple[bool, str]:
+    _f, child = _fork(t, "server")
     holders = q.calls_on(t, "server", "close")
-    if not holders:
-        return _no_call("server", "close()")
+    if child is None or len(holders) < 2:
+        return False, text("ev.no_fork")
     last = max(holders, key=lambda c: c.t)
-    fin = q.first(t, "FIN", "server")
-    r = next((c for c in q.calls(t, "client", "recv") if fin is not None and q.end(c) > fin.t), None)
-    ok = fin is not None and fin.t >= last.t and len(holders) > 1 and r is not None and r.result == 0
-    if fin is None:
-        when = "never"
-    elif fin.t >= last.t:
-        when = f"after the last close() (by {last.side})"
-    else:
-        when = "before the last close()"
-    return ok, (
-        f"{len(holders)} descriptors of the server's socket were closed; the FIN left {when}; "
-        f"the client's recv() then {_r(r)}"
+    fin = next((s for s in q.sent_by_call(t, last, "FIN")), None)
+    earlier = [s for c in holders if c is not last for s in _ends(t, c)]
+    r = _recv_after(t, "client", fin)
+    ok = fin is not None and not earlier and r is not None and r.result == 0 and r.errno is None
+    return ok, text(
+        "ev.close_last_reference_fin",
+        count=len(holders),
+        earlier=q.flags_text(earlier),
+        last=last.side,
+        fin=_yes(fin),
+        recv=_r(r),
     )
 
 
 def _close_child_keeps_open(t: Trace) -> tuple[bool, str]:
     _f, child = _fork(t, "server")
     if child is None:
-        return False, "the server did not fork"
+        return False, text("ev.no_fork")
     child_close, parent_close = q.call(t, child, "close"), q.call(t, "server", "close")
     if child_close is None or parent_close is None or child_close.t > parent_close.t:
-        return False, "the child did not close its descriptor before the parent"
-    later = q.segments(t, "server", data=True, after=child_close, before=parent_close)
-    fin = q.first(t, "FIN", "server")
-    r = q.received(t, "client")
-    ok = bool(later) and fin is not None and fin.t >= parent_close.t and r > 0
-    return ok, (
-        f"after the child's close() the connection stayed open: the parent still sent "
-        f"{_bytes(sum(s.len for s in later))} and the client received {r}; the FIN waited for the parent's close(): "
-        f"{_yes(fin is not None and fin.t >= parent_close.t)}"
+        return False, text("ev.child_not_first")
+    conn = q.conn_of(t, parent_close)
+    later = q.segments(t, "server", data=True, after=child_close, before=parent_close, conn=conn)
+    got = sum(q.read_by(t, "client", child_close.t).values())
+    fin = next(iter(q.sent_by_call(t, parent_close, "FIN")), None)
+    ok = not _ends(t, child_close) and bool(later) and got > 0 and fin is not None
+    return ok, text(
+        "ev.close_child_keeps_open",
+        child_sent=q.flags_text(_ends(t, child_close)),
+        sent=_bytes(sum(s.len for s in later)),
+        got=got,
+        fin=_yes(fin),
     )
 
 
 def _runs_out_of_descriptors(t: Trace) -> tuple[bool, str]:
-    c = q.call(t, "server", "call")
-    if c is None:
+    held = q.call(t, "server", "call")
+    if held is None:
         return _no_call("server", "call")
-    ok = c.errno == "EMFILE"
-    if ok:
-        return ok, (
-            f"the parent held {c.result} more descriptors for the connection, then the kernel refused the next "
-            f"one: {c.errno} (the process's descriptor limit)"
-        )
-    return ok, f"{c.args.get('function', 'the call')}() {_r(c)}: the kernel never refused a descriptor"
+    refused = next((c for c in q.calls_after(t, "server", held) if c.errno == "EMFILE"), None)
+    closed = next(iter(q.calls_after(t, "server", held, "close")), None)
+    if held.errno != "EMFILE" or refused is None or closed is None:
+        return False, text("ev.never_refused", function=held.args.get("function", "call"), result=_r(held))
+    ended = [e.state for e in q.state_changes(t, "client", q.conn_of(t, closed)) if e.t >= closed.t]
+    ok = closed.result == 0 and "CLOSE_WAIT" not in ended
+    return ok, text(
+        "ev.runs_out_of_descriptors",
+        count=held.result,
+        errno=held.errno,
+        call=refused.call,
+        refused=_r(refused),
+        closed=_r(closed),
+        client=text("ev.went", path=_path(ended)) if ended else text("ev.client_unmoved"),
+        theirs=_yes(ok),
+    )
 
 
 # ---- section 2: shutdown() -----------------------------------------------------------------------
@@ -400,20 +476,16 @@ def _shutdowns(t: Trace, endpoint: str, *hows: str) -> list[Syscall]:
 def _shutdown_ignores_refcount(t: Trace) -> tuple[bool | None, str]:
     f, child = _fork(t, "server")
     shs = _shutdowns(t, "server", "SHUT_WR", "SHUT_RDWR")
-    if f is None or child is None or not shs:
-        return False, "no shutdown() while a forked process also held the socket"
+    if child is None or not shs:
+        return False, text("ev.no_shared_shutdown")
     sh = shs[0]
-    r = next((c for c in q.calls(t, "client", "recv") if q.end(c) > sh.t), None)
-    if r is None:
-        return None, "the client made no recv() that returned after the server's shutdown()"
-    first_close = min((c.t for c in q.calls_on(t, "server", "close")), default=None)
-    # The FIN the shutdown made: any from the server after the fork and before a close() can only be
-    # it. It is not compared with the call's start, which another clock timed than the segment's.
-    fin = q.first(t, "FIN", "server", after=f, before=first_close)
-    ok = fin is not None and r.result == 0
-    return ok, (
-        f"while both processes still held the socket, {sh.side}'s shutdown({sh.args.get('how')}) sent a FIN: "
-        f"{_yes(fin)}; the client's recv() {_r(r)}"
+    let_go = [c for c in q.calls_on(t, "server") if c.call in ("close", "exit") and c.t < sh.t]
+    fin = next(iter(q.sent_by_call(t, sh, "FIN")), None)
+    r = _recv_after(t, "client", fin)
+    ok = not let_go and fin is not None and r is not None and r.result == 0
+    holders = text("ev.both_held") if not let_go else text("ev.let_go", who=", ".join(c.side for c in let_go))
+    return ok, text(
+        "ev.shutdown_ignores_refcount", holders=holders, side=sh.side, how=sh.args.get("how"), fin=_yes(fin), recv=_r(r)
     )
 
 
@@ -423,7 +495,7 @@ def _shut_wr_half_close(t: Trace) -> tuple[bool, str]:
         return _no_call("client", "shutdown(SHUT_WR)")
     sh = shs[0]
     queued = q.unsent_after(t, "client", sh)
-    fin = q.first(t, "FIN", "client", after=sh)
+    fin = q.first(t, "FIN", "client", after=sh, conn=q.conn_of(t, sh))
     r = q.call(t, "server", q.READ_TO_EOF)
     sent = q.sent_total(t, "client")
     back = next((c for c in q.calls(t, "server", "send") if r is not None and c.t > r.t), None)
@@ -438,46 +510,66 @@ def _shut_wr_half_close(t: Trace) -> tuple[bool, str]:
         and got is not None
         and got.result == back.result
     )
-    return ok, (
-        f"{queued} bytes were still queued at shutdown(SHUT_WR); they left first, then the FIN: "
-        f"{_yes(_fin_after_all_data(t, 'client', fin))}; the server read {r.result if r else 0} of {sent} bytes "
-        f"and end of stream; its send() afterwards {_r(back)} and the half-closed client's recv() {_r(got)}"
+    return ok, text(
+        "ev.shut_wr_half_close",
+        queued=queued,
+        fin_last=_yes(_fin_after_all_data(t, "client", fin)),
+        read=r.result if r else 0,
+        sent=sent,
+        back=_r(back),
+        got=_r(got),
     )
 
 
 def _shut_wr_no_more_writes(t: Trace) -> tuple[bool, str]:
     shs = _shutdowns(t, "server", "SHUT_WR", "SHUT_RDWR") or _shutdowns(t, "client", "SHUT_WR", "SHUT_RDWR")
     if not shs:
-        return False, "nobody called shutdown(SHUT_WR)"
+        return False, text("ev.no_shut_wr")
     sh = shs[0]
     endpoint = t.endpoint_of(sh.side)
-    w = next((c for c in q.calls_on(t, endpoint, "send") if q.end(c) > q.end(sh)), None)
+    w = next((c for c in q.calls_on(t, endpoint, "send") if c.t >= q.end(sh) and c.side != sh.side), None)
     if w is None:
-        return False, "nobody wrote to the socket after its shutdown(SHUT_WR)"
+        return False, text("ev.no_other_writer", side=sh.side)
+    rst = q.first(t, "RST", q.peer(endpoint), before=w.t, arrived=True)
     sig = q.signals_of(t, w)
-    ok = w.errno == "EPIPE" and "SIGPIPE" in sig
-    who = "the same process" if w.side == sh.side else f"another process ({w.side})"
-    return ok, f"after {sh.side}'s shutdown(SHUT_WR), a send() by {who} {_r(w)}, signal {', '.join(sig) or 'none'}"
+    ok = w.errno == "EPIPE" and "SIGPIPE" in sig and rst is None
+    return ok, text(
+        "ev.shut_wr_no_more_writes",
+        side=sh.side,
+        writer=w.side,
+        result=_r(w),
+        signal=", ".join(sig) or text("ev.no_signal"),
+        rst=_yes(rst),
+    )
 
 
-def _read_shut(t: Trace, side: str = "client") -> Syscall | None:
-    shs = [c for c in q.calls(t, side, "shutdown") if c.args.get("how") in ("SHUT_RD", "SHUT_RDWR")]
-    return shs[0] if shs else None
+def _read_shut(t: Trace) -> Syscall | None:
+    return next(iter(_shutdowns(t, "client", "SHUT_RD", "SHUT_RDWR")), None)
+
+
+def _readers(t: Trace, after: float, before: float | None = None) -> str:
+    got = q.read_by(t, "client", after, before)
+    return ", ".join(f"{side} {n}" for side, n in got.items()) or text("ev.nobody")
 
 
 def _shut_rd_later_data_discarded(t: Trace) -> tuple[bool, str]:
     sh = _read_shut(t)
     if sh is None:
         return _no_call("client", "shutdown(SHUT_RD)")
-    data = next((s for s in q.segments(t, "server", data=True, after=sh)), None)
-    if data is None:
-        return False, "the server sent nothing after the client's SHUT_RD"
+    data = next(iter(q.segments(t, "server", data=True, after=sh, conn=q.conn_of(t, sh))), None)
+    if data is None or data.arrived is None:
+        return False, text("ev.nothing_after_shut_rd")
     ack = q.ack_of(t, data)
-    r = next((c for c in q.calls(t, "client", "recv") if data.arrived is not None and q.end(c) > data.arrived), None)
-    dropped = r is not None and (r.result == 0 or r.errno is not None)
-    return ack is not None and dropped, (
-        f"after SHUT_RD the server sent {data.len} bytes; the client's TCP acknowledged them: {_yes(ack)}; "
-        f"the client's next recv() {_r(r)}"
+    tried = next((c for c in q.calls_on(t, "client", "recv") if q.end(c) > data.arrived), None)
+    got = sum(q.read_by(t, "client", data.arrived).values())
+    ok = ack is not None and tried is not None and got == 0
+    return ok, text(
+        "ev.shut_rd_later_data",
+        count=data.len,
+        acked=_yes(ack),
+        readers=_readers(t, data.arrived),
+        first=tried.side if tried else "?",
+        result=_r(tried),
     )
 
 
@@ -485,13 +577,16 @@ def _shut_rd_queued_discarded(t: Trace) -> tuple[bool, str]:
     sh = _read_shut(t)
     if sh is None:
         return _no_call("client", "shutdown(SHUT_RD)")
-    queued = q.unread_at(t, "client", sh.t)
-    r = next(iter(q.calls_after(t, "client", sh, "recv")), None)
-    dropped = r is not None and (r.result == 0 or r.errno is not None)
-    return queued > 0 and dropped, (
-        f"{queued} bytes were waiting unread at SHUT_RD; the recv() after it {_r(r)}"
-        if queued
-        else "nothing was waiting unread at SHUT_RD"
+    queued = q.unread_at(t, "client", sh.t, q.conn_of(t, sh))
+    more = next(iter(q.segments(t, "server", data=True, after=sh, arrived=True)), None)
+    cut = more.arrived if more is not None else None
+    tried = [c for c in q.calls_on(t, "client", "recv") if c.t >= q.end(sh) and (cut is None or q.end(c) <= cut)]
+    got = sum(q.read_by(t, "client", q.end(sh), cut).values())
+    ok = queued > 0 and bool(tried) and got == 0
+    if not queued:
+        return False, text("ev.nothing_queued_at_shut_rd")
+    return ok, text(
+        "ev.shut_rd_queued", queued=queued, readers=_readers(t, q.end(sh), cut), result=_r(tried[0] if tried else None)
     )
 
 
@@ -502,24 +597,25 @@ def _shut_rd_can_send(t: Trace) -> tuple[bool, str]:
     s = next(iter(q.calls_after(t, "client", sh, "send")), None)
     r = next((c for c in q.calls(t, "server", "recv") if s is not None and q.end(c) > s.t), None)
     ok = s is not None and s.errno is None and r is not None and r.result == s.result
-    return ok, f"after shutdown({sh.args.get('how')}) the client's send() {_r(s)} and the server's recv() {_r(r)}"
+    return ok, text("ev.shut_rd_can_send", how=sh.args.get("how"), send=_r(s), recv=_r(r))
 
 
 def _shut_rd_read_returns_zero(t: Trace) -> tuple[bool, str]:
     sh = _read_shut(t)
     if sh is None:
         return _no_call("client", "shutdown(SHUT_RD)")
-    r = next(iter(q.calls_after(t, "client", sh, "recv")), None)
+    r = next(iter(q.calls_after(t, sh.side, sh, "recv")), None)
     if r is None:
         return _no_call("client", "recv() after SHUT_RD")
-    blocking = not q.calls(t, "client", "fcntl")
-    empty = q.unread_at(t, "client", r.t) == 0
-    meanwhile = q.segments(t, "server", after=r.t, before=q.end(r))
-    ok = blocking and empty and r.result == 0 and not meanwhile
-    return ok, (
-        f"on a {'blocking' if blocking else 'non-blocking'} socket with {'nothing' if empty else 'data'} queued, "
-        f"recv() after SHUT_RD {_r(r)} after {took(r.waited)}, nothing having arrived meanwhile: "
-        f"{_yes(not meanwhile)}"
+    blocking = not any(c.args.get("flags") == "O_NONBLOCK" for c in q.calls_on(t, "client", "fcntl") if c.t < r.t)
+    empty = q.unread_at(t, "client", r.t, q.conn_of(t, r)) == 0
+    ok = blocking and empty and r.result == 0 and r.errno is None and not q.slept(r)
+    return ok, text(
+        "ev.shut_rd_read_returns_zero",
+        blocking=text("ev.blocking") if blocking else text("ev.non_blocking"),
+        queued=text("ev.nothing") if empty else text("ev.data"),
+        result=_r(r),
+        how=_how_long(r),
     )
 
 
@@ -527,33 +623,38 @@ def _shut_rd_still_readable(t: Trace) -> tuple[bool, str]:
     sh = _read_shut(t)
     if sh is None:
         return _no_call("client", "shutdown(SHUT_RD)")
-    data = next(iter(q.segments(t, "server", data=True, after=sh)), None)
+    data = next(iter(q.segments(t, "server", data=True, after=sh, conn=q.conn_of(t, sh))), None)
     if data is None or data.arrived is None:
-        return False, "nothing arrived from the server after SHUT_RD"
-    r = next((c for c in q.calls(t, "client", "recv") if q.end(c) > data.arrived), None)
-    ok = r is not None and isinstance(r.result, int) and r.result > 0 and r.errno is None
-    return ok, f"the server sent {data.len} bytes after the client's SHUT_RD; a recv() afterwards {_r(r)}"
+        return False, text("ev.nothing_after_shut_rd")
+    got = sum(q.read_by(t, "client", data.arrived).values())
+    return got >= data.len, text("ev.shut_rd_still_readable", count=data.len, readers=_readers(t, data.arrived))
 
 
 def _data_after_read_shut_draws_rst(t: Trace, hows: tuple[str, ...]) -> tuple[bool, str]:
-    shs = [c for c in q.calls(t, "client", "shutdown") if c.args.get("how") in ("SHUT_RD", "SHUT_RDWR")]
-    wr = [c for c in q.calls(t, "client", "shutdown") if c.args.get("how") in ("SHUT_WR", "SHUT_RDWR")]
-    done = [c.args.get("how") for c in q.calls(t, "client", "shutdown")]
+    shs = _shutdowns(t, "client", "SHUT_RD", "SHUT_RDWR")
+    wr = _shutdowns(t, "client", "SHUT_WR", "SHUT_RDWR")
+    done = [c.args.get("how") for c in q.calls_on(t, "client", "shutdown")]
     if not shs or not wr or tuple(done) != hows:
-        return False, f"the client's shutdowns were {', '.join(done) or 'none'}, not {' then '.join(hows)}"
+        return False, text("ev.shutdowns_were", done=", ".join(done) or text("ev.none"), wanted=" → ".join(hows))
     last = max(shs[0].t, wr[0].t)
-    data = next(iter(q.segments(t, "server", data=True, after=last)), None)
+    data = next(iter(q.segments(t, "server", data=True, after=last, conn=q.conn_of(t, shs[0]))), None)
     if data is None or data.arrived is None:
-        return False, "the server sent no data after the client had shut both halves"
-    rst = q.first(t, "RST", "client", after=data.arrived)
+        return False, text("ev.no_data_after_shut")
+    rst = q.first(t, "RST", "client", after=data.arrived, conn=data.conn)
+    answering = rst is not None and q.answered(t, rst) is data
     nxt = next(
         (c for c in q.calls(t, "server", "send") if rst is not None and rst.arrived and q.end(c) > rst.arrived), None
     )
     sig = q.signals_of(t, nxt)
-    ok = rst is not None and nxt is not None and nxt.errno == "EPIPE" and "SIGPIPE" in sig
-    return ok, (
-        f"the server's {data.len} bytes after the client's {' + '.join(hows)} were answered with RST: {_yes(rst)}; "
-        f"the server's next send() {_r(nxt)}, signal {', '.join(sig) or 'none'}"
+    ok = answering and _abort_by(t, "TCPAbortOnData") and nxt is not None and nxt.errno == "EPIPE" and "SIGPIPE" in sig
+    return ok, text(
+        "ev.data_after_read_shut",
+        count=data.len,
+        hows=" + ".join(hows),
+        rst=_yes(answering),
+        aborts=_aborts(t),
+        send=_r(nxt),
+        signal=", ".join(sig) or text("ev.no_signal"),
     )
 
 
@@ -570,23 +671,21 @@ def _shut_rdwr(t: Trace) -> tuple[bool, str]:
     if not shs:
         return _no_call("client", "shutdown(SHUT_RDWR)")
     sh = shs[0]
-    fin = q.first(t, "FIN", "client", after=sh)
-    r = next(iter(q.calls_after(t, "client", sh, "recv")), None)
-    s = next(iter(q.calls_after(t, "client", sh, "send")), None)
-    c = next(iter(q.calls_after(t, "client", sh, "close")), None)
+    fin = next(iter(q.sent_by_call(t, sh, "FIN")), None)
+    r = next(iter(q.calls_after(t, sh.side, sh, "recv")), None)
+    s = next(iter(q.calls_after(t, sh.side, sh, "send")), None)
+    c = next(iter(q.calls_after(t, sh.side, sh, "close")), None)
     ok = (
         fin is not None
         and r is not None
         and r.result == 0
+        and not q.slept(r)
         and s is not None
         and s.errno == "EPIPE"
         and c is not None
         and c.result == 0
     )
-    return ok, (
-        f"shutdown(SHUT_RDWR) sent a FIN: {_yes(fin)}; then recv() {_r(r)}, send() {_r(s)}; "
-        f"the descriptor stayed open until close() {_r(c)}"
-    )
+    return ok, text("ev.shut_rdwr", fin=_yes(fin), recv=_r(r), how=_how_long(r) if r else "", send=_r(s), close=_r(c))
 
 
 # ---- section 3.1: SO_LINGER -------------------------------------------------------------------------
@@ -595,30 +694,41 @@ def _linger_zero_rst(t: Trace) -> tuple[bool, str]:
     if c is None:
         return _no_call("client", "close()")
     lg = q.linger_at(t, "client", c.t)
-    after = q.segments(t, "client", after=c)
-    rst = q.first(t, "RST", "client", after=c)
-    r = next(
-        (x for x in q.calls(t, "server", "recv") if rst is not None and rst.arrived and q.end(x) > rst.arrived), None
-    )
+    unread = q.unread_at(t, "client", c.t, q.conn_of(t, c))
+    rst = _active_rst(t, c)
+    fin = next(iter(q.sent_by_call(t, c, "FIN")), None)
+    r = _recv_after(t, "server", rst)
     ok = (
         _on(lg, zero=True)
+        and unread == 0
         and rst is not None
-        and q.first_flag(after) == "RST"
+        and fin is None
+        and _abort_by(t, "TCPAbortOnData")
         and r is not None
         and r.errno == "ECONNRESET"
     )
-    return ok, (
-        f"{_linger_words(lg)}; close() {_r(c)} and the client sent {q.flags_text(after)}; "
-        f"the server's recv() {_r(r) if r else 'was not asked after an RST' if rst is None else _r(r)}"
+    return ok, text(
+        "ev.linger_zero_rst",
+        linger=_linger_words(lg),
+        unread=unread,
+        result=_r(c),
+        sent=q.flags_text(_ends(t, c)),
+        aborts=_aborts(t),
+        recv=_r(r),
     )
 
 
 def _rst_no_response(t: Trace) -> tuple[bool, str]:
     rst = q.first(t, "RST", "client")
     if rst is None or rst.arrived is None:
-        return False, "the client sent no RST"
-    answer = q.segments(t, "server", after=rst.arrived)
-    return not answer, f"after the client's RST arrived the server's TCP sent {q.flags_text(answer)}"
+        return False, text("ev.no_rst_from", side=_side("client"))
+    found = q.state_found(t, rst)
+    ended = next((e for e in q.state_changes(t, "server", rst.conn) if e.t >= rst.arrived), None)
+    answer = q.segments(t, "server", after=rst.arrived, conn=rst.conn)
+    ok = found not in (None, "CLOSED") and ended is not None and ended.state == "CLOSED" and not answer
+    return ok, text(
+        "ev.rst_no_response", found=found or "?", then=ended.state if ended else "?", sent=q.flags_text(answer)
+    )
 
 
 def _linger_zero_no_time_wait(t: Trace) -> tuple[bool, str]:
@@ -626,9 +736,12 @@ def _linger_zero_no_time_wait(t: Trace) -> tuple[bool, str]:
     if c is None:
         return _no_call("client", "close()")
     lg = q.linger_at(t, "client", c.t)
-    path = _states_after(t, "client", c.t)
-    ok = _on(lg, zero=True) and bool(path) and path[-1] == "CLOSED" and "TIME_WAIT" not in path
-    return ok, f"{_linger_words(lg)}; after close() the client's socket went {' → '.join(path) or 'nowhere recorded'}"
+    conn = q.conn_of(t, c)
+    path = _states_after(t, "client", c.t, conn)
+    first = next((e for e in q.state_changes(t, "client", conn) if e.t >= c.t), None)
+    in_call = first is not None and first is q.went_to(t, c, "CLOSED")
+    ok = _on(lg, zero=True) and in_call and "TIME_WAIT" not in path
+    return ok, text("ev.linger_zero_no_time_wait", linger=_linger_words(lg), path=_path(path), in_call=_yes(in_call))
 
 
 def _linger_zero_discards(t: Trace) -> tuple[bool, str]:
@@ -636,12 +749,12 @@ def _linger_zero_discards(t: Trace) -> tuple[bool, str]:
     if c is None:
         return _no_call("client", "close()")
     lg = q.linger_at(t, "client", c.t)
+    conn = q.conn_of(t, c)
     sent = q.sent_total(t, "client")
-    on_wire = max((s.seq + s.len for s in q.segments(t, "client", data=True, before=c)), default=1) - 1
-    later = q.segments(t, "client", data=True, after=c)
-    rst = q.first(t, "RST", "client", after=c)
+    rst = _active_rst(t, c)
+    later = q.segments(t, "client", data=True, after=c, conn=conn)
     r = q.call(t, "server", q.READ_TO_EOF)
-    path = _states_after(t, "client", c.t)
+    path = _states_after(t, "client", c.t, conn)
     ok = (
         _on(lg, zero=True)
         and rst is not None
@@ -651,11 +764,35 @@ def _linger_zero_discards(t: Trace) -> tuple[bool, str]:
         and r.errno == "ECONNRESET"
         and "TIME_WAIT" not in path
     )
-    return ok, (
-        f"{_linger_words(lg)}; at close() {sent - on_wire} of {sent} bytes had not yet left; after it the client "
-        f"sent {q.flags_text(q.segments(t, 'client', after=c))}; the server read {r.result if r else 0} of {sent} "
-        f"bytes, then {r.errno if r is not None and r.errno else 'end of stream'}; client states after close(): "
-        f"{' → '.join(path)}"
+    unsent = sent - max((s.seq + s.len for s in q.segments(t, "client", data=True, before=c, conn=conn)), default=1) + 1
+    return ok and unsent > 0, text(
+        "ev.linger_zero_discards",
+        linger=_linger_words(lg),
+        unsent=unsent,
+        sent=sent,
+        after=q.flags_text(q.segments(t, "client", after=c, conn=conn)),
+        read=r.result if r else 0,
+        end=r.errno if r is not None and r.errno else text("ev.eof"),
+        path=_path(path),
+    )
+
+
+def _linger_off_ignored(t: Trace) -> tuple[bool, str]:
+    c = q.call(t, "client", "close")
+    if c is None:
+        return _no_call("client", "close()")
+    lg = q.linger_at(t, "client", c.t)
+    conn = q.conn_of(t, c)
+    after = q.segments(t, "client", after=c, conn=conn)
+    path = _states_after(t, "client", c.t, conn)
+    ok = lg is not None and not lg.on and not q.slept(c) and q.first_flag(after) == "FIN" and "TIME_WAIT" in path
+    return ok, text(
+        "ev.linger_off_ignored",
+        linger=_linger_words(lg),
+        result=_r(c),
+        how=_how_long(c),
+        sent=q.flags_text(after),
+        path=_path(path),
     )
 
 
@@ -664,22 +801,22 @@ def _linger_positive_four_way(t: Trace) -> tuple[bool, str]:
     if c is None:
         return _no_call("client", "close()")
     lg = q.linger_at(t, "client", c.t)
-    fin = q.first(t, "FIN", "client", after=c.t)
-    ack = q.ack_of(t, fin) if fin else None
-    in_time = ack is not None and ack.arrived is not None and ack.arrived <= q.end(c)
-    rst = t.segments(flags="RST")
-    ok = (
-        _on(lg, zero=False)
-        and c.result == 0
-        and in_time
-        and q.first(t, "FIN", "server") is not None
-        and not rst
-        and t.final_state("client") == "TIME_WAIT"
-    )
-    return ok, (
-        f"{_linger_words(lg)}; close() {_r(c)} after {took(c.waited)}, its FIN acknowledged before it returned: "
-        f"{_yes(in_time)}; a FIN from each side: {_yes(fin and q.first(t, 'FIN', 'server'))}, RST: {_yes(rst)}; "
-        f"the client ended in {t.final_state('client')}"
+    conn = q.conn_of(t, c)
+    fin = q.first(t, "FIN", "client", after=c.t, conn=conn)
+    in_time = _acked_by(t, fin, q.end(c))
+    server_fin = q.first(t, "FIN", "server", conn=conn)
+    rst = q.segments(t, None, "RST", conn=conn)
+    end = t.final_state("client", conn)
+    ok = _on(lg, zero=False) and c.result == 0 and in_time and server_fin is not None and not rst and end == "TIME_WAIT"
+    return ok, text(
+        "ev.linger_positive_four_way",
+        linger=_linger_words(lg),
+        result=_r(c),
+        how=_how_long(c),
+        in_time=_yes(in_time),
+        fins=_yes(fin and server_fin),
+        rst=_yes(rst),
+        end=end or "?",
     )
 
 
@@ -688,15 +825,24 @@ def _linger_timeout_rst(t: Trace) -> tuple[bool, str]:
     if c is None:
         return _no_call("client", "close()")
     lg = q.linger_at(t, "client", c.t)
-    ran_out, _ack = _ran_out(t, c, lg)
-    rst = q.first(t, "RST", "client", after=c.t)
+    ran_out = _ran_out(t, c, lg)
+    conn = q.conn_of(t, c)
+    rst = q.first(t, "RST", "client", after=c.t, conn=conn)
+    at_expiry = rst is not None and q.reset_kind(rst) == "active" and abs(rst.t - q.end(c)) <= 0.05
+    answered = q.answered(t, rst) if rst is not None else None
     r = q.call(t, "server", q.READ_TO_EOF)
     sent = q.sent_total(t, "client")
     lost = r is not None and r.result < sent
-    return ran_out and rst is not None and lost, (
-        f"{_linger_words(lg)}; close() {_r(c)} after {took(c.waited)}, the linger time having run out with its "
-        f"FIN unacknowledged: {_yes(ran_out)}; an RST followed: {_yes(rst)}; the server later read "
-        f"{r.result if r else 0} of {sent} bytes"
+    return ran_out and at_expiry and lost, text(
+        "ev.linger_timeout_rst",
+        linger=_linger_words(lg),
+        result=_r(c),
+        how=_how_long(c),
+        ran_out=_yes(ran_out),
+        rst=_yes(at_expiry),
+        why=text("ev.rst_answered", count=answered.len) if answered is not None else "",
+        read=r.result if r else 0,
+        sent=sent,
     )
 
 
@@ -709,13 +855,19 @@ def _fin_sender_time_wait(t: Trace) -> tuple[bool, str]:
         if fin is not None and (other is None or fin.t < other.arrived):  # type: ignore[operator]
             active.append(side)
     if not active:
-        return False, "nobody sent a FIN"
-    judged = [s for s in active if q.first(t, "RST", s) is None]
+        return False, text("ev.nobody_fin")
+    own_rst = {s for s in active if q.first(t, "RST", s) is not None}
+    judged = [s for s in active if s not in own_rst]
     ends = {s: t.final_state(s) for s in active}
     ok = bool(judged) and all(ends[s] == "TIME_WAIT" for s in judged)
-    words = "; ".join(
-        f"the {s} sent a FIN before it had the other's and ended in {ends[s]}"
-        + (" (it also sent an RST)" if s not in judged else "")
+    words = text("ev.separator").join(
+        text(
+            "ev.first_fin",
+            side=_side(s),
+            end=ends[s] or "?",
+            rst=text("ev.own_rst") if s in own_rst else "",
+            reset=text("ev.peer_rst") if q.first(t, "RST", q.peer(s)) is not None else "",
+        )
         for s in active
     )
     return ok, words
@@ -728,79 +880,77 @@ def _duplicate(t: Trace) -> Segment | None:
 def _old_duplicate_reaches(t: Trace) -> tuple[bool, str]:
     dup = _duplicate(t)
     syn2 = q.first(t, "SYN", "client", conn=2)
-    rst1 = q.first(t, "RST", "client", conn=1)
-    path1 = t.states("client", conn=1)
     if syn2 is None:
-        return False, "there was no second connection"
-    ok = (
-        rst1 is not None
-        and "TIME_WAIT" not in path1
-        and dup is not None
-        and dup.conn == 1
-        and dup.arrived is not None
-        and dup.arrived > syn2.t
-    )
-    return ok, (
-        f"connection 1 ended with the client's RST (client states {' → '.join(path1)}); connection 2 on the same "
-        f"addresses and ports began right after it; a copy of connection 1's "
-        f"segment {dup.seq if dup else '?'}:{dup.seq + dup.len if dup else '?'} arrived during it: "
-        f"{_yes(dup is not None and dup.arrived is not None and dup.arrived > syn2.t)}"
+        return False, text("ev.no_second_connection")
+    first_close = next((c for c in q.calls(t, "client", "close") if q.conn_of(t, c) == 1), None)
+    rst1 = _active_rst(t, first_close) if first_close is not None else None
+    path1 = t.states("client", conn=1)
+    during = dup is not None and dup.conn == 1 and dup.arrived is not None and dup.arrived > syn2.t
+    ok = rst1 is not None and "TIME_WAIT" not in path1 and during
+    return ok, text(
+        "ev.old_duplicate_reaches",
+        rst=_yes(rst1),
+        path=_path(path1),
+        seq=f"{dup.seq}:{dup.seq + dup.len}" if dup else "?",
+        during=_yes(during),
     )
 
 
 def _old_duplicate_delivered(t: Trace) -> tuple[bool, str]:
     dup = _duplicate(t)
     if dup is None or dup.arrived is None:
-        return False, "no old duplicate arrived"
+        return False, text("ev.no_duplicate")
     r = next((c for c in q.calls(t, "server", "recv") if q.end(c) > dup.arrived), None)
-    ok = r is not None and r.result == dup.len and r.errno is None
-    paws = f"; the kernel counted it in PAWSEstab +{t.counter('TcpExt:PAWSEstab')}" if COUNTERS in observed(t) else ""
-    return ok, (
-        f"the copy of {dup.len} old bytes reached the new connection; the server's recv() afterwards {_r(r)}{paws}"
-    )
-
-
-def _linger_off_ignored(t: Trace) -> tuple[bool, str]:
-    c = q.call(t, "client", "close")
-    if c is None:
-        return _no_call("client", "close()")
-    lg = q.linger_at(t, "client", c.t)
-    after = q.segments(t, "client", after=c)
-    meanwhile = q.answered_during(t, c)
-    path = _states_after(t, "client", c.t)
-    ok = lg is not None and not lg.on and not meanwhile and q.first_flag(after) == "FIN" and "TIME_WAIT" in path
-    return ok, (
-        f"{_linger_words(lg)}; close() {_r(c)} after {took(c.waited)} and the client sent {q.flags_text(after)}; "
-        f"its states after close(): {' → '.join(path)}"
+    fresh = [s for s in q.segments(t, "client", data=True, conn=2) if s.arrived is not None and r is not None
+             and s.arrived <= q.end(r)]  # fmt: skip
+    reached = max((s.seq + s.len for s in fresh), default=1)
+    reply = next((s for s in q.segments(t, "server", "ACK", conn=2) if s.t >= dup.arrived), None)
+    taken = reply is not None and reply.ack > reached and not fresh
+    ok = r is not None and r.result == dup.len and r.errno is None and taken
+    paws = text("ev.paws", count=t.counter("TcpExt:PAWSEstab")) if _counted(t) else ""
+    return ok, text(
+        "ev.old_duplicate_delivered",
+        count=dup.len,
+        ack=f"ack {reply.ack}" if reply else "?",
+        taken=_yes(taken),
+        fresh=_bytes(sum(s.len for s in fresh)),
+        recv=_r(r),
+        paws=paws,
     )
 
 
 def _time_wait_answers_resent_fin(t: Trace) -> tuple[bool, str]:
     fins = q.segments(t, "server", "FIN")
     if len(fins) < 2 or fins[1].arrived is None:
-        return False, f"the server sent its FIN {_times(len(fins))}: nothing was resent"
-    lost = [s for s in q.segments(t, "client", after=fins[0].t, before=fins[1].t) if s.lost]
-    state = q.state_before(t, "client", fins[1].arrived)
+        return False, text("ev.fin_not_resent", times=_times(len(fins)))
+    conn = fins[1].conn
+    lost = [s for s in q.segments(t, "client", after=fins[0].t, before=fins[1].t, conn=conn) if s.lost]
+    state = q.state_found(t, fins[1])
     again = q.ack_of(t, fins[1])
-    closed = next((e for e in q.state_changes(t, "server") if e.state == "CLOSED" and e.t >= fins[1].t), None)
+    closed = next((e for e in q.state_changes(t, "server", conn) if e.state == "CLOSED" and e.t >= fins[1].t), None)
     ok = bool(lost) and state == "TIME_WAIT" and again is not None and not again.lost and closed is not None
-    return ok, (
-        f"the client's ACK of the server's FIN was lost on the wire: {_yes(lost)}; the server resent its FIN "
-        f"{took(fins[1].t - fins[0].t)} later; it found the client in {state} and was acknowledged again: "
-        f"{_yes(again)}; the server then reached CLOSED: {_yes(closed)}"
+    return ok, text(
+        "ev.time_wait_answers",
+        lost=_yes(lost),
+        after=took(fins[1].t - fins[0].t),
+        state=state or "?",
+        again=_yes(again),
+        closed=_yes(closed),
     )
 
 
 def _simultaneous_close(t: Trace) -> tuple[bool, str]:
     cf, sf = q.first(t, "FIN", "client"), q.first(t, "FIN", "server")
     if cf is None or sf is None or cf.arrived is None or sf.arrived is None:
-        return False, "the two sides did not both send a FIN"
+        return False, text("ev.not_both_fin")
     crossed = cf.t < sf.arrived and sf.t < cf.arrived
-    paths = {side: t.states(side) for side in ("client", "server")}
+    paths = {side: t.states(side, cf.conn) for side in ("client", "server")}
     ok = crossed and all("CLOSING" in p and p[-1] == "TIME_WAIT" for p in paths.values())
-    return ok, (
-        f"each FIN left before the other's arrived: {_yes(crossed)}; client "
-        f"{' → '.join(_states_after(t, 'client', cf.t))}; server {' → '.join(_states_after(t, 'server', sf.t))}"
+    return ok, text(
+        "ev.simultaneous_close",
+        crossed=_yes(crossed),
+        client=_path(_states_after(t, "client", cf.t, cf.conn)),
+        server=_path(_states_after(t, "server", sf.t, sf.conn)),
     )
 
 
@@ -809,17 +959,23 @@ def _return_default(t: Trace) -> tuple[bool, str]:
     c = q.call(t, "client", "close")
     read = q.call(t, "server", q.READ_TO_EOF)
     if c is None or read is None:
-        return False, "the client's close() or the server's read is missing"
+        return False, text("ev.close_or_read_missing")
     lg = q.linger_at(t, "client", c.t)
-    fin = q.first(t, "FIN", "client", after=c.t)
-    ack = q.ack_of(t, fin) if fin else None
-    before_ack = ack is not None and ack.arrived is not None and q.end(c) < ack.arrived
+    conn = q.conn_of(t, c)
+    fin = q.first(t, "FIN", "client", after=c.t, conn=conn)
+    meanwhile = q.answered_during(t, c)
+    before_ack = fin is not None and not _acked_by(t, fin, q.end(c))
     before_read = q.end(c) < read.t
-    ok = c.result == 0 and before_ack and before_read
-    return ok, (
-        f"{_linger_words(lg)}; close() {_r(c)} after {took(c.waited)}, before the ACK of its FIN came back: "
-        f"{_yes(before_ack)}"
-        + f"; the busy server read the {read.result} bytes after close() had returned: {_yes(before_read)}"
+    ok = c.result == 0 and (lg is None or not lg.on) and not q.slept(c) and not meanwhile and before_ack
+    return ok and before_read, text(
+        "ev.return_default",
+        linger=_linger_words(lg),
+        result=_r(c),
+        how=_how_long(c),
+        meanwhile=_yes(not meanwhile),
+        before_ack=_yes(before_ack),
+        count=read.result,
+        before_read=_yes(before_read),
     )
 
 
@@ -827,17 +983,28 @@ def _orphan_gives_up(t: Trace) -> tuple[bool, str]:
     c = q.call(t, "client", "close")
     if c is None:
         return _no_call("client", "close()")
-    fins = q.segments(t, "client", "FIN", after=c.t)
+    conn = q.conn_of(t, c)
+    fins = q.segments(t, "client", "FIN", after=c.t, conn=conn)
     acked = [f for f in fins if q.ack_of(t, f) is not None and q.ack_of(t, f).arrived is not None]  # type: ignore[union-attr]
-    closed = next((e for e in q.state_changes(t, "client") if e.t >= c.t and e.state == "CLOSED"), None)
+    closed = next((e for e in q.state_changes(t, "client", conn) if e.t >= c.t and e.state == "CLOSED"), None)
+    rst = q.segments(t, None, "RST", conn=conn)
     told = q.calls_after(t, "client", c)
-    ok = c.result == 0 and len(fins) >= 2 and not acked and closed is not None and not q.first(t, "RST", "client")
-    counter = f" (TCPAbortOnTimeout +{t.counter('TcpExt:TCPAbortOnTimeout')})" if COUNTERS in observed(t) else ""
-    return ok, (
-        f"close() {_r(c)} after {took(c.waited)}; then the kernel sent the FIN {_times(len(fins))}, "
-        f"{'none' if not acked else len(acked)} acknowledged, and "
-        + (f"dropped the connection {_gave_up(t, c, closed.t)}{counter}" if closed else f"kept the connection{counter}")
-        + f"; the application, with no descriptor left, {'was told nothing' if not told else 'made more calls'}"
+    timer = not _counted(t) or q.moved(t, "TCPAbortOnTimeout") != {}
+    ok = c.result == 0 and not q.slept(c) and len(fins) >= 2 and not acked and closed is not None and not rst
+    ending = (
+        text("ev.dropped", when=_gave_up(t, c, closed.t), aborts=_aborts(t))
+        if closed
+        else text("ev.kept", aborts=_aborts(t))
+    )
+    return ok and timer and not told, text(
+        "ev.orphan_gives_up",
+        result=_r(c),
+        how=_how_long(c),
+        times=_times(len(fins)),
+        acked=len(acked),
+        ending=ending,
+        rst=_yes(rst),
+        told=text("ev.told_nothing") if not told else text("ev.more_calls"),
     )
 
 
@@ -847,49 +1014,57 @@ def _gave_up(t: Trace, c: Syscall, when: float) -> str:
         (x for x in q.calls(t, t.endpoint_of(c.side), "setsockopt") if x.args.get("option") == "TCP_USER_TIMEOUT"), None
     )
     if uto is None:
-        return f"{took(when - q.end(c))} after close() had returned"
+        return text("ev.after_close", took=took(when - q.end(c)))
     ms = uto.args.get("value", 0)
-    past = when - q.end(c) >= ms / 1000
-    return f"once the TCP_USER_TIMEOUT it had been given ({ms} ms) had run out: {_yes(past)}"
+    return text("ev.user_timeout", ms=ms, past=_yes(when - q.end(c) >= ms / 1000))
 
 
 def _returns_after_ack(t: Trace) -> tuple[bool, str]:
     c = q.call(t, "client", "close")
     read = q.call(t, "server", q.READ_TO_EOF)
     if c is None or read is None:
-        return False, "the client's close() or the server's read is missing"
+        return False, text("ev.close_or_read_missing")
     lg = q.linger_at(t, "client", c.t)
-    fin = q.first(t, "FIN", "client", after=c.t)
+    fin = q.first(t, "FIN", "client", after=c.t, conn=q.conn_of(t, c))
     ack = q.ack_of(t, fin) if fin else None
     if fin is None or fin.arrived is None or ack is None or ack.arrived is None:
-        return False, f"{_linger_words(lg)}; close() {_r(c)}; its FIN was never acknowledged"
+        return False, text("ev.fin_never_acked", linger=_linger_words(lg), result=_r(c))
     nxt = next((s.arrived for s in q.segments(t, "server", after=ack.t) if s is not ack and s.arrived), None)
     limit = min(x for x in (nxt, read.t) if x is not None)
-    waited = ack.arrived <= q.end(c) < limit
+    waited = q.slept(c) and ack.arrived <= q.end(c) < limit
     ok = _on(lg, zero=False) and c.result == 0 and waited and q.end(c) < read.t
     delay = t.link.get("delay") or 0.0
-    trips = f"two trips over the {took(delay)} link" if delay else "the FIN's and the ACK's trips"
-    return ok, (
-        f"{_linger_words(lg)}; close() {_r(c)} once the ACK of its FIN had arrived, before anything else came from "
-        f"the server: {_yes(waited)}; it waited for {trips} and for the server's TCP, "
-        f"which answered the FIN {took(ack.t - fin.arrived)} after it arrived; the server application read "
-        f"{'only after close() had returned' if q.end(c) < read.t else 'before close() returned'}"
+    trips = text("ev.two_trips", delay=took(delay)) if delay else text("ev.fin_and_ack_trips")
+    return ok, text(
+        "ev.returns_after_ack",
+        linger=_linger_words(lg),
+        result=_r(c),
+        waited=_yes(waited),
+        trips=trips,
+        held=took(ack.t - fin.arrived),
+        read=text("ev.read_after_return") if q.end(c) < read.t else text("ev.read_before_return"),
     )
 
 
 def _fin_ack_delayed(t: Trace) -> tuple[bool, str]:
     fin = q.first(t, "FIN", "client")
     if fin is None or fin.arrived is None:
-        return False, "the client sent no FIN"
-    data = sum(s.len for s in q.segments(t, "client", data=True, before=fin.t))
+        return False, text("ev.no_fin_from", side=_side("client"))
+    data = sum(s.len for s in q.segments(t, "client", data=True, before=fin.t, conn=fin.conn) if not s.lost)
     ack = q.ack_of(t, fin)
     if ack is None:
-        return False, "the client's FIN was never acknowledged"
+        return False, text("ev.fin_unacked")
     wait = ack.t - fin.arrived
-    ok = data > 0 and wait >= 0.035
-    return (
-        ok,
-        f"after {data} bytes had flowed, the server's TCP acknowledged the client's FIN {took(wait)} after it arrived",
+    alone = not ack.len and not ack.has("FIN")
+    timer = not _counted(t) or t.counter("TcpExt:DelayedACKs") > 0
+    ok = data > 0 and wait >= 0.035 and alone and timer
+    counted = text("ev.delayed_acks", count=t.counter("TcpExt:DelayedACKs")) if _counted(t) else ""
+    return ok, text(
+        "ev.fin_ack_delayed",
+        count=data,
+        took=took(wait),
+        alone=text("ev.pure_ack") if alone else text("ev.riding_ack", flags=ack.tcpdump_flags),
+        counted=counted,
     )
 
 
@@ -898,16 +1073,14 @@ def _linger_timeout_ewouldblock(t: Trace) -> tuple[bool, str]:
     if c is None:
         return _no_call("client", "close()")
     lg = q.linger_at(t, "client", c.t)
-    ran_out, _ack = _ran_out(t, c, lg)
+    ran_out = _ran_out(t, c, lg)
     ok = ran_out and c.errno in ("EWOULDBLOCK", "EAGAIN")
-    return ok, (
-        f"{_linger_words(lg)}; close() blocked {took(c.waited)}, "
-        + (
-            "until the linger time ran out with its FIN unacknowledged, "
-            if ran_out
-            else "and returned before the linger time ran out, "
-        )
-        + f"and returned {_ret(c)}"
+    return ok, text(
+        "ev.linger_timeout_ewouldblock",
+        linger=_linger_words(lg),
+        how=_how_long(c),
+        why=text("ev.ran_out") if ran_out else text("ev.returned_first"),
+        value=_ret(c),
     )
 
 
@@ -916,15 +1089,17 @@ def _linger_nonblocking(t: Trace) -> tuple[bool, str]:
     if c is None:
         return _no_call("client", "close()")
     lg = q.linger_at(t, "client", c.t)
-    nonblocking = any(f.args.get("flags") == "O_NONBLOCK" for f in q.calls(t, "client", "fcntl") if f.t < c.t)
-    fin = q.first(t, "FIN", "client", after=c.t)
-    ack = q.ack_of(t, fin) if fin else None
-    pending = ack is None or ack.arrived is None or ack.arrived > q.end(c)
-    at_once = lg is not None and c.waited < lg.seconds / 2
-    ok = nonblocking and _on(lg, zero=False) and pending and at_once and c.errno in ("EWOULDBLOCK", "EAGAIN")
-    return ok, (
-        f"{_linger_words(lg)} on a {'non-blocking' if nonblocking else 'blocking'} socket with data "
-        f"{'still unacknowledged' if pending else 'acknowledged'}: close() {_r(c)} after {took(c.waited)}"
+    nonblocking = any(f.args.get("flags") == "O_NONBLOCK" for f in q.calls_on(t, "client", "fcntl") if f.t < c.t)
+    fin = q.first(t, "FIN", "client", after=c.t, conn=q.conn_of(t, c))
+    pending = not _acked_by(t, fin, q.end(c))
+    ok = nonblocking and _on(lg, zero=False) and pending and not q.slept(c) and c.errno in ("EWOULDBLOCK", "EAGAIN")
+    return ok, text(
+        "ev.linger_nonblocking",
+        linger=_linger_words(lg),
+        blocking=text("ev.non_blocking") if nonblocking else text("ev.blocking"),
+        pending=text("ev.unacked") if pending else text("ev.acked"),
+        result=_r(c),
+        how=_how_long(c),
     )
 
 
@@ -933,17 +1108,22 @@ def _shutdown_read_waits(t: Trace) -> tuple[bool, str]:
     if not shs:
         return _no_call("client", "shutdown(SHUT_WR)")
     sh = shs[0]
-    r = next(iter(q.calls_after(t, "client", sh, "recv")), None)
+    r = next(iter(q.calls_after(t, sh.side, sh, "recv")), None)
     sread, sclose = q.call(t, "server", q.READ_TO_EOF), q.call(t, "server", "close")
-    sfin = q.first(t, "FIN", "server")
+    sfin = next(iter(q.sent_by_call(t, sclose, "FIN")), None) if sclose is not None else None
     if r is None or sread is None or sclose is None or sfin is None or sfin.arrived is None:
-        return False, "the client's read, or the server's read, close or FIN is missing"
+        return False, text("ev.read_close_or_fin_missing")
     busy = sum(c.duration for c in q.calls(t, "server", "sleep"))
-    ok = r.result == 0 and r.t < sread.t and q.end(r) >= sfin.arrived and q.end(sread) <= sclose.t <= sfin.t
-    return ok, (
-        f"the client's recv() after shutdown(SHUT_WR) blocked {took(r.waited)} and {_r(r)} once the server's FIN "
-        f"had arrived: {_yes(q.end(r) >= sfin.arrived)}; meanwhile the server was busy {took(busy)}, read "
-        f"{sread.result} bytes and closed: {_yes(ok)}"
+    woke = q.slept(r) and r.t < sread.t and q.end(r) >= sfin.arrived
+    ok = r.result == 0 and woke and q.end(sread) <= sclose.t
+    return ok, text(
+        "ev.shutdown_read_waits",
+        how=_how_long(r),
+        result=_r(r),
+        woke=_yes(woke),
+        busy=took(busy),
+        count=sread.result,
+        closed=_yes(q.end(sread) <= sclose.t),
     )
 
 
@@ -952,30 +1132,34 @@ def _close_before_ack(t: Trace) -> tuple[bool, str]:
     c = q.call(t, "client", "close")
     if c is None:
         return _no_call("client", "close()")
-    fin = q.first(t, "FIN", "client", after=c.t)
+    fin = q.first(t, "FIN", "client", after=c.t, conn=q.conn_of(t, c))
     ack = q.ack_of(t, fin) if fin else None
     later = fin is not None and fin.t > q.end(c)
-    ok = c.result == 0 and later and ack is not None and ack.arrived is not None and ack.arrived > q.end(c)
-    return ok, (
-        f"close() {_r(c)} after {took(c.waited)}; its FIN left "
-        + ("only after close() had returned" if later and fin else "while close() ran" if fin else "never")
-        + (f", and was acknowledged after that: {_yes(ack.arrived > q.end(c))}" if ack and ack.arrived else "")
-    )
+    ok = c.result == 0 and not q.slept(c) and later and ack is not None and ack.arrived is not None
+    ok = ok and ack.arrived > q.end(c)  # type: ignore[union-attr]
+    when = text("ev.fin_after_return") if later else text("ev.fin_in_call") if fin else text("ev.never")
+    acked = text("ev.acked_after", acked=_yes(ack.arrived > q.end(c))) if ack and ack.arrived else ""
+    return ok, text("ev.close_before_ack", result=_r(c), how=_how_long(c), when=when, acked=acked)
 
 
 def _fin_wait_1_while_queued(t: Trace) -> tuple[bool, str]:
     call = q.call(t, "client", "close") or next(iter(_shutdowns(t, "client", "SHUT_WR", "SHUT_RDWR")), None)
     if call is None:
-        return _no_call("client", "close() or shutdown()")
-    fw1 = next((e for e in q.state_changes(t, "client") if e.state == "FIN_WAIT_1" and e.t >= call.t), None)
+        return _no_call("client", "close() / shutdown()")
+    conn = q.conn_of(t, call)
+    fw1 = next((e for e in q.state_changes(t, "client", conn) if e.state == "FIN_WAIT_1" and e.t >= call.t), None)
     if fw1 is None:
-        return False, f"after {call.call}() no FIN_WAIT_1 was recorded"
+        return False, text("ev.no_fin_wait_1", call=call.call)
+    in_call = q.went_to(t, call, "FIN_WAIT_1") is fw1
     queued = q.unsent_after(t, "client", fw1.t)
-    fin = q.first(t, "FIN", "client", after=call.t)
-    ok = queued > 0 and _fin_after_all_data(t, "client", fin)
-    return ok, (
-        f"right after {call.call}() the client's socket was in FIN_WAIT_1 with {queued} bytes still to leave; its "
-        f"FIN followed the last of them: {_yes(_fin_after_all_data(t, 'client', fin))}"
+    fin = q.first(t, "FIN", "client", after=call.t, conn=conn)
+    ok = in_call and queued > 0 and _fin_after_all_data(t, "client", fin)
+    return ok, text(
+        "ev.fin_wait_1_while_queued",
+        call=call.call,
+        in_call=_yes(in_call),
+        queued=queued,
+        fin_last=_yes(_fin_after_all_data(t, "client", fin)),
     )
 
 
@@ -983,17 +1167,17 @@ def _fin_lost(t: Trace) -> tuple[bool, str]:
     c = q.call(t, "client", "close")
     if c is None:
         return _no_call("client", "close()")
-    fins = q.segments(t, "client", "FIN", after=c.t)
-    if not fins or not fins[0].lost or len(fins) < 2:
-        return False, f"close() {_r(c)}; its FIN was {'lost' if fins and fins[0].lost else 'not lost'} on the wire"
+    conn = q.conn_of(t, c)
+    fins = q.segments(t, "client", "FIN", after=c.t, conn=conn)
+    if not fins or not fins[0].lost or len(fins) < 2 or fins[1].seq != fins[0].seq:
+        lost = text("ev.lost") if fins and fins[0].lost else text("ev.not_lost")
+        return False, text("ev.fin_was", result=_r(c), lost=lost)
     ack = q.ack_of(t, fins[1])
-    left = next((e for e in q.state_changes(t, "client") if e.t > c.t and e.state != "FIN_WAIT_1"), None)
+    left = next((e for e in q.state_changes(t, "client", conn) if e.t > c.t and e.state != "FIN_WAIT_1"), None)
     waited = left is not None and ack is not None and ack.arrived is not None and left.t >= ack.arrived
-    ok = c.result == 0 and ack is not None and waited
-    return ok, (
-        f"close() {_r(c)} after {took(c.waited)}; its FIN was lost on the wire and the kernel resent it "
-        f"{took(fins[1].t - fins[0].t)} later; the client stayed in FIN_WAIT_1 until that one was acknowledged: "
-        f"{_yes(waited)}"
+    ok = c.result == 0 and not q.slept(c) and ack is not None and waited
+    return ok, text(
+        "ev.fin_lost", result=_r(c), how=_how_long(c), after=took(fins[1].t - fins[0].t), waited=_yes(waited)
     )
 
 
@@ -1001,70 +1185,81 @@ def _close_in_syn_sent(t: Trace) -> tuple[bool, str]:
     c = q.call(t, "client", "close")
     if c is None:
         return _no_call("client", "close()")
-    state = q.state_before(t, "client", c.t)  # what the call found (a state it brought is dated at its start)
-    after = q.segments(t, "client", after=c)
-    end_state = t.final_state("client")
+    conn = q.conn_of(t, c)
+    state = q.state_before(t, "client", c.t, conn)  # what the call found (a state it brought is dated at its start)
+    after = q.segments(t, "client", after=c, conn=conn)
+    end_state = t.final_state("client", conn)
     ok = state == "SYN_SENT" and not after and end_state == "CLOSED"
-    return (
-        ok,
-        f"close() {_r(c)} in {state}; the client then sent {q.flags_text(after)} and its socket ended {end_state}",
-    )
+    return ok, text("ev.close_in_syn_sent", result=_r(c), state=state or "?", sent=q.flags_text(after), end=end_state)
 
 
 def _listener_close_resets(t: Trace) -> tuple[bool, str]:
     lc = next((c for c in t.syscalls("server", "close") if c.args.get("socket") == "listener"), None)
     if lc is None:
-        return _no_call("server", "close() of its listening socket")
-    accepted = [c for c in q.calls(t, "server", "accept") if c.t < lc.t]
-    rst = q.first(t, "RST", "server", after=lc)
-    r = next(
-        (c for c in q.calls(t, "client", "recv") if rst is not None and rst.arrived and q.end(c) > rst.arrived), None
-    )
-    ok = not accepted and rst is not None and r is not None and r.errno == "ECONNRESET"
-    return ok, (
-        f"the server closed its listening socket with {'no connection' if accepted else 'a connection'} still "
-        f"waiting to be accepted; it sent {q.flags_text(q.segments(t, 'server', after=lc))} to that connection; the "
-        f"client's recv() {_r(r)}"
+        return _no_call("server", "close(listener)")
+    accepted = [c for c in q.calls(t, "server", "accept") if c.t < lc.t and not c.failed]
+    rsts = [s for s in q.segments(t, "server", "RST") if lc.t <= s.t <= q.end(lc) + q.STAMP_SLACK]
+    r = _recv_after(t, "client", rsts[0] if rsts else None)
+    ok = not accepted and bool(rsts) and r is not None and r.errno == "ECONNRESET"
+    return ok, text(
+        "ev.listener_close_resets",
+        waiting=text("ev.not_accepted") if not accepted else text("ev.accepted"),
+        sent=q.flags_text(rsts),
+        recv=_r(r),
     )
 
 
 def _reset_before_accept(t: Trace) -> tuple[bool, str]:
     rst = q.first(t, "RST", "client")
     if rst is None or rst.arrived is None:
-        return False, "the client sent no RST"
+        return False, text("ev.no_rst_from", side=_side("client"))
     a = next((c for c in q.calls(t, "server", "accept") if q.end(c) > rst.arrived), None)
+    same = a is not None and a.errno is None and q.conn_of(t, a) == rst.conn
     r = next(iter(q.calls_after(t, "server", a, "recv")), None) if a is not None else None
-    ok = a is not None and a.errno is None and r is not None and r.errno == "ECONNRESET"
-    took_it = "failed: " + _r(a) if a is not None and a.errno else "returned the connection" if a else "was not called"
-    return ok, f"the client's RST arrived before accept(); accept() then {took_it}, and the first recv() {_r(r)}"
+    ok = same and r is not None and r.errno == "ECONNRESET"
+    took_it = (
+        text("ev.accept_failed", result=_r(a))
+        if a is not None and a.errno
+        else text("ev.accept_returned", same=_yes(same))
+        if a
+        else text("ev.not_called")
+    )
+    return ok, text("ev.reset_before_accept", accept=took_it, recv=_r(r))
+
+
+def _unread_reset(t: Trace, c: Syscall) -> tuple[int, Segment | None, bool]:
+    """What a close() with unread data shows: the bytes unread on its connection, the RST the call
+    itself sent, and whether the kernel counted the unread-data abort (TCPAbortOnClose, and not the
+    SO_LINGER one) where it counts."""
+    return (
+        q.unread_at(t, t.endpoint_of(c.side), c.t, q.conn_of(t, c)),
+        _active_rst(t, c),
+        _abort_by(t, "TCPAbortOnClose"),
+    )
 
 
 def _close_unread_rst(t: Trace) -> tuple[bool, str]:
     c = q.call(t, "server", "close")
     if c is None:
         return _no_call("server", "close()")
-    unread = q.unread_at(t, "server", c.t)
-    after = q.segments(t, "server", after=c)
-    rst = q.first(t, "RST", "server", after=c)
-    r = next(
-        (x for x in q.calls(t, "client", "recv") if rst is not None and rst.arrived and q.end(x) > rst.arrived), None
-    )
-    ok = unread > 0 and q.first_flag(after) == "RST" and r is not None and r.errno == "ECONNRESET"
-    counter = f"; TCPAbortOnClose +{t.counter('TcpExt:TCPAbortOnClose')}" if COUNTERS in observed(t) else ""
-    return ok, (
-        f"the server's close() with {unread} bytes unread sent {q.flags_text(after)}; the client's recv() "
-        f"{_r(r)}{counter}"
-    )
+    unread, rst, counted = _unread_reset(t, c)
+    r = _recv_after(t, "client", rst)
+    ok = unread > 0 and rst is not None and counted and r is not None and r.errno == "ECONNRESET"
+    return ok, text("ev.close_unread_rst", unread=unread, sent=q.flags_text(_ends(t, c)), recv=_r(r), aborts=_aborts(t))
 
 
 def _close_unread_epoll(t: Trace) -> tuple[bool, str]:
-    rst = q.first(t, "RST", "server")
+    c = q.call(t, "server", "close")
+    if c is None:
+        return _no_call("server", "close()")
+    unread, rst, counted = _unread_reset(t, c)
     if rst is None or rst.arrived is None:
-        return False, "the server sent no RST"
-    ev = next((c for c in q.calls(t, "client", "epoll_wait") if q.end(c) > rst.arrived), None)
-    r = next((c for c in q.calls(t, "client", "recv") if q.end(c) > rst.arrived), None)
-    ok = {"EPOLLIN", "EPOLLRDHUP", "EPOLLHUP"} <= q.epoll_bits(ev) and r is not None and r.errno == "ECONNRESET"
-    return ok, f"after the RST the client's epoll_wait() {_r(ev)}, all in one call; then recv() {_r(r)}"
+        return False, text("ev.close_sent", unread=unread, sent=q.flags_text(_ends(t, c)))
+    ev = next((x for x in q.calls(t, "client", "epoll_wait") if q.end(x) > rst.arrived), None)
+    r = _recv_after(t, "client", rst)
+    bits = {"EPOLLIN", "EPOLLRDHUP", "EPOLLHUP"} <= q.epoll_bits(ev)
+    ok = unread > 0 and counted and bits and r is not None and r.errno == "ECONNRESET"
+    return ok, text("ev.close_unread_epoll", unread=unread, aborts=_aborts(t), epoll=_r(ev), recv=_r(r))
 
 
 def _abort_path_order(t: Trace) -> tuple[bool, str]:
@@ -1072,38 +1267,39 @@ def _abort_path_order(t: Trace) -> tuple[bool, str]:
     if c is None:
         return _no_call("server", "close()")
     lg = q.linger_at(t, "server", c.t)
-    unread = q.unread_at(t, "server", c.t)
+    unread, rst, _counted_it = _unread_reset(t, c)
     on_close, on_data = t.counter("TcpExt:TCPAbortOnClose"), t.counter("TcpExt:TCPAbortOnData")
-    ok = _on(lg, zero=True) and unread > 0 and on_close == 1 and on_data == 0
-    return ok, (
-        f"{_linger_words(lg)} and {unread} bytes unread at close(): TCPAbortOnClose +{on_close}, "
-        f"TCPAbortOnData +{on_data}"
+    ok = _on(lg, zero=True) and unread > 0 and rst is not None and on_close == 1 and on_data == 0
+    return ok, text(
+        "ev.abort_path_order",
+        linger=_linger_words(lg),
+        unread=unread,
+        rst=_yes(rst),
+        on_close=on_close,
+        on_data=on_data,
     )
 
 
-def _peer_fin(t: Trace, closer: str = "server") -> Segment | None:
-    return q.first(t, "FIN", closer)
-
-
 def _fin_epoll(t: Trace) -> tuple[bool, str]:
-    fin = _peer_fin(t)
+    fin = q.first(t, "FIN", "server")
     if fin is None or fin.arrived is None:
-        return False, "no FIN from the server arrived"
-    rst = q.first(t, "RST", None, after=fin.t)
+        return False, text("ev.no_fin_from", side=_side("server"))
+    rst = q.first(t, "RST", None, after=fin.t, conn=fin.conn)
     before = rst.arrived if rst is not None else None
     ev = next(
         (c for c in q.calls(t, "client", "epoll_wait") if q.end(c) > fin.arrived and (before is None or c.t < before)),
         None,
     )
     bits = q.epoll_bits(ev)
-    ok = {"EPOLLIN", "EPOLLRDHUP"} <= bits and not {"EPOLLERR", "EPOLLHUP"} & bits
-    return ok, f"after the server's FIN arrived the client's epoll_wait() {_r(ev)}"
+    unread = q.unread_at(t, "client", ev.t, fin.conn) if ev is not None else 0
+    ok = {"EPOLLIN", "EPOLLRDHUP"} <= bits and not {"EPOLLERR", "EPOLLHUP"} & bits and unread == 0
+    return ok, text("ev.fin_epoll", epoll=_r(ev), unread=unread)
 
 
 def _epoll_level_triggered(t: Trace) -> tuple[bool, str]:
-    fin = _peer_fin(t)
+    fin = q.first(t, "FIN", "server")
     if fin is None or fin.arrived is None:
-        return False, "no FIN from the server arrived"
+        return False, text("ev.no_fin_from", side=_side("server"))
     stop = min(
         [c.t for c in q.calls(t, "client") if c.call in ("recv", "send") and q.end(c) > fin.arrived]
         + [s.arrived for s in q.segments(t, None, "RST") if s.arrived is not None],
@@ -1111,28 +1307,34 @@ def _epoll_level_triggered(t: Trace) -> tuple[bool, str]:
     )
     evs = [c for c in q.calls(t, "client", "epoll_wait") if q.end(c) > fin.arrived and (stop is None or c.t < stop)]
     ok = len(evs) >= 2 and all({"EPOLLIN", "EPOLLRDHUP"} <= q.epoll_bits(e) for e in evs)
-    return ok, (
-        f"without reading, the client asked epoll_wait() {len(evs)} times after the FIN: "
-        + "; ".join(_bits(e) for e in evs)
-    )
+    return ok, text("ev.epoll_level_triggered", count=len(evs), bits="; ".join(_bits(e) for e in evs))
 
 
 def _write_after_fin(t: Trace) -> tuple[bool, str]:
     fin = q.first(t, "FIN", None)
     if fin is None or fin.arrived is None:
-        return False, "nobody sent a FIN"
+        return False, text("ev.nobody_fin")
     closer, writer = fin.src, fin.dst
-    how = next((c for c in t.syscalls() if t.endpoint_of(c.side) == closer and c.call in ("close", "shutdown")), None)
+    how = next(
+        (c for c in q.calls_on(t, closer) if c.call in ("close", "shutdown") and fin in q.sent_by_call(t, c)), None
+    )
     s = next((c for c in q.calls(t, writer, "send") if q.end(c) > fin.arrived), None)
     if s is None:
-        return False, f"the {writer} wrote nothing after the {closer}'s FIN"
-    data = next(iter(q.segments(t, writer, data=True, after=s.t)), None)
-    state = q.state_before(t, closer, data.arrived) if data is not None and data.arrived is not None else None
-    rst = q.first(t, "RST", closer, after=data.arrived) if data is not None and data.arrived is not None else None
-    ok = how is not None and how.call == "close" and s.errno is None and state == "FIN_WAIT_2" and rst is not None
-    return ok, (
-        f"the {closer} had called {how.call if how else '?'}(); the {writer}'s first send() after its FIN {_r(s)}; "
-        f"the data reached the {closer} in {state or '?'} and was answered with an RST: {_yes(rst)}"
+        return False, text("ev.wrote_nothing", writer=_side(writer), closer=_side(closer))
+    data = next(iter(q.segments(t, writer, data=True, after=s.t, conn=fin.conn)), None)
+    rst = q.first(t, "RST", closer, after=data.arrived, conn=fin.conn) if data and data.arrived is not None else None
+    answering = rst is not None and q.answered(t, rst) is data
+    state = q.state_found(t, data) if data is not None else None
+    ok = how is not None and how.call == "close" and s.errno is None and state == "FIN_WAIT_2" and answering
+    return ok, text(
+        "ev.write_after_fin",
+        closer=_side(closer),
+        call=how.call if how else "?",
+        writer=_side(writer),
+        send=_r(s),
+        state=state or "?",
+        rst=_yes(answering),
+        aborts=_aborts(t),
     )
 
 
@@ -1144,24 +1346,24 @@ def _rst_arrival(t: Trace, at: str = "client") -> Segment | None:
 def _epoll_after_rst(t: Trace) -> tuple[bool, str]:
     rst = _rst_arrival(t)
     if rst is None:
-        return False, "no RST reached the client"
+        return False, text("ev.no_rst_reached", side=_side("client"))
     ev = next((c for c in q.calls(t, "client", "epoll_wait") if q.end(c) > rst.arrived), None)  # type: ignore[operator]
     ok = {"EPOLLERR", "EPOLLHUP"} <= q.epoll_bits(ev)
-    return ok, f"after the RST the client's epoll_wait() {_r(ev)}"
+    return ok, text("ev.epoll_after_rst", epoll=_r(ev))
 
 
 def _epoll_err_so_error(t: Trace) -> tuple[bool, str]:
     ev = next((c for c in q.calls(t, "client", "epoll_wait") if "EPOLLERR" in q.epoll_bits(c)), None)
     if ev is None:
-        return False, "epoll never reported EPOLLERR"
+        return False, text("ev.no_epollerr")
     g = next((c for c in q.calls_after(t, "client", ev, "getsockopt") if c.args.get("option") == "SO_ERROR"), None)
     if g is None:
-        return False, "epoll reported EPOLLERR, but SO_ERROR was never read"
+        return False, text("ev.so_error_unread")
     ev2 = next(iter(q.calls_after(t, "client", g, "epoll_wait")), None)
     error = g.result if isinstance(g.result, str) else None
     ok = error is not None and ev2 is not None and "EPOLLERR" not in q.epoll_bits(ev2)
     meaning = f" ({os.strerror(_errno(error))})" if error and _errno(error) else ""
-    return ok, (f"epoll_wait() {_r(ev)}; getsockopt(SO_ERROR) {_r(g)}{meaning}; the next epoll_wait() {_r(ev2)}")
+    return ok, text("ev.epoll_err_so_error", epoll=_r(ev), so_error=_r(g), meaning=meaning, next=_r(ev2))
 
 
 def _errno(name: str | None) -> int:
@@ -1173,47 +1375,46 @@ def _errno(name: str | None) -> int:
 def _rst_in_close_wait(t: Trace) -> tuple[bool, str]:
     rst = _rst_arrival(t)
     if rst is None:
-        return False, "no RST reached the client"
-    state = q.state_before(t, "client", rst.arrived)  # type: ignore[arg-type]
+        return False, text("ev.no_rst_reached", side=_side("client"))
+    state = q.state_found(t, rst)
     s = next((c for c in q.calls(t, "client", "send") if q.end(c) > rst.arrived), None)  # type: ignore[operator]
     ok = state == "CLOSE_WAIT" and s is not None and s.errno == "EPIPE"
-    return ok, f"the RST reached the client in {state}; the client's next send() {_r(s)}"
+    return ok, text("ev.rst_in_close_wait", state=state or "?", send=_r(s))
 
 
 def _second_write_sigpipe(t: Trace) -> tuple[bool, str]:
     rst = _rst_arrival(t)
     if rst is None:
-        return False, "no RST reached the client"
+        return False, text("ev.no_rst_reached", side=_side("client"))
     s = next((c for c in q.calls(t, "client", "send") if q.end(c) > rst.arrived), None)  # type: ignore[operator]
     sig = q.signals_of(t, s)
     ok = s is not None and s.errno == "EPIPE" and "SIGPIPE" in sig
-    return ok, f"the client's first send() after the RST {_r(s)}, signal {', '.join(sig) or 'none'}"
+    return ok, text("ev.second_write_sigpipe", send=_r(s), signal=", ".join(sig) or text("ev.no_signal"))
 
 
 def _ending(t: Trace, conn: int) -> tuple[Segment | None, Syscall | None, Syscall | None, Syscall | None]:
-    """How the server ended connection `conn` (its FIN or RST, the call before it) and what the client
-    saw next (its first epoll_wait and recv after that segment arrived)."""
+    """How the server ended connection `conn` (its FIN or RST, the call that sent it) and what the
+    client saw next (its first epoll_wait and recv after that segment arrived)."""
     end_seg = next((s for s in q.segments(t, "server", conn=conn) if s.has("FIN") or s.has("RST")), None)
     if end_seg is None or end_seg.arrived is None:
         return None, None, None, None
     cause = next(
-        (c for c in reversed(t.syscalls("server")) if c.call in ("close", "shutdown") and c.t <= end_seg.t), None
+        (c for c in q.calls_on(t, "server") if c.call in ("close", "shutdown") and end_seg in q.sent_by_call(t, c)),
+        None,
     )
     ev = next((c for c in q.calls(t, "client", "epoll_wait") if q.end(c) > end_seg.arrived), None)
-    r = next((c for c in q.calls(t, "client", "recv") if q.end(c) > end_seg.arrived), None)
+    r = _recv_after(t, "client", end_seg)
     return end_seg, cause, ev, r
 
 
 def _peer_cannot_tell(t: Trace) -> tuple[bool, str]:
     first, second = _ending(t, 1), _ending(t, 2)
     if first[0] is None or second[0] is None:
-        return False, "the trace does not hold two connections the server ended"
+        return False, text("ev.not_two_endings")
     words = []
     for seg, cause, ev, r in (first, second):
         how = f"{cause.call}({cause.args.get('how', '')})" if cause else "?"
-        words.append(
-            f"after {how} the client got {seg.tcpdump_flags if seg else '?'}, epoll {_bits(ev)}, recv() {_r(r)}"
-        )
+        words.append(text("ev.ending", how=how, flags=seg.tcpdump_flags if seg else "?", epoll=_bits(ev), recv=_r(r)))
     (s1, c1, e1, r1), (s2, c2, e2, r2) = first, second
     same = (
         s1 is not None
@@ -1226,7 +1427,7 @@ def _peer_cannot_tell(t: Trace) -> tuple[bool, str]:
     )
     different_calls = c1 is not None and c2 is not None and (c1.call, c1.args) != (c2.call, c2.args)
     ok = same and different_calls and s1 is not None and s1.has("FIN")
-    return ok, f"connection 1: {words[0]}; connection 2: {words[1]}; the same: {_yes(same)}"
+    return ok, text("ev.peer_cannot_tell", first=words[0], second=words[1], same=_yes(same))
 
 
 def _shut_wr_unread_no_rst(t: Trace) -> tuple[bool, str]:
@@ -1234,14 +1435,13 @@ def _shut_wr_unread_no_rst(t: Trace) -> tuple[bool, str]:
     if not shs:
         return _no_call("client", "shutdown(SHUT_WR)")
     sh = shs[0]
-    unread = q.unread_at(t, "client", sh.t)
-    after = q.segments(t, "client", after=sh)
-    r = next(iter(q.calls_after(t, "client", sh, "recv")), None)
-    ok = unread > 0 and q.first_flag(after) == "FIN" and r is not None and r.result == unread
-    return ok, (
-        f"with {unread} bytes unread, shutdown(SHUT_WR) sent {q.flags_text(after)}; the bytes stayed readable: "
-        f"recv() {_r(r)}"
-    )
+    conn = q.conn_of(t, sh)
+    unread = q.unread_at(t, "client", sh.t, conn)
+    sent = _ends(t, sh)
+    rst = q.segments(t, "client", "RST", after=sh, conn=conn)
+    r = next(iter(q.calls_after(t, sh.side, sh, "recv")), None)
+    ok = unread > 0 and q.first_flag(sent) == "FIN" and not rst and r is not None and r.result == unread
+    return ok, text("ev.shut_wr_unread_no_rst", unread=unread, sent=q.flags_text(sent), rst=_yes(rst), recv=_r(r))
 
 
 # ---- section 5: shutdown vs close ------------------------------------------------------------------------
@@ -1249,15 +1449,19 @@ def _million_lost(t: Trace) -> tuple[bool, str]:
     c = q.call(t, "client", "close")
     r = q.call(t, "server", q.READ_TO_EOF)
     if c is None or r is None:
-        return False, "A's close() or B's read is missing"
-    unread = q.unread_at(t, "client", c.t)
-    rst = q.first(t, "RST", "client", after=c)
+        return False, text("ev.million_missing")
+    unread, rst, counted = _unread_reset(t, c)
     sent = q.sent_total(t, "client")
-    ok = unread > 0 and rst is not None and r.result < sent and r.errno == "ECONNRESET"
-    counter = f" (TCPAbortOnClose +{t.counter('TcpExt:TCPAbortOnClose')})" if COUNTERS in observed(t) else ""
-    return ok, (
-        f"A's send() {_r(q.call(t, 'client', 'send'))}; its close() with {unread} bytes of B's unread sent an RST: "
-        f"{_yes(rst)}{counter}; B read {r.result} of {sent} bytes, then {r.errno or 'end of stream'}"
+    ok = unread > 0 and rst is not None and counted and r.result < sent and r.errno == "ECONNRESET"
+    return ok, text(
+        "ev.million_lost",
+        send=_r(q.call(t, "client", "send")),
+        unread=unread,
+        rst=_yes(rst),
+        aborts=_aborts(t),
+        read=r.result,
+        sent=sent,
+        end=r.errno or text("ev.eof"),
     )
 
 
@@ -1268,9 +1472,13 @@ def _million_fixed(t: Trace) -> tuple[bool, str]:
     c = q.call(t, "client", "close")
     sent = q.sent_total(t, "client")
     rst = t.segments(flags="RST")
+    fin = next(iter(q.sent_by_call(t, sh, "FIN")), None) if sh is not None else None
+    fin_ok = fin is not None or (sh is not None and q.unsent_after(t, "client", sh) > 0)  # queued data: FIN after it
     ok = (
         sh is not None
+        and fin_ok
         and a is not None
+        and a.t >= q.end(sh)
         and a.errno is None
         and b is not None
         and b.result == sent
@@ -1279,10 +1487,16 @@ def _million_fixed(t: Trace) -> tuple[bool, str]:
         and c.t >= q.end(a)
         and not rst
     )
-    return ok, (
-        f"A: send() {_r(q.call(t, 'client', 'send'))}, shutdown(SHUT_WR) {_r(sh)}, read to end of stream {_r(a)}, "
-        f"close() {_r(c)}; B read {b.result if b else 0} of {sent} bytes, then "
-        f"{b.errno if b is not None and b.errno else 'end of stream'}; RST on the wire: {_yes(rst)}"
+    return ok, text(
+        "ev.million_fixed",
+        send=_r(q.call(t, "client", "send")),
+        shutdown=_r(sh),
+        read=_r(a),
+        close=_r(c),
+        got=b.result if b else 0,
+        sent=sent,
+        end=b.errno if b is not None and b.errno else text("ev.eof"),
+        rst=_yes(rst),
     )
 
 
@@ -1290,16 +1504,22 @@ def _million_linger(t: Trace) -> tuple[bool, str]:
     c = q.call(t, "client", "close")
     r = q.call(t, "server", q.READ_TO_EOF)
     if c is None or r is None:
-        return False, "A's close() or B's read is missing"
+        return False, text("ev.million_missing")
     lg = q.linger_at(t, "client", c.t)
-    unread = q.unread_at(t, "client", c.t)
-    rst = q.first(t, "RST", "client", after=c)
+    unread, rst, counted = _unread_reset(t, c)
     sent = q.sent_total(t, "client")
-    ok = _on(lg, zero=False) and unread > 0 and rst is not None and r.result < sent and r.errno == "ECONNRESET"
-    return ok, (
-        f"A set {_linger_words(lg)}; its close() with {unread} bytes of B's unread returned {_ret(c)} after "
-        f"{took(c.waited)} and sent an RST: {_yes(rst)}; B read {r.result} of {sent} bytes, then "
-        f"{r.errno or 'end of stream'}"
+    ok = _on(lg, zero=False) and unread > 0 and rst is not None and counted and r.result < sent
+    return ok and r.errno == "ECONNRESET", text(
+        "ev.million_linger",
+        linger=_linger_words(lg),
+        unread=unread,
+        value=_ret(c),
+        how=_how_long(c),
+        rst=_yes(rst),
+        aborts=_aborts(t),
+        read=r.result,
+        sent=sent,
+        end=r.errno or text("ev.eof"),
     )
 
 
@@ -1308,51 +1528,57 @@ def _million_read_linger(t: Trace) -> tuple[bool, str]:
     if c is None:
         return _no_call("client", "close()")
     lg = q.linger_at(t, "client", c.t)
-    greeting = sum(x.result for x in q.calls(t, "client", "recv") if x.t < c.t and isinstance(x.result, int))
-    unread = q.unread_at(t, "client", c.t)
+    greeting = sum(x.result for x in q.calls(t, c.side, "recv") if x.t < c.t and isinstance(x.result, int))
+    unread = q.unread_at(t, "client", c.t, q.conn_of(t, c))
     sent = q.sent_total(t, "client")
-    read_by_then = sum(
-        x.result
-        for x in t.syscalls("server", "recv")
-        if q.end(x) <= q.end(c) and isinstance(x.result, int) and x.result > 0
-    )
-    acked = (
-        max(
-            (
-                s.ack
-                for s in q.segments(t, "server")
-                if s.arrived is not None and s.arrived <= q.end(c) and s.has("ACK")
-            ),
-            default=1,
-        )
-        - 1
-    )
+    read_by_then = sum(q.read_by(t, "server", 0.0, q.end(c)).values())
+    fin = q.first(t, "FIN", "client", after=c.t, conn=q.conn_of(t, c))
+    acked_fin = _acked_by(t, fin, q.end(c))
+    acked = max((s.ack for s in q.segments(t, "server", "ACK") if s.arrived is not None and s.arrived <= q.end(c)),
+                default=1) - 1  # fmt: skip
     b = q.call(t, "server", q.READ_TO_EOF)
-    ok = greeting > 0 and unread == 0 and _on(lg, zero=False) and c.result == 0 and read_by_then < sent
-    return ok, (
-        f"A read {greeting} bytes (B's greeting), set {_linger_words(lg)}, and close() {_r(c)} after "
-        f"{took(c.waited)}; at that moment B's kernel had acknowledged {min(acked, sent)} of {sent} bytes and B's "
-        f"application had read {read_by_then}; B went on to read {b.result if b else 0}"
+    ok = greeting > 0 and unread == 0 and _on(lg, zero=False) and c.result == 0 and q.slept(c) and read_by_then < sent
+    return ok, text(
+        "ev.million_read_linger",
+        greeting=greeting,
+        linger=_linger_words(lg),
+        result=_r(c),
+        how=_how_long(c),
+        acked_fin=_yes(acked_fin),
+        acked=min(acked, sent),
+        sent=sent,
+        read=read_by_then,
+        later=b.result if b else 0,
     )
 
 
 def _exit_lingers_in_background(t: Trace) -> tuple[bool, str]:
     e = q.call(t, "client", "call")
     if e is None:
-        return _no_call("client", "exit of the socket's last holder")
+        return _no_call("client", "call")
     lg = q.linger_at(t, "client", e.t)
+    conn = q.conn_of(t, e)
     queued = q.unsent_after(t, "client", e.t)
+    released = q.went_to(t, e, "FIN_WAIT_1")
+    in_call = released is not None
+    by_call = [c for c in q.calls_on(t, "client") if c.call in ("close", "shutdown") and c.t <= (released or e).t]
     r = q.call(t, "server", q.READ_TO_EOF)
     sent = q.sent_total(t, "client")
-    fin = q.first(t, "FIN", "client", after=e.t)
-    quick = lg is not None and e.waited < lg.seconds / 2
+    fin = q.first(t, "FIN", "client", after=e.t, conn=conn)
+    quick = lg is not None and e.waited < lg.seconds / 10
     delivered = r is not None and r.result == sent and r.errno is None and fin is not None
-    ok = _on(lg, zero=False) and quick and queued > 0 and delivered
-    return ok, (
-        f"{_linger_words(lg)}; the socket's last holder ended ({e.args.get('function')}) "
-        + ("within a tenth of the linger time" if lg and e.waited < lg.seconds / 10 else f"after {took(e.waited)}")
-        + f", with {queued} bytes still queued; the kernel sent them afterwards: the server read "
-        f"{r.result if r else 0} of {sent}, then the FIN: {_yes(fin)}"
+    ok = _on(lg, zero=False) and in_call and not by_call and quick and queued > 0 and delivered
+    return ok, text(
+        "ev.exit_lingers",
+        linger=_linger_words(lg),
+        function=e.args.get("function"),
+        released=_yes(in_call),
+        closed=", ".join(f"{c.side}: {c.call}()" for c in by_call) or text("ev.nobody"),
+        how=text("ev.tenth") if quick else text("ev.after", took=took(e.waited)),
+        queued=queued,
+        read=r.result if r else 0,
+        sent=sent,
+        fin=_yes(fin),
     )
 
 
@@ -1360,28 +1586,31 @@ def _shutdown_linger(t: Trace) -> tuple[Syscall | None, q.Linger | None, int, Se
     sh = next(iter(_shutdowns(t, "client", "SHUT_WR", "SHUT_RDWR")), None)
     if sh is None:
         return None, None, 0, None
-    fin = q.first(t, "FIN", "client", after=sh.t)
+    fin = q.first(t, "FIN", "client", after=sh.t, conn=q.conn_of(t, sh))
     return sh, q.linger_at(t, "client", sh.t), q.unsent_after(t, "client", sh.t), q.ack_of(t, fin) if fin else None
 
 
 def _shutdown_words(sh: Syscall, lg: q.Linger | None, queued: int, ack: Segment | None) -> str:
-    when = (
-        "; the ACK of its FIN arrived only after it had returned"
-        if ack is not None and ack.arrived is not None and ack.arrived > q.end(sh)
-        else "; its FIN was acknowledged while it ran"
-        if ack is not None
-        else "; its FIN was never acknowledged"
-    )
+    if ack is not None and ack.arrived is not None and ack.arrived > q.end(sh):
+        when = text("ev.ack_after_return")
+    elif ack is not None:
+        when = text("ev.ack_while_running")
+    else:
+        when = text("ev.fin_never_acked_short")
     how = sh.args.get("how")
-    return f"{_linger_words(lg)}; shutdown({how}) {_r(sh)} after {took(sh.waited)}, with {queued} bytes queued{when}"
+    return text(
+        "ev.shutdown_linger", linger=_linger_words(lg), how=how, result=_r(sh), took=_how_long(sh), queued=queued,
+        when=when,
+    )  # fmt: skip
 
 
 def _shutdown_lingers(t: Trace) -> tuple[bool, str]:
     sh, lg, queued, ack = _shutdown_linger(t)
     if sh is None:
         return _no_call("client", "shutdown()")
-    waited = (ack is not None and ack.arrived is not None and q.end(sh) >= ack.arrived) or (
-        lg is not None and sh.waited >= 0.95 * lg.seconds
+    waited = q.slept(sh) and (
+        (ack is not None and ack.arrived is not None and q.end(sh) >= ack.arrived)
+        or (lg is not None and sh.waited >= 0.95 * lg.seconds)
     )
     return _on(lg, zero=False) and queued > 0 and waited, _shutdown_words(sh, lg, queued, ack)
 
@@ -1391,7 +1620,7 @@ def _linger_no_effect_on_shutdown(t: Trace) -> tuple[bool, str]:
     if sh is None:
         return _no_call("client", "shutdown()")
     returned_first = ack is None or ack.arrived is None or q.end(sh) < ack.arrived
-    ok = _on(lg, zero=False) and queued > 0 and returned_first and sh.waited < lg.seconds / 2  # type: ignore[union-attr]
+    ok = _on(lg, zero=False) and queued > 0 and returned_first and not q.slept(sh)
     return ok, _shutdown_words(sh, lg, queued, ack)
 
 
@@ -1401,10 +1630,10 @@ def _table_close_default(t: Trace) -> tuple[bool, str]:
     if c is None:
         return _no_call("server", "close()")
     lg = q.linger_at(t, "server", c.t)
-    unread = q.unread_at(t, "server", c.t)
-    after = q.segments(t, "server", after=c)
-    ok = (lg is None or not lg.on) and unread > 0 and q.first_flag(after) == "FIN"
-    return ok, f"{_linger_words(lg)}; close() with {unread} bytes in the receive buffer sent {q.flags_text(after)}"
+    unread = q.unread_at(t, "server", c.t, q.conn_of(t, c))
+    sent = _ends(t, c)
+    ok = (lg is None or not lg.on) and unread > 0 and q.first_flag(sent) == "FIN"
+    return ok, text("ev.table_close_default", linger=_linger_words(lg), unread=unread, sent=q.flags_text(sent))
 
 
 def _table_linger_positive(t: Trace) -> tuple[bool, str]:
@@ -1412,15 +1641,19 @@ def _table_linger_positive(t: Trace) -> tuple[bool, str]:
     if c is None:
         return _no_call("client", "close()")
     lg = q.linger_at(t, "client", c.t)
-    ran_out, _ack = _ran_out(t, c, lg)
+    ran_out = _ran_out(t, c, lg)
     queued = q.unsent_after(t, "client", c)
     r = q.call(t, "server", q.READ_TO_EOF)
     ok = ran_out and c.errno in ("EWOULDBLOCK", "EAGAIN")
-    return ok, (
-        f"{_linger_words(lg)}; {queued} bytes still queued at close(), which blocked {took(c.waited)} "
-        + ("(the linger time ran out first) " if ran_out else "")
-        + f"and returned {_ret(c)}; the data and FIN were sent all the same (the server read "
-        f"{r.result if r else 0} of {q.sent_total(t, 'client')})"
+    return ok, text(
+        "ev.table_linger_positive",
+        linger=_linger_words(lg),
+        queued=queued,
+        how=_how_long(c),
+        ran_out=text("ev.ran_out_first") if ran_out else "",
+        value=_ret(c),
+        read=r.result if r else 0,
+        sent=q.sent_total(t, "client"),
     )
 
 
@@ -1483,7 +1716,7 @@ CLAIMS: tuple[Claim, ...] = (
            "close-shared-child", _close_child_keeps_open, (C, S), "close-shared", _S1),
     _claim("parent-runs-out-of-descriptors", "1",
            "A parent that never closes the descriptors accept() gives it eventually runs out of descriptors.",
-           "descriptors-never-closed", _runs_out_of_descriptors, (C,), "descriptors-closed", _S1),
+           "descriptors-never-closed", _runs_out_of_descriptors, (C, T), "descriptors-closed", _S1),
     # 2. shutdown
     _claim("shutdown-ignores-refcount", "2",
            "shutdown() starts TCP's termination whatever the descriptor's reference count.",
@@ -1538,8 +1771,14 @@ CLAIMS: tuple[Claim, ...] = (
            "aborted like {on, 0}: RST, and the unsent data is discarded.",
            "linger-timeout", _linger_timeout_rst, (C, S), "linger-ack", _S4, _ORPHAN),
     _claim("active-closer-time-wait", "3.1",
-           "The side that sends the first FIN always ends in TIME_WAIT (unless it ends the connection with an RST).",
-           "time-wait", _fin_sender_time_wait, (S, T), "silent-peer", _S3),
+           "The side that sends the first FIN always ends in TIME_WAIT, unless it ends the connection with an RST "
+           "instead of a FIN.",
+           "peer-resets-fin-wait", _fin_sender_time_wait, (S, T), "silent-peer", _S3,
+           "An RST from the peer ends the connection whatever this side sent: in FIN_WAIT_1, FIN_WAIT_2 or CLOSING, "
+           "tcp_validate_incoming() (net/ipv4/tcp_input.c) accepts an in-window RST and tcp_reset() calls "
+           "tcp_done(), so the socket goes to CLOSED with no TIME_WAIT, as RFC 9293 (3.10.7.4) asks of every TCP. "
+           "The first FIN's sender ends in TIME_WAIT only when the connection ends with the normal exchange (the "
+           "scenario time-wait)."),
     _claim("time-wait-answers-resent-fin", "3.1",
            "The side in TIME_WAIT is still there when it is needed: if its last ACK is lost, it acknowledges the "
            "peer's resent FIN again.",
@@ -1555,11 +1794,14 @@ CLAIMS: tuple[Claim, ...] = (
     _claim("old-duplicate-delivered", "3.1",
            "Such an old duplicate is delivered to the new incarnation as if it were its data.",
            "old-duplicate", _old_duplicate_delivered, (C, S, W), "close-default", _S3,
-           "Linux uses TCP timestamps (RFC 7323) by default: the old segment carries an older timestamp than the "
-           "new connection has seen, and tcp_validate_incoming() (net/ipv4/tcp_input.c) drops it with "
-           "tcp_paws_discard(), counting TcpExt:PAWSEstab, and answers with a duplicate ACK. PAWS is what makes "
-           "the risk small on Linux; without timestamps, or once a sequence number happens to fit the new "
-           "window, the risk is real."),
+           "Linux refuses the copy twice over. With TCP timestamps (RFC 7323, on by default) it carries an older "
+           "timestamp than the new connection has seen: tcp_validate_incoming() (net/ipv4/tcp_input.c) drops it as "
+           "a PAWS failure (TcpExt:PAWSEstab) and answers with a duplicate ACK. Without timestamps "
+           "(net.ipv4.tcp_timestamps=0) the sequence check drops it: the new connection's initial sequence number "
+           "comes from secure_tcp_seq() (net/core/secure_seq.c), a hash of the addresses plus a clock that has "
+           "moved on since the old connection began, so the old bytes fall before the new receive window "
+           "(tcp_sequence()). An old duplicate is delivered only if its sequence numbers happen to fit the new "
+           "window."),
     # 3.2 when close returns
     _claim("return-default-before-read", "3.2.1",
            "By default the client's close() returns at once, before the busy server has read the data, before it "
@@ -1823,23 +2065,28 @@ def summary(verdicts: Sequence[Verdict]) -> str:
 
 
 def table(verdicts: Sequence[Verdict], with_kernel: bool = True, width: int = 100) -> str:
-    """A plain-text table: section, claim id, outcome, evidence; footnotes say what Linux does instead."""
-    import textwrap
-
+    """A plain-text table: section, claim id and outcome, then what the claim says and the evidence, in the
+    reader's language; footnotes say what Linux does instead. Columns are aligned by display width (a
+    Chinese character takes two columns) and long sentences wrap, Chinese ones between characters."""
     rows = [(v.claim.section, v.claim.id, v.outcome(with_kernel)) for v in verdicts]
-    w_sec = max([3, *(len(r[0]) for r in rows)])
-    w_id = max([5, *(len(r[1]) for r in rows)])
+    w_sec = max([lang.width(text("verdict.section")), *(lang.width(r[0]) for r in rows)])
+    w_id = max([lang.width(text("verdict.claim")), *(lang.width(r[1]) for r in rows)])
     lines = []
     if with_kernel and verdicts:
         lines.append(text("verdict.title", kernel=verdicts[0].linux, mode=_mode(verdicts)))
-    lines.append(f"{text('verdict.section'):<{w_sec}}  {text('verdict.claim'):<{w_id}}  {text('verdict.verdict')}")
-    lines.append("-" * (w_sec + w_id + 17))
+    head = "  ".join(
+        (lang.pad(text("verdict.section"), w_sec), lang.pad(text("verdict.claim"), w_id), text("verdict.verdict"))
+    )
+    lines.append(head)
+    lines.append("-" * min(width, max(lang.width(head), w_sec + w_id + 17)))
     notes = []
+    indent = " " * (w_sec + 4)
     for v, (sec, cid, outcome) in zip(verdicts, rows, strict=True):
-        lines.append(f"{sec:<{w_sec}}  {cid:<{w_id}}  {outcome}")
+        lines.append(f"{lang.pad(sec, w_sec)}  {lang.pad(cid, w_id)}  {outcome}")
+        lines.extend(indent + part for part in lang.wrap(v.claim.statement, width - len(indent)))
         if v.judged or v.why:
-            for part in textwrap.wrap(v.evidence, width - w_sec - 4):
-                lines.append(f"{'':<{w_sec}}    {part}")
+            parts = lang.wrap(v.evidence, width - len(indent) - 2)
+            lines.extend(indent + ("» " if i == 0 else "  ") + part for i, part in enumerate(parts))
         if v.holds is False and v.claim.linux_text:
             notes.append(v)
     if verdicts:
@@ -1850,8 +2097,8 @@ def table(verdicts: Sequence[Verdict], with_kernel: bool = True, width: int = 10
         lines.append(text("verdict.linux_differs"))
         for v in notes:
             says, linux = claim_words(v.claim)
-            lines.append(f"- {v.claim.id}: {says}")
-            lines.extend("    " + part for part in textwrap.wrap(str(linux), width - 4))
+            lines.extend(lang.wrap(f"- {v.claim.id}: {says}", width))
+            lines.extend("    " + part for part in lang.wrap(str(linux), width - 4))
     return "\n".join(lines)
 
 

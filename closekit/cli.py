@@ -86,8 +86,8 @@ def _verify(args: argparse.Namespace) -> int:
     if not ledger:
         sections = ", ".join(dict.fromkeys(c.section for c in claims.CLAIMS))
         raise UsageError(f"no claims in section {args.section!r}; the sections are: {sections}")
-    verdicts = claims.verify(ledger)
-    with lang.use(chosen):
+    with lang.use(chosen):  # the evidence is written as the checks run: in the language asked for
+        verdicts = claims.verify(ledger)
         print(claims.to_json(verdicts) if args.json else claims.table(verdicts))
     return 1 if any(v.why for v in verdicts) else 0
 

@@ -13,6 +13,7 @@ from typing import Literal
 
 from closekit import query as q
 from closekit.errors import CloseKitError
+from closekit.lang import text, word
 from closekit.trace import Segment, Syscall, Trace
 from closekit.transcript import approx, conn_at, format_ms, wait_threshold
 
@@ -67,8 +68,10 @@ def close_outcome(trace: Trace, close_index: int = 0, side: str | None = None) -
 def _judge(trace: Trace, position: int, call: Syscall, exact: bool) -> CloseOutcome:
     def after(seconds: float) -> str:
         if exact:
-            return f"{format_ms(seconds)} after"
-        return "at once after" if seconds < wait_threshold(trace) else f"{approx(seconds)} after"
+            return text("outcome_words.after", took=format_ms(seconds))
+        if seconds < wait_threshold(trace):
+            return text("outcome_words.at_once_after")
+        return text("outcome_words.after", took=approx(seconds))
 
     sock = trace.endpoint_of(call.side)
     peer = q.peer(sock)
@@ -77,69 +80,77 @@ def _judge(trace: Trace, position: int, call: Syscall, exact: bool) -> CloseOutc
     later = [i for i, e in own if i > position and e.call in ("close", "shutdown")]
     end = later[0] if later else len(events)
     window = [(i, e) for i, e in enumerate(events) if position < i < end and isinstance(e, Segment)]
-    lines = [f"close() by {call.side}" + (f" at {format_ms(call.t - q.origin(trace))}" if exact else "")]
+    at = text("outcome_words.at", at=format_ms(call.t - q.origin(trace))) if exact else ""
+    lines = [text("outcome_words.close_by", side=word("side", call.side), at=at)]
     hows = tuple(str(e.args.get("how")) for i, e in own if i < position and e.call == "shutdown" and not e.failed)
     how = hows[-1] if hows else None
     lg = q.linger_at(trace, sock, call.t)
     linger, zero = (lg.timeout, lg.abortive) if lg is not None else (0, False)
     if call.failed:
-        return CloseOutcome(call.side, "failed", False, (*lines, f"close() failed with {call.errno}"), how,
+        failed = text("outcome_words.failed", errno=call.errno)
+        return CloseOutcome(call.side, "failed", False, (*lines, failed), how,
                             shutdowns=hows)  # fmt: skip
     if call.args.get("socket") == "listener":
         return _judge_listener(trace, call, window, lines, after)
 
-    # What this socket sent after the call: a RST counts as the close's only if no data from the
-    # peer arrived first (data after close() draws a RST of its own, TcpExt:TCPAbortOnData).
+    # What this socket sent: the FIN may leave after the call (behind queued data); an RST is the
+    # close's only if the call itself sent it as an active reset (R.): one that answers data arriving
+    # later is the orphan's reply (TcpExt:TCPAbortOnData), not this branch.
     fin = next((e for _, e in window if e.src == sock and e.has("FIN")), None)
-    rst = None
-    for _, e in window:
-        if e.src == peer and e.len > 0:
-            break
-        if e.src == sock and e.has("RST"):
-            rst = e
-            break
+    rst = next((e for e in q.sent_by_call(trace, call, "RST") if q.reset_kind(e) == "active"), None)
     first = min((s for s in (fin, rst) if s is not None), key=lambda s: s.t, default=None)
     reset = [e for e in events[:position] if isinstance(e, Segment) and e.has("RST")]
-    unread = 0 if reset else q.unread_at(trace, sock, call.t, conn_at(trace, call.t))
+    if reset:
+        unread = 0
+    elif trace.captured:
+        unread = q.unread_at(trace, sock, call.t, conn_at(trace, call.t))
+    else:  # no segments: what the peer's send() calls handed over before the close, less what was read
+        sent = sum(c.result for c in q.calls_on(trace, peer, "send") if q.end(c) <= call.t and c.result > 0)
+        unread = max(0, sent - sum(q.read_by(trace, sock, 0.0, call.t).values()))
     counters = {name: trace.counter(name) for name in ("TcpExt:TCPAbortOnClose", "TcpExt:TCPAbortOnData")}
     counted = "; ".join(f"{name} +{value}" for name, value in counters.items() if value)
     holders = _other_holders(trace, position, call.side)
 
     if unread:
-        lines.append(f"{unread} bytes from {peer} arrived that {sock} had not read")
+        lines.append(text("outcome_words.unread", count=unread, peer=word("side", peer), sock=word("side", sock)))
     if zero:
-        lines.append("SO_LINGER {on, 0} set before close()")
+        lines.append(text("outcome_words.linger", linger=0))
     elif linger:
-        lines.append(f"SO_LINGER {{on, {linger}}} set before close()")
+        lines.append(text("outcome_words.linger", linger=linger))
     if hows:
-        lines.append(", then ".join(f"shutdown({h})" for h in hows) + " called before close()")
+        shut = text("outcome_words.then").join(f"shutdown({h})" for h in hows)
+        lines.append(text("outcome_words.shutdown_before", shutdowns=shut))
 
     branch: Branch
+    side_word = word("side", sock)
     if first is not None and first is rst:
-        lines.append(f"RST sent by {sock} {after(rst.t - call.t)} close()" + (f"; {counted}" if counted else ""))
+        more = text("transcript.semicolon") + counted if counted else ""
+        lines.append(text("outcome_words.rst_sent", sock=side_word, after=after(rst.t - call.t), counted=more))
         closed_by_unread = unread > 0 or (not zero and counters["TcpExt:TCPAbortOnClose"] > 0)
         branch = "unread" if closed_by_unread else "linger-zero"
     elif first is not None:
-        lines.append(f"FIN sent by {sock} {after(fin.t - call.t)} close()")
+        lines.append(text("outcome_words.fin_sent", sock=side_word, after=after(fin.t - call.t)))
         if holders is None and any(e.call == "fork" for i, e in own if i < position):
-            lines.append("this was the last holder of the socket")
+            lines.append(text("outcome_words.last_holder"))
         branch = "fin"
     elif not trace.captured:
-        lines.append("segments were not captured here: the branch is judged from counters and options")
+        lines.append(text("outcome_words.not_captured"))
+        went = q.went_to(trace, call)
         if holders:
             branch = "shared"
-        elif counters["TcpExt:TCPAbortOnClose"]:
-            branch = "unread"
-        elif zero and counters["TcpExt:TCPAbortOnData"]:
-            branch = "linger-zero"
+        elif went is not None and went.state == "CLOSED" and q.state_before(trace, sock, call.t) not in ("SYN_SENT", None):
+            branch = "unread" if unread else "linger-zero" if zero else "unobserved"
+        elif went is not None and went.state in ("FIN_WAIT_1", "LAST_ACK"):
+            branch = "fin"
         else:
             branch = "unobserved"
     elif holders:
-        until = f" until {holders}'s close()" if later else ""
-        lines.append(f"nothing sent by {sock}{until}: {holders} (forked) still holds the descriptor")
+        until = text("outcome_words.until", holders=holders) if later else ""
+        lines.append(text("outcome_words.shared", sock=side_word, until=until, holders=holders))
         branch = "shared"
     else:
-        lines.append(f"nothing sent by {sock} after close(): " + _already_over(trace, call, sock, exact))
+        over = _already_over(trace, call, sock, exact)
+        lines.append(text("outcome_words.nothing_sent", sock=side_word, why=over))
         branch = "no-fin"
 
     lingered = branch == "fin" and linger > 0
@@ -147,14 +158,12 @@ def _judge(trace: Trace, position: int, call: Syscall, exact: bool) -> CloseOutc
         returned = q.end(call)
         ack = q.ack_of(trace, fin, delivered=True, resent=True)
         acked = ack is not None and ack.arrived <= returned  # type: ignore[operator]
-        why = (
-            "after the peer acknowledged data and FIN"
-            if acked
-            else "when l_linger ran out, its FIN still unacknowledged"
-            + (" (not even sent yet)" if fin.t > returned else "")
-        )
+        if acked:
+            why = text("outcome_words.after_ack")
+        else:
+            why = text("outcome_words.ran_out", unsent=text("outcome_words.not_sent") if fin.t > returned else "")
         waited = format_ms(call.duration) if exact else approx(call.waited)
-        lines.append(f"close() waited {waited} in sk_stream_wait_close and returned {call.result} {why}")
+        lines.append(text("outcome_words.waited", waited=waited, result=call.result, why=why))
     return CloseOutcome(call.side, branch, lingered, tuple(lines), how, shutdowns=hows)
 
 
@@ -164,13 +173,14 @@ def _judge_listener(
     """A listening socket's close(): the resets it sent to the connections it never handed to accept()."""
     sock = trace.endpoint_of(call.side)
     rsts = [e for _, e in window if e.src == sock and e.has("RST")]
-    lines = [*lines, "the listening socket closed"]
+    lines = [*lines, text("outcome_words.listener_closed")]
     if rsts:
-        lines.append(f"RST sent by {sock} {after(rsts[0].t - call.t)} close(), to {len(rsts)} queued connection(s)")
+        lines.append(text("outcome_words.listener_rst", sock=word("side", sock), after=after(rsts[0].t - call.t),
+                          count=len(rsts)))  # fmt: skip
     elif trace.captured:
-        lines.append("nothing sent: no connection waited in its accept queue")
+        lines.append(text("outcome_words.listener_empty"))
     else:
-        lines.append("segments were not captured here: what it reset is not known")
+        lines.append(text("outcome_words.listener_unseen"))
     return CloseOutcome(call.side, "listener", False, tuple(lines))
 
 
@@ -178,10 +188,12 @@ def _already_over(trace: Trace, call: Syscall, sock: str, exact: bool) -> str:
     """Why a close() with nothing to send had nothing to send: the FIN or RST seen before it."""
     before = [e for e in trace.segments() if e.t <= call.t and (e.has("RST") or (e.src == sock and e.has("FIN")))]
     if not before:
-        return "no FIN needed in its state"
+        return text("outcome_words.no_fin_needed")
     last = before[-1]
-    what = "connection already reset by" if last.has("RST") else "FIN already sent by"
-    return f"{what} {last.src}" + (f" at {format_ms(last.t - q.origin(trace))}" if exact else "")
+    at = text("outcome_words.at", at=format_ms(last.t - q.origin(trace))) if exact else ""
+    if last.has("RST"):
+        return text("outcome_words.already_reset", side=word("side", last.src), at=at)
+    return text("outcome_words.already_fin", side=word("side", last.src), at=at)
 
 
 def _other_holders(trace: Trace, position: int, side: str) -> str | None:

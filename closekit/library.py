@@ -658,8 +658,8 @@ _LEDGER = (
 # call's result, errno and duration like any other call's.
 def hold_every_descriptor(sock):
     """A parent that never closes what accept() gives it: hold one more descriptor for the socket
-    (dup(), as each accepted connection would add one) until the kernel refuses. The OSError is let
-    out, with `partial` the number of descriptors that were held."""
+    (dup(), as each accepted connection would add one) until the kernel refuses, and keep them all.
+    The OSError is let out, with `partial` the number of descriptors that were held."""
     import os
 
     held = []
@@ -669,9 +669,6 @@ def hold_every_descriptor(sock):
     except OSError as error:
         error.partial = len(held)
         raise
-    finally:
-        for fd in held:
-            os.close(fd)
     return len(held)
 
 
@@ -743,14 +740,13 @@ _MILLION_START = (  # part 5: B greets, A writes a million bytes while B is slow
 _MORE = (
     Scenario(
         "descriptors-never-closed",
-        "a parent that never closes keeps one descriptor per connection until the kernel refuses (EMFILE)",
+        "a parent that never closes keeps one descriptor per connection until the kernel refuses (EMFILE); "
+        "its next call that needs one fails, and its close() cannot end the connection",
         section="1",
         steps=(
-            *blocked(recv("client")),
             call("server", hold_every_descriptor),
-            close("server"),
-            wait_acked("server"),  # the client's recv() returned 0 and its TCP acknowledged the FIN
-            close("client"),
+            epoll("server"),  # the lab's own call needs a descriptor too: refused
+            close("server"),  # one of many: the copies still hold the socket, so no FIN
         ),
     ),
     Scenario(
@@ -760,6 +756,7 @@ _MORE = (
         steps=(
             *blocked(recv("client")),
             call("server", close_every_descriptor),
+            epoll("server"),
             close("server"),
             wait_acked("server"),  # the client's recv() returned 0 and its TCP acknowledged the FIN
             close("client"),
@@ -881,6 +878,20 @@ _MORE = (
             epoll("client"),
             recv("client"),
             close("client"),
+        ),
+    ),
+    Scenario(
+        "peer-resets-fin-wait",
+        "the client closes first; the server aborts (SO_LINGER {on, 0}) while the client waits in FIN_WAIT_2: "
+        "the first FIN's sender ends without TIME_WAIT",
+        section="3.1",
+        steps=(
+            close("client"),
+            wait_state("server", "CLOSE_WAIT"),
+            wait_state("client", "FIN_WAIT_2"),
+            linger("server", 0),
+            close("server"),
+            wait_state("client", "CLOSED"),
         ),
     ),
     Scenario(

@@ -19,40 +19,51 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from closekit.lang import text
 from closekit.trace import Segment, Signal, StateChange, Syscall, Trace
 
 __all__ = [
     "Linger",
     "ack_of",
     "after_call",
+    "answered",
     "answered_during",
     "blocked_at",
     "call",
     "calls",
     "calls_after",
     "calls_on",
+    "conn_of",
     "during",
     "end",
+    "ended_with",
     "epoll_bits",
     "first",
     "first_flag",
     "flags_text",
     "linger_at",
+    "moved",
     "origin",
     "peer",
+    "read_by",
     "received",
     "recv_error",
+    "reset_kind",
     "result_text",
     "segments",
+    "sent_by_call",
     "sent_total",
     "seq_end",
     "signals_after",
     "signals_of",
+    "slept",
     "state_at",
     "state_before",
     "state_changes",
+    "state_found",
     "unread_at",
     "unsent_after",
+    "went_to",
 ]
 
 READ_TO_EOF = "read_to_eof"
@@ -112,6 +123,26 @@ def calls_after(trace: Trace, side: str | None, after: Syscall | float, name: st
     return [c for c in calls(trace, side, name) if end(c) > when and c is not after]
 
 
+def conn_of(trace: Trace, c: Syscall) -> int:
+    """The connection call `c` acted on: the one its endpoint's latest connect() (client) or accept()
+    (server) before it opened or handed out. Without states or segments (or before any such call): 1."""
+    endpoint = trace.endpoint_of(c.side)
+    opener = "connect" if endpoint == "client" else "accept"
+    opened = [o for o in calls_on(trace, endpoint, opener) if o.t <= c.t and (opener == "connect" or not o.failed)]
+    conns = sorted({e.conn for e in trace.events if isinstance(e, (Segment, StateChange)) and e.conn > 0}) or [1]
+    return conns[min(len(opened), len(conns)) - 1] if opened else conns[0]
+
+
+BLOCKED = 0.003  # a call shorter than this (less its wait for a CPU) returned at once, whatever it did
+
+
+def slept(c: Syscall) -> bool:
+    """Did call `c` block: go to sleep in the kernel (for the network, a timer, buffer room) for a
+    measurable time? A call that only lost the CPU on a busy machine did not (`waited` leaves that
+    out); a trace that did not record sleeping (`slept` None) is read by the time alone."""
+    return c.slept is not False and c.waited >= BLOCKED
+
+
 def blocked_at(trace: Trace, when: float, side: str | None = None) -> Syscall | None:
     """The call (of `side`, or of anyone) that had started and not yet returned at time `when`."""
     for c in trace.syscalls(side):
@@ -145,6 +176,19 @@ def epoll_bits(c: Syscall | None) -> frozenset[str]:
 def received(trace: Trace, side: str) -> int:
     """Bytes `side`'s recv() calls returned, counting what a failing read loop got before its error."""
     return sum(c.result for c in trace.syscalls(side, "recv") if isinstance(c.result, int) and c.result > 0)
+
+
+def read_by(trace: Trace, endpoint: str, after: float, before: float | None = None) -> dict[str, int]:
+    """Bytes each process of `endpoint` read with calls that returned after `after` (a recv() blocked
+    across it included: what it brought) and, with `before`, by then: which process read, a forked
+    child included."""
+    got: dict[str, int] = {}
+    for c in calls_on(trace, endpoint):
+        if c.call != "recv" or end(c) <= after or (before is not None and end(c) > before):
+            continue
+        if isinstance(c.result, int) and c.result > 0:
+            got[c.side] = got.get(c.side, 0) + c.result
+    return got
 
 
 def sent_total(trace: Trace, side: str) -> int:
@@ -234,6 +278,32 @@ def answered_during(trace: Trace, c: Syscall) -> list[Segment]:
     return [s for s in trace.segments(src=src) if s.arrived is not None and c.t <= s.arrived < end(c)]
 
 
+STAMP_SLACK = 0.0005  # a segment's send time and a call's clock are read apart; they agree this closely
+
+
+def sent_by_call(trace: Trace, c: Syscall, flags: str | Iterable[str] | None = None) -> list[Segment]:
+    """Segments with `flags` that `c`'s endpoint sent on `c`'s connection while `c` ran: what the call
+    itself put on the wire (a close() that sends its FIN or RST does so before it returns)."""
+    src, conn = trace.endpoint_of(c.side), conn_of(trace, c)
+    return [s for s in trace.segments(src, flags) if s.conn == conn and c.t <= s.t <= end(c) + STAMP_SLACK]
+
+
+def reset_kind(s: Segment) -> str:
+    """How an RST came about: "active" (R., the kernel ended the connection itself: tcp_send_active_reset()
+    sets ACK) or "reply" (R without ACK: tcp_v4_send_reset() answering a segment, seq = its ack)."""
+    return "active" if s.has("ACK") else "reply"
+
+
+def answered(trace: Trace, rst: Segment) -> Segment | None:
+    """The segment a reply RST answered: the last one from its receiver, on its connection, that had
+    arrived when the RST left and whose ack the RST's seq repeats; None for an active RST."""
+    if not rst.has("RST") or reset_kind(rst) != "reply":
+        return None
+    found = [s for s in trace.segments(rst.dst) if s.conn == rst.conn and s.arrived is not None
+             and s.arrived <= rst.t + STAMP_SLACK and s.ack == rst.seq]  # fmt: skip
+    return found[-1] if found else None
+
+
 def after_call(trace: Trace, side: str, name: str, src: str) -> list[Segment]:
     """What `src` sent from `side`'s first `name` call until the next call anyone made: the segments
     that call itself caused."""
@@ -290,7 +360,7 @@ def first_flag(segs: Sequence[Segment]) -> str:
 
 def flags_text(segs: Sequence[Segment]) -> str:
     """Segments as tcpdump flags ("F., ."), or "nothing"."""
-    return ", ".join(s.tcpdump_flags for s in segs) or "nothing"
+    return ", ".join(s.tcpdump_flags for s in segs) or text("query.nothing")
 
 
 # ---- states and options ---------------------------------------------------------------------------
@@ -319,6 +389,50 @@ def state_before(trace: Trace, side: str, when: float, conn: int = 1) -> str | N
             break
         state = e.state
     return state
+
+
+def went_to(trace: Trace, c: Syscall, state: str | None = None) -> StateChange | None:
+    """The state call `c` took its socket to (`state`, or the first it reached): recorded after `c`
+    began and before its endpoint's next call. The lab reads a socket's state after each call
+    returns, so a state no segment dated is recorded just after the call that caused it."""
+    endpoint, conn = trace.endpoint_of(c.side), conn_of(trace, c)
+    nxt = next((o.t for o in calls_on(trace, endpoint) if o.t > c.t and o is not c), None)
+    for e in state_changes(trace, endpoint, conn):
+        if c.t <= e.t and (nxt is None or e.t < nxt) and (state is None or e.state == state):
+            return e
+    return None
+
+
+_ENDING = {"FIN_WAIT_1": "FIN", "LAST_ACK": "FIN", "CLOSING": "FIN", "FIN_WAIT_2": "FIN", "TIME_WAIT": "FIN"}
+
+
+def ended_with(trace: Trace, c: Syscall, until: float | None = None) -> str:
+    """What call `c` put on the wire to end its connection: "FIN", "RST" or "nothing". From the
+    segments its endpoint sent from the call on (until `until`, default the next call anyone made);
+    where segments were not captured, from the state the call took its socket to: a FIN moves an
+    open socket to FIN_WAIT_1 or LAST_ACK, an abort straight to CLOSED."""
+    if trace.mode != "host-nocapture":
+        nxt = until if until is not None else min((o.t for o in trace.syscalls() if o.t > c.t), default=None)
+        conn = conn_of(trace, c)
+        return first_flag(
+            [s for s in segments(trace, trace.endpoint_of(c.side), after=c, before=nxt) if s.conn == conn]
+        )
+    before = state_at(trace, trace.endpoint_of(c.side), c.t, conn_of(trace, c))
+    after = went_to(trace, c)
+    if after is None or before in (None, "SYN_SENT", "CLOSED", "LISTEN"):
+        return "nothing"
+    return "RST" if after.state == "CLOSED" else _ENDING.get(after.state, "nothing")
+
+
+def state_found(trace: Trace, s: Segment) -> str | None:
+    """The state `s`'s receiver was in when `s` reached it. For an RST answering a segment, the state
+    before that segment left: on a link without delay the whole exchange happens at once and the lab
+    may date the state the RST brought at the segment that drew it."""
+    if s.arrived is None:
+        return None
+    cause = answered(trace, s)
+    when = min(s.arrived, cause.t) if cause is not None else s.arrived
+    return state_before(trace, s.dst, when, s.conn)
 
 
 @dataclass(frozen=True)
@@ -359,15 +473,25 @@ def linger_at(trace: Trace, endpoint: str, when: float) -> Linger | None:
     return Linger(bool(last.args.get("l_onoff")), int(last.args.get("l_linger", 0)))
 
 
+ABORTS = ("TCPAbortOnClose", "TCPAbortOnData", "TCPAbortOnLinger", "TCPAbortOnTimeout", "TCPAbortOnMemory")
+
+
+def moved(trace: Trace, *names: str) -> dict[str, int]:
+    """The TcpExt counters among `names` (default: the abort counters) that moved, by short name: the
+    kernel's own count of the branch it took (TCPAbortOnClose: close() with unread data;
+    TCPAbortOnData: SO_LINGER {1, 0}, or data reaching a socket that reads no more)."""
+    return {n: trace.counter(f"TcpExt:{n}") for n in names or ABORTS if trace.counter(f"TcpExt:{n}")}
+
+
 # ---- words ----------------------------------------------------------------------------------------
 def result_text(c: Syscall | None) -> str:
     """How a transcript shows a call's outcome: '= 0', '= -1 ECONNRESET', '= 4344, then ECONNRESET'."""
     if c is None:
-        return "was not made"
-    if c.call == "epoll_wait":
-        return "= " + ("|".join(c.result) if c.result else "0 (nothing ready)")
-    if c.errno and isinstance(c.result, int) and c.result > 0:
-        return f"= {c.result}, then {c.errno}"
+        return text("query.not_made")
+    if c.call == "epoll_wait" and not c.errno:
+        return "= " + ("|".join(c.result) if c.result else text("query.nothing_ready"))
+    if c.errno and isinstance(c.result, int) and c.result > 0:  # a send/recv loop moved bytes, then failed
+        return text("query.then", result=c.result, errno=c.errno)
     if c.errno:
         return f"= -1 {c.errno}"
     return f"= {c.result}"

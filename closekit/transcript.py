@@ -32,10 +32,13 @@ from __future__ import annotations
 
 import bisect
 import html
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from closekit.lang import pad, scenario_words, text, word
+from closekit.query import result_text
 from closekit.trace import Event, Segment, Signal, StateChange, Syscall, Trace, Wait
 
 LOOPBACK_NOISE = 0.02  # without a delay on the link, a call this long waited for something
@@ -55,17 +58,18 @@ SETUP_CALLS = ("listen", "connect", "accept")
 # - 18 ms: those flights | a 20 ms round trip (connect() on the 10 ms link: 21-23 ms idle; two
 #   flights of up to 16 ms each under load);
 # - 36 ms: a round trip | the delayed ACK of a FIN (40-47 ms; its timer is 40 ms at the least);
-# - none between the delayed ACK alone (linger-ack, fin-delayed-ack) and the delayed ACK plus a round
-#   trip (return-linger's and linger-waits-for-ack's close: 61-67 ms idle; 52 ms once under load,
-#   where a peer reading at once may acknowledge the FIN before its timer fires): within the
-#   jitter the two meet, so one category holds both, "≈ 40-60 ms";
+# - 57 ms: the delayed ACK alone (linger-ack, fin-delayed-ack: 40-47 ms idle, a few more under load) |
+#   the delayed ACK plus the timing link's 20 ms round trip (return-linger's close, which waits for
+#   the FIN to cross the link, the peer's timer, and the ACK to cross back: 60 ms at the least, 61-67
+#   ms seen). Each has its own word, so the round trip the link was added to show stays in the story;
 # - 90 ms and up: a 200 ms RTO, a 0.3 s busy peer, a 1 s and a 5 s linger, far apart.
 CATEGORIES = (
     (0.003, "under 3 ms"),
     (0.0095, "≈ 5 ms"),
     (0.018, "≈ 10 ms"),
     (0.036, "≈ 20 ms"),
-    (0.090, "≈ 40-60 ms"),
+    (0.057, "≈ 40 ms"),
+    (0.090, "≈ 60 ms"),
     (0.150, "≈ 0.1 s"),
     (0.250, "≈ 0.2 s"),
     (0.400, "≈ 0.3 s"),
@@ -88,24 +92,20 @@ def format_duration(seconds: float) -> str:
 
 
 def approx(seconds: float) -> str:
-    """A duration as its category's label: "under 5 ms", "≈ 40 ms", "≈ 1 s"."""
+    """A duration as its category's label: "under 3 ms", "≈ 40 ms", "≈ 1 s"."""
     bounds = [bound for bound, _ in CATEGORIES]
-    return CATEGORIES[bisect.bisect_right(bounds, seconds)][1]
+    label = CATEGORIES[bisect.bisect_right(bounds, seconds)][1]
+    return text("transcript.under", limit=label[len("under ") :]) if label.startswith("under ") else label
 
 
 def category(seconds: float) -> str:
     """How long something took, as words that are the same on every run: "at once" or "after ≈ 1 s"."""
-    return "at once" if seconds < BLOCKED else f"after {approx(seconds)}"
-
-
-def duration_category(seconds: float) -> str:
-    """The ledger's coarser wording (closekit.claims): "at once" below 0.1 s, else "after ≈ 1.0 s"."""
-    return "at once" if seconds < 0.1 else f"after ≈ {round(seconds, 1)} s"
+    return text("transcript.at_once") if seconds < BLOCKED else text("transcript.after", duration=approx(seconds))
 
 
 def _took(e: Syscall, exact: bool) -> str:
     """The clock's duration, or the category of the part the kernel or the network decided."""
-    return f"after {format_duration(e.duration)}" if exact else category(e.waited)
+    return text("transcript.after", duration=format_duration(e.duration)) if exact else category(e.waited)
 
 
 # ---- one event as words ----------------------------------------------------------------------------
@@ -119,13 +119,7 @@ def _args(e: Syscall) -> str:
 
 
 def _result(e: Syscall) -> str:
-    if e.call == "epoll_wait":
-        return " = " + ("|".join(e.result) if e.result else "0 (nothing ready)")
-    if e.errno and isinstance(e.result, int) and e.result > 0:
-        return f" = {e.result}, then {e.errno}"  # a send/recv loop that moved bytes before failing
-    if e.errno:
-        return f" = -1 {e.errno}"
-    return "" if e.result is None else f" = {e.result}"
+    return "" if e.result is None and not e.errno else " " + result_text(e)
 
 
 def call_text(e: Syscall) -> str:
@@ -162,10 +156,10 @@ def blocked(e: Syscall, threshold: float = LOOPBACK_NOISE, woken: bool = False) 
 def describe_syscall(e: Syscall, exact_times: bool = True, threshold: float = LOOPBACK_NOISE) -> str:
     """`close() = 0`, `recv(…until EOF) = 4096, then ECONNRESET`, and for a call that blocked how long
     (`[returned after 1.02 s]`, or with `exact_times=False` its category, `[returned after ≈ 1 s]`)."""
-    text = call_text(e) + _result(e)
+    said = call_text(e) + _result(e)
     if blocked(e, threshold):
-        text += f"  [returned {_took(e, exact_times)}]"
-    return text
+        said += "  " + text("transcript.returned", took=_took(e, exact_times))
+    return said
 
 
 def describe_segment(e: Segment, window: bool | None = None, exact: bool = True) -> str:
@@ -200,12 +194,11 @@ def conn_at(trace: Trace, t: float) -> int:
     return max((c for c, start in firsts.items() if start <= t), default=1)
 
 
-FATE_WORDS = {
-    "gated": "held back until the steps started at once had all returned",
-    "dropped": "dropped by the wire",
-    "held": "held by the wire, never delivered",
-    "duplicate": "a duplicate the wire injected",
-}
+FATES = ("gated", "dropped", "held", "duplicate")  # what the wire did that a transcript says in words
+
+
+def _fate_words(fate: str) -> str:
+    return text(f"transcript.fate_{fate}")
 
 
 def flight_shown(e: Segment) -> bool:
@@ -221,18 +214,18 @@ def fate_text(e: Segment, exact: bool = True, into: int | None = None) -> str:
 
     `into` is the connection a duplicate reached, when that is not the connection it was copied from
     (an old segment replayed into a new one)."""
-    if e.fate in FATE_WORDS and (e.fate != "duplicate" or e.arrived is None):
-        return f"[{FATE_WORDS[e.fate]}]"
+    if e.fate in FATES and (e.fate != "duplicate" or e.arrived is None):
+        return f"[{_fate_words(e.fate)}]"
     words = []
     if e.fate == "duplicate":
         if into is not None and into != e.conn:
-            words.append(f"a copy of {conn_tag(e.conn)}'s segment the wire injected into {conn_tag(into)}")
+            words.append(text("transcript.copied_into", conn=conn_tag(e.conn), into=conn_tag(into)))
         else:
-            words.append(FATE_WORDS["duplicate"])
+            words.append(text("transcript.fate_duplicate"))
     if flight_shown(e):
         flight = e.arrived - e.t  # type: ignore[operator]
-        words.append(f"held back by the wire, arrives after {format_duration(flight) if exact else approx(flight)}")
-    return f"[{', '.join(words)}]" if words else ""
+        words.append(text("transcript.held_back", took=format_duration(flight) if exact else approx(flight)))
+    return f"[{text('transcript.comma').join(words)}]" if words else ""
 
 
 def windows_shown(segments: Iterable[Segment]) -> set[int]:
@@ -302,19 +295,21 @@ def run_summary(segments: list[Segment], exact: bool = True) -> list[str]:
     Clock-free (`exact=False`) it says what every run of the experiment shares: the bytes and the
     sequence range each direction carried, not how many segments and ACKs the kernel cut them into
     nor how far the ACKs had got when the run ended (both follow the scheduler)."""
-    lines = [f"\u00d7 {len(segments)} data/ACK segments" if exact else "data/ACK segments"]  # "times 62 …"
+    lines = [text("transcript.run_count", count=len(segments)) if exact else text("transcript.run")]
     for src in dict.fromkeys(s.src for s in segments):
         mine = [s for s in segments if s.src == src]
         carrying = [s for s in mine if s.len]
-        arrow = f"{src} → {mine[0].dst}"
+        arrow = f"{word('side', src)} → {word('side', mine[0].dst)}"
         if carrying:  # by sequence number: a retransmitted byte is one byte
             first, last = min(s.seq for s in carrying), max(s.seq + s.len for s in carrying)
-            count = f"{len(carrying)} carrying " if exact else ""
-            lines.append(f"{arrow}: {count}{last - first:,} bytes, seq {first}:{last}")
+            count = text("transcript.carrying", count=len(carrying)) if exact else ""
+            lines.append(
+                text("transcript.run_bytes", arrow=arrow, count=count, bytes=last - first, first=first, last=last)
+            )
         elif exact:
-            lines.append(f"{arrow}: {len(mine)} ACKs, last ack {mine[-1].ack}")
+            lines.append(text("transcript.run_acks", arrow=arrow, count=len(mine), ack=mine[-1].ack))
         else:
-            lines.append(f"{arrow}: ACKs")
+            lines.append(text("transcript.run_acks_only", arrow=arrow))
     return lines
 
 
@@ -590,26 +585,26 @@ def returned_text(trace: Trace, e: Syscall, exact: bool, transfer: bool) -> str:
     waited for the network's own timers (a lingering close()) its duration's category, and for a
     call that waited out a bulk transfer `[returned after the transfer]`."""
     if exact:
-        return f"[returned {_took(e, exact)}]"
+        return text("transcript.returned", took=_took(e, exact))
     if transfer:
-        return "[returned after the transfer]"
+        return text("transcript.after_transfer")
     woke = ended_by(trace, e)
     if e.call in READS and woke is not None:
-        return f"[returned when {arrival_words(e, woke)} arrived]"
-    return f"[returned {_took(e, exact)}]"
+        return text("transcript.returned_when", what=arrival_words(e, woke))
+    return text("transcript.returned", took=_took(e, exact))
 
 
 def arrival_words(e: Syscall, s: Segment) -> str:
     """What reached a waiting call, in words: the FIN, an RST, data, the SYN-ACK, an ACK."""
     if s.has("RST"):
-        return "an RST"
+        return text("transcript.came_rst")
     if s.has("SYN"):
-        return "the SYN-ACK" if s.has("ACK") else "a SYN"
+        return text("transcript.came_syn_ack") if s.has("ACK") else text("transcript.came_syn")
     if s.has("FIN"):
-        return "the FIN" if not s.len else "data and the FIN"
+        return text("transcript.came_fin") if not s.len else text("transcript.came_data_fin")
     if s.len:
-        return "data"
-    return "an ACK"
+        return text("transcript.came_data")
+    return text("transcript.came_ack")
 
 
 def in_setup(trace: Trace, e: Event) -> bool:
@@ -663,24 +658,24 @@ def rows(trace: Trace, exact: bool = True) -> list[Row]:
         if len(group) > 1:
             segments = [s for s in group if isinstance(s, Segment)]
             tag = f"{conn_tag(segments[0].conn)} " if p.several else ""
-            text = tag + "\n".join(run_summary(segments, exact))
-            out.append(Row(e.t, "client ⇄ server", "»", text, "bulk", e))
+            said = tag + "\n".join(run_summary(segments, exact))
+            out.append(Row(e.t, "client ⇄ server", "»", said, "bulk", e))
         elif isinstance(e, Syscall) and id(e) in p.waits:
             out.append(Row(e.t, e.side, "…", f"{call_text(e)} …", "call", e))
-            text = f"{call_text(e)}{_result(e)}  {returned_text(trace, e, exact, p.waits[id(e)])}"
+            said = f"{call_text(e)}{_result(e)}  {returned_text(trace, e, exact, p.waits[id(e)])}"
             at = e.t + e.duration if exact else returned_at(trace, e, told)
-            returns.append(Row(at, e.side, "=", text, "err" if e.errno else "ret", e))
+            returns.append(Row(at, e.side, "=", said, "err" if e.errno else "ret", e))
         elif isinstance(e, Syscall):
             out.append(Row(e.t, e.side, " ", call_text(e) + _result(e), "err" if e.errno else "call", e))
         elif isinstance(e, Segment):
             text = segment_text(trace, e, p, exact)
             out.append(Row(told.time(e), f"{e.src} > {e.dst}", ">", text, _segment_css(e), e))
         elif isinstance(e, StateChange):
-            out.append(Row(told.time(e), e.side, "~", f"state {state_text(e, p.several)}", "st", e))
+            out.append(Row(told.time(e), e.side, "~", text("transcript.state", state=state_text(e, p.several)), "st", e))
         elif isinstance(e, Signal):
-            out.append(Row(e.t, e.side, "!", f"signal {e.signal}", "err", e))
+            out.append(Row(e.t, e.side, "!", text("transcript.signal", signal=e.signal), "err", e))
         elif isinstance(e, Wait):
-            out.append(Row(e.t, "scenario", "|", f"{e.step}: the lines after it start", "wait", e))
+            out.append(Row(e.t, "scenario", "|", text("transcript.wait", step=e.step), "wait", e))
     # A return goes after everything that happened by then: stable sort, returns last among equals.
     # (Clock-free, rows are told in the order of `causal_times`; their time column is not shown.)
     return sorted(out + returns, key=lambda row: row.t)
@@ -688,12 +683,13 @@ def rows(trace: Trace, exact: bool = True) -> list[Row]:
 
 def segment_text(trace: Trace, e: Segment, p: Plan, exact: bool = True) -> str:
     """A segment's row: `#2 F. 1:1(0) ack 1  [arrives after 10.2 ms]`."""
-    text = (f"{conn_tag(e.conn)} " if p.several else "") + describe_segment(e, id(e) in p.windows, exact)
+    said = (f"{conn_tag(e.conn)} " if p.several else "") + describe_segment(e, id(e) in p.windows, exact)
     into = conn_at(trace, e.t) if e.fate == "duplicate" else None
     fate = fate_text(e, exact, into)
     if id(e) in p.resent:
-        fate = "[retransmitted" + (f", {fate[1:]}" if fate else "]")
-    return text + (f"  {fate}" if fate else "")
+        resent = text("transcript.retransmitted")
+        fate = f"[{resent}" + (f"{text('transcript.comma')}{fate[1:]}" if fate else "]")
+    return said + (f"  {fate}" if fate else "")
 
 
 def _segment_css(e: Segment) -> str:
@@ -703,50 +699,92 @@ def _segment_css(e: Segment) -> str:
     return css
 
 
-def one_line(text: str) -> str:
+def one_line(words: str) -> str:
     """A row's words on one line (a collapsed run has one line per direction in HTML)."""
-    return text.replace("\n", "; ")
+    return words.replace("\n", text("transcript.semicolon"))
 
 
 def state_text(e: StateChange, several: bool = False) -> str:
     """`FIN_WAIT_1`, `LISTEN (listening socket)`, and `FIN_WAIT_1 (#2)` where there are several connections."""
     if e.conn == 0:
-        return f"{e.state} (listening socket)"
+        return text("transcript.listening", state=e.state)
     return f"{e.state} ({conn_tag(e.conn)})" if several else e.state
 
 
 # ---- the header --------------------------------------------------------------------------------
 def link_text(trace: Trace) -> str:
-    """The link between the endpoints in words, as the trace records them: its own words (`text`)
-    when it has them, else its delay, rate and rules."""
+    """The link between the endpoints in the reader's words, from what the trace records (its delay,
+    rate and rules; its stored English `text` only where those are missing)."""
     link = trace.link or {}
     if not link:
-        return "link: loopback, no delay"
-    if isinstance(link.get("text"), str) and link["text"]:
-        return f"link: {link['text']}"
+        return text("transcript.link", link=text("transcript.loopback"))
+    known = ("delay", "rate", "rules", "text")
+    if not any(k in link for k in known[:3]) and isinstance(link.get("text"), str) and link["text"]:
+        return text("transcript.link", link=link["text"])
     parts = []
     delay = link.get("delay")
-    parts.append(f"one-way delay {format_duration(float(delay))}" if delay else "no delay")
+    if delay:
+        parts.append(text("transcript.one_way", delay=_ms(float(delay))))
     if link.get("rate"):
-        parts.append(f"rate {link['rate']}")
-    rules = link.get("rules") or []
-    if rules:
-        parts.append("rules: " + "; ".join(_rule_text(r) for r in rules))
-    known = ("delay", "rate", "rules", "text")
+        parts.append(str(link["rate"]) if not isinstance(link["rate"], int) else _rate(link["rate"]))
+    parts += [_rule_text(r) for r in link.get("rules") or []]
     extra = {k: v for k, v in link.items() if k not in known and v not in (None, "", [], {})}
     parts.extend(f"{k} {v}" for k, v in extra.items())
-    return "link: " + ", ".join(parts)
+    return text("transcript.link", link=text("transcript.semicolon").join(parts) or text("transcript.no_delay"))
 
 
 def _rule_text(rule: Any) -> str:
-    if isinstance(rule, str):
-        return rule
-    if isinstance(rule, dict):
-        for key in ("text", "describe", "description"):
-            if isinstance(rule.get(key), str):
-                return rule[key]
-        return " ".join(f"{k}={v}" for k, v in rule.items() if v not in (None, "", [], {}))
-    return str(rule)
+    """A rule of the link in words, from its fields (closekit.link.Rule.describe says the same in English)."""
+    if not isinstance(rule, dict) or "action" not in rule:
+        return str(rule.get("text", rule)) if isinstance(rule, dict) else str(rule)
+    flags, without, data = rule.get("flags") or [], rule.get("without") or [], rule.get("data")
+    what = "+".join(flags) if flags else text("transcript.rule_segment")
+    if without:
+        what = text("transcript.rule_without", what=what, without="/".join(without))
+    if data is True:
+        what = text("transcript.rule_data", what=what) if flags else text("transcript.rule_data_segment")
+    elif data is False:
+        what = text("transcript.rule_no_data", what=what)
+    nth, count = int(rule.get("nth", 1)), rule.get("count", 1)
+    if count is None:
+        which = text("transcript.rule_every_from" if nth > 1 else "transcript.rule_every", what=what, nth=_ordinal(nth))
+    elif count == 1:
+        which = text("transcript.rule_the", what=what, nth=_ordinal(nth))
+    else:
+        which = text("transcript.rule_some", what=what, nth=_ordinal(nth), count=count)
+    which = text("transcript.rule_from", which=which, src=word("side", str(rule.get("src"))))
+    seconds = float(rule.get("seconds") or 0.0)
+    if rule["action"] == "delay":
+        return text("transcript.rule_delay", which=which, ms=_ms(seconds))
+    if rule["action"] == "duplicate":
+        later = text("transcript.rule_copy_later", ms=_ms(seconds)) if seconds else ""
+        return text("transcript.rule_duplicate", which=which, later=later)
+    if rule["action"] == "drop":
+        return text("transcript.rule_drop", which=which)
+    if rule["action"] == "hold":
+        return text("transcript.rule_hold", which=which)
+    return text("transcript.rule_copy", which=which)
+
+
+def _ordinal(n: int) -> str:
+    """1st, 2nd, 3rd … in the reader's words."""
+    last = 0 if 10 <= n % 100 <= 20 else n % 10
+    if last == 1:
+        return text("transcript.ordinal_one", n=n)
+    if last == 2:
+        return text("transcript.ordinal_two", n=n)
+    return text("transcript.ordinal_few", n=n) if last == 3 else text("transcript.ordinal_other", n=n)
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:g} ms" if seconds < 1 else f"{seconds:g} s"
+
+
+def _rate(bits: int) -> str:
+    for unit, size in (("Gbit/s", 1e9), ("Mbit/s", 1e6), ("kbit/s", 1e3)):
+        if bits >= size:
+            return f"{bits / size:g} {unit}"
+    return f"{bits} bit/s"
 
 
 def settings_text(trace: Trace) -> str:
@@ -758,15 +796,16 @@ def settings_text(trace: Trace) -> str:
                 parts.append(f"{group}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
         elif values not in (None, "", [], {}):
             parts.append(f"{group}: {values}")
-    return "settings: " + "; ".join(parts) if parts else ""
+    return text("transcript.settings", settings=text("transcript.semicolon").join(parts)) if parts else ""
 
 
 def header_lines(trace: Trace, kernel: bool = True) -> list[str]:
     """Title, then kernel · mode · link, then the changed settings (if any), then the connections if
     there are several."""
-    title = f"{trace.scenario}: {trace.description}" if trace.description else trace.scenario
-    where = [f"kernel {trace.kernel}"] if kernel else []
-    where += [f"mode {trace.mode}", link_text(trace)]
+    described = scenario_words(trace.scenario, trace.description)
+    title = f"{trace.scenario}: {described}" if trace.description else trace.scenario
+    where = [text("transcript.kernel", kernel=trace.kernel)] if kernel else []
+    where += [text("transcript.mode", mode=trace.mode), link_text(trace)]
     lines = [title, " · ".join(where)]
     settings = settings_text(trace)
     if settings:
@@ -776,7 +815,7 @@ def header_lines(trace: Trace, kernel: bool = True) -> list[str]:
     conns = connections(trace)
     if len(conns) > 1:
         tags = ", ".join(conn_tag(c) for c in conns)
-        lines.append(f"{len(conns)} connections on the same 4-tuple, {tags} in the order of their first SYN")
+        lines.append(text("transcript.connections", count=len(conns), tags=tags))
     return lines
 
 
@@ -785,19 +824,37 @@ COUNTED = ("netns", "netns-loopback")  # modes with a network namespace of their
 
 def counters_line(trace: Trace) -> str:
     if trace.mode not in COUNTED:
-        return "counters: not recorded in this mode"
+        return text("transcript.counters", counters=text("transcript.not_recorded"))
     shown = ", ".join(f"{k} {v:+d}" for k, v in trace.counters.items())
-    return f"counters: {shown or 'none moved'}"
+    return text("transcript.counters", counters=shown or text("transcript.none_moved"))
+
+
+def notice(trace: Trace) -> str:
+    """What a reader must know before trusting the trace as this machine's (Trace.notice), in the
+    reader's language: a fallback mode, or that it was recorded elsewhere."""
+    if trace.recorded:
+        return text("transcript.recorded", recorded=trace.recorded)
+    if trace.mode == "netns-loopback":
+        return text("transcript.notice_netns_loopback")
+    if trace.mode == "host":
+        return text("transcript.notice_host")
+    return text("transcript.notice_host_nocapture") if trace.mode == "host-nocapture" else ""
+
+
+def who(name: str) -> str:
+    """A transcript's "who" column in the reader's words: the endpoints translated ("client > server"),
+    a forked process by its name as the scenario gave it ("server-child")."""
+    return re.sub(r"(?<![-\w])(client|server)(?![-\w])", lambda m: word("side", m.group(1)), name)
 
 
 # ---- the three forms ---------------------------------------------------------------------------
 def text_transcript(trace: Trace) -> str:
     """The whole trace with times, as `closekit run` prints it."""
     lines = header_lines(trace)
-    if trace.notice:
-        lines.append(f"NOTE: {trace.notice}")
+    if notice(trace):
+        lines.append(text("transcript.note", notice=notice(trace)))
     for row in rows(trace):
-        lines.append(f"{format_ms(row.t):>10}  {row.who:<17} {row.marker} {one_line(row.text)}")
+        lines.append(f"{format_ms(row.t):>10}  {pad(who(row.who), 17)} {row.marker} {one_line(row.text)}")
     lines.append(counters_line(trace))
     return "\n".join(lines)
 
@@ -819,7 +876,7 @@ def story(trace: Trace, handshake: bool = False, acks: bool = True) -> str:
             continue
         if not acks and isinstance(e, Segment) and row.marker == ">" and e.flags == ("ACK",) and not e.len:
             continue
-        lines.append(f"{row.who:<17} {row.marker} {one_line(row.text)}")
+        lines.append(f"{pad(who(row.who), 17)} {row.marker} {one_line(row.text)}")
     return "\n".join(lines)
 
 
@@ -852,31 +909,32 @@ def html_transcript(trace: Trace) -> str:
     out = []
     for row in rows(trace):
         css = row.css
-        text = html.escape(row.text)
+        said = html.escape(row.text)
         cell = f'<td class="{css}" style="{_style(css)}">'
         if row.marker == "|":
             cells = f"<td></td>{cell}{text}</td><td></td>"
         elif row.marker in (">", "»"):
             e = row.event
             arrow = "→" if isinstance(e, Segment) and e.src == "client" else "←" if row.marker == ">" else "⇄"
-            cells = f"<td></td>{cell}{arrow} {text} {arrow}</td><td></td>"
+            cells = f"<td></td>{cell}{arrow} {said} {arrow}</td><td></td>"
         else:
             side = trace.endpoint_of(row.who)
             prefix = "" if row.who in ("client", "server") else f"[{html.escape(row.who)}] "
-            filled = f"{cell}{prefix}{text}</td>"
+            filled = f"{cell}{prefix}{said}</td>"
             cells = f"{filled}<td></td><td></td>" if side == "client" else f"<td></td><td></td>{filled}"
         out.append(f'<tr><td class="t" style="{_CELL};color:#777">{format_ms(row.t)}</td>{cells}</tr>')
     head = header_lines(trace)
-    notice = (
+    warning = (
         f'<div style="background:#fff3cd;border:1px solid #d39e00;padding:6px;margin:4px 0">⚠ '
-        f"{html.escape(trace.notice)}</div>"
-        if trace.notice
+        f"{html.escape(notice(trace))}</div>"
+        if notice(trace)
         else ""
     )
     th = f'style="{_CELL};font-weight:bold"'
+    heads = (text("transcript.time"), word("side", "client"), text("transcript.wire"), word("side", "server"))
     return (
         f'<div class="ck-transcript"><b>{html.escape(head[0])}</b><br>'
-        f"<small>{'<br>'.join(html.escape(line) for line in head[1:])}</small>{notice}"
-        f'<table class="ck-t"><tr><th {th}>time</th><th {th}>client</th><th {th}>wire</th><th {th}>server</th></tr>'
+        f"<small>{'<br>'.join(html.escape(line) for line in head[1:])}</small>{warning}"
+        f'<table class="ck-t"><tr>{"".join(f"<th {th}>{html.escape(h)}</th>" for h in heads)}</tr>'
         f"{''.join(out)}</table><small>{html.escape(counters_line(trace))}</small></div>"
     )

@@ -11,20 +11,52 @@ and verdict lines whose durations the comparison reads by category (tests/nbval.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterable
 
 import closekit
 from closekit.claims import CLAIMS, Claim, Verdict, by_section, duration, judge
+from closekit.lang import text, wrap
 from closekit.trace import Trace
 from closekit.transcript import story
 
-__all__ = ["disagreements", "duration", "moments", "section_verdicts", "show", "story"]
+__all__ = [
+    "differences",
+    "disagreements",
+    "duration",
+    "moments",
+    "section_verdicts",
+    "show",
+    "show_verdicts",
+    "story",
+]
+
+
+WIDTH = 100  # columns of a printed verdict: it wraps here, in JupyterLab and in the book alike
 
 
 def show(trace: Trace, *claim_ids: str) -> None:
-    """Print the verdict of each claim, judged on `trace` (the experiment the cell just ran)."""
+    """Print the verdict of each claim, judged on `trace` (the experiment the cell just ran), wrapped."""
     for claim_id in claim_ids:
-        print(judge(claim_id, trace).line())
+        print(judge(claim_id, trace).line(width=WIDTH))
+
+
+def show_verdicts(verdicts: Iterable[Verdict], indent: int = 0) -> None:
+    """Print verdicts already judged, one wrapped line each, indented by `indent` spaces."""
+    for verdict in verdicts:
+        print(textwrap.indent(verdict.line(width=WIDTH - indent), " " * indent))
+
+
+def differences(verdicts: Iterable[Verdict]) -> None:
+    """For each verdict where Linux does otherwise than the book: what the book says, what was measured
+    (the evidence) and what Linux does instead, wrapped, in the reader's language."""
+    for v in verdicts:
+        if v.status != "differs":
+            continue
+        print("\n    ".join(wrap(f"[{v.claim.section}] {v.claim.statement}", WIDTH - 4)))
+        for label, words in ((text("verdict.measured"), v.evidence), (text("verdict.linux"), v.claim.linux or "")):
+            print("    " + "\n        ".join(wrap(f"{label} {words}", WIDTH - 8)))
+        print()
 
 
 def section_verdicts(section: str, trace: Trace) -> list[Verdict]:

@@ -103,7 +103,7 @@ def test_the_stored_transcripts_keep_their_table_and_colours():
     )
     safe = clean(html)
     # transcripts carry their colours as inline styles (JupyterLab drops <style> from untrusted outputs)
-    assert '<table class="ck-t">' in safe and re.search(r'<td class="rst" style="[^"]*color:#b00', safe)
+    assert '<table class="ck-t">' in safe and re.search(r'<td class="fin" style="[^"]*color:#05a', safe)
     assert safe.count("<tr>") == html.count("<tr>")
 
 
@@ -627,8 +627,9 @@ def open_small(browser, small):
 
 
 def test_language_switch_links_each_page_to_its_counterpart(small, open_small):
-    assert small.pages["zh"] == ["00-start-here", "genindex", "index", "search"]
+    assert small.pages["zh"] == ["00-start-here", "genindex", "glossary", "index", "search"]
     expected = {
+        "en/glossary.html": "zh/glossary.html",  # every edition has the glossary
         "en/00-start-here.html": "zh/00-start-here.html",
         "zh/00-start-here.html": "en/00-start-here.html",
         "en/01-close.html": "zh/index.html",  # no Chinese chapter 1 yet: its cover

@@ -381,20 +381,23 @@ def assert_no_errors(page, panel, failing: frozenset[int] = frozenset()) -> None
 
 
 # ---- the tests ----------------------------------------------------------------------------------
-def test_start_page_runs_and_shows_the_transcript_with_its_rst(page, lab, shots):
+def test_start_page_runs_and_shows_its_first_experiment_and_picture(page, lab, shots):
     panel = open_notebook(page, lab, "course/notebooks/00-start-here.ipynb")
     run_all(page, panel)
     table = panel.locator(".jp-OutputArea-output table.ck-t").first
     table.wait_for()
-    rst = table.locator("tr:has(td.rst)")  # the segment's cell is marked (and drawn red), not the row
-    assert rst.count() >= 1, "the transcript has no RST row"
-    assert re.search(r"\bR\.", rst.first.inner_text()), rst.first.inner_text()  # tcpdump's flags: R.
-    assert rst.first.locator("td.rst").evaluate("td => getComputedStyle(td).color") == "rgb(187, 0, 0)"
+    fin = table.locator("tr:has(td.fin)")  # the segment's cell is marked (and drawn blue), not the row
+    assert fin.count() >= 1, "the transcript has no FIN row"
+    assert re.search(r"\bF\.", fin.first.inner_text()), fin.first.inner_text()  # tcpdump's flags: F.
+    assert fin.first.locator("td.fin").evaluate("td => getComputedStyle(td).color") == "rgb(0, 85, 170)"
     screenshot(page, table, shots, "00-start-here-transcript")
-    # the cell that questions the trace prints the server and ECONNRESET
+    picture = panel.locator(".jp-OutputArea-output img").first  # the same trace, drawn
+    picture.wait_for()
+    assert picture.evaluate("img => img.complete && img.naturalWidth > 0")
+    # the cell that questions the trace names the first FIN's sender and the states
     out = "\n".join(panel.locator(".jp-OutputArea-output").all_inner_texts())
-    assert "first RST sent by: server" in out
-    assert "ECONNRESET" in out
+    assert "the first FIN was sent by: client" in out
+    assert "TIME_WAIT" in out and "active-closer-time-wait: holds" in out
     assert_no_errors(page, panel)
 
 

@@ -267,9 +267,9 @@ def test_the_transcript_table_keeps_its_colours_untrusted(page, lab, shots):
     panel = open_notebook(page, lab, "notebooks/00-start-here.ipynb")
     table = panel.locator(".jp-OutputArea-output table.ck-t").first
     table.wait_for()
-    rst = table.locator("td.rst").first
-    assert re.search(r"\bR\.", rst.inner_text())
-    assert rst.evaluate("td => getComputedStyle(td).color") == "rgb(187, 0, 0)"
+    fin = table.locator("td.fin").first  # the start page's first experiment is an orderly close
+    assert re.search(r"\bF\.", fin.inner_text())
+    assert fin.evaluate("td => getComputedStyle(td).color") == "rgb(0, 85, 170)"
     width = table.evaluate("t => [t.getBoundingClientRect().width, t.closest('.jp-OutputArea-output').clientWidth]")
     assert width[0] <= width[1] + 1, f"the transcript is wider than the column: {width}"
     table.scroll_into_view_if_needed()

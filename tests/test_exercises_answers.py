@@ -61,7 +61,7 @@ def test_every_catalog_prediction_is_tested_here():
 
 # ---- every requirement of a written scenario: holds on one recorded trace, fails on another -----------
 REQUIREMENTS = [
-    (checks.close_sends_no_fin("client"), "linger-zero", "close-default", "the client sent a FIN"),
+    (checks.close_aborts("client"), "linger-zero", "close-default", "the client's close() sent a FIN"),
     (checks.no_rst(), "close-default", "linger-zero", "the client sent an RST"),
     (checks.receives_all("server", 1_000_000), None, "million-bytes", "of 1,000,000 bytes, then ECONNRESET"),
     (checks.close_blocks("client", 0.8, 1.5), None, "close-default", "the client's close() returned after 0.00 s"),
@@ -79,7 +79,7 @@ def test_every_requirement_fails_on_a_trace_where_it_does_not_hold(requirement, 
 def test_requirements_that_hold_on_a_live_trace(live):
     assert checks.receives_all("server", 1_000_000).judge(live("million-bytes"))[0] is False
     assert checks.close_blocks("client", 0.8, 1.5).judge(closekit.run("linger-timeout"))[0]
-    both = checks.all_of(checks.no_rst(), checks.close_sends_no_fin("client"))
+    both = checks.all_of(checks.no_rst(), checks.close_aborts("client"))
     held, what = both.judge(recorded("linger-zero"))
     assert not held and what == "the client sent an RST"
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import closekit
 from closekit import claims, cli, lang
 from closekit.errors import LanguageError, MessageError
 from closekit.exercises import WriteCode, catalog
@@ -190,9 +191,35 @@ def test_verdicts_speak_chinese():
         table = claims.table([verdict])
         page = claims.verdicts_html([verdict])
     assert table.startswith("文档中的论断，在 Linux") and "\n节 " in table and "成立" in table
-    assert "文档的说法" in page and "异常终止之后，关闭的一方跳过 TIME_WAIT" in page
+    assert "文档的说法" in page and "异常释放之后，关闭的一方跳过 TIME_WAIT" in page
     with lang.use("en"):
         assert verdict.outcome() == "holds" and "Claims of the document" in claims.table([verdict])
+
+
+def test_every_built_in_scenario_is_described_in_chinese():
+    described = lang.scenario_catalog("zh")
+    assert set(described) == set(closekit.scenarios())
+    with lang.use("zh"):
+        assert lang.scenario_words("linger-zero", closekit.get("linger-zero").description).startswith("SO_LINGER")
+        assert lang.scenario_words("linger-zero", "my own words") == "my own words"  # a student's own scenario
+
+
+def test_the_chinese_table_lines_its_columns_up_by_display_width():
+    trace = Trace.from_json((FIXTURES / "linger-zero.json").read_text())
+    with lang.use("zh"):
+        table = claims.table([claims.judge(c, trace) for c in ("linger-zero-rst", "linger-zero-no-time-wait")])
+    head, rows = table.splitlines()[1], [line for line in table.splitlines() if line.startswith("3.1 ")]
+    column = lang.width(head[: head.index("结论")])
+    assert len(rows) == 2 and all(lang.width(row[: row.index("成立")]) == column for row in rows)
+    assert all(lang.width(line) <= 102 for line in table.splitlines())  # a comma may hang over the edge
+    assert "服务器的 recv()" in table and "server's" not in table  # the evidence speaks Chinese too
+
+
+def test_chinese_wraps_between_characters_and_never_before_a_comma():
+    lines = lang.wrap("服务器带着 6 字节未读数据调用 close()，发出的报文：R.；客户端的 recv() = -1 ECONNRESET", 30)
+    assert all(lang.width(line) <= 32 for line in lines) and len(lines) > 2
+    assert not any(line[0] in "，；：" for line in lines)
+    assert "".join(lines).replace(" ", "").startswith("服务器带着6字节")
 
 
 # ---- the exercises in a Chinese notebook ----------------------------------------------------------
@@ -217,7 +244,7 @@ def test_a_widget_in_a_chinese_notebook_shows_and_judges_in_chinese(chinese_assi
     ex._ui["button"].click()
     shown = ex._ui["output"].outputs[0]["data"]["text/html"]
     assert "预测正确：C) 两端都不会。客户端的 close() 发出了 RST" in shown and "交互记录" in shown
-    assert "参见第 3 章（notebooks/zh/03-so-linger.ipynb）中讲 l_linger = 0 异常终止的部分。" in ex.result.message
+    assert "参见第 3 章（notebooks/zh/03-so-linger.ipynb）中讲 l_linger = 0 异常释放的部分。" in ex.result.message
     assert 'notebooks/zh/03-so-linger.ipynb">notebooks/zh/03-so-linger.ipynb</a>' in shown  # a link to it
     assert ex._ui["button"].description == "再次运行"
     assert repr(ex.result).startswith("通过: 预测正确")
@@ -227,7 +254,9 @@ def test_a_widget_in_a_chinese_notebook_shows_and_judges_in_chinese(chinese_assi
 def test_checkers_in_a_chinese_notebook_explain_in_chinese(chinese_assignment):
     written = catalog.no_fin_close().check((close("client"),))
     assert not written.passed and written.message.startswith("还没有做到。参见第 3 章")
-    assert "✘ 客户端调用 close()，而且完全不发出 FIN：客户端发出了 FIN（F." in written.message
+    assert "✘ 客户端的 close() 异常释放连接：它的 TCP 发出 RST，不发 FIN：客户端的 close() 发出了 FIN" in (
+        written.message
+    )
     assert repr(written).startswith("未通过: ")
     code = WriteCode(peers=("banner",)).check(plain_close)
     assert not code.passed and code.message.startswith("send_all_then_close() 只通过了 1 个对端中的 0 个。")

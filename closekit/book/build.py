@@ -79,10 +79,12 @@ def _stage(
                 downloads.append((repo / path, f"_exercises/{stem}.ipynb"))
             exercises.append(frame.Exercise(stem, path, f"_exercises/{stem}.ipynb" if found else None))
         headers[page] = frame.chapter_header(book, edition, notebook.relative_to(repo).as_posix(), stamp, exercises)
-    (src / "index.md").write_text(frame.cover(book, edition, chapters[edition.lang], stamps))
+    pages = [*chapters[edition.lang], frame.GLOSSARY] if chapters[edition.lang] else []
+    (src / "index.md").write_text(frame.cover(book, edition, pages, stamps))
+    (src / f"{frame.GLOSSARY}.md").write_text(frame.glossary(edition))
     switches = {
         page: frame.switch(book, edition, page, chapters)
-        for page in [*chapters[edition.lang], "index", "search", "genindex"]
+        for page in [*chapters[edition.lang], frame.GLOSSARY, "index", "search", "genindex"]
     }
     data = {
         "repo": str(repo),

@@ -9,14 +9,16 @@ here are the same from every page.
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
+from pathlib import Path
 
 from closekit.book.editions import Book, Edition
 from closekit.book.provenance import Provenance
 
-__all__ = ["Exercise", "chapter_header", "cover", "outputs_line", "switch"]
+__all__ = ["GLOSSARY", "Exercise", "chapter_header", "cover", "glossary", "outputs_line", "switch"]
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,8 @@ def switch(book: Book, edition: Edition, page: str, pages: dict[str, Sequence[st
     for other in book.editions:
         if other.lang == edition.lang:
             continue
-        target = page if page in pages.get(other.lang, ()) or page in ("index", "search", "genindex") else "index"
+        shared = ("index", "search", "genindex", GLOSSARY)  # pages every edition has
+        target = page if page in pages.get(other.lang, ()) or page in shared else "index"
         links.append(
             _link(f"../{other.lang}/{target}.html", other.name, "ck-lang", hreflang=other.language, lang=other.language)
         )
@@ -112,4 +115,25 @@ def cover(book: Book, edition: Edition, chapters: Sequence[str], stamps: Sequenc
             "",
             "</div>",
         ]
+    return "\n".join(lines) + "\n"
+
+
+GLOSSARY = "glossary"  # the page name of the course's vocabulary in every edition
+_TERMS = Path(__file__).resolve().parents[1] / "lang" / "glossary.toml"
+
+
+def glossary(edition: Edition) -> str:
+    """The glossary page (MyST): each concept's English term, its one Chinese term, the variants the
+    Chinese edition does not use, and what it means here, in the edition's language."""
+    terms = tomllib.loads(_TERMS.read_text(encoding="utf-8"))["term"]
+    text = edition.text
+    note = "note_zh" if edition.lang == "zh" else "note_en"
+    lines = [f"# {text['glossary']}", "", text["glossary_intro"].strip(), ""]
+    heads = (text["glossary_en"], text["glossary_zh"], text["glossary_not"], text["glossary_means"])
+    lines.append("| " + " | ".join(heads) + " |")
+    lines.append("|---|---|---|---|")
+    for term in terms:
+        shown = "、".join(b.replace("(?!语)", "") for b in term["banned"])
+        cells = (term["en"], term["zh"], shown, term[note])
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from closekit import query as q
 from closekit.book import editions
-from closekit.exercises.checks import WriteScenario, all_of, close_blocks, close_sends_no_fin, no_rst, receives_all
+from closekit.exercises.checks import (
+    WriteScenario,
+    all_of,
+    close_aborts,
+    close_blocks,
+    knows_delivery,
+    no_rst,
+    receives_all,
+)
 from closekit.exercises.code import PAYLOAD_SIZE, WriteCode
 from closekit.exercises.predict import ChooseFix, Predict
 from closekit.lang import current, text, texts, word
@@ -45,9 +53,19 @@ def _chapter(number: int, topic: str = "") -> str:
     return text("words.chapter", number=number, path=path)
 
 
-def _sent_by(trace: Trace, side: str, call: str, src: str) -> str:
-    """What `src` put on the wire because of `side`'s first `call`: "RST", "FIN" or "nothing"."""
-    return q.first_flag(q.after_call(trace, side, call, src))
+def _sent_by(trace: Trace, side: str, call: str) -> str:
+    """What `side`'s first `call` put on the wire: "RST", "FIN" or "nothing" (read from the sockets'
+    states where the segments were not captured)."""
+    c = q.call(trace, side, call)
+    return "nothing" if c is None else q.ended_with(trace, c)
+
+
+def _answer(trace: Trace, side: str, call: str) -> str:
+    """How the peer answered `side`'s first `call`: the first FIN or RST its TCP sent before anyone's next
+    call, "nothing", or "uncaptured" where the segments were not seen."""
+    if not trace.captured:
+        return "uncaptured"
+    return q.first_flag(q.after_call(trace, side, call, q.peer(trace.endpoint_of(side))))
 
 
 # ---- chapter 1 / 5: close() -------------------------------------------------------------------
@@ -65,9 +83,10 @@ def close_unread() -> Predict:
     def explain(trace: Trace) -> str:
         last = trace.syscalls("client", "recv")[-1]
         got = f"-1 {last.errno}" if last.errno else str(last.result)
-        sent = word("sent", _sent_by(trace, "server", "close", "server"))
-        count = trace.counter("TcpExt:TCPAbortOnClose")
-        return text("ex.close_unread.explain", sent=sent, got=got, count=count)
+        sent = word("sent", _sent_by(trace, "server", "close"))
+        counted = trace.mode in ("netns", "netns-loopback")
+        count = text("ex.close_unread.counted", count=trace.counter("TcpExt:TCPAbortOnClose")) if counted else ""
+        return text("ex.close_unread.explain", sent=sent, got=got, counted=count)
 
     return Predict(
         text("ex.close_unread.question"),
@@ -83,11 +102,11 @@ def close_shared() -> Predict:
     """A forked child still holds the socket: what does the parent's close() put on the wire?"""
 
     def truth(trace: Trace) -> str:
-        return {"FIN": "A", "RST": "B", "nothing": "C"}[_sent_by(trace, "server", "close", "server")]
+        return {"FIN": "A", "RST": "B", "nothing": "C"}[_sent_by(trace, "server", "close")]
 
     def explain(trace: Trace) -> str:
-        parent = word("sent", _sent_by(trace, "server", "close", "server"))
-        child = word("sent", _sent_by(trace, "server-child", "close", "server"))
+        parent = word("sent", _sent_by(trace, "server", "close"))
+        child = word("sent", _sent_by(trace, "server-child", "close"))
         return text("ex.close_shared.explain", parent=parent, child=child)
 
     return Predict(
@@ -116,7 +135,8 @@ def shutdown_half_close() -> Predict:
     def explain(trace: Trace) -> str:
         first = trace.syscalls("client", "recv")[0]
         got = f"{first.result}{' ' + first.errno if first.errno else ''}"
-        state = trace.states("server")[-1] if trace.states("server") else "?"
+        sh = q.call(trace, "client", "shutdown")  # the state the client's FIN took the server to: CLOSE_WAIT
+        state = next((e.state for e in q.state_changes(trace, "server") if sh is not None and e.t >= sh.t), "?")
         return text("ex.shutdown_half_close.explain", got=got, state=state)
 
     return Predict(
@@ -133,10 +153,10 @@ def shutdown_shared() -> Predict:
     """shutdown() on a socket a forked child still holds: does a FIN go out?"""
 
     def truth(trace: Trace) -> str:
-        return "A" if _sent_by(trace, "server", "shutdown", "server") == "FIN" else "B"
+        return "A" if _sent_by(trace, "server", "shutdown") == "FIN" else "B"
 
     def explain(trace: Trace) -> str:
-        sent = word("sent", _sent_by(trace, "server", "shutdown", "server"))
+        sent = word("sent", _sent_by(trace, "server", "shutdown"))
         return text("ex.shutdown_shared.explain", sent=sent)
 
     return Predict(
@@ -176,7 +196,7 @@ def linger_zero_time_wait() -> Predict:
 
 def no_fin_close() -> WriteScenario:
     """Write a scenario in which the client's close() sends no FIN at all."""
-    return WriteScenario(text("ex.no_fin_close.task"), [close_sends_no_fin("client")], section=_chapter(3))
+    return WriteScenario(text("ex.no_fin_close.task"), [close_aborts("client")], section=_chapter(3))
 
 
 def one_second_close() -> WriteScenario:
@@ -213,7 +233,9 @@ def return_default() -> Predict:
 
     def truth(trace: Trace) -> str:
         close, read = _close_and_read(trace)
-        return "A" if read is None or q.end(close) < read.t else "B"
+        if read is not None and q.end(close) >= read.t:
+            return "B"
+        return "C" if q.slept(close) else "A"  # a close() that slept waited for the ACK of its FIN
 
     def explain(trace: Trace) -> str:
         return text("ex.return_default.explain", timing=_timing(trace))
@@ -225,7 +247,6 @@ def return_default() -> Predict:
         truth,
         explain,
         section=_chapter(4, text("ex.return_default.topic")),
-        requires_capture=False,
     )
 
 
@@ -249,7 +270,6 @@ def return_linger() -> Predict:
         truth,
         explain,
         section=_chapter(4, text("ex.return_linger.topic")),
-        requires_capture=False,
     )
 
 
@@ -334,7 +354,9 @@ def million_fix() -> ChooseFix:
 def write_the_fix() -> WriteScenario:
     """Write the fix yourself: a scenario in which all of a million bytes arrive, with no RST."""
     return WriteScenario(
-        text("ex.write_the_fix.task"), [receives_all("server", MILLION), no_rst()], section=_chapter(6)
+        text("ex.write_the_fix.task"),
+        [receives_all("server", MILLION), no_rst(), knows_delivery("client")],
+        section=_chapter(6),
     )
 
 
@@ -368,7 +390,6 @@ def epoll_after_peer_close() -> Predict:
         truth,
         explain,
         section=_chapter(5, text("ex.peer_closed.topic")),
-        requires_capture=False,
     )
 
 
@@ -383,8 +404,8 @@ def first_write_after_peer_close() -> Predict:
 
     def explain(trace: Trace) -> str:
         first = trace.syscalls("client", "send")[0]
-        flag = _sent_by(trace, "client", "send", "server") if trace.captured else "uncaptured"
-        return text("ex.first_write_after_peer_close.explain", got=_shown(first), answer=word("answer", flag))
+        answer = word("answer", _answer(trace, "client", "send"))
+        return text("ex.first_write_after_peer_close.explain", got=_shown(first), answer=answer)
 
     return Predict(
         text("ex.first_write_after_peer_close.question"),
@@ -393,7 +414,6 @@ def first_write_after_peer_close() -> Predict:
         truth,
         explain,
         section=_chapter(5, text("ex.peer_closed.topic")),
-        requires_capture=False,
     )
 
 
@@ -424,7 +444,6 @@ def second_write_after_reset() -> Predict:
         truth,
         explain,
         section=_chapter(5, text("ex.peer_closed.topic")),
-        requires_capture=False,
     )
 
 

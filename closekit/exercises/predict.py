@@ -11,17 +11,19 @@ notebook's answer cell (closekit.exercises._notebook), since the document is wha
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import closekit
-from closekit.errors import CloseKitError, ExerciseError
+from closekit.claims import NEEDS, SEGMENTS, STATES, SYSCALLS, observed
+from closekit.errors import CloseKitError, ExerciseError, NotHereError
 from closekit.exercises import _notebook, _widget
 from closekit.exercises.checks import Requirement
 from closekit.exercises.code import scenario_for
 from closekit.exercises.outcome import outcome
-from closekit.exercises.results import PredictionResult, verdict_html
+from closekit.exercises.results import PredictionResult, pending, verdict_html
 from closekit.lang import text
+from closekit.recorded import load
 from closekit.scenario import Scenario
 from closekit.trace import Trace
 
@@ -150,8 +152,10 @@ class Predict(_Choice):
 
     `truth(trace)` returns the key of the choice that describes what happened; `explain(trace)`
     says it in a sentence. Both are kept private and asked only of the trace of a judged run.
-    `requires_capture` (the default) refuses to judge without captured segments, since a question
-    about the wire cannot be answered then.
+    `needs` is what `truth` must see (closekit.claims.NEEDS; by default the calls and the sockets'
+    states, which every mode observes; `requires_capture=True` adds the segments). Where this
+    machine's mode does not see it, a built-in scenario is judged on its recorded trace, and says
+    so; any other answer is kept, to be graded where the lab runs (never marked wrong here).
     """
 
     def __init__(
@@ -163,7 +167,8 @@ class Predict(_Choice):
         explain: Callable[[Trace], str] | None = None,
         section: str = "",
         points: float = 1.0,
-        requires_capture: bool = True,
+        requires_capture: bool = False,
+        needs: Iterable[str] = (SYSCALLS, STATES),
     ) -> None:
         super().__init__(question, choices, section, points)
         self.scenario = closekit.get(scenario) if isinstance(scenario, str) else scenario
@@ -173,15 +178,21 @@ class Predict(_Choice):
             raise ExerciseError("Predict needs truth: a function of the trace returning a choice key")
         self._truth = truth  # private: the answer is read from a trace only after the prediction is made
         self._explain = explain
-        self.requires_capture = requires_capture
+        self.needs = frozenset(needs) | ({SEGMENTS} if requires_capture else frozenset())
 
     def run(self) -> PredictionResult:
         """Run the experiment on the live kernel and judge the prediction against what it did."""
         prediction = self._locked_prediction()
         if prediction is None:
             return PredictionResult(False, self._not_answered(), self.points, prediction=None)
-        try:
-            trace = closekit.run(self.scenario)
+        built_in = closekit.scenarios().get(self.scenario.name) == self.scenario
+        try:  # a built-in scenario by its name: where the lab cannot run it, its recorded trace comes back
+            trace = closekit.run(self.scenario.name if built_in else self.scenario)
+        except NotHereError as e:
+            message = text("predict.saved", key=prediction, choice=self.choices[prediction], why=e)
+            self._result = pending(message, self.points, None, PredictionResult, prediction=prediction)  # type: ignore[assignment]
+            self._show(self._result)
+            return self._result
         except CloseKitError as e:
             return self._failed_run(e)
         result = self._judge(prediction, trace)
@@ -193,14 +204,16 @@ class Predict(_Choice):
     def _judge(self, prediction: str, trace: Trace) -> PredictionResult:
         if any(c.forgeable for c in trace.syscalls()):  # truth() reads calls: none may be a process's own word
             return PredictionResult(False, text("predict.forgeable"), self.points, trace, prediction=prediction)
-        if self.requires_capture and not trace.captured:
-            return PredictionResult(
-                False,
-                text("predict.not_captured", mode=trace.mode, notice=trace.notice),
-                self.points,
-                trace,
-                prediction=prediction,
+        missing = [NEEDS[n] for n in self.needs if n not in observed(trace)]
+        if missing:
+            why = text("predict.unseen", mode=trace.mode, missing=text("verdict.and").join(missing))
+            recorded = (
+                load(self.scenario.name, why) if closekit.scenarios().get(self.scenario.name) == self.scenario else None
             )
+            if recorded is None:
+                message = text("predict.saved", key=prediction, choice=self.choices[prediction], why=why)
+                return pending(message, self.points, trace, PredictionResult, prediction=prediction)  # type: ignore[return-value]
+            trace = recorded
         truth = self._truth(trace)
         if truth not in self.choices:
             raise ExerciseError(f"the exercise's truth() returned {truth!r}, which is not a choice key")
@@ -210,6 +223,8 @@ class Predict(_Choice):
             message = text("predict.held", **said)
         else:
             message = text("predict.did_not_hold", truth=truth, truth_choice=self.choices[truth], **said)
+        if trace.recorded:
+            message = text("predict.from_recording", notice=trace.notice) + message
         return PredictionResult(truth == prediction, message, self.points, trace, prediction=prediction, truth=truth)
 
 
@@ -267,9 +282,13 @@ class ChooseFix(_Choice):
             return PredictionResult(False, self._not_answered(), self.points, prediction=None)
         try:
             trace = self._trace(choice)
+        except NotHereError as e:
+            return self._keep(choice, e, None)
         except CloseKitError as e:
             return self._failed_run(e)
         met, seen = self.goal.judge(trace)
+        if met is None:
+            return self._keep(choice, seen, trace)
         message = text(
             "choose.meets" if met else "choose.misses",
             key=choice,
@@ -283,6 +302,13 @@ class ChooseFix(_Choice):
         self._result = result
         self._show(result, f"<details><summary>{text('predict.transcript')}</summary>{trace._repr_html_()}</details>")
         return result
+
+    def _keep(self, choice: str, why: object, trace: Trace | None) -> PredictionResult:
+        """The choice, kept to be graded where the lab runs: this machine cannot run or see the recipe."""
+        message = text("predict.saved", key=choice, choice=self.choices[choice], why=why)
+        self._result = pending(message, self.points, trace, PredictionResult, prediction=choice)  # type: ignore[assignment]
+        self._show(self._result)  # type: ignore[arg-type]
+        return self._result  # type: ignore[return-value]
 
 
 class RecipeTable(tuple):

@@ -22,20 +22,28 @@ __all__ = [
     "PeerCheck",
     "PredictionResult",
     "Result",
+    "autograding",
     "chapter_href",
     "configured_chapter_link",
+    "pending",
     "verdict_html",
 ]
 
 
 @dataclass(frozen=True)
 class Result:
-    """The outcome of one check. `score` is `points` when it passed, else 0 (nbgrader's points)."""
+    """The outcome of one check. `score` is `points` when it passed, else 0 (nbgrader's points).
+
+    `pending`: the answer could not be judged here (this machine's lab does not see what it is about)
+    and is kept, to be graded where the lab runs. Nothing failed, so `passed` is True and a test cell
+    asserting it does not fail; `score` is 0 and no ✔ or ✘ is shown. Under nbgrader's autograde a
+    pending answer raises instead (see `pending`): a grade must come from a machine that can judge."""
 
     passed: bool
     message: str
     points: float = 1.0
     trace: Trace | None = field(default=None, compare=False, repr=False)
+    pending: bool = field(default=False, kw_only=True)
 
     @property
     def correct(self) -> bool:
@@ -44,17 +52,19 @@ class Result:
 
     @property
     def score(self) -> float:
-        return self.points if self.passed else 0.0
+        return self.points if self.passed and not self.pending else 0.0
 
     def __str__(self) -> str:
         return self.message
 
     def __repr__(self) -> str:
+        if self.pending:
+            return f"{text('results.saved')}: {self.message}"
         return f"{text('results.passed') if self.passed else text('results.not_passed')}: {self.message}"
 
     def _repr_html_(self) -> str:
         """The verdict; when it did not pass, also what the experiment did (the transcript), to learn from."""
-        head = verdict_html(self.passed, self.message)
+        head = verdict_html(self.passed, self.message, self.pending)
         if self.passed or self.trace is None:
             return head
         return (
@@ -115,6 +125,20 @@ class CodeResult(Result):
         return f"{head}<ul>{rows}</ul>" if rows else head
 
 
+def autograding(here: Path | None = None) -> bool:
+    """Is this notebook being graded by nbgrader's autograde? It runs each submission in a kernel whose
+    working directory is `autograded/<student>/<assignment>/` of the course."""
+    return "autograded" in (here or Path.cwd()).parts
+
+
+def pending(message: str, points: float, trace: Trace | None, kind: type[Result] = Result, **fields: object) -> Result:
+    """An answer this machine cannot judge, kept for a machine that can (see Result.pending). Under
+    autograde it raises: grading must happen where the lab sees what the question is about."""
+    if autograding():
+        raise ExerciseError(text("results.cannot_grade_here", message=message))
+    return kind(True, message, points, trace, pending=True, **fields)
+
+
 _CHAPTER = re.compile(r"notebooks/((?:[a-z]{2}/)?\d\d-[\w-]+\.ipynb)")
 
 
@@ -173,8 +197,11 @@ def _linked(text: str) -> str:
     return "".join(out)
 
 
-def verdict_html(passed: bool, message: str) -> str:
-    colour = "#1a7f37" if passed else "#b42318"
-    mark = "✔" if passed else "✘"
+def verdict_html(passed: bool, message: str, pending: bool = False) -> str:
+    """A verdict as a block with a coloured edge: ✔ green, ✘ red, ⏸ amber for an answer kept to be graded
+    where the lab runs. Long lines wrap (a verdict is prose, not a table cell)."""
+    colour = "#8a6d00" if pending else "#1a7f37" if passed else "#b42318"
+    mark = "⏸" if pending else "✔" if passed else "✘"
     text = _linked(message).replace("\n", "<br>")
-    return f'<div style="border-left:4px solid {colour};padding:4px 8px">{mark} {text}</div>'
+    style = f"border-left:4px solid {colour};padding:4px 8px;white-space:normal;overflow-wrap:anywhere"
+    return f'<div style="{style}">{mark} {text}</div>'

@@ -30,6 +30,7 @@ import contextvars
 import functools
 import os
 import tomllib
+import unicodedata
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -45,10 +46,13 @@ __all__ = [
     "current",
     "detect",
     "edition_name",
+    "pad",
     "text",
     "texts",
     "use",
+    "width",
     "word",
+    "wrap",
 ]
 
 LANGUAGES = ("en", "zh")  # the first is the default
@@ -140,6 +144,55 @@ def word(table: str, name: str) -> str:
     return texts(table).get(name, name)
 
 
+def width(s: str) -> int:
+    """How many columns `s` takes in a terminal: a wide (CJK) character takes two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in s)
+
+
+def pad(s: str, columns: int) -> str:
+    """`s` followed by spaces up to `columns` display columns (see `width`)."""
+    return s + " " * max(columns - width(s), 0)
+
+
+def wrap(s: str, columns: int) -> list[str]:
+    """`s` in lines of at most `columns` display columns: at spaces where there are any, and between
+    any two wide characters (Chinese has no spaces between words)."""
+    lines: list[str] = []
+    line = ""
+    for token in _tokens(s):
+        if line and width(line.rstrip() + token.rstrip()) > columns and token not in _NO_LINE_START:
+            lines.append(line.rstrip())
+            line = token.lstrip()
+        else:
+            line += token
+    if line.strip():
+        lines.append(line.rstrip())
+    return lines
+
+
+_NO_LINE_START = frozenset("，。；：、）」』\uff01\uff1f")  # Chinese punctuation that never begins a line
+
+
+def _tokens(s: str) -> list[str]:
+    """Words with their trailing space, and each wide character alone."""
+    out: list[str] = []
+    word = ""
+    for ch in s:
+        if unicodedata.east_asian_width(ch) in "WF":
+            if word:
+                out.append(word)
+                word = ""
+            out.append(ch)
+        else:
+            word += ch
+            if ch == " ":
+                out.append(word)
+                word = ""
+    if word:
+        out.append(word)
+    return out
+
+
 # ---- claims --------------------------------------------------------------------------------------
 class _Claim(Protocol):
     id: str
@@ -171,3 +224,24 @@ def claim_words(claim: _Claim) -> tuple[str, str | None]:
     if linux is None:
         raise MessageError(f"no linux text for claim {claim.id!r} in closekit/lang/claims-{lang}.toml")
     return words["text"], linux
+
+
+# ---- built-in scenarios ---------------------------------------------------------------------------
+@functools.cache
+def scenario_catalog(lang: str) -> dict[str, str]:
+    """`lang`'s descriptions of the built-in scenarios, by name (`scenarios-<lang>.toml`); the default
+    language has none: its words are the scenarios' own, in closekit/library.py."""
+    if _checked(lang, "the language") == LANGUAGES[0]:
+        return {}
+    return tomllib.loads((HERE / f"scenarios-{lang}.toml").read_text(encoding="utf-8"))["scenarios"]
+
+
+def scenario_words(name: str, description: str) -> str:
+    """A scenario's description in the current language: a built-in scenario's translation where its
+    description is the library's own, else the description as written (a student's own scenario)."""
+    from closekit.library import SCENARIOS
+
+    built_in = SCENARIOS.get(name)
+    if built_in is None or built_in.description != description:
+        return description
+    return scenario_catalog(current()).get(name, description)

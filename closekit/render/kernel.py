@@ -37,12 +37,12 @@ import functools
 import itertools
 import os
 import re
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from closekit.close_outcome import CloseOutcome, close_outcome
+from closekit.lang import text, texts, word, wrap
 from closekit.render._dot import DotPicture, digraph
 from closekit.transcript import link_text, settings_text
 
@@ -61,7 +61,8 @@ Status = Literal["present", "absent", "unknown"]
 
 @dataclass(frozen=True)
 class Fn:
-    """One function on the path: node id, kernel symbol(s) (any one present counts), a short note."""
+    """One function on the path: node id, kernel symbol(s) (any one present counts), and its note: a key of
+    the language catalogs' [kernel_notes] (what the function does here, in the reader's words)."""
 
     node: str
     symbol: str | tuple[str, ...]
@@ -73,11 +74,11 @@ class Fn:
         return self.symbol if isinstance(self.symbol, str) else self.symbol[0]
 
 
-SYS_CLOSE = Fn("sys_close", ("sys_close", "__x64_sys_close", "__arm64_sys_close", "__se_sys_close"), "close(fd)")
+SYS_CLOSE = Fn("sys_close", ("sys_close", "__x64_sys_close", "__arm64_sys_close", "__se_sys_close"), "sys_close")
 SYS_SHUTDOWN = Fn(
     "sys_shutdown",
     ("sys_shutdown", "__x64_sys_shutdown", "__arm64_sys_shutdown", "__se_sys_shutdown"),
-    "shutdown(fd, how)",
+    "sys_shutdown",
 )
 
 
@@ -86,94 +87,72 @@ class Era:
     """How close(2) reached the socket in a range of kernel versions."""
 
     since: tuple[int, int]
-    label: str
+    label: str  # a key of [kernel_eras]: the versions, in the reader's words
     path: tuple[Fn, ...]  # after sys_close
     deferred: bool  # the last reference's __fput ran as task_work on return to user space
 
 
-_SYNC = "drop a reference;\nthe last runs __fput"
+_SYNC = "put_sync"
 ERAS = (
-    Era((6, 15), "Linux 6.15 and later", (
-        Fn("fd", "file_close_fd", "fd out of the table"),
-        Fn("flush", "filp_flush", "f_op->flush: none\nfor a socket", static=True),
+    Era((6, 15), "since_6_15", (
+        Fn("fd", "file_close_fd", "fd_out"),
+        Fn("flush", "filp_flush", "no_flush", static=True),
         Fn("put", "fput_close_sync", _SYNC),
     ), False),
-    Era((6, 8), "Linux 6.8 to 6.14", (
-        Fn("fd", "file_close_fd", "fd out of the table"),
-        Fn("flush", "filp_flush", "f_op->flush: none\nfor a socket", static=True),
+    Era((6, 8), "from_6_8_to_6_14", (
+        Fn("fd", "file_close_fd", "fd_out"),
+        Fn("flush", "filp_flush", "no_flush", static=True),
         Fn("put", "__fput_sync", _SYNC),
     ), False),
-    Era((6, 6), "Linux 6.6 and 6.7", (
-        Fn("fd", "close_fd_get_file", "fd out of the table"),
-        Fn("flush", "filp_flush", "f_op->flush: none\nfor a socket", static=True),
+    Era((6, 6), "from_6_6_to_6_7", (
+        Fn("fd", "close_fd_get_file", "fd_out"),
+        Fn("flush", "filp_flush", "no_flush", static=True),
         Fn("put", "__fput_sync", _SYNC),
     ), False),
-    Era((5, 11), "Linux 5.11 to 6.5", (
-        Fn("fd", "close_fd", "fd out of the table"),
-        Fn("flush", "filp_close", "flush, then fput"),
-        Fn("put", "fput", "drop the reference; the last one\nqueues __fput as task_work"),
+    Era((5, 11), "from_5_11_to_6_5", (
+        Fn("fd", "close_fd", "fd_out"),
+        Fn("flush", "filp_close", "flush_fput"),
+        Fn("put", "fput", "put_deferred"),
     ), True),
-    Era((0, 0), "before Linux 5.11", (
-        Fn("fd", "__close_fd", "fd out of the table"),
-        Fn("flush", "filp_close", "flush, then fput"),
-        Fn("put", "fput", "drop the reference; the last one\nqueues __fput as task_work"),
+    Era((0, 0), "before_5_11", (
+        Fn("fd", "__close_fd", "fd_out"),
+        Fn("flush", "filp_close", "flush_fput"),
+        Fn("put", "fput", "put_deferred"),
     ), True),
 )  # fmt: skip
-HISTORY = (
-    "close(2) by version:\n"
-    "5.11 to 6.5: close_fd → filp_close → fput; __fput ran later,\n"
-    "    as task_work on the way back to user space\n"
-    "6.6: close_fd_get_file → filp_flush → __fput_sync:\n"
-    "    the release runs inside the call\n"
-    "6.8: close_fd_get_file renamed file_close_fd\n"
-    "6.15: __fput_sync replaced by fput_close_sync"
-)
 SOCKET_PATH = (
-    Fn("__fput", "__fput", "release the open file", static=True),
-    Fn("sock_close", "sock_close", "f_op->release", static=True),
-    Fn("__sock_release", "__sock_release", "sock->ops->release", static=True),
-    Fn("inet_release", "inet_release", "timeout = l_linger if SO_LINGER\nis on and not exiting, else 0"),
-    Fn("tcp_close", "tcp_close", "sk_prot->close: lock_sock"),
-    Fn("__tcp_close", "__tcp_close", "a listener? else purge the\nreceive queue, counting unread bytes"),
+    Fn("__fput", "__fput", "fput", static=True),
+    Fn("sock_close", "sock_close", "sock_close", static=True),
+    Fn("__sock_release", "__sock_release", "sock_release", static=True),
+    Fn("inet_release", "inet_release", "inet_release"),
+    Fn("tcp_close", "tcp_close", "tcp_close"),
+    Fn("__tcp_close", "__tcp_close", "tcp_close_inner"),
 )
 TCP_CLOSE = (
-    Fn("listen_stop", "inet_csk_listen_stop", "each connection never accepted:\ntcp_disconnect, RST"),
-    Fn("rst_unread", "tcp_send_active_reset", "RST · TCPAbortOnClose"),
-    Fn("tcp_disconnect", "tcp_disconnect", "RST · TCPAbortOnData"),
+    Fn("listen_stop", "inet_csk_listen_stop", "listen_stop"),
+    Fn("rst_unread", "tcp_send_active_reset", "rst_unread"),
+    Fn("tcp_disconnect", "tcp_disconnect", "tcp_disconnect"),
     Fn(
         "tcp_close_state",
         "tcp_close_state",
-        "ESTABLISHED → FIN_WAIT_1\nCLOSE_WAIT → LAST_ACK\nSYN_SENT → CLOSED",
+        "close_state",
         static=True,
     ),
-    Fn("tcp_send_fin", "tcp_send_fin", "FIN after any unsent data"),
-    Fn("sk_stream_wait_close", "sk_stream_wait_close", "sleep until the FIN is acked\nor the timeout runs out"),
+    Fn("tcp_send_fin", "tcp_send_fin", "send_fin"),
+    Fn("sk_stream_wait_close", "sk_stream_wait_close", "wait_close"),
 )
 SHUTDOWN_PATH = (
     SYS_SHUTDOWN,
-    Fn("__sys_shutdown", "__sys_shutdown", "fd → socket; no file\nreference is dropped"),
-    Fn("inet_shutdown", "inet_shutdown", "sk_shutdown |= how;\nwake readers"),
-    Fn("tcp_shutdown", "tcp_shutdown", "SEND_SHUTDOWN only, in\nESTABLISHED, SYN_SENT,\nSYN_RECV, CLOSE_WAIT"),
-    Fn("sh_send_fin", "tcp_send_fin", "after tcp_close_state: FIN"),
+    Fn("__sys_shutdown", "__sys_shutdown", "sys_shutdown_inner"),
+    Fn("inet_shutdown", "inet_shutdown", "inet_shutdown"),
+    Fn("tcp_shutdown", "tcp_shutdown", "tcp_shutdown"),
+    Fn("sh_send_fin", "tcp_send_fin", "shutdown_fin"),
 )
-DECISIONS = {
-    "last_ref": "last reference?",
-    "listening": "a listening\nsocket?",
-    "unread": "unread data?",
-    "linger0": "SO_LINGER\n{on, 0}?",
-    "linger_on": "timeout > 0?",
-}
-OUTCOMES = {
-    "out_shared": "nothing sent: another descriptor\n(fork, dup) still holds the socket",
-    "out_listener": "listener CLOSED; an RST to\neach queued connection",
-    "out_unread": "RST; socket CLOSED",
-    "out_linger0": "RST; socket CLOSED,\nno TIME_WAIT",
-    "out_no_fin": "nothing sent: no FIN due\n(not connected, already sent, or reset)",
-    "out_fin": "FIN; close() returns at once",
-    "out_wait": "FIN; close() returns when it is\nacked or l_linger runs out",
-    "out_shut_rd": "SHUT_RD: nothing sent",
-    "out_shut_wr": "FIN; the descriptor stays open",
-}
+DECISIONS = ("last_ref", "listening", "unread", "linger0", "linger_on")  # words: [kernel_decisions]
+OUTCOMES = (  # words: [kernel_outcomes]
+    "out_shared", "out_listener", "out_unread", "out_linger0", "out_no_fin", "out_fin", "out_wait", "out_shut_rd",
+    "out_shut_wr",
+)  # fmt: skip
 EDGES = (  # (from, to, label)
     ("sys_close", "fd", ""),
     ("fd", "flush", ""),
@@ -260,11 +239,15 @@ def era_of(release: str) -> Era:
 
 
 # ---- drawing -----------------------------------------------------------------------------------
+def _note(fn: Fn) -> str:
+    """A function's note in the reader's words."""
+    return texts("kernel_notes")[fn.note]
+
+
 def _fn_label(fn: Fn) -> str:
     absent = symbol_status(fn.symbol) == "absent"
-    return f"{fn.name}()\n{fn.note}" + (
-        "\n(not in kallsyms: inlined)" if absent and fn.static else "\n(not in kallsyms)" if absent else ""
-    )
+    missing = text("kernel.inlined") if fn.static else text("kernel.not_in_kallsyms")
+    return f"{fn.name}()\n{_note(fn)}" + (f"\n{missing}" if absent else "")
 
 
 def kernel_path(
@@ -293,21 +276,23 @@ def kernel_path(
         lit.update(("out_shut_rd",) if how == "SHUT_RD" else ("sh_send_fin", "out_shut_wr"))
     with_shutdown = shutdown if shutdown is not None else (trace is None or bool(outcome and outcome.shutdown))
 
-    title = "close(fd) in the kernel"
+    title = text("kernel.title")
     if trace is not None:
-        who = f"close() #{close_index} by {outcome.side}" if outcome else "no close() in this trace"
+        who = (
+            text("kernel.close_by", index=close_index, side=word("side", outcome.side))
+            if outcome
+            else text("kernel.no_close")
+        )
         title = f"{trace.scenario}: {who}"
     symbols = kernel_symbols()
     checked = (
-        f"dashed: a function not in /proc/kallsyms of kernel {release} (inlined, or another version)"
-        if symbols is not None
-        else f"/proc/kallsyms unreadable on kernel {release}: functions not checked"
+        text("kernel.dashed", release=release) if symbols is not None else text("kernel.unreadable", release=release)
     )
     if traced != release:
-        checked += f"; the trace ran on kernel {traced}"
-    evidence = "\n".join(part for line in outcome.evidence for part in textwrap.wrap(line, 90)) if outcome else ""
+        checked += text("kernel.traced_on", traced=traced)
+    evidence = "\n".join(part for line in outcome.evidence for part in wrap(line, 90)) if outcome else ""
     wire = [link_text(trace), settings_text(trace)] if trace is not None else []
-    wire_lines = "\n".join(part for line in wire if line for part in textwrap.wrap(line, 90))
+    wire_lines = "\n".join(part for line in wire if line for part in wrap(line, 90))
     label = "\n".join(part for part in (title, wire_lines, evidence, checked) if part)
     g = digraph("kernel_path", label=label, labelloc="t", fontsize="11", rankdir="TB", nodesep="0.15")
     g.attr(ranksep="0.22", newrank="true")
@@ -329,17 +314,17 @@ def kernel_path(
             )
         graph.node(fn.node, _fn_label(fn), **attrs)
 
-    def other_node(graph: graphviz.Digraph, node: str, text: str, shape: str) -> None:
+    def other_node(graph: graphviz.Digraph, node: str, label: str, shape: str) -> None:
         attrs = {"shape": shape, "color": colour(node), "fontcolor": colour(node), "fontsize": "9"}
         if shape == "diamond":
             attrs.update(margin="0.02,0.01", height="0.45")
         if node in lit:
             attrs.update(penwidth="2", style="filled", fillcolor="#fbe9e7" if node in ABORTS else "#e8f0fc")
-        graph.node(node, text, **attrs)
+        graph.node(node, label, **attrs)
 
-    deferred = "; __fput runs later, as task_work" if era.deferred else "; __fput runs inside the call"
+    deferred = text("kernel.deferred") if era.deferred else text("kernel.in_call")
     with g.subgraph(name="cluster_vfs") as vfs:
-        vfs.attr(label=f"close(2), VFS: {era.label}{deferred}", color="#cccccc", fontsize="9.5")
+        vfs.attr(label=text("kernel.vfs", era=_era_label(era), deferred=deferred), color="#cccccc", fontsize="9.5")
         with vfs.subgraph() as row:
             row.attr(rank="same")
             for fn in (SYS_CLOSE, *era.path):
@@ -365,19 +350,19 @@ def kernel_path(
                 if node in fns:
                     fn_node(row, fns[node])
                 elif node in DECISIONS:
-                    other_node(row, node, DECISIONS[node], "diamond")
+                    other_node(row, node, _decision(node), "diamond")
                 else:
-                    other_node(row, node, OUTCOMES[node], "note")
+                    other_node(row, node, _outcome(node), "note")
                 row.node(node, group=f"c{column}")
     firsts = ["sys_close", *(nodes[0] for nodes in grid)]
     for a, b in itertools.pairwise(firsts):
         g.edge(a, b, style="invis", weight="50")
-    g.node("history", HISTORY.replace("\n", "\\l") + "\\l", shape="note", fontsize="8.5", color="#cccccc",
-           fontcolor="#666666")  # fmt: skip
+    history = text("kernel.history").replace("\n", "\\l") + "\\l"  # graphviz: left-justified lines
+    g.node("history", history, shape="note", fontsize="8.5", color="#cccccc", fontcolor="#666666")
     g.edge("sh_send_fin" if with_shutdown else "out_wait", "history", style="invis")  # last, under the rest
     if with_shutdown:  # below the close path, in two rows: beside it, it would not fit a column
         with g.subgraph(name="cluster_shutdown") as shut:
-            shut.attr(label="shutdown(fd, how): acts on the socket, not the file", color="#cccccc", fontsize="9.5")
+            shut.attr(label=text("kernel.shutdown_cluster"), color="#cccccc", fontsize="9.5")
             with shut.subgraph() as row:
                 row.attr(rank="same")
                 for column, fn in enumerate(SHUTDOWN_PATH[:4]):
@@ -387,18 +372,30 @@ def kernel_path(
                 row.attr(rank="same")
                 fn_node(row, SHUTDOWN_PATH[4])
                 for node in ("out_shut_rd", "out_shut_wr"):
-                    other_node(row, node, OUTCOMES[node], "note")
+                    other_node(row, node, _outcome(node), "note")
         g.edge("sk_stream_wait_close", "sys_shutdown", style="invis", weight="50")  # under the first column
 
-    for source, target, text in EDGES:
+    for source, target, label in EDGES:
         if not with_shutdown and (source in _SHUTDOWN_NODES or target in _SHUTDOWN_NODES):
             continue
         on = source in lit and target in lit
         attrs = {"color": colour(target) if on else (DIM if trace is not None else "black")}
         if on:
             attrs.update(penwidth="2.2", fontcolor=colour(target))
-        g.edge(source, target, text, **attrs)
+        g.edge(source, target, texts("kernel_edges").get(label, label), **attrs)
     return DotPicture("kernel-path", title, _words(trace, era, outcome, lit, with_shutdown), g)
+
+
+def _decision(node: str) -> str:
+    return texts("kernel_decisions")[node]
+
+
+def _outcome(node: str) -> str:
+    return texts("kernel_outcomes")[node]
+
+
+def _era_label(era: Era) -> str:
+    return texts("kernel_eras")[era.label]
 
 
 _SHUTDOWN_NODES = {fn.node for fn in SHUTDOWN_PATH} | {"out_shut_rd", "out_shut_wr"}
@@ -407,46 +404,47 @@ _SHUTDOWN_NODES = {fn.node for fn in SHUTDOWN_PATH} | {"out_shut_rd", "out_shut_
 def _words(trace: Trace | None, era: Era, outcome: CloseOutcome | None, lit: set[str], shutdown: bool) -> str:
     """The lit path as a call chain, the decisions with their answers, the evidence, then kallsyms."""
     names = {fn.node: fn.name for fn in (SYS_CLOSE, *era.path, *SOCKET_PATH, *TCP_CLOSE, *SHUTDOWN_PATH)}
+    socket_path = " → ".join(fn.name for fn in SOCKET_PATH)
     if trace is None or outcome is None:
-        head = "close(fd) in the kernel" if trace is None else f"{trace.scenario}: no close() in this trace"
-        lines = [
-            head,
-            f"close(2), VFS ({era.label}): " + " → ".join(names[n] for n in ("sys_close", "fd", "flush", "put")),
-        ]
-        lines.append("then, on the last reference: " + " → ".join(fn.name for fn in SOCKET_PATH))
-        lines.append("__tcp_close: unread data → RST; else SO_LINGER {on, 0} → RST; else FIN if the state needs one")
+        head = text("kernel.title") if trace is None else f"{trace.scenario}: {text('kernel.no_close')}"
+        vfs = " → ".join(names[n] for n in ("sys_close", "fd", "flush", "put"))
+        lines = [head, text("kernel.words_vfs", era=_era_label(era), chain=vfs, deferred="")]
+        lines.append(text("kernel.words_then", chain=socket_path))
+        lines.append(text("kernel.words_branches"))
     else:
-        lines = [f"{trace.scenario}: close() by {outcome.side} — the branch the evidence shows"]
+        lines = [text("kernel.words_head", scenario=trace.scenario, side=word("side", outcome.side))]
         chain = [names[n] for n in ("sys_close", "fd", "flush", "put") if n in lit]
         if chain:
-            deferred = " (the last reference's __fput runs as task_work)" if era.deferred else ""
-            lines.append(f"close(2), VFS ({era.label}): {' → '.join(chain)}{deferred}")
+            deferred = text("kernel.words_deferred") if era.deferred else ""
+            lines.append(text("kernel.words_vfs", era=_era_label(era), chain=" → ".join(chain), deferred=deferred))
         steps = [
-            ("last_ref", "last reference to the open file?", "__fput", "out_shared"),
-            ("listening", "a listening socket?", "listen_stop", "unread"),
-            ("unread", "unread data in the receive queue?", "rst_unread", "linger0"),
-            ("linger0", "SO_LINGER {on, 0}?", "tcp_disconnect", "tcp_close_state"),
-            ("tcp_close_state", "does the state need a FIN?", "tcp_send_fin", "out_no_fin"),
-            ("linger_on", "SO_LINGER timeout > 0?", "sk_stream_wait_close", "out_fin"),
+            ("last_ref", "__fput", "out_shared"),
+            ("listening", "listen_stop", "unread"),
+            ("unread", "rst_unread", "linger0"),
+            ("linger0", "tcp_disconnect", "tcp_close_state"),
+            ("tcp_close_state", "tcp_send_fin", "out_no_fin"),
+            ("linger_on", "sk_stream_wait_close", "out_fin"),
         ]
-        for node, question, yes, no in steps:
+        questions = texts("kernel_questions")
+        for node, yes, no in steps:
             if node not in lit:
                 continue
-            answer = "yes" if yes in lit else "no" if no in lit else "?"
-            lines.append(f"{question} {answer}")
-            if node == "last_ref" and answer == "yes":
-                lines.append("  " + " → ".join(fn.name for fn in SOCKET_PATH))
+            answer = text("kernel.yes") if yes in lit else text("kernel.no") if no in lit else "?"
+            lines.append(f"{questions[node]} {answer}")
+            if node == "last_ref" and yes in lit:
+                lines.append("  " + socket_path)
         outcome_node = next((n for n in OUTCOMES if n in lit and not n.startswith("out_shut")), None)
         if outcome_node:
-            lines.append("outcome: " + OUTCOMES[outcome_node].replace("\n", " "))
+            lines.append(text("kernel.words_outcome", outcome=_outcome(outcome_node).replace("\n", " ")))
         for how in outcome.shutdowns:
-            lines.append(f"before it: shutdown({how}) went sys_shutdown → __sys_shutdown → inet_shutdown"
-                         " → tcp_shutdown")  # fmt: skip
-        lines.append("evidence: " + "; ".join(outcome.words))
+            lines.append(text("kernel.words_shutdown", how=how))
+        lines.append(text("kernel.words_evidence", evidence=text("transcript.semicolon").join(outcome.words)))
     symbols = kernel_symbols()
     if symbols is not None:
         drawn = [(SYS_CLOSE, *era.path, *SOCKET_PATH, *TCP_CLOSE, *(SHUTDOWN_PATH if shutdown else ()))]
         absent = sorted({fn.name for fn in drawn[0] if symbol_status(fn.symbol) == "absent"})
-        lines.append(f"kallsyms of this machine: {', '.join(absent) or 'every function'} "
-                     f"{'not found (inlined or another version)' if absent else 'found'}")  # fmt: skip
+        if absent:
+            lines.append(text("kernel.words_absent", names=", ".join(absent)))
+        else:
+            lines.append(text("kernel.words_all_found"))
     return "\n".join(lines)

@@ -31,6 +31,8 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from closekit.lang import pad, text, word, wrap
+from closekit.lang import width as columns
 from closekit.render.picture import MAX_WIDTH, SvgPicture
 from closekit.trace import ENDPOINTS, Segment, Signal, StateChange, Syscall
 from closekit.transcript import (
@@ -47,12 +49,14 @@ from closekit.transcript import (
     format_duration,
     format_ms,
     header_lines,
+    notice,
     plan,
     retransmissions,
     returned_text,
     run_summary,
     state_text,
     wait_threshold,
+    who,
 )
 
 if TYPE_CHECKING:
@@ -72,8 +76,10 @@ GAP = 8.0  # between a lifeline and its side text
 WIRE_MIN = 230.0
 BAND_CHAR = 0.6 * 10  # a bulk band's words: 10 px sans-serif, at most this wide a character
 BAND_MAX = 400.0  # a band widens the wire up to this, then its words wrap
-MONO = "DejaVu Sans Mono, Menlo, Consolas, Liberation Mono, monospace"
-SANS = "DejaVu Sans, Helvetica, Arial, Liberation Sans, sans-serif"
+# CJK families last: a Chinese label's characters come from them where the Latin fonts have none
+CJK = "WenQuanYi Micro Hei Mono, WenQuanYi Micro Hei, Noto Sans Mono CJK SC, Noto Sans CJK SC"
+MONO = f"DejaVu Sans Mono, Menlo, Consolas, Liberation Mono, {CJK}, monospace"
+SANS = f"DejaVu Sans, Helvetica, Arial, Liberation Sans, {CJK}, sans-serif"
 COLOURS = {"RST": "#c0392b", "FIN": "#1f5fbf", "SYN": "#2e8b57"}
 BAR = "#1f5fbf"
 STATE = "#2e7d32"
@@ -147,9 +153,10 @@ def _model(trace: Trace) -> list[_Item]:
             label = (f"{conn_tag(e.conn)} " if p.several else "") + describe_segment(e, id(e) in p.windows)
             words = (f"{conn_tag(e.conn)} " if p.several else "") + describe_segment(e, id(e) in p.windows, False)
             if id(e) in resent:
-                label, words = label + " (resent)", words + " (resent)"
+                again = text("render.resent")
+                label, words = label + again, words + again
             if e.fate == "duplicate":
-                label += " (copied by the wire)"
+                label += text("render.copied")
             into = conn_at(trace, e.t) if e.fate == "duplicate" else None
             arrived = told.arrival(e)
             items.append(_Arrow(told.time(e), "wire", [label], words=words, segment=e, arrived=arrived, into=into))
@@ -158,7 +165,7 @@ def _model(trace: Trace) -> list[_Item]:
         elif isinstance(e, StateChange):
             items.append(_Tag(told.time(e), trace.endpoint_of(e.side), [state_text(e, p.several)], css="state"))
         elif isinstance(e, Signal):
-            items.append(_Tag(e.t, trace.endpoint_of(e.side), [f"{e.side}: {e.signal}"], css="signal"))
+            items.append(_Tag(e.t, trace.endpoint_of(e.side), [f"{who(e.side)}: {e.signal}"], css="signal"))
     # stable: at one instant, things keep the trace's order and returns come after what they waited for
     return sorted(items, key=lambda item: item.t)
 
@@ -167,22 +174,24 @@ def _calls(trace: Trace, e: Syscall, p: Plan, told: Told) -> list[_Item]:
     """A call as drawn: a tick, or a bar from its start to its return (labelled at both ends). A sleep
     long enough to see is a grey bar with one label: a busy process, not a wait for the network."""
     side = trace.endpoint_of(e.side)
-    who = "" if e.side in ENDPOINTS else f"{e.side}: "
+    by = "" if e.side in ENDPOINTS else f"{e.side}: "
     css = "err" if e.errno else "call"
     if id(e) in p.waits:
-        start = f"{who}{call_text(e)} …"
-        call = _Call(e.t, side, [start], words=f"{start} blocks", process=e.side, css="call")
-        returned = f"{who}{call_text(e)}{_result(e)}"
+        start = f"{by}{call_text(e)} …"
+        call = _Call(e.t, side, [start], words=text("render.blocks", call=start), process=e.side, css="call")
+        returned = f"{by}{call_text(e)}{_result(e)}"
         took = returned_text(trace, e, False, p.waits[id(e)]).strip("[]")
-        call.end = _Call(told.returned(e), side, [f"{returned}, returned after {format_duration(e.duration)}"],
-                         words=f"{returned}, {took}", process=e.side, css=css, start=call)  # fmt: skip
+        exact = text("render.returned_after", call=returned, took=format_duration(e.duration))
+        call.end = _Call(told.returned(e), side, [exact], words=text("render.returned", call=returned, took=took),
+                         process=e.side, css=css, start=call)  # fmt: skip
         return [call, call.end]
-    text = who + call_text(e) + _result(e)
+    said = by + call_text(e) + _result(e)
     if e.call == "sleep" and e.duration >= wait_threshold(trace):
-        call = _Call(e.t, side, [text], words=f"{text}, busy {approx(e.duration)}", process=e.side, css="busy")
+        busy = text("render.busy", call=said, took=approx(e.duration))
+        call = _Call(e.t, side, [said], words=busy, process=e.side, css="busy")
         call.end = _Call(e.t + e.duration, side, [], process=e.side, css="busy", start=call)
         return [call, call.end]
-    return [_Call(e.t, side, [text], words=text, process=e.side, css=css)]
+    return [_Call(e.t, side, [said], words=said, process=e.side, css=css)]
 
 
 # ---- layout ------------------------------------------------------------------------------------
@@ -206,31 +215,32 @@ TAG_PAD = 10.0  # a state's box reaches this much further from the lifeline than
 _EXTENT = {False: (5.0, 7.5), True: (10.0, 8.5)}
 
 
-def _wrap(text: str, chars: int) -> list[str]:
-    """Lines of at most `chars`; a call's result and how long it took are kept whole where they fit."""
-    if len(text) <= chars:
-        return [text]
-    for mark in (", returned after ", " = "):
-        head, sep, tail = text.rpartition(mark)
+def _wrap(line: str, chars: int) -> list[str]:
+    """Lines of at most `chars` columns (a Chinese character takes two); a call's result and how long it
+    took are kept whole where they fit."""
+    if columns(line) <= chars:
+        return [line]
+    for mark in (text("render.returned_mark"), " = "):
+        head, sep, tail = line.rpartition(mark)
         if sep and len(head) >= 4:
             lines = _wrap(head, chars)
-            rest = sep.lstrip(",").strip() + " " + tail
-            if len(lines[-1]) + 1 + len(rest) <= chars:
+            rest = sep.lstrip(",，").strip() + " " + tail
+            if columns(lines[-1]) + 1 + columns(rest) <= chars:
                 return [*lines[:-1], f"{lines[-1]} {rest}"]
             return [*lines, *_wrap("  " + rest, chars)]
-    spaced = text.replace("|", "| ")  # epoll's EPOLLIN|EPOLLOUT|… breaks after a bar, not inside a flag
-    lines = textwrap.wrap(spaced, chars, break_on_hyphens=False, subsequent_indent="  ")
-    return [line.replace("| ", "|") for line in lines] or [text]
+    spaced = line.replace("|", "| ")  # epoll's EPOLLIN|EPOLLOUT|… breaks after a bar, not inside a flag
+    lines = wrap(spaced, chars - 2)
+    return [(part if i == 0 else "  " + part).replace("| ", "|") for i, part in enumerate(lines)] or [line]
 
 
 def _layout(trace: Trace, items: list[_Item]) -> _Layout:
     def ink(item: _Item, line: str) -> float:  # how wide a side line is drawn
-        return len(line) * CHAR + (TAG_PAD if isinstance(item, _Tag) else 0)
+        return columns(line) * CHAR + (TAG_PAD if isinstance(item, _Tag) else 0)
 
     longest = {side: max((ink(i, line) for i in items if i.column == side for line in i.lines), default=0.0)
                for side in ENDPOINTS}  # fmt: skip
-    seg = max((len(i.lines[0]) for i in items if isinstance(i, _Arrow)), default=0)
-    band = max((len(line) for i in items if isinstance(i, _Band) for line in i.lines), default=0)
+    seg = max((columns(i.lines[0]) for i in items if isinstance(i, _Arrow)), default=0)
+    band = max((columns(line) for i in items if isinstance(i, _Band) for line in i.lines), default=0)
     wire = max(WIRE_MIN, seg * SEG_CHAR + 40)
     spare = MAX_WIDTH - 6 - 2 * MARGIN - GUTTER - 2 * GAP - wire - sum(longest.values())
     wanted = min(band * BAND_CHAR + 24, BAND_MAX) - wire
@@ -263,8 +273,8 @@ def _layout(trace: Trace, items: list[_Item]) -> _Layout:
     small = int((width - 2 * MARGIN) // (0.6 * 10.5))
     for line in head[1:]:
         title += [("meta", part) for part in _wrap(line, small)]
-    if trace.notice:
-        title += [("notice", part) for part in _wrap(trace.notice, small)]
+    if notice(trace):
+        title += [("notice", part) for part in _wrap(notice(trace), small)]
     top = MARGIN + len(title) * 15 + 12 + 22  # title, then the lifeline heads
 
     knots: list[tuple[float, float]] = []
@@ -359,7 +369,9 @@ def _svg(trace: Trace, items: list[_Item], lay: _Layout) -> str:
     for side, x in x_of.items():
         out.append(f'<rect x="{x - 30:.1f}" y="{heads - 13:.1f}" width="60" height="19" rx="4" fill="#f3f3f3" '
                    f'stroke="#999"/>')  # fmt: skip
-        out.append(_text(x, heads, side, anchor="middle", size=11.5, family=SANS, weight="bold", css="endpoint"))
+        out.append(
+            _text(x, heads, word("side", side), anchor="middle", size=11.5, family=SANS, weight="bold", css="endpoint")
+        )
 
     # lifelines, interrupted by breaks
     spans, start = [], lay.top
@@ -405,11 +417,7 @@ def _svg(trace: Trace, items: list[_Item], lay: _Layout) -> str:
         if isinstance(item, (_Call, _Tag)):
             out.append(_side_text(item, x_of[item.column]))
 
-    legend = (
-        f"time runs down, {PX_PER_MS:g} px per ms where events are sparse; close events are spread out; "
-        "⋯ marks a shortened stretch · blue bar: a call that blocked · grey bar: a process busy (sleep) · "
-        "✗: dropped by the wire"
-    )
+    legend = text("render.legend", px=f"{PX_PER_MS:g}")
     ly = lay.bottom + 4
     for line in _wrap(legend, int((width - 2 * MARGIN) // (0.6 * 9.5))):
         ly += 12
@@ -433,7 +441,7 @@ def _side_text(item: _Call | _Tag, x: float) -> str:
                      f'stroke="#444" stroke-width="1.5"/>')  # fmt: skip
     colour = {"state": STATE, "signal": ERROR, "err": ERROR}.get(item.css, "#222")
     if isinstance(item, _Tag) and item.css == "state":
-        w = max(len(line) for line in item.lines) * CHAR + 8
+        w = max(columns(line) for line in item.lines) * CHAR + 8
         bx = tx - w if left else tx
         height = LINE * len(item.lines) + 2
         parts.append(f'<rect x="{bx:.1f}" y="{item.y - 10:.1f}" width="{w:.1f}" height="{height + 2:.1f}" rx="6" '
@@ -528,19 +536,20 @@ def _words(trace: Trace, items: list[_Item]) -> str:
     the waits that matter are said where calls return. So are what the scheduler decides in a bulk
     transfer (segment counts, window sizes: see `closekit.transcript.run_summary`)."""
     lines = header_lines(trace)
-    if trace.notice:
-        lines.append(f"NOTE: {trace.notice}")
-    lines.append("client ┃ … ┃ server  (time runs down)")
+    if notice(trace):
+        lines.append(text("transcript.note", notice=notice(trace)))
+    client, server = word("side", "client"), word("side", "server")
+    lines.append(text("render.words_head", client=client, server=server))
     for item in items:
         if isinstance(item, _Call) and item.words:
             bar = "┃" if item.start is not None or item.end is not None else "│"
-            lines.append(f"{item.column:<6} {bar} {item.words}")
+            lines.append(f"{pad(word('side', item.column), 6)} {bar} {item.words}")
         elif isinstance(item, _Tag):
-            lines.append(f"{item.column:<6} ~ {' '.join(item.lines)}")
+            lines.append(f"{pad(word('side', item.column), 6)} ~ {' '.join(item.lines)}")
         elif isinstance(item, _Arrow):
             lines.append(_arrow_words(item))
         elif isinstance(item, _Band):
-            lines.append(f"client ⇶⇶ {item.words} ⇶⇶ server")
+            lines.append(f"{client} ⇶⇶ {item.words} ⇶⇶ {server}")
     return "\n".join(lines)
 
 
@@ -549,16 +558,17 @@ def _arrow_words(item: _Arrow) -> str:
     assert s is not None
     label = item.words
     if s.fate == "duplicate" and item.into is not None and item.into != s.conn:
-        label += f" (a copy of {conn_tag(s.conn)}'s segment injected by the wire into {conn_tag(item.into)})"
+        label += text("render.copied_into", conn=conn_tag(s.conn), into=conn_tag(item.into))
     elif s.fate == "duplicate":
-        label += " (duplicate injected by the wire)"
-    lost = {"dropped": "✗ dropped by the wire", "held": "held by the wire, never delivered"}
+        label += text("render.duplicate")
+    lost = "✗ " + text("transcript.fate_dropped") if s.fate == "dropped" else text("transcript.fate_held")
+    client, server = word("side", "client"), word("side", "server")
     if s.src == "client":
-        shaft = f"client ──{label}──▶ server" if s.arrived is not None else f"client ──{label}── {lost[s.fate]}"
+        shaft = f"{client} ──{label}──▶ {server}" if s.arrived is not None else f"{client} ──{label}── {lost}"
     else:
-        shaft = f"client ◀──{label}── server" if s.arrived is not None else f"{lost[s.fate]} ──{label}── server"
+        shaft = f"{client} ◀──{label}── {server}" if s.arrived is not None else f"{lost} ──{label}── {server}"
     if flight_shown(s):
-        shaft += f"  (held back by the wire, in flight {approx(s.arrived - s.t)})"  # type: ignore[operator]
+        shaft += "  " + text("render.in_flight", took=approx(s.arrived - s.t))  # type: ignore[operator]
     return shaft
 
 
@@ -566,5 +576,5 @@ def sequence_diagram(trace: Trace) -> SvgPicture:
     """The trace as a time-sequence diagram to scale (SVG, PNG and words); FIN blue, RST red, SYN green."""
     items = _model(trace)
     lay = _layout(trace, items)
-    title = f"{trace.scenario}: time sequence"
+    title = text("render.sequence_title", scenario=trace.scenario)
     return SvgPicture("sequence", title, _words(trace, items), _svg(trace, items, lay))

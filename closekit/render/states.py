@@ -11,10 +11,10 @@ lists the lit path step by step, the states passed through and the final one, wi
 from __future__ import annotations
 
 import itertools
-import textwrap
 from typing import TYPE_CHECKING
 
 from closekit import tcp
+from closekit.lang import text, word, wrap
 from closekit.render._dot import DotPicture, digraph, ms
 from closekit.render.evidence import LitStep, listener_origin, lit_path
 from closekit.trace import StateChange
@@ -30,7 +30,6 @@ CLOSED = tcp.CLOSED
 # Teardown ends in CLOSED too: drawn as a second node at the bottom, as RFC 9293's figure does, so
 # edges into it do not climb back over the whole machine.
 END = "CLOSED_end"
-MACHINE_KEY = "red: an abnormal end, a reset (RST in, out) or a time-out"
 TITLE_CHARS = 70  # a title line longer than this is wrapped: graphviz widens the picture to fit it
 
 
@@ -50,9 +49,10 @@ def state_diagram(trace: Trace | None = None, side: str = "client", conn: int = 
     """
     path: list[LitStep] = lit_path(trace, side, conn) if trace is not None else []
     born = listener_origin(trace, side, conn) if trace is not None else None
-    title = "TCP states (RFC 9293 + Linux aborts and time-outs)\n" + MACHINE_KEY
+    title = text("render.machine_title") + "\n" + text("render.machine_key")
     if trace is not None:
-        title = "\n".join([f"{trace.scenario}: {_whose(trace, side, conn)} states", *_title_lines(trace)])
+        title = "\n".join([text("render.states_title", scenario=trace.scenario, whose=_whose(trace, side, conn)),
+                           *_title_lines(trace)])  # fmt: skip
     g = digraph("tcp_states", label=title, labelloc="t", fontsize="12", rankdir="TB", nodesep="0.3", ranksep="0.4",
                 forcelabels="true")  # fmt: skip
     g.attr("node", fontsize="10", height="0.3", margin="0.08,0.03")
@@ -69,7 +69,7 @@ def state_diagram(trace: Trace | None = None, side: str = "client", conn: int = 
         if state == final:
             attrs["peripheries"] = "2"
         label = (CLOSED if state == END else state) + (
-            "\n(passed through)" if attrs["style"].endswith("dashed") else ""
+            "\n" + text("render.passed_through") if attrs["style"].endswith("dashed") else ""
         )
         if state == END:
             attrs["group"] = "end"
@@ -83,7 +83,7 @@ def state_diagram(trace: Trace | None = None, side: str = "client", conn: int = 
         when = "" if b.t is None else f" · {ms(b.t)}"
         lit.setdefault((a.state, _node(a.state, b.state)), []).append(f"{number}. {b.event}{when}")
     if born is not None:  # not a step of this socket: the listening socket made it, and stays in LISTEN
-        g.edge(tcp.LISTEN, tcp.SYN_RECEIVED, f"rcv SYN: the listening socket\nmakes this one · {ms(born)}",
+        g.edge(tcp.LISTEN, tcp.SYN_RECEIVED, text("render.born", at=ms(born)),
                color=LIT, fontcolor=LIT, style="dashed", penwidth="1.5", fontsize="9")  # fmt: skip
 
     pairs: dict[tuple[str, str], list[tcp.Transition]] = {}
@@ -96,19 +96,19 @@ def state_diagram(trace: Trace | None = None, side: str = "client", conn: int = 
         attrs = {"color": ABORT if abnormal else "black", "fontcolor": ABORT if abnormal else "black"}
         if all(t.gives_up for t in transitions):
             attrs["style"] = "dashed"
-        text = _short(transitions)  # resets as the RST they send or take, time-outs as such: it fits a column
+        words = _short(transitions)  # resets as the RST they send or take, time-outs as such: it fits a column
         if trace is not None:
             attrs.update(color=DIM, fontcolor=DIM)
         if (source, target) in lit:
-            text = "\n".join(lit[(source, target)])
+            words = "\n".join(lit[(source, target)])
             attrs.update(color=LIT, fontcolor=LIT, penwidth="2.5", fontsize="10")
-            g.edge(source, target, text, **attrs)
+            g.edge(source, target, words, **attrs)
         elif trace is None and not abnormal:
-            g.edge(source, target, text, **attrs)
+            g.edge(source, target, words, **attrs)
         else:  # placed after layout, so these labels take no width: the picture fits a column
-            g.edge(source, target, xlabel=text, **attrs)
-    words = _words(trace, side, conn, path, born) if trace is not None else _machine_words(title)
-    return DotPicture("states", title.split("\n")[0], words, g)
+            g.edge(source, target, xlabel=words, **attrs)
+    told = _words(trace, side, conn, path, born) if trace is not None else _machine_words(title)
+    return DotPicture("states", title.split("\n")[0], told, g)
 
 
 def drawn_sockets(trace: Trace) -> list[tuple[str, int]]:
@@ -126,15 +126,15 @@ def drawn_sockets(trace: Trace) -> list[tuple[str, int]]:
 def _whose(trace: Trace, side: str, conn: int) -> str:
     """How a socket is named: "the client's", "the server's listening socket's", "the client's (connection #2)"."""
     if conn == 0:
-        return f"the {side}'s listening socket's"
+        return text("render.whose_listener", side=word("side", side))
     several = len(connections(trace)) > 1
-    return f"the {side}'s" + (f" (connection #{conn})" if several else "")
+    return text("render.whose", side=word("side", side)) + (text("render.whose_conn", conn=conn) if several else "")
 
 
 def _title_lines(trace: Trace) -> list[str]:
     """Kernel, link and changed settings, wrapped to keep the picture inside a column."""
-    lines = [f"kernel {trace.kernel} · {link_text(trace)}", settings_text(trace)]
-    return [part for line in lines if line for part in textwrap.wrap(line, TITLE_CHARS, subsequent_indent="  ")]
+    lines = [f"{text('transcript.kernel', kernel=trace.kernel)} · {link_text(trace)}", settings_text(trace)]
+    return [part for line in lines if line for part in wrap(line, TITLE_CHARS)]
 
 
 def _short(transitions: list[tcp.Transition]) -> str:
@@ -142,7 +142,7 @@ def _short(transitions: list[tcp.Transition]) -> str:
     giving up as "time-out"."""
     orderly = [t.event + (f" / {t.sends}" if t.sends else "") for t in transitions if not t.abortive and not t.gives_up]
     if any(t.gives_up for t in transitions):
-        orderly.append("time-out")
+        orderly.append(text("render.time_out"))
     aborts = [t for t in transitions if t.abortive]
     if aborts:
         received = any(t.event == tcp.RCV_RST for t in aborts)
@@ -153,16 +153,17 @@ def _short(transitions: list[tcp.Transition]) -> str:
 
 def _words(trace: Trace, side: str, conn: int, path: list[LitStep], born: float | None) -> str:
     """The lit path in words: each step with its event, passed-through states, the final state."""
-    head = f"{trace.scenario}: {_whose(trace, side, conn)} states (kernel {trace.kernel})"
+    head = text("render.states_words_head", scenario=trace.scenario, whose=_whose(trace, side, conn),
+                kernel=trace.kernel)  # fmt: skip
     lines = [head, *(line for line in (link_text(trace), settings_text(trace)) if line)]
     if not path:
-        return "\n".join([*lines, "no state of this side was observed"])
-    made = " (made by the listening socket, which stays in LISTEN, on the client's SYN)" if born is not None else ""
-    lines.append(f"starts in {path[0].state}{made}")
+        return "\n".join([*lines, text("render.no_states")])
+    made = text("render.made_by_listener") if born is not None else ""
+    lines.append(text("render.starts_in", state=path[0].state, made=made))
     for number, (a, b) in enumerate(itertools.pairwise(path), start=1):
-        how = " (passed through, inferred from the table)" if b.inferred else ""
+        how = text("render.inferred") if b.inferred else ""
         lines.append(f"{number}. {a.state} ──{b.event or '?'}──▶ {b.state}{how}")
-    lines.append(f"ends in {path[-1].state}")
+    lines.append(text("render.ends_in", state=path[-1].state))
     return "\n".join(lines)
 
 
