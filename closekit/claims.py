@@ -474,7 +474,7 @@ def _shutdowns(t: Trace, endpoint: str, *hows: str) -> list[Syscall]:
 
 
 def _shutdown_ignores_refcount(t: Trace) -> tuple[bool | None, str]:
-    f, child = _fork(t, "server")
+    _f, child = _fork(t, "server")
     shs = _shutdowns(t, "server", "SHUT_WR", "SHUT_RDWR")
     if child is None or not shs:
         return False, text("ev.no_shared_shutdown")

@@ -138,7 +138,11 @@ def _judge(trace: Trace, position: int, call: Syscall, exact: bool) -> CloseOutc
         went = q.went_to(trace, call)
         if holders:
             branch = "shared"
-        elif went is not None and went.state == "CLOSED" and q.state_before(trace, sock, call.t) not in ("SYN_SENT", None):
+        elif (
+            went is not None
+            and went.state == "CLOSED"
+            and q.state_before(trace, sock, call.t) not in ("SYN_SENT", None)
+        ):
             branch = "unread" if unread else "linger-zero" if zero else "unobserved"
         elif went is not None and went.state in ("FIN_WAIT_1", "LAST_ACK"):
             branch = "fin"

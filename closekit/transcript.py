@@ -198,7 +198,11 @@ FATES = ("gated", "dropped", "held", "duplicate")  # what the wire did that a tr
 
 
 def _fate_words(fate: str) -> str:
-    return text(f"transcript.fate_{fate}")
+    if fate == "gated":
+        return text("transcript.fate_gated")
+    if fate == "dropped":
+        return text("transcript.fate_dropped")
+    return text("transcript.fate_held") if fate == "held" else text("transcript.fate_duplicate")
 
 
 def flight_shown(e: Segment) -> bool:
@@ -668,10 +672,12 @@ def rows(trace: Trace, exact: bool = True) -> list[Row]:
         elif isinstance(e, Syscall):
             out.append(Row(e.t, e.side, " ", call_text(e) + _result(e), "err" if e.errno else "call", e))
         elif isinstance(e, Segment):
-            text = segment_text(trace, e, p, exact)
-            out.append(Row(told.time(e), f"{e.src} > {e.dst}", ">", text, _segment_css(e), e))
+            said = segment_text(trace, e, p, exact)
+            out.append(Row(told.time(e), f"{e.src} > {e.dst}", ">", said, _segment_css(e), e))
         elif isinstance(e, StateChange):
-            out.append(Row(told.time(e), e.side, "~", text("transcript.state", state=state_text(e, p.several)), "st", e))
+            out.append(
+                Row(told.time(e), e.side, "~", text("transcript.state", state=state_text(e, p.several)), "st", e)
+            )
         elif isinstance(e, Signal):
             out.append(Row(e.t, e.side, "!", text("transcript.signal", signal=e.signal), "err", e))
         elif isinstance(e, Wait):

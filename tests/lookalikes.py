@@ -10,7 +10,7 @@ Each is grouped by the kind of look-alike it is (the kinds a check can confuse w
 
 from __future__ import annotations
 
-from closekit.library import FAST_WRITER, MILLION
+from closekit.library import FAST_WRITER, FULL_OPTIONS, FULL_WINDOW, MILLION
 from closekit.link import Link, copy, hold
 from closekit.scenario import Options, Scenario
 from closekit.steps import (
@@ -31,13 +31,6 @@ from closekit.steps import (
     wait_done,
     wait_recv_queue,
     wait_state,
-)
-
-SMALL = Options(server_rcvbuf=4096, client_sndbuf=16384)
-FULL_WINDOW = (  # the client's send buffer holds data the server's zero window keeps back
-    send("client", 20000, background=True),
-    wait_recv_queue("server", 20000),
-    wait_done("client"),
 )
 
 
@@ -80,14 +73,18 @@ LOOKALIKES: dict[str, tuple[str, Scenario]] = {
                 send("server", 5),
                 wait_recv_queue("client", 5),
                 shutdown("client", "SHUT_RD"),
+                wait_done("client"),
                 recv("client-child"),
+                wait_done("client-child"),  # the child reads first
                 recv("client"),
                 send("server", 5),
                 wait_recv_queue("client", 5),
                 recv("client-child"),
+                wait_done("client-child"),
                 recv("client"),
                 close("client-child"),
                 close("client"),
+                wait_state("server", "CLOSE_WAIT"),
                 close("server"),
             ),
         ),
@@ -123,6 +120,7 @@ LOOKALIKES: dict[str, tuple[str, Scenario]] = {
             steps=(
                 fork("server", "server-child"),
                 close("server-child"),
+                wait_done("server-child"),  # the child lets go first
                 shutdown("server", "SHUT_WR"),
                 wait_state("client", "CLOSE_WAIT"),
                 recv("client"),
@@ -194,11 +192,12 @@ LOOKALIKES: dict[str, tuple[str, Scenario]] = {
             "orphan-rst-answers-data",
             "SO_LINGER {1, 1} runs out (Linux: close() returns 0); the server then sends, and the orphan "
             "answers that data with an RST",
-            options=SMALL,
+            options=FULL_OPTIONS,
             steps=(
                 *FULL_WINDOW,
                 linger("client", 1),
                 close("client"),
+                wait_done("client"),  # the linger time ran out: the socket is an orphan now
                 send("server", 5),
                 read_to_eof("server"),
                 close("server"),
@@ -219,6 +218,7 @@ LOOKALIKES: dict[str, tuple[str, Scenario]] = {
                 send("client", 20000),
                 linger("client", 1),
                 close("client"),
+                wait_done("client"),
                 release("server"),
                 read_to_eof("server"),
             ),
@@ -231,12 +231,12 @@ LOOKALIKES: dict[str, tuple[str, Scenario]] = {
         Scenario(
             "nobody-exits",
             "SO_LINGER {1, 1}, data queued; the called function only returns and the process closes",
-            options=SMALL,
+            options=FULL_OPTIONS,
             steps=(
                 *FULL_WINDOW,
                 linger("client", 1),
                 call("client", returns_at_once),
-                close("client", background=True),
+                close("client"),
                 read_to_eof("server"),
                 wait_acked("client"),
                 wait_done("client"),
@@ -254,6 +254,7 @@ LOOKALIKES: dict[str, tuple[str, Scenario]] = {
                 send("client", 100),
                 wait_recv_queue("server", 100),
                 recv("server"),
+                wait_done("server"),
                 linger("client", 0),
                 close("client"),
                 wait_state("server", "CLOSED"),

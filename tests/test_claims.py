@@ -117,6 +117,7 @@ def _lookalike(name: str) -> Trace:
     return _lookalike_traces[name]
 
 
+@pytest.mark.live
 @pytest.mark.parametrize(
     ("name", "claim_id"),
     [(name, cid) for name, ids in FOOLED.items() for cid in ids],
@@ -210,6 +211,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.live
 @pytest.mark.parametrize("mode", ["netns-loopback", "host", "host-nocapture"])
 def test_no_claim_does_not_hold_in_a_fallback_mode(mode):
     env = {**os.environ, "CLOSEKIT_SANDBOX": mode, "CLOSEKIT_LANG": "en"}
