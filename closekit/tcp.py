@@ -23,6 +23,7 @@ Nothing here does I/O or knows about traces: it is names, tables and small searc
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -223,11 +224,13 @@ class PathCheck:
         return self.legal
 
 
-def transitions_from(state: str) -> list[Transition]:
+@functools.cache
+def transitions_from(state: str) -> tuple[Transition, ...]:
     """Every edge leaving `state`, in table order."""
-    return [t for (source, _), t in TRANSITIONS.items() if source == state]
+    return tuple(t for (source, _), t in TRANSITIONS.items() if source == state)
 
 
+@functools.cache
 def events_between(source: str, target: str) -> tuple[str, ...]:
     """The events that move `source` directly to `target`, in table order."""
     return tuple(t.event for t in transitions_from(source) if t.target == target)

@@ -19,6 +19,7 @@ Where no walk is witnessed, the state keeps the time of the look that found it.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 from collections.abc import Iterable
@@ -108,7 +109,8 @@ def _path(o: Observation, before: str | None, began: float, seen: float, w: _Wit
     return [(o.state, seen)]
 
 
-def _walks(source: str, target: str) -> list[list[str]]:
+@functools.cache
+def _walks(source: str, target: str) -> tuple[tuple[str, ...], ...]:
     """Walks of the table from `source` to `target` without repeated states, cheapest first (each step
     costs 1, an abort or a timer's giving up 10), at most MAX_STEPS long."""
     found: list[tuple[int, int, list[str]]] = []
@@ -126,11 +128,11 @@ def _walks(source: str, target: str) -> list[list[str]]:
                 order += 1
                 step = 10 if t.abortive or t.gives_up else 1
                 heapq.heappush(queue, (cost + step, order, [*walk, t.target]))
-    unique: list[list[str]] = []
+    unique: list[tuple[str, ...]] = []
     for _cost, _n, walk in sorted(found):
-        if walk not in unique:
-            unique.append(walk)
-    return unique
+        if tuple(walk) not in unique:
+            unique.append(tuple(walk))
+    return tuple(unique)
 
 
 def _witness(
