@@ -482,6 +482,8 @@ def _shutdown_ignores_refcount(t: Trace) -> tuple[bool | None, str]:
     let_go = [c for c in q.calls_on(t, "server") if c.call in ("close", "exit") and c.t < sh.t]
     fin = next(iter(q.sent_by_call(t, sh, "FIN")), None)
     r = _recv_after(t, "client", fin)
+    if fin is not None and not any(q.end(c) > sh.t for c in q.calls(t, "client", "recv")):
+        return None, text("ev.no_recv_after_shutdown", side=sh.side)  # the run did not ask
     ok = not let_go and fin is not None and r is not None and r.result == 0
     holders = text("ev.both_held") if not let_go else text("ev.let_go", who=", ".join(c.side for c in let_go))
     return ok, text(
@@ -643,7 +645,7 @@ def _data_after_read_shut_draws_rst(t: Trace, hows: tuple[str, ...]) -> tuple[bo
     rst = q.first(t, "RST", "client", after=data.arrived, conn=data.conn)
     answering = rst is not None and q.answered(t, rst) is data
     nxt = next(
-        (c for c in q.calls(t, "server", "send") if rst is not None and rst.arrived and q.end(c) > rst.arrived), None
+        (c for c in q.calls(t, "server", "send") if rst is not None and rst.arrived and c.t >= rst.arrived), None
     )
     sig = q.signals_of(t, nxt)
     ok = answering and _abort_by(t, "TCPAbortOnData") and nxt is not None and nxt.errno == "EPIPE" and "SIGPIPE" in sig
@@ -1318,7 +1320,7 @@ def _write_after_fin(t: Trace) -> tuple[bool, str]:
     how = next(
         (c for c in q.calls_on(t, closer) if c.call in ("close", "shutdown") and fin in q.sent_by_call(t, c)), None
     )
-    s = next((c for c in q.calls(t, writer, "send") if q.end(c) > fin.arrived), None)
+    s = next((c for c in q.calls(t, writer, "send") if c.t >= fin.arrived), None)
     if s is None:
         return False, text("ev.wrote_nothing", writer=_side(writer), closer=_side(closer))
     data = next(iter(q.segments(t, writer, data=True, after=s.t, conn=fin.conn)), None)
@@ -1377,7 +1379,7 @@ def _rst_in_close_wait(t: Trace) -> tuple[bool, str]:
     if rst is None:
         return False, text("ev.no_rst_reached", side=_side("client"))
     state = q.state_found(t, rst)
-    s = next((c for c in q.calls(t, "client", "send") if q.end(c) > rst.arrived), None)  # type: ignore[operator]
+    s = next((c for c in q.calls(t, "client", "send") if c.t >= rst.arrived), None)  # type: ignore[operator]
     ok = state == "CLOSE_WAIT" and s is not None and s.errno == "EPIPE"
     return ok, text("ev.rst_in_close_wait", state=state or "?", send=_r(s))
 
@@ -1386,7 +1388,7 @@ def _second_write_sigpipe(t: Trace) -> tuple[bool, str]:
     rst = _rst_arrival(t)
     if rst is None:
         return False, text("ev.no_rst_reached", side=_side("client"))
-    s = next((c for c in q.calls(t, "client", "send") if q.end(c) > rst.arrived), None)  # type: ignore[operator]
+    s = next((c for c in q.calls(t, "client", "send") if c.t >= rst.arrived), None)  # type: ignore[operator]
     sig = q.signals_of(t, s)
     ok = s is not None and s.errno == "EPIPE" and "SIGPIPE" in sig
     return ok, text("ev.second_write_sigpipe", send=_r(s), signal=", ".join(sig) or text("ev.no_signal"))

@@ -77,6 +77,7 @@ LOOKALIKES: dict[str, tuple[str, Scenario]] = {
                 recv("client-child"),
                 wait_done("client-child"),  # the child reads first
                 recv("client"),
+                wait_done("client"),  # ... and the parent's read is done before more comes
                 send("server", 5),
                 wait_recv_queue("client", 5),
                 recv("client-child"),

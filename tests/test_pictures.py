@@ -148,7 +148,12 @@ def test_windows_are_shown_only_where_they_carry_the_story(live):
 def test_bulk_runs_are_rows_that_add_up(live):
     trace = live("million-bytes-fixed")
     bulk = [r for r in rows(trace) if r.marker == "»"]
-    data = [r for r in rows(trace) if r.marker == ">" and r.event.src == "client" and r.event.len]
+    again = trace.redundant()  # a FIN resent because a busy machine held its ACK back carries nothing new
+    data = [
+        r
+        for r in rows(trace)
+        if r.marker == ">" and r.event.src == "client" and r.event.len and id(r.event) not in again
+    ]
     carried = sum(
         int(n.replace(",", "")) for r in bulk for n in re.findall(r"client → server: \d+ carrying ([\d,]+)", r.text)
     )

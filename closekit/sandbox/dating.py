@@ -88,7 +88,7 @@ def _path(o: Observation, before: str | None, began: float, seen: float, w: _Wit
     """The states from `before` (excluded) to `o.state` (included), each with its date."""
     if before is None:
         made = [_witness(e, o, o.state, None, began, seen, w, latest=True) for e in _FIRST.get(o.state, ())]
-        found = [t for t in made if t is not None]
+        found = [x[0] for x in made if x is not None]
         return [(o.state, max(found) if found else seen)]
     for walk in _walks(before, o.state):
         dates: list[float] = []
@@ -97,8 +97,9 @@ def _path(o: Observation, before: str | None, began: float, seen: float, w: _Wit
             events = tcp.events_between(a, b)
             found = [x for e in events if (x := _witness(e, o, b, a, t, seen, w)) is not None]
             last = i == len(walk) - 2
-            if found:
-                t = min(found)
+            if found:  # a witness that must be this step's cause before one that only may be (a function)
+                sure = [when for when, certain in found if certain]
+                t = min(sure or [when for when, _certain in found])
             elif last and (any(e in _TIMERS for e in events) or len(walk) == 2):
                 t = seen  # a timer's doing, or no witness for the one step the lab saw: when it was seen
             else:
@@ -138,19 +139,23 @@ def _walks(source: str, target: str) -> tuple[tuple[str, ...], ...]:
 def _witness(
     event: str, o: Observation, state: str, before: str | None, low: float, high: float, w: _Witnesses,
     latest: bool = False,
-) -> float | None:  # fmt: skip
+) -> tuple[float, bool] | None:  # fmt: skip
     """When `event` happened to `o`'s socket in (low, high], by its witness: the first such arrival
-    or call (the last, with `latest`: the call that made a socket seen for the first time)."""
+    or call (the last, with `latest`: the call that made a socket seen for the first time); and
+    whether that witness must be the cause (False: a function or an exit, which only may be)."""
+    certain = True
     if event in _CALLS:
-        found = [c.t for c in _calls(event, o, low, high, w)]
+        calls = _calls(event, o, low, high, w)
+        found = [c.t for c in calls]
+        certain = any(c.call not in ("exit", "call") for c in calls)
         if not found:
             sent = _sent_with(event, o, state, low, high, w)
-            return sent
+            return None if sent is None else (sent, True)
     else:
         found = [s.arrived for s in w.segments if _arrival(event, s, o, before, w) and low < s.arrived <= high]  # type: ignore[operator]
     if not found:
         return None
-    return max(found) if latest else min(found)  # type: ignore[type-var]
+    return (max(found) if latest else min(found)), certain  # type: ignore[type-var]
 
 
 def _arrival(event: str, s: Segment, o: Observation, before: str | None, w: _Witnesses) -> bool:
