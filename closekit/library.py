@@ -328,6 +328,8 @@ _ALL = (
             close("server"),
             close("client"),
         ),
+        sync_timeout=10.0,  # the transfer through B's window takes seconds in an emulated VM (the ledger's)
+        time_limit=20.0,
     ),
     Scenario(
         "write-after-peer-close",
@@ -927,6 +929,8 @@ _MORE = (
             wait_done("client"),
             *SERVER_DRAINS,
         ),
+        sync_timeout=10.0,  # the drain through B's 4 KB window takes seconds in an emulated VM (the ledger's)
+        time_limit=20.0,
     ),
     Scenario(
         "exit-with-linger",
