@@ -918,7 +918,7 @@ def html_transcript(trace: Trace) -> str:
         said = html.escape(row.text)
         cell = f'<td class="{css}" style="{_style(css)}">'
         if row.marker == "|":
-            cells = f"<td></td>{cell}{text}</td><td></td>"
+            cells = f"<td></td>{cell}{said}</td><td></td>"
         elif row.marker in (">", "»"):
             e = row.event
             arrow = "→" if isinstance(e, Segment) and e.src == "client" else "←" if row.marker == ">" else "⇄"

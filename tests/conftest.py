@@ -42,7 +42,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if set(LIVE_FIXTURES) & set(item.fixturenames):
+        if set(LIVE_FIXTURES) & set(getattr(item, "fixturenames", ())):  # a notebook cell (nbval) has none
             item.add_marker(pytest.mark.live)
     laned = {id(i) for i in items if any(i.get_closest_marker(lane) for lane in LANES)}
     if config.getoption("--kernel-free"):

@@ -222,6 +222,14 @@ def test_chinese_wraps_between_characters_and_never_before_a_comma():
     assert "".join(lines).replace(" ", "").startswith("服务器带着6字节")
 
 
+@pytest.mark.parametrize("columns", range(14, 40))
+def test_a_line_is_never_cut_between_a_number_and_its_unit(columns):
+    for said in ("close() = 0，阻塞 43.3 ms 后返回；逗留时间 1 s", "close() = 0 after blocking 43.3 ms; linger 1 s"):
+        lines = lang.wrap(said, columns)
+        assert not any(line.startswith(("ms", "s ")) or line == "s" for line in lines), lines
+        assert " ".join(lines).replace("\u00a0", "?").count("?") == 0  # the glue never shows
+
+
 # ---- the exercises in a Chinese notebook ----------------------------------------------------------
 @pytest.fixture
 def chinese_assignment(tmp_path, monkeypatch):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import re
+from html import escape as html_escape
 
 import pytest
 from wire_traces import D, lingering_close, seg, state
@@ -130,6 +131,17 @@ def test_segment_fates_and_flight_times_are_in_every_transcript():
     html = html_transcript(trace)
     assert "dropped by the wire" in html and "text-decoration:line-through" in html
     assert "<style" not in html and "<script" not in html  # renders the same untrusted
+
+
+def test_a_scenario_s_own_step_is_a_row_of_its_words_in_every_transcript():
+    from closekit.trace import Wait
+
+    trace = closekit.Trace("waits", "6.18", "netns", {}, (state(0.001, "client", "ESTABLISHED"),
+                           Wait(0.002, "server", "wait_blocked('server')")))  # fmt: skip
+    said = "wait_blocked('server'): the lines after it start"
+    assert f"scenario          | {said}" in trace.transcript()
+    html = html_transcript(trace)
+    assert html_escape(said) in html and "<function" not in html
 
 
 def test_windows_are_shown_only_where_they_carry_the_story(live):

@@ -29,6 +29,7 @@ import contextlib
 import contextvars
 import functools
 import os
+import re
 import tomllib
 import unicodedata
 from collections.abc import Iterator, Mapping
@@ -156,10 +157,11 @@ def pad(s: str, columns: int) -> str:
 
 def wrap(s: str, columns: int) -> list[str]:
     """`s` in lines of at most `columns` display columns: at spaces where there are any, and between
-    any two wide characters (Chinese has no spaces between words)."""
+    any two wide characters (Chinese has no spaces between words); never between a number and its
+    unit ("43.3 ms" is one duration to a reader, and to the sanitizers that mask it)."""
     lines: list[str] = []
     line = ""
-    for token in _tokens(s):
+    for token in _tokens(_UNIT.sub(rf"\1{_GLUE}\2", s)):
         if line and width(line.rstrip() + token.rstrip()) > columns and token not in _NO_LINE_START:
             lines.append(line.rstrip())
             line = token.lstrip()
@@ -167,9 +169,11 @@ def wrap(s: str, columns: int) -> list[str]:
             line += token
     if line.strip():
         lines.append(line.rstrip())
-    return lines
+    return [line.replace(_GLUE, " ") for line in lines]
 
 
+_UNIT = re.compile(r"(\d) (ms|s|µs|bytes)\b")  # a number and its unit: kept on one line
+_GLUE = "\u00a0"  # holds them together while the line is cut
 _NO_LINE_START = frozenset("，。；：、）」』\uff01\uff1f")  # Chinese punctuation that never begins a line
 
 
