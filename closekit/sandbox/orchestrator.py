@@ -11,6 +11,7 @@ release the wire. Every decision is the Run's.
 
 from __future__ import annotations
 
+import os
 import select
 import socket
 import time
@@ -75,6 +76,7 @@ class Experiment:
         self.gone: set[str] = set()
         self.reaped: set[str] = set()
         self.held_up = 0.0  # how long a busy machine held the run up at worst (core.Run.disturbance)
+        self.stat_files: dict[int, int] = {}  # pid -> its /proc/PID/stat, open for this experiment
         self.wire: Wire | None = None
         if env.wired:
             spaces = env.spaces
@@ -112,6 +114,9 @@ class Experiment:
         """End the experiment's processes; its endpoints may serve the next one if the Run allows."""
         for channel in self.channels.values():
             channel.close()
+        for fd in self.stat_files.values():
+            os.close(fd)
+        self.stat_files.clear()
         self.jail.clear(reuse=self.core.reusable)
 
     # ---- the loop --------------------------------------------------------------------------
@@ -239,8 +244,10 @@ class Experiment:
         if pid is None or select.select([self.channels[process]], [], [], 0)[0]:
             return False
         try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                return f.read().rsplit(b")", 1)[1].split()[0] == b"S"
+            fd = self.stat_files.get(pid)
+            if fd is None:
+                fd = self.stat_files[pid] = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+            return os.pread(fd, 1024, 0).rsplit(b")", 1)[1].split()[0] == b"S"
         except (OSError, IndexError):
             return False
 
