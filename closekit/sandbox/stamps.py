@@ -24,7 +24,9 @@ SO_RCVBUFFORCE = 33
 PACKET_OUTGOING = 4
 KEEP = 96  # bytes of each copy kept: IP and TCP headers with options, enough to tell packets apart
 RCVBUF = 1 << 22
-BATCH = 4096  # copies without a stamp skipped at once, at most
+# copies taken in at once: four times what the wire reads at once (its BATCH), since copies of packets the
+# device drops (a flood overflowing its queue) reach the tap too; the rest wait in the socket's bounded queue
+BATCH = 4096
 
 # cBPF: keep the first KEEP bytes of outgoing packets, nothing of the packets the wire writes in
 _FILTER = (
@@ -63,36 +65,28 @@ class SendStamps:
     def close(self) -> None:
         self._sock.close()
 
-    def sent(self, packet: bytes, fallback: float) -> float:
-        """When `packet` (just read from the device) left the kernel; `fallback` if its copy is
-        missing (the tap's queue overflowed). Copies are taken in as they are needed, first in first
-        out (a packet's copy is queued before the packet itself can be read, so no read is spent on
-        finding the queue empty); copies of packets the device dropped are skipped."""
-        head = packet[:KEEP]
-        offset = None
-        while True:
-            while self._queue:
-                copy, t = self._queue.popleft()
-                if copy == head:
-                    return t
-            if offset is None:
-                offset = clock_offset()
-            if not self._take(offset):
-                return fallback
-
-    def _take(self, offset: float) -> bool:
-        """Take in the next copy, its stamp put on the monotonic clock (False if none is queued)."""
-        for _ in range(BATCH):  # (a copy without its stamp is skipped)
+    def drain(self) -> None:
+        """Take in the copies queued so far (at most BATCH), each with its time on the monotonic clock."""
+        offset = clock_offset()
+        for _ in range(BATCH):
             try:
                 head, ancdata, _flags, _address = self._sock.recvmsg(KEEP, 64)
             except BlockingIOError:
-                return False
+                return
             for level, kind, data in ancdata:
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
                     seconds, nanos = struct.unpack("qq", data[:16])
                     self._queue.append((head, seconds + nanos / 1e9 + offset))
-                    return True
-        return False
+
+    def sent(self, packet: bytes, fallback: float) -> float:
+        """When `packet` (just read from the device) left the kernel; `fallback` if its copy is
+        missing (the tap's queue overflowed). Copies of packets the device dropped are skipped."""
+        head = packet[:KEEP]
+        while self._queue:
+            copy, t = self._queue.popleft()
+            if copy == head:
+                return t
+        return fallback
 
     def forget(self) -> None:
         """Drop every copy (the experiment is over; its packets are gone)."""

@@ -72,6 +72,8 @@ class Wire:
             except BlockingIOError:
                 break
         stamps = self.stamps.get(src)
+        if stamps is not None and batch:
+            stamps.drain()  # every packet read has its copy queued already (taps see it first)
         first = len(self.packets)
         for data in batch:
             packet = decode_ip(data, now if stamps is None else stamps.sent(data, now), src)
