@@ -77,6 +77,7 @@ class Experiment:
         self.reaped: set[str] = set()
         self.held_up = 0.0  # how long a busy machine held the run up at worst (core.Run.disturbance)
         self.stat_files: dict[int, int] = {}  # pid -> its /proc/PID/stat, open for this experiment
+        self.stopped = False
         self.wire: Wire | None = None
         if env.wired:
             spaces = env.spaces
@@ -111,7 +112,10 @@ class Experiment:
             self.channels[p] = mine
 
     def stop(self) -> None:
-        """End the experiment's processes; its endpoints may serve the next one if the Run allows."""
+        """End the experiment's processes (once); its endpoints may serve the next one if the Run allows."""
+        if self.stopped:
+            return
+        self.stopped = True
         for channel in self.channels.values():
             channel.close()
         for fd in self.stat_files.values():
@@ -253,7 +257,8 @@ class Experiment:
 
     # ---- the whole run -------------------------------------------------------------------
     def run(self) -> Trace:
-        """Start, run every line, stop every process; the Trace of what happened."""
+        """Start and run every line; the Trace of what happened. The processes are stopped here only if
+        it fails: otherwise by the caller (stop()), once the trace is on its way."""
         refuse_unsupported(self.scenario, self.env)
         files = self.env.mib_files()
         before = snapshot(files)
@@ -261,8 +266,9 @@ class Experiment:
         try:
             self.execute()
             counters = deltas(before, snapshot(files))
-        finally:
+        except BaseException:
             self.stop()
+            raise
         if self.env.capture is not None and self.env.capture.drops():
             raise ExperimentError("the packet capture dropped segments; the trace would be incomplete")
         self.held_up, disturbed = self.core.disturbance(self.wire.late if self.wire is not None else 0.0)
