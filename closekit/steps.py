@@ -90,7 +90,10 @@ class Moment:
     segments: tuple[tuple[str, frozenset[str], int], ...] = ()  # (src, flags, window) sent since the last one
 
     def view(self, endpoint: str, listener: bool = False) -> SocketView:
-        return self.sockets.get((endpoint, 0 if listener else self.current), SocketView())
+        return self.sockets.get((endpoint, 0 if listener else self.current), UNSEEN)
+
+
+UNSEEN = SocketView()  # a socket not seen yet
 
 
 def peer_of(endpoint: str) -> str:
