@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import importlib
 
 from closekit.errors import (
     CloseKitError,
@@ -19,11 +19,14 @@ from closekit.errors import (
     SyncTimeoutError,
     UnknownScenarioError,
 )
-from closekit.scenario import Options, Scenario
-from closekit.trace import Segment, StateChange, Syscall, Trace
 
+TYPE_CHECKING = False  # (not typing's: importing typing would cost more than all of this module)
 if TYPE_CHECKING:
+    from typing import Any
+
     from closekit.sandbox.client import Lab
+    from closekit.scenario import Options, Scenario
+    from closekit.trace import Segment, StateChange, Syscall, Trace
 
 __all__ = [
     "CloseKitError",
@@ -45,6 +48,26 @@ __all__ = [
     "scenarios",
 ]  # fmt: skip
 __version__ = "0.1.0"
+# Loaded on first use (PEP 562), so that `import closekit` stays light: building the step and event
+# classes is most of what importing them costs, and the first experiment's helper takes longer anyway.
+_LAZY = {"Options": "closekit.scenario", "Scenario": "closekit.scenario", "Segment": "closekit.trace",
+         "StateChange": "closekit.trace", "Syscall": "closekit.trace", "Trace": "closekit.trace"}  # fmt: skip
+_SUBMODULES = ("link", "scenario", "settings", "steps", "tcp", "trace")  # attributes of closekit as before
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"closekit.{name}")
+    else:
+        raise AttributeError(f"module 'closekit' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY, *_SUBMODULES})
 
 
 def run(scenario: str | Scenario, lab: Lab | None = None) -> Trace:
@@ -58,6 +81,7 @@ def run(scenario: str | Scenario, lab: Lab | None = None) -> Trace:
 
     lab = lab or default_lab()
     if isinstance(scenario, str):
+        lab.start()  # a first experiment's helper boots while the scenario is looked up
         scenario = get(scenario)
         missing = scenario.missing_in(lab.mode)
         if missing:
@@ -66,8 +90,11 @@ def run(scenario: str | Scenario, lab: Lab | None = None) -> Trace:
             recorded = load(scenario.name, f"it needs {' and '.join(missing)}; this machine runs mode {lab.mode}")
             if recorded is not None:
                 return recorded
-    elif not isinstance(scenario, Scenario):
-        raise ScenarioError(f"run() takes a scenario name or a closekit.Scenario, not {type(scenario).__name__}")
+    else:
+        from closekit.scenario import Scenario
+
+        if not isinstance(scenario, Scenario):
+            raise ScenarioError(f"run() takes a scenario name or a closekit.Scenario, not {type(scenario).__name__}")
     return lab.run(scenario)
 
 

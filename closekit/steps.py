@@ -18,6 +18,7 @@ after it until it is met.
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import math
 import textwrap
@@ -90,11 +91,20 @@ class Moment:
     segments: tuple[tuple[str, frozenset[str], int], ...] = ()  # (src, flags, window) sent since the last one
 
     def view(self, endpoint: str, listener: bool = False) -> SocketView:
-        return self.sockets.get((endpoint, 0 if listener else self.current), SocketView())
+        return self.sockets.get((endpoint, 0 if listener else self.current), UNSEEN)
+
+
+UNSEEN = SocketView()  # a socket not seen yet
 
 
 def peer_of(endpoint: str) -> str:
     return "server" if endpoint == "client" else "client"
+
+
+@functools.cache
+def _columns(cls: type) -> tuple[tuple[str, bool, Any], ...]:
+    """(name, shown only when given, default) of each field of a kind of step, read once per kind."""
+    return tuple((f.name, f.name in _QUIET_DEFAULTS, f.default) for f in fields(cls))
 
 
 # ---- the base row --------------------------------------------------------------------------------
@@ -113,18 +123,17 @@ class Step:
 
     def describe(self) -> str:
         args = ", ".join(
-            f"{f.name}={getattr(self, f.name)!r}"
-            for f in fields(self)
-            if f.name not in ("side", "source")
-            and not (f.name in _QUIET_DEFAULTS and getattr(self, f.name) == f.default)
+            f"{name}={getattr(self, name)!r}"
+            for name, quiet, default in _columns(type(self))
+            if name not in ("side", "source") and not (quiet and getattr(self, name) == default)
         )
         return f"{self.name}({self.side!r}{', ' + args if args else ''})"
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"step": self.name}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            data[f.name] = list(value) if isinstance(value, tuple) else value
+        for name, _quiet, _default in _columns(type(self)):
+            value = getattr(self, name)
+            data[name] = list(value) if isinstance(value, tuple) else value
         return data
 
     def check(self, where: str, scenario: Scenario, holder: Holder) -> None:

@@ -15,13 +15,15 @@ import signal
 import subprocess
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from closekit import errors
 from closekit.errors import ProtocolError
 from closekit.sandbox.protocol import read_frame, write_frame
-from closekit.scenario import Scenario
-from closekit.trace import Trace
+
+if TYPE_CHECKING:
+    from closekit.scenario import Scenario
+    from closekit.trace import Trace
 
 SANDBOX_ENV = "CLOSEKIT_SANDBOX"
 
@@ -33,6 +35,7 @@ class Lab:
         self.sandbox = sandbox
         self.info: dict[str, Any] = {}
         self._process: subprocess.Popen[bytes] | None = None
+        self._ready = False  # the helper running has said it is ready
         self._lock = threading.Lock()
 
     @property
@@ -41,7 +44,16 @@ class Lab:
             self._ensure_started()
         return self.info["mode"]
 
+    def start(self) -> None:
+        """Start the helper if none is running, without waiting for it: it boots while the caller works."""
+        with self._lock:
+            if self._process is None or (self._ready and self._process.poll() is not None):
+                self._spawn()
+
     def run(self, scenario: Scenario) -> Trace:
+        from closekit.scenario import Scenario
+        from closekit.trace import Trace
+
         if not isinstance(scenario, Scenario):
             raise errors.ScenarioError(f"Lab.run() takes a closekit.Scenario, not {type(scenario).__name__}")
         data = Scenario.from_dict(scenario.to_dict()).to_dict()  # checked again, whatever was done to the object
@@ -70,21 +82,33 @@ class Lab:
 
     # ---- the helper process --------------------------------------------------------------
     def _ensure_started(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            return
-        self._stop()  # it died since the last request: start afresh, quietly
+        if self._process is None or (self._ready and self._process.poll() is not None):
+            self._spawn()  # none yet, or it died since the last request: start afresh, quietly
+        if not self._ready:
+            self._await_ready()
+
+    def _spawn(self) -> None:
+        self._stop()
+        self._ready = False
         self._process = subprocess.Popen(
             [sys.executable, "-P", "-s", "-m", "closekit.sandbox.helper"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True, cwd="/",
             env=helper_environment(self.sandbox or os.environ.get(SANDBOX_ENV)),
             start_new_session=True,  # a Ctrl-C meant for the notebook is handled here, not in it
         )  # fmt: skip
-        ready = self._receive()
+
+    def _await_ready(self) -> None:
+        try:
+            ready = self._receive()
+        except errors.CloseKitError:
+            self._stop()  # (it said why it cannot run; the next request starts afresh)
+            raise
         info = ready.get("ready")
         if not isinstance(info, dict) or not isinstance(info.get("mode"), str):
             self._stop()
             raise errors.SandboxUnavailableError("the lab's helper did not say it was ready")
         self.info = info
+        self._ready = True
 
     def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
         assert self._process is not None and self._process.stdin is not None

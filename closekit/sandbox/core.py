@@ -26,6 +26,7 @@ The rules:
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -178,7 +179,7 @@ class _Process:
     name: str
     endpoint: str
     queue: deque[tuple[list[int], st.Step]] = field(default_factory=deque)  # lines given, not yet sent
-    sent: deque[tuple[str, st.Step | None]] = field(default_factory=deque)  # (label, step) awaiting reply
+    sent: deque[tuple[str, st.Step | None]] = field(default_factory=deque)  # (set-up label or "", step) awaiting reply
     asleep: bool = False
     started: bool = False  # it has said it is making the call of its last line handed out
     probe_due: float | None = None
@@ -190,6 +191,11 @@ class _Process:
     @property
     def idle(self) -> bool:
         return not self.queue and not self.sent
+
+    def doing(self) -> str:
+        """What it is running, in words (only an error says it: a line is described then)."""
+        label, step = self.sent[0]
+        return label or step.describe()  # type: ignore[union-attr]
 
 
 class Run:
@@ -244,23 +250,9 @@ class Run:
     def feed(self, event: Event) -> list[Action]:
         """Take in one event; the actions it calls for (a Look's answer is fed back as Seen, a Probe's
         as Asleep)."""
-        self.now = max(self.now, event.t)
-        if isinstance(event, Seen):
-            self._seen(event)
-        elif isinstance(event, Sent):
-            self._sent(event.packet)
-        elif isinstance(event, Arrived):
-            self._arrived(event.packet)
-        elif isinstance(event, Reply):
-            self._reply(event)
-        elif isinstance(event, Asleep):
-            self._asleep(event)
-        elif isinstance(event, Ended):
-            self._ended(event)
-        elif isinstance(event, Gone):
-            self._gone(event)
-        else:
-            self._tick(event.t)
+        if event.t > self.now:
+            self.now = event.t
+        _TAKE_IN.get(type(event), Run._tick_event)(self, event)
         if not self.looks_pending:
             self._progress()
         return self._take()
@@ -343,7 +335,7 @@ class Run:
 
     def running(self) -> str:
         """What each process is still doing, for an error that ends the run early."""
-        return "; ".join(f"{p.name}: {p.sent[0][0]}" for p in self.procs.values() if p.sent) or "nothing"
+        return "; ".join(f"{p.name}: {p.doing()}" for p in self.procs.values() if p.sent) or "nothing"
 
     # ---- taking in ------------------------------------------------------------------------------
     def _sent(self, p: Packet) -> None:
@@ -390,7 +382,7 @@ class Run:
     def _reply(self, e: Reply) -> None:
         proc = self.procs[e.process]
         if e.kind == "crash":
-            doing = proc.sent[0][0] if proc.sent else "its set-up"
+            doing = proc.doing() if proc.sent else "its set-up"
             raise ExperimentError(f"the {proc.name} process failed while running {doing}: {e.records[0]['message']}")
         if e.kind == "limit":
             raise ExperimentError(f"the experiment hit a limit of the lab: {e.records[0]['message']}")
@@ -460,7 +452,7 @@ class Run:
         if proc.exited or not proc.sent:
             proc.exited = True
             return
-        raise ExperimentError(f"the {proc.name} process {e.how} while running {proc.sent[0][0]}")
+        raise ExperimentError(f"the {proc.name} process {e.how} while running {proc.doing()}")
 
     def _asleep(self, e: Asleep) -> None:
         proc = self.procs[e.process]
@@ -472,7 +464,7 @@ class Run:
         self.looks_pending -= 1
         key = (e.endpoint, e.conn)
         found = e.found
-        before = self.views.get(key, st.SocketView())
+        before = self.views.get(key, st.UNSEEN)
         if found is not None and found.state in OPENING and before.state not in (None, *OPENING):
             return  # a newer connection's socket on this 4-tuple, looked at before the wire saw its SYN
         if found is None:
@@ -488,6 +480,9 @@ class Run:
             self.timers[key] = e.t + found.expires + TIMER_SLACK
         else:
             self.timers.pop(key, None)
+
+    def _tick_event(self, e: Tick) -> None:
+        self._tick(e.t)
 
     def _tick(self, now: float) -> None:
         self.ticked = True
@@ -614,7 +609,7 @@ class Run:
     def _next_part(self) -> None:
         if self.at_once:
             process, message, part = self.at_once.popleft()
-            self._command(process, {**message, "port": self.server_port}, part.describe(), part)
+            self._command(process, {**message, "port": self.server_port}, "", part)
             self.part = process if self.wired else None
 
     def _send_queues(self) -> None:
@@ -622,7 +617,7 @@ class Run:
             if proc.queue and not proc.exited:
                 lines = [path for path, _step in proc.queue]
                 for _path, step in proc.queue:
-                    proc.sent.append((step.describe(), step))
+                    proc.sent.append(("", step))
                 proc.queue.clear()
                 proc.started = proc.asleep = False  # its last line may block across the next lab step: it
                 message = {"op": "run", "lines": lines, "port": self.server_port, "announce": True}  # says so
@@ -697,3 +692,15 @@ class Run:
     def _take(self) -> list[Action]:
         actions, self._actions = self._actions, []
         return actions
+
+
+# how the Run takes in each kind of event (anything else is a moment passed)
+_TAKE_IN: dict[type, Callable[[Run, Any], None]] = {
+    Seen: Run._seen,
+    Sent: lambda run, e: run._sent(e.packet),
+    Arrived: lambda run, e: run._arrived(e.packet),
+    Reply: Run._reply,
+    Asleep: Run._asleep,
+    Ended: Run._ended,
+    Gone: Run._gone,
+}

@@ -60,10 +60,22 @@ class Observation:
     seen: float
 
 
-@dataclass(frozen=True)
 class _Witnesses:
-    calls: list[tuple[str, Syscall]]  # (endpoint, call)
-    segments: list[Segment]
+    """The trace's calls and segments, and the same sorted the ways the searches below ask for them."""
+
+    def __init__(self, calls: list[tuple[str, Syscall]], segments: list[Segment]) -> None:
+        self.calls = calls  # (endpoint, call)
+        self.segments = segments
+        self.calls_of: dict[str, list[Syscall]] = {}  # endpoint -> its processes' calls
+        for endpoint, c in calls:
+            self.calls_of.setdefault(endpoint, []).append(c)
+        self.arriving: dict[str, list[Segment]] = {}  # endpoint -> the segments that reached it
+        self.fins: dict[tuple[str, int], list[Segment]] = {}  # (sender, connection) -> its FIN segments
+        for s in segments:
+            if s.arrived is not None:
+                self.arriving.setdefault(s.dst, []).append(s)
+            if "FIN" in s.flags:
+                self.fins.setdefault((s.src, s.conn), []).append(s)
 
 
 def date_states(
@@ -152,7 +164,8 @@ def _witness(
             sent = _sent_with(event, o, state, low, high, w)
             return None if sent is None else (sent, True)
     else:
-        found = [s.arrived for s in w.segments if _arrival(event, s, o, before, w) and low < s.arrived <= high]  # type: ignore[operator]
+        arriving = w.arriving.get(o.endpoint, ())  # (arrived is never None there)
+        found = [s.arrived for s in arriving if low < s.arrived <= high and _arrival(event, s, o, before, w)]  # type: ignore[operator]
     if not found:
         return None
     return (max(found) if latest else min(found)), certain  # type: ignore[type-var]
@@ -172,13 +185,13 @@ def _arrival(event: str, s: Segment, o: Observation, before: str | None, w: _Wit
     if event == tcp.RCV_FIN:
         return "FIN" in flags
     if event in (tcp.RCV_FIN_ACK, tcp.RCV_ACK_OF_FIN):
-        fins = [f.seq for f in w.segments if f.src == o.endpoint and f.conn == s.conn and f.has("FIN") and f.t < s.t]
+        fins = [f.seq for f in w.fins.get((o.endpoint, s.conn), ()) if f.t < s.t]
         acked = "ACK" in flags and bool(fins) and s.ack >= max(fins) + 1
         return acked and ("FIN" in flags) == (event == tcp.RCV_FIN_ACK)
     if event == tcp.RCV_RST:
         return "RST" in flags
     if event == tcp.RCV_DATA_AFTER_SHUTDOWN:  # data that came after the reading half was shut
-        shut = [c.t for e, c in w.calls if e == o.endpoint and _shuts_reading(c)]
+        shut = [c.t for c in w.calls_of.get(o.endpoint, ()) if _shuts_reading(c)]
         return s.len > 0 and bool(shut) and s.arrived > min(shut)  # type: ignore[operator]
     return False
 
@@ -192,7 +205,7 @@ def _calls(event: str, o: Observation, low: float, high: float, w: _Witnesses) -
     a shutdown that shuts the sending half; a close() of the right socket (the listener's for a
     listener) by the last process still holding it; a connect or listen; an exit or a function."""
     names = _CALLS[event]
-    mine = [c for e, c in w.calls if e == o.endpoint]
+    mine = w.calls_of.get(o.endpoint, [])
     found = []
     for c in mine:
         if c.call not in names or not low < c.t <= high:

@@ -15,6 +15,7 @@ import os
 import socket
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
@@ -36,6 +37,7 @@ _NLMSGHDR = struct.Struct("=IHHII")
 _REQ = struct.Struct("=BBBBI 2s2s16s16sI8s")  # inet_diag_req_v2 (ports big-endian)
 NO_COOKIE = b"\xff" * 8
 _MSG = struct.Struct("=BBBB 2s2s16s16sI8s IIIII")  # inet_diag_msg
+REPLY = 8192  # bytes of the answer about one socket (about 150) or an error (the request, echoed)
 
 
 @dataclass(frozen=True)
@@ -49,9 +51,8 @@ class Found:
     state: str
 
 
-@dataclass(frozen=True)
-class DiagSocket:
-    """One TCP socket as sock_diag reports it."""
+class DiagSocket(NamedTuple):
+    """One TCP socket as sock_diag reports it (a named tuple: the lab makes one per look)."""
 
     state: str
     rqueue: int  # bytes received and not yet read (for a listener: its accept queue)
@@ -69,6 +70,7 @@ class Diag:
     def __init__(self) -> None:
         self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_SOCK_DIAG)
         self._seq = 0
+        self._bodies: dict[tuple[int, int, tuple[str, int], tuple[str, int]], bytes] = {}  # requests packed
 
     def fileno(self) -> int:
         return self._sock.fileno()
@@ -104,7 +106,7 @@ class Diag:
     def dump(self, family: int) -> list[Found]:
         """Every TCP socket of `family` (AF_INET, AF_INET6) in the namespace, in any state: TIME_WAIT,
         orphans and request sockets included. It walks the kernel's TCP hash tables (about a millisecond)."""
-        self._send(SOCK_DIAG_BY_FAMILY, NLM_F_DUMP, family, (bytes(16), 0), (bytes(16), 0), NO_COOKIE)
+        self._send(SOCK_DIAG_BY_FAMILY, NLM_F_DUMP, _body(family, (bytes(16), 0), (bytes(16), 0), NO_COOKIE))
         found = []
         while True:
             data = self._sock.recv(1 << 16)
@@ -125,28 +127,35 @@ class Diag:
 
     def destroy_found(self, sock: Found) -> bool:
         """End a socket a dump found (SOCK_DESTROY, by its 4-tuple and cookie); False if it has gone."""
-        self._send(SOCK_DESTROY, NLM_F_ACK, sock.family, sock.local, sock.remote, sock.cookie)
-        return _destroyed(self._sock.recv(65536))
+        self._send(SOCK_DESTROY, NLM_F_ACK, _body(sock.family, sock.local, sock.remote, sock.cookie))
+        return _destroyed(self._sock.recv(REPLY))
 
     def _ask(self, kind: int, flags: int, local: tuple[str, int], remote: tuple[str, int]) -> bytes:
-        """One request about an IPv4 socket named by its 4-tuple, and the kernel's answer."""
-        ours, theirs = (
-            (socket.inet_aton(local[0]).ljust(16, b"\0"), local[1]),
-            (socket.inet_aton(remote[0]).ljust(16, b"\0"), remote[1]),
-        )
-        self._send(kind, flags, socket.AF_INET, ours, theirs, NO_COOKIE)
-        return self._sock.recv(65536)
+        """One request about an IPv4 socket named by its 4-tuple, and the kernel's answer. The same few
+        sockets are asked about again and again: each request is packed once (per experiment's addresses)."""
+        key = (kind, flags, local, remote)
+        body = self._bodies.get(key)
+        if body is None:
+            if len(self._bodies) >= 64:
+                self._bodies.clear()  # (an experiment's addresses are not asked about again)
+            ours = (socket.inet_aton(local[0]).ljust(16, b"\0"), local[1])
+            theirs = (socket.inet_aton(remote[0]).ljust(16, b"\0"), remote[1])
+            body = self._bodies[key] = _body(socket.AF_INET, ours, theirs, NO_COOKIE)
+        self._send(kind, flags, body)
+        return self._sock.recv(REPLY)
 
-    def _send(
-        self, kind: int, flags: int, family: int, local: tuple[bytes, int], remote: tuple[bytes, int], cookie: bytes
-    ) -> None:
+    def _send(self, kind: int, flags: int, body: bytes) -> None:
         self._seq += 1
-        body = _REQ.pack(
-            family, socket.IPPROTO_TCP, 0, 0, ALL_STATES, local[1].to_bytes(2, "big"), remote[1].to_bytes(2, "big"),
-            local[0], remote[0], 0, cookie,
-        )  # fmt: skip
         header = _NLMSGHDR.pack(_NLMSGHDR.size + len(body), kind, NLM_F_REQUEST | flags, self._seq, 0)
         self._sock.send(header + body)
+
+
+def _body(family: int, local: tuple[bytes, int], remote: tuple[bytes, int], cookie: bytes) -> bytes:
+    """An inet_diag_req_v2 naming one socket (any state)."""
+    return _REQ.pack(
+        family, socket.IPPROTO_TCP, 0, 0, ALL_STATES, local[1].to_bytes(2, "big"), remote[1].to_bytes(2, "big"),
+        local[0], remote[0], 0, cookie,
+    )  # fmt: skip
 
 
 def _destroyed(data: bytes) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno as errno_names
 import fcntl
+import json
 import math
 import os
 import resource
@@ -145,7 +146,7 @@ class Endpoint:
     def record(self, call: str, args: dict[str, Any], fn: Any) -> Any:
         """Make one call, record it as a syscall event, and return its result (None on error)."""
         start = time.monotonic()
-        switches, queued = _voluntary_switches(), _run_delay()
+        switches, queued = _voluntary_switches(), _schedstat.run_delay()
         result: Any = None
         err: str | None = None
         try:
@@ -155,7 +156,7 @@ class Endpoint:
             result = getattr(e, "partial", -1)
         end = time.monotonic()
         slept = _voluntary_switches() > switches  # before reading /proc again, which is no part of the call
-        after = _run_delay()
+        after = _schedstat.run_delay()
         waited_for_cpu = None if queued is None or after is None else min(max(after - queued, 0.0), end - start)
         self.records.append(records.syscall(t=start, call=call, args=args, result=result, errno=err,
                                             duration=end - start, slept=slept, queued=waited_for_cpu))  # fmt: skip
@@ -283,15 +284,59 @@ def _voluntary_switches() -> int:
     return resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw
 
 
-def _run_delay() -> float | None:
-    """Seconds this thread has spent runnable but waiting for a CPU (the scheduler's run_delay in
-    /proc/thread-self/schedstat); None where the kernel does not keep it. On a busy machine a call
-    that was woken by an ACK may wait tens of milliseconds more before it runs and returns."""
-    try:
-        with open("/proc/thread-self/schedstat", "rb") as f:
-            return int(f.read().split()[1]) / 1e9
-    except (OSError, IndexError, ValueError):
-        return None
+class _Schedstat:
+    """This thread's /proc/thread-self/schedstat, read before and after every call.
+
+    Where the scenario runs none of its own functions, the file is opened once per process and kept
+    just below the lab's own descriptors (`keep_at`), so each reading is one pread rather than an open,
+    a read and a close. The lab's own lines hold a handful of descriptors, far below it, so the numbers
+    and the count of the experiment's descriptors are as they were. A scenario's function may use or
+    count every descriptor (EMFILE is a lesson): then the file is opened for each reading and closed at
+    once, as the lowest free descriptor, holding nothing across a call."""
+
+    def __init__(self) -> None:
+        self.keep_at = -1  # where the file is kept (-1: opened for each reading)
+        self.pid = 0  # the process that put it there (a forked child holds its parent's copy)
+
+    def reset(self, keep_at: int) -> None:
+        """A new experiment: the last one's descriptors are closed."""
+        self.keep_at, self.pid = keep_at, 0
+
+    def run_delay(self) -> float | None:
+        """Seconds this thread has spent runnable but waiting for a CPU (the scheduler's run_delay);
+        None where the kernel does not keep it. On a busy machine a call that was woken by an ACK may
+        wait tens of milliseconds more before it runs and returns."""
+        try:
+            if self.keep_at >= 0 and self.pid != os.getpid():
+                self._keep()
+            if self.keep_at < 0:
+                with open(SCHEDSTAT, "rb") as f:
+                    data = f.read()
+            else:
+                data = os.pread(self.keep_at, 256, 0)
+            return int(data.split()[1]) / 1e9
+        except (OSError, IndexError, ValueError):
+            return None
+
+    def _keep(self) -> None:
+        if not self.pid:  # its place must be free (a forked child's holds its parent's copy, replaced here)
+            try:
+                fcntl.fcntl(self.keep_at, fcntl.F_GETFD)
+            except OSError:
+                pass
+            else:
+                self.keep_at = -1  # taken: read it the other way
+                return
+        fd = os.open(SCHEDSTAT, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.dup2(fd, self.keep_at, inheritable=False)
+        finally:
+            os.close(fd)
+        self.pid = os.getpid()
+
+
+SCHEDSTAT = "/proc/thread-self/schedstat"
+_schedstat = _Schedstat()
 
 
 def _send_all(s: socket.socket, nbytes: int) -> int:
@@ -405,8 +450,19 @@ def _epoll_bits(s: socket.socket) -> list[str]:
 
 
 def prepare(scenario: dict[str, Any], addresses: dict[str, str]) -> tuple[Scenario, Addresses]:
-    """What the lab's reaper makes of an experiment's data (once, before it forks the endpoints)."""
-    return Scenario.from_dict(scenario), Addresses(**addresses)
+    """What the lab's reaper makes of an experiment's data (once, before it forks the endpoints), and an
+    endpoint process it keeps idle, for the next experiment. The same scenario run again (a cell run
+    twice) is not validated again: the last one made is kept, by its JSON text (an exact key). Only a
+    process that ran nothing but the lab's own code is kept, so nothing has touched it."""
+    text = json.dumps(scenario)
+    made = _made.get(text)
+    if made is None:
+        _made.clear()
+        made = _made[text] = Scenario.from_dict(scenario)
+    return made, Addresses(**addresses)
+
+
+_made: dict[str, Scenario] = {}  # the last scenario prepare() made, by its JSON text
 
 
 def run(prepared: tuple[Scenario, Addresses], process: str, channel: socket.socket, children: dict) -> None:
@@ -414,6 +470,8 @@ def run(prepared: tuple[Scenario, Addresses], process: str, channel: socket.sock
     helper ends it (so the process can serve the next experiment)."""
     scenario, addresses = prepared
     endpoint = Endpoint(process, scenario, channel, children, addresses)
+    own_code = any(isinstance(s, sc.Call) for s in sc.iter_steps(scenario.steps))
+    _schedstat.reset(-1 if own_code else min(s.fileno() for s in (channel, *children.values())) - 1)
     try:
         endpoint.serve()
     finally:

@@ -44,19 +44,25 @@ def main() -> None:
     # (Not before: a process not dumpable may not write its own user namespace's maps.)
     libc.prctl(PR_SET_DUMPABLE, 0)
     write_frame(replies, {"ready": workspace.info()})
+    unclean: Exception | None = None  # cleaning up after the last experiment failed: the next request says so
     while True:
         try:
             request = read_frame(requests, "notebook")
         except (EOFError, ProtocolError):
             return
         try:
-            reply = handle(workspace, request, requests)
+            reply = handle(workspace, request, requests) if unclean is None else _unclean(unclean)
         except ParentGone:
             return  # nobody to answer; the experiment's processes are already stopped
         try:
             _answer(replies, reply)
         except BrokenPipeError:
             return
+        try:
+            unclean = None
+            workspace.finish()  # the trace is on its way: clean up while the notebook reads it
+        except Exception as e:
+            unclean = e
 
 
 def _answer(replies: BinaryIO, reply: dict[str, Any]) -> None:
@@ -82,6 +88,11 @@ def handle(workspace: Workspace, request: Any, requests: int) -> dict[str, Any]:
     except Exception as e:  # a bug of the lab's own: say so plainly, keep serving
         return _error(ExperimentError(f"the lab failed unexpectedly ({type(e).__name__}: {e})"))
     return {"ok": True, "trace": trace.to_dict(raw=True)}
+
+
+def _unclean(e: Exception) -> dict[str, Any]:
+    return _error(ExperimentError(f"the lab failed to clean up after the last experiment ({type(e).__name__}: {e}); "
+                                  "run this one again"))  # fmt: skip
 
 
 def _error(e: CloseKitError) -> dict[str, Any]:

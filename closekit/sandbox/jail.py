@@ -140,19 +140,23 @@ class Jail:
         return self._channel.fileno()
 
     def launch(self, scenario: dict[str, Any], addresses: dict[str, str], channels: dict[str, socket.socket]) -> None:
-        """Start the experiment's endpoint processes; `channels` hold each process's end, by name."""
+        """Start the experiment's endpoint processes; `channels` hold each process's end, by name. Not
+        waited for: a process reads its channel once it runs, and the reaper's word that it could not
+        start them comes with its other reports (take)."""
         self.ended = {}
         names = list(channels)
         message = json.dumps({"op": "start", "scenario": scenario, "addresses": addresses, "processes": names})
         socket.send_fds(self._channel, [message.encode()], [channels[n].fileno() for n in names])
-        self._expect("started")
 
     def take(self) -> None:
-        """Take in what the reaper reported (non-blocking): processes that ended."""
+        """Take in what the reaper reported (non-blocking): processes that ended; OSError if it could not
+        start the experiment's processes."""
         while True:
             report = self._read(block=False)
             if report is None:
                 return
+            if report.get("failed"):
+                raise OSError(0, str(report["failed"])[:500])
             self._note(report)
 
     def clear(self, reuse: bool = False) -> None:
@@ -295,15 +299,20 @@ class _Reaper:
         elif request.get("op") == "start":
             try:
                 self.start(request, fds)
-            except Exception as e:  # tell the helper; keep serving
+            except Exception as e:  # tell the helper (it does not wait to hear they started); keep serving
                 self.say({"failed": f"the experiment's processes could not be started: {type(e).__name__}: {e}"})
-            else:
-                self.say({"started": True})
             for fd in fds:
                 os.close(fd)
 
     def start(self, request: dict[str, Any], fds: list[int]) -> None:
         channels = {name: socket.socket(fileno=fd) for name, fd in zip(request["processes"], fds)}
+        try:
+            self._start(request, channels)
+        finally:
+            for s in channels.values():
+                s.detach()  # serve() closes the fds, once (a failed start closed them twice: the reaper's own, by then)
+
+    def _start(self, request: dict[str, Any], channels: dict[str, socket.socket]) -> None:
         prepared = None
         for endpoint in ("client", "server"):
             mine = channels[endpoint]
@@ -321,8 +330,6 @@ class _Reaper:
                 pid, control = self._fork(endpoint, prepared, mine, kids)
             self.running[endpoint] = (pid, control)
             self.endpoints[pid] = endpoint
-        for s in channels.values():
-            s.detach()  # the fds are closed by serve()
 
     def _fork(self, endpoint: str, prepared: Any, mine: socket.socket, kids: dict) -> tuple[int, socket.socket]:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)

@@ -212,10 +212,11 @@ def clear_sockets(space: NetNamespace, known: list[tuple[tuple[str, int], tuple[
     try:
         for local, remote in known:
             space.diag.destroy(local, remote)
-        if tcp_sockets(space):
-            for family in (socket.AF_INET, socket.AF_INET6):
-                for found in space.diag.dump(family):
-                    space.diag.destroy_found(found)
+        if not tcp_sockets(space):
+            return True
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for found in space.diag.dump(family):
+                space.diag.destroy_found(found)
     except OSError:
         return False
     return tcp_sockets(space) == 0

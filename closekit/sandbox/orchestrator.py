@@ -11,6 +11,7 @@ release the wire. Every decision is the Run's.
 
 from __future__ import annotations
 
+import os
 import select
 import socket
 import time
@@ -75,6 +76,8 @@ class Experiment:
         self.gone: set[str] = set()
         self.reaped: set[str] = set()
         self.held_up = 0.0  # how long a busy machine held the run up at worst (core.Run.disturbance)
+        self.stat_files: dict[int, int] = {}  # pid -> its /proc/PID/stat, open for this experiment
+        self.stopped = False
         self.wire: Wire | None = None
         if env.wired:
             spaces = env.spaces
@@ -109,9 +112,15 @@ class Experiment:
             self.channels[p] = mine
 
     def stop(self) -> None:
-        """End the experiment's processes; its endpoints may serve the next one if the Run allows."""
+        """End the experiment's processes (once); its endpoints may serve the next one if the Run allows."""
+        if self.stopped:
+            return
+        self.stopped = True
         for channel in self.channels.values():
             channel.close()
+        for fd in self.stat_files.values():
+            os.close(fd)
+        self.stat_files.clear()
         self.jail.clear(reuse=self.core.reusable)
 
     # ---- the loop --------------------------------------------------------------------------
@@ -239,14 +248,17 @@ class Experiment:
         if pid is None or select.select([self.channels[process]], [], [], 0)[0]:
             return False
         try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                return f.read().rsplit(b")", 1)[1].split()[0] == b"S"
+            fd = self.stat_files.get(pid)
+            if fd is None:
+                fd = self.stat_files[pid] = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+            return os.pread(fd, 1024, 0).rsplit(b")", 1)[1].split()[0] == b"S"
         except (OSError, IndexError):
             return False
 
     # ---- the whole run -------------------------------------------------------------------
     def run(self) -> Trace:
-        """Start, run every line, stop every process; the Trace of what happened."""
+        """Start and run every line; the Trace of what happened. The processes are stopped here only if
+        it fails: otherwise by the caller (stop()), once the trace is on its way."""
         refuse_unsupported(self.scenario, self.env)
         files = self.env.mib_files()
         before = snapshot(files)
@@ -254,8 +266,9 @@ class Experiment:
         try:
             self.execute()
             counters = deltas(before, snapshot(files))
-        finally:
+        except BaseException:
             self.stop()
+            raise
         if self.env.capture is not None and self.env.capture.drops():
             raise ExperimentError("the packet capture dropped segments; the trace would be incomplete")
         self.held_up, disturbed = self.core.disturbance(self.wire.late if self.wire is not None else 0.0)

@@ -61,6 +61,7 @@ class Workspace:
         self.home = home  # the helper's own network namespace (namespace modes)
         self.pairs = 0  # address pairs handed out so far
         self.renewed = 0  # times the namespaces were replaced because a socket outlived its experiment
+        self.unfinished: tuple[Experiment, dict[str, str], dict[str, int]] | None = None  # (see finish)
         self._start_jail()
 
     def _start_jail(self) -> None:
@@ -163,6 +164,7 @@ class Workspace:
 
     def _run_once(self, scenario: Scenario, parent: int | None) -> tuple[float, Trace]:
         """One run of `scenario` on a new pair of addresses, leaving the namespaces as they were."""
+        self.finish()
         env = self.env
         env.parent = parent
         self.pairs += 1
@@ -173,12 +175,27 @@ class Workspace:
             self._start_jail()
         experiment = Experiment(scenario, env)
         sysctls, route = dict(scenario.settings.sysctls), dict(scenario.settings.route)
+        self.unfinished = (experiment, sysctls, route)
         try:
             self._addresses(add=True)
             for endpoint, space in self._spaces():
                 apply_settings(space, sysctls, route, self._route(endpoint, space), self.home)  # type: ignore[arg-type]
             trace = experiment.run()
-            return experiment.held_up, trace
+        except BaseException:
+            self.finish()
+            raise
+        return experiment.held_up, trace
+
+    def finish(self) -> None:
+        """Stop the last experiment's processes and clean up after it. The helper does it once the trace
+        is on its way to the notebook (while the notebook reads it); every request begins with it, so
+        the next experiment, like `stats`, starts from a clean lab either way."""
+        if self.unfinished is None:
+            return
+        experiment, sysctls, route = self.unfinished
+        self.unfinished = None
+        try:
+            experiment.stop()
         finally:
             self._clean(experiment, sysctls, route)
 
@@ -274,6 +291,7 @@ class Workspace:
         lives on as long as that socket does)."""
         from closekit.sandbox.jail import descendants
 
+        self.finish()
         below = descendants(os.getpid())
         zombies = 0
         for pid in below:
