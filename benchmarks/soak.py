@@ -223,39 +223,8 @@ def traced(lab: Lab) -> str | None:
 
 
 # ---- issue 20: forged records ------------------------------------------------------------------
-def nothing(sock):
-    return "nothing"
-
-
-def claim_a_million(sock):
-    import closekit.sandbox.endpoint as endpoint
-
-    endpoint._read_to_eof = lambda _sock: 1_000_000
-    return "patched"
-
-
-def close_nothing(sock):
-    import closekit.sandbox.endpoint as endpoint
-
-    endpoint.Endpoint._close = lambda _self, _listener: 0
-    return "patched"
-
-
-def sleep_in_close(sock):
-    import time
-
-    import closekit.sandbox.endpoint as endpoint
-
-    endpoint.Endpoint._close = lambda _self, _listener: time.sleep(1) or 0
-    return "patched"
-
-
-FIX_FORGERY = (s.at_once(s.call("client", nothing), s.call("server", claim_a_million)), s.read_to_eof("server"))
-FORGERIES = {
-    "write_the_fix": (*FIX_FORGERY, s.close("server"), s.close("client")),
-    "no_fin_close": (s.at_once(s.call("client", close_nothing), s.call("server", nothing)), s.close("client")),
-    "one_second_close": (s.at_once(s.call("client", sleep_in_close), s.call("server", nothing)), s.close("client")),
-}
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from forgeries import FORGERIES  # noqa: E402  (the same forgeries tests/test_forgery.py proves forge)
 
 
 def forgery(question: str) -> Callable[[Lab], str | None]:
