@@ -90,9 +90,9 @@ class Rule:
             which = f"{self.count} {what}s from the {_ordinal(self.nth)} on"
         which += f" from the {self.src}"
         if self.action == "delay":
-            return f"delay {which} by {_ms(self.seconds)}"
+            return f"delay {which} by {ms_words(self.seconds)}"
         if self.action == "duplicate":
-            return f"duplicate {which}" + (f" (the copy {_ms(self.seconds)} later)" if self.seconds else "")
+            return f"duplicate {which}" + (f" (the copy {ms_words(self.seconds)} later)" if self.seconds else "")
         return {
             "drop": f"drop {which}",
             "hold": f"hold back {which} until a release() step",
@@ -152,9 +152,9 @@ class Link:
 
     def describe(self) -> str:
         """'no delay'; 'one-way delay 10 ms, 1 Mbit/s; drop the 1st FIN from the client'."""
-        parts = [f"one-way delay {_ms(self.delay)}"] if self.delay else []
+        parts = [f"one-way delay {ms_words(self.delay)}"] if self.delay else []
         if self.rate is not None:
-            parts.append(_rate(self.rate))
+            parts.append(rate_words(self.rate))
         parts += [r.describe() for r in self.rules]
         return "; ".join(parts) if parts else "no delay"
 
@@ -259,11 +259,13 @@ def _ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
-def _ms(seconds: float) -> str:
+def ms_words(seconds: float) -> str:
+    """A link setting's time: `40 ms`, `1.5 s`."""
     return f"{seconds * 1000:g} ms" if seconds < 1 else f"{seconds:g} s"
 
 
-def _rate(bits: int) -> str:
+def rate_words(bits: int) -> str:
+    """A link's rate: `2 Mbit/s`."""
     for unit, size in (("Gbit/s", 1e9), ("Mbit/s", 1e6), ("kbit/s", 1e3)):
         if bits >= size:
             return f"{bits / size:g} {unit}"

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from closekit.lang import pad, scenario_words, text, word
+from closekit.link import ms_words, rate_words
 from closekit.query import result_text
 from closekit.trace import Event, Segment, Signal, StateChange, Syscall, Trace, Wait
 
@@ -730,9 +731,9 @@ def link_text(trace: Trace) -> str:
     parts = []
     delay = link.get("delay")
     if delay:
-        parts.append(text("transcript.one_way", delay=_ms(float(delay))))
+        parts.append(text("transcript.one_way", delay=ms_words(float(delay))))
     if link.get("rate"):
-        parts.append(str(link["rate"]) if not isinstance(link["rate"], int) else _rate(link["rate"]))
+        parts.append(str(link["rate"]) if not isinstance(link["rate"], int) else rate_words(link["rate"]))
     parts += [_rule_text(r) for r in link.get("rules") or []]
     extra = {k: v for k, v in link.items() if k not in known and v not in (None, "", [], {})}
     parts.extend(f"{k} {v}" for k, v in extra.items())
@@ -761,9 +762,9 @@ def _rule_text(rule: Any) -> str:
     which = text("transcript.rule_from", which=which, src=word("side", str(rule.get("src"))))
     seconds = float(rule.get("seconds") or 0.0)
     if rule["action"] == "delay":
-        return text("transcript.rule_delay", which=which, ms=_ms(seconds))
+        return text("transcript.rule_delay", which=which, ms=ms_words(seconds))
     if rule["action"] == "duplicate":
-        later = text("transcript.rule_copy_later", ms=_ms(seconds)) if seconds else ""
+        later = text("transcript.rule_copy_later", ms=ms_words(seconds)) if seconds else ""
         return text("transcript.rule_duplicate", which=which, later=later)
     if rule["action"] == "drop":
         return text("transcript.rule_drop", which=which)
@@ -780,17 +781,6 @@ def _ordinal(n: int) -> str:
     if last == 2:
         return text("transcript.ordinal_two", n=n)
     return text("transcript.ordinal_few", n=n) if last == 3 else text("transcript.ordinal_other", n=n)
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:g} ms" if seconds < 1 else f"{seconds:g} s"
-
-
-def _rate(bits: int) -> str:
-    for unit, size in (("Gbit/s", 1e9), ("Mbit/s", 1e6), ("kbit/s", 1e3)):
-        if bits >= size:
-            return f"{bits / size:g} {unit}"
-    return f"{bits} bit/s"
 
 
 def settings_text(trace: Trace) -> str:
