@@ -11,7 +11,7 @@ import struct
 import time
 
 from closekit.pcap import SNAPLEN
-from closekit.sandbox.packets import Packet, decode_ip
+from closekit.sandbox.packets import Packet, decode_ip, discard_queued
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
@@ -72,11 +72,7 @@ class Capture:
 
     def forget(self) -> None:
         """Throw away whatever is queued and the count of drops (the experiment is over, nothing sends)."""
-        while True:
-            try:
-                self._sock.recv(1)
-            except BlockingIOError:
-                break
+        discard_queued(self._sock)
         self.drops()
 
     def drops(self) -> int:

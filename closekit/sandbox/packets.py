@@ -54,6 +54,15 @@ def decode_ip(ip: bytes, t: float, src: str = "") -> Packet | None:
     )  # fmt: skip
 
 
+def discard_queued(sock: socket.socket) -> None:
+    """Read and drop every packet queued on a non-blocking packet socket."""
+    while True:
+        try:
+            sock.recv(1)
+        except BlockingIOError:
+            return
+
+
 def _window_scale(options: bytes) -> int | None:
     i = 0
     while i < len(options):

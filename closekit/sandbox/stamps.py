@@ -17,6 +17,8 @@ import struct
 import time
 from collections import deque
 
+from closekit.sandbox.packets import discard_queued
+
 ETH_P_ALL = 0x0003
 SO_TIMESTAMPNS = 35
 SO_ATTACH_FILTER = 26
@@ -90,11 +92,7 @@ class SendStamps:
 
     def forget(self) -> None:
         """Drop every copy (the experiment is over; its packets are gone)."""
-        while True:
-            try:
-                self._sock.recv(1)
-            except BlockingIOError:
-                break
+        discard_queued(self._sock)
         self._queue.clear()
 
 
