@@ -776,6 +776,10 @@ _MORE = (
             recv("client"),  # what the server still sends
             wait_blocked("client"),
             read_to_eof("server"),
+            # whether the ACK of the FIN goes alone or rides on the server's reply depends on how the
+            # last data was cut (one MSS unacknowledged or less): wait for it, so the half-closed
+            # client is seen in FIN_WAIT_2 before the server sends
+            wait_acked("client"),
             send("server", 5),
             *blocked(recv("client")),
             close("server"),

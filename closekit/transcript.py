@@ -908,7 +908,8 @@ def html_transcript(trace: Trace) -> str:
         said = html.escape(row.text)
         cell = f'<td class="{css}" style="{_style(css)}">'
         if row.marker == "|":
-            cells = f"<td></td>{cell}{said}</td><td></td>"
+            # the scenario's line, not one side's: across the three columns, wrapped if it must be
+            cells = f'<td colspan="3" class="{css}" style="{_style(css)};white-space:pre-wrap">{said}</td>'
         elif row.marker in (">", "»"):
             e = row.event
             arrow = "→" if isinstance(e, Segment) and e.src == "client" else "←" if row.marker == ">" else "⇄"

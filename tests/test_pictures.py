@@ -142,6 +142,10 @@ def test_a_scenario_s_own_step_is_a_row_of_its_words_in_every_transcript():
     assert f"scenario          | {said}" in trace.transcript()
     html = html_transcript(trace)
     assert html_escape(said) in html and "<function" not in html
+    # the scenario's row spans client, wire and server, and wraps rather than widening the wire's column
+    assert re.search(
+        r'<td colspan="3" class="wait" style="[^"]*white-space:pre-wrap">' + re.escape(html_escape(said)), html
+    )
 
 
 def test_windows_are_shown_only_where_they_carry_the_story(live):
