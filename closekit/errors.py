@@ -75,3 +75,12 @@ class MessageError(CloseKitError, KeyError):
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0])
+
+
+def text(key: str, /, **fields: object) -> str:
+    """The message `key` of closekit/lang's catalogs in the course's language (closekit.lang.text),
+    imported when it is first called: a refusal is worded as it is raised, so importing closekit, or
+    building a scenario, reads no catalog."""
+    from closekit.lang import text as worded
+
+    return worded(key, **fields)

@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from closekit.errors import ScenarioError
+from closekit.errors import ScenarioError, text
 
 ACTIONS = ("drop", "delay", "duplicate", "hold", "copy")
 ENDPOINTS = ("client", "server")
@@ -115,11 +115,11 @@ class Rule:
     @classmethod
     def from_dict(cls, data: Any) -> Rule:
         if not isinstance(data, dict) or set(data) - {*_RULE_KEYS, "text"} or "action" not in data or "src" not in data:
-            raise ScenarioError(f"a link rule is a dict with keys {', '.join(_RULE_KEYS)} (action and src required)")
+            raise ScenarioError(text("refusal.rule_dict", keys=", ".join(_RULE_KEYS)))
         data = {k: v for k, v in data.items() if k != "text"}
         lists = {k: data.get(k, []) for k in ("flags", "without")}
         if not all(isinstance(v, list) for v in lists.values()):
-            raise ScenarioError(f"a link rule's flags and without are lists of {', '.join(FLAGS)}")
+            raise ScenarioError(text("refusal.rule_lists", flags=", ".join(FLAGS)))
         return cls(**{**data, **{k: tuple(v) for k, v in lists.items()}})
 
 
@@ -166,10 +166,10 @@ class Link:
     @classmethod
     def from_dict(cls, data: Any) -> Link:
         if not isinstance(data, dict) or set(data) - {"delay", "rate", "rules", "text"}:
-            raise ScenarioError("a link is a dict with keys delay, rate and rules")
+            raise ScenarioError(text("refusal.link_dict"))
         rules = data.get("rules", [])
         if not isinstance(rules, list) or len(rules) > MAX_RULES:
-            raise ScenarioError(f"a link's rules are a list of at most {MAX_RULES} rules")
+            raise ScenarioError(text("refusal.link_rules_list", most=MAX_RULES))
         return cls(delay=data.get("delay", 0.0), rate=data.get("rate"), rules=tuple(Rule.from_dict(r) for r in rules))
 
 
@@ -210,48 +210,57 @@ def copy(
 # ---- validation ---------------------------------------------------------------------------------
 def check_rule(rule: Rule) -> None:
     if rule.action not in ACTIONS:
-        raise ScenarioError(f"link rule action {rule.action!r} is not one of {', '.join(ACTIONS)}")
+        raise ScenarioError(text("refusal.rule_action", action=repr(rule.action), allowed=", ".join(ACTIONS)))
     if rule.src not in ENDPOINTS:
-        raise ScenarioError(f"a link rule's src is 'client' or 'server' (whose segments it acts on), not {rule.src!r}")
+        raise ScenarioError(text("refusal.rule_src", src=repr(rule.src)))
     for name in ("flags", "without"):
         value = getattr(rule, name)
         if not isinstance(value, tuple) or any(f not in FLAGS for f in value) or len(set(value)) != len(value):
-            raise ScenarioError(f"a link rule's {name} are distinct names from {', '.join(FLAGS)}, not {value!r}")
+            raise ScenarioError(text("refusal.rule_flags", name=name, flags=", ".join(FLAGS), value=repr(value)))
     if set(rule.flags) & set(rule.without):
-        raise ScenarioError("a link rule cannot both require and exclude the same flag")
+        raise ScenarioError(text("refusal.rule_both"))
     if rule.data not in (None, True, False):
-        raise ScenarioError("a link rule's data is True (segments with payload), False (without) or None (either)")
-    _whole(f"link rule {rule.action}: nth", rule.nth, 1, 1_000_000)
+        raise ScenarioError(text("refusal.rule_data"))
+    _whole("nth", rule.nth, 1, 1_000_000, rule.action)
     if rule.count is not None:
-        _whole(f"link rule {rule.action}: count", rule.count, 1, 1_000_000)
-    _seconds(f"link rule {rule.action}: seconds", rule.seconds, 0.0, MAX_DELAY)
+        _whole("count", rule.count, 1, 1_000_000, rule.action)
+    _seconds("seconds", rule.seconds, 0.0, MAX_DELAY, rule.action)
     if rule.action == "delay" and rule.seconds <= 0:
-        raise ScenarioError("a delay rule needs seconds > 0 (how much later the segment arrives)")
+        raise ScenarioError(text("refusal.delay_seconds"))
     if rule.action in ("hold", "copy") and rule.seconds:
-        raise ScenarioError(f"a {rule.action} rule takes no seconds: a release() step decides when")
+        raise ScenarioError(text("refusal.held_seconds", action=rule.action))
 
 
 def check_link(link: Link) -> None:
-    _seconds("link delay", link.delay, 0.0, MAX_DELAY)
+    _seconds("delay", link.delay, 0.0, MAX_DELAY)
     if link.rate is not None:
-        _whole("link rate (bits per second)", link.rate, MIN_RATE, MAX_RATE)
+        _whole("rate", link.rate, MIN_RATE, MAX_RATE)
     if not isinstance(link.rules, tuple) or len(link.rules) > MAX_RULES:
-        raise ScenarioError(f"a link's rules are a tuple of at most {MAX_RULES} rules made with closekit.link")
+        raise ScenarioError(text("refusal.link_rules_tuple", most=MAX_RULES))
     for r in link.rules:
         if type(r) is not Rule:
-            raise ScenarioError(f"{r!r} is not a link rule; make rules with closekit.link.drop, hold, copy …")
+            raise ScenarioError(text("refusal.not_a_rule", rule=repr(r)))
 
 
-def _whole(what: str, value: Any, low: int, high: int) -> None:
+def _whole(name: str, value: Any, low: int, high: int, action: str = "") -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ScenarioError(f"{what} must be a whole number from {low} to {high}, not {value!r}")
+        what = _what(name, action)
+        raise ScenarioError(text("refusal.whole", what=what, low=low, high=high, value=repr(value)))
 
 
-def _seconds(what: str, value: Any, low: float, high: float) -> None:
+def _seconds(name: str, value: Any, low: float, high: float, action: str = "") -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ScenarioError(f"{what} must be a number of seconds from {low} to {high}, not {value!r}")
+        what = _what(name, action)
+        raise ScenarioError(text("refusal.seconds_number", what=what, low=low, high=high, value=repr(value)))
     if not low <= value <= high:
-        raise ScenarioError(f"{what}={value} is out of range: allowed {low} to {high} seconds")
+        raise ScenarioError(text("refusal.range_seconds", what=_what(name, action), value=value, low=low, high=high))
+
+
+def _what(name: str, action: str) -> str:
+    """The setting a refusal names: a field of the link, or (with `action`) of one of its rules."""
+    if action:
+        return text("refusal.rule_field", action=action, name=name)
+    return text("refusal.link_rate") if name == "rate" else text("refusal.link_delay")
 
 
 def _ordinal(n: int) -> str:

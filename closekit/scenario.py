@@ -29,10 +29,10 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from closekit import steps as st
-from closekit.errors import ScenarioError
+from closekit.errors import ScenarioError, text
 from closekit.link import Link
 from closekit.settings import Settings
-from closekit.steps import AtOnce, Holder, Step, SyncPoint, iter_steps
+from closekit.steps import AtOnce, Holder, Step, SyncPoint, Where, iter_steps
 
 STARTS = ("connected", "listening")
 MAX_BYTES = st.MAX_BYTES
@@ -129,13 +129,13 @@ class Scenario:
     def from_dict(cls, data: Any) -> Scenario:
         """A scenario from its JSON form, validated as if written by hand (an error names what is wrong)."""
         if not isinstance(data, dict) or set(data) - set(_SCENARIO_KEYS) or not {"name", "steps"} <= set(data):
-            raise ScenarioError(f"a scenario is a dict with keys {', '.join(_SCENARIO_KEYS)} (name and steps required)")
+            raise ScenarioError(text("refusal.scenario_dict", keys=", ".join(_SCENARIO_KEYS)))
         steps = data["steps"]
         if not isinstance(steps, list) or len(steps) > MAX_STEPS:
-            raise ScenarioError(f"a scenario's steps are a list of at most {MAX_STEPS} steps")
+            raise ScenarioError(text("refusal.scenario_steps_list", most=MAX_STEPS))
         options = data.get("options", {})
         if not isinstance(options, dict) or set(options) - {f.name for f in fields(Options)}:
-            raise ScenarioError(f"options are a dict with keys {', '.join(f.name for f in fields(Options))}")
+            raise ScenarioError(text("refusal.options_dict", keys=", ".join(f.name for f in fields(Options))))
         return cls(
             name=data["name"],
             description=data.get("description", ""),
@@ -157,24 +157,25 @@ _SCENARIO_KEYS = ("name", "description", "section", "start", "options", "sync_ti
 def step_from_dict(data: Any, nested: bool) -> Step:
     """One step from its JSON form ({"step": "send", "side": "client", "nbytes": 6})."""
     if not isinstance(data, dict) or not isinstance(data.get("step"), str) or data["step"] not in st.STEP_TYPES:
-        raise ScenarioError(f"a step is a dict whose 'step' is one of {', '.join(st.STEP_TYPES)}, not {data!r:.80}")
+        raise ScenarioError(text("refusal.step_dict", allowed=", ".join(st.STEP_TYPES), data=f"{data!r:.80}"))
     cls = st.STEP_TYPES[data["step"]]
     allowed = {f.name for f in fields(cls)}
     given = {k: v for k, v in data.items() if k != "step"}
     if set(given) - allowed:
-        raise ScenarioError(f"step {data['step']} takes {', '.join(sorted(allowed))}, not {', '.join(sorted(given))}")
+        taken, given_keys = ", ".join(sorted(allowed)), ", ".join(sorted(given))
+        raise ScenarioError(text("refusal.step_keys", step=data["step"], allowed=taken, given=given_keys))
     if cls is AtOnce:
         if nested or not isinstance(given.get("steps"), list):
-            raise ScenarioError("at_once takes a list of steps, and cannot be nested")
+            raise ScenarioError(text("refusal.at_once_list"))
         given["steps"] = tuple(step_from_dict(s, nested=True) for s in given["steps"])
     elif cls is st.WaitSegment and isinstance(given.get("flags"), list):
         given["flags"] = tuple(given["flags"])
     if not isinstance(given.get("side"), str):
-        raise ScenarioError(f"step {data['step']} needs a side (a process name such as 'client')")
+        raise ScenarioError(text("refusal.step_side", step=data["step"]))
     try:
         return cls(**given)
     except TypeError as e:
-        raise ScenarioError(f"step {data['step']}: {e}") from None
+        raise ScenarioError(text("refusal.step_type_error", step=data["step"], error=e)) from None
 
 
 # ---- validation ---------------------------------------------------------------------------------
@@ -188,55 +189,51 @@ def validate(scenario: Scenario) -> None:
     counted = 0
     sleeps: dict[str, float] = {}
     for i, step in enumerate(scenario.steps, 1):
-        where = f"step {i} of {scenario.name!r}"
+        where = Where(i, scenario.name)
         _check_type(step, where, top=True)
-        where = f"{where}, {step.describe()}"
+        where = where.of(step)
         parts = step.steps if isinstance(step, AtOnce) else (step,)
         counted += len(parts)
         if counted > MAX_STEPS:
-            raise ScenarioError(f"scenario {scenario.name!r} has more than {MAX_STEPS} steps")
+            raise ScenarioError(text("refusal.too_many_steps", scenario=repr(scenario.name), most=MAX_STEPS))
         if isinstance(step, AtOnce):
             _check_at_once(step, where)
         for part in parts:
-            _check_step(part, where if part is step else f"{where}: {part.describe()}", scenario, holders)
+            _check_step(part, where if part is step else where.within(part), scenario, holders)
             if isinstance(part, st.Sleep):
                 sleeps[part.side] = sleeps.get(part.side, 0.0) + part.seconds
     for process, slept in sleeps.items():
         if slept >= scenario.time_limit:
             raise ScenarioError(
-                f"scenario {scenario.name!r}: {process} sleeps {slept:g} s in all, but the time_limit is "
-                f"{scenario.time_limit:g} s: raise time_limit (at most {MAX_TIME_LIMIT:g}) or sleep less"
-            )
+                text("refusal.sleeps_total", scenario=repr(scenario.name), process=process, slept=f"{slept:g}",
+                     limit=f"{scenario.time_limit:g}", most=f"{MAX_TIME_LIMIT:g}")
+            )  # fmt: skip
 
 
 def _check_header(scenario: Scenario) -> None:
     if not isinstance(scenario.name, str) or not scenario.name or len(scenario.name) > 100:
-        raise ScenarioError("a scenario needs a name: a non-empty str of at most 100 characters")
+        raise ScenarioError(text("refusal.name", most=100))
     if not isinstance(scenario.description, str) or not isinstance(scenario.section, str):
-        raise ScenarioError(f"scenario {scenario.name!r}: description and section are str")
+        raise ScenarioError(text("refusal.description_type", scenario=repr(scenario.name)))
     if len(scenario.description) > MAX_DESCRIPTION:
+        length = len(scenario.description)
         raise ScenarioError(
-            f"scenario {scenario.name!r}: its description has {len(scenario.description)} characters; "
-            f"at most {MAX_DESCRIPTION} (a trace carries it)"
+            text("refusal.description_long", scenario=repr(scenario.name), length=length, most=MAX_DESCRIPTION)
         )
     if len(scenario.section) > 40:
-        raise ScenarioError(f"scenario {scenario.name!r}: a section has at most 40 characters")
+        raise ScenarioError(text("refusal.section_long", scenario=repr(scenario.name), most=40))
     if not isinstance(scenario.steps, tuple) or not scenario.steps:
-        raise ScenarioError(f"scenario {scenario.name!r} has no steps: give a tuple of at least one step")
+        raise ScenarioError(text("refusal.no_steps", scenario=repr(scenario.name)))
     if type(scenario.options) is not Options:
-        raise ScenarioError(
-            f"scenario {scenario.name!r}: options must be closekit.Options(...), not {scenario.options!r:.80}"
-        )
+        options = f"{scenario.options!r:.80}"
+        raise ScenarioError(text("refusal.options_type", scenario=repr(scenario.name), options=options))
     if type(scenario.link) is not Link:
-        raise ScenarioError(
-            f"scenario {scenario.name!r}: link must be closekit.link.Link(...), not {scenario.link!r:.80}"
-        )
+        raise ScenarioError(text("refusal.link_type", scenario=repr(scenario.name), link=f"{scenario.link!r:.80}"))
     if type(scenario.settings) is not Settings:
-        raise ScenarioError(f"scenario {scenario.name!r}: settings must be closekit.settings.Settings(...)")
+        raise ScenarioError(text("refusal.settings_type", scenario=repr(scenario.name)))
     if scenario.start not in STARTS:
-        raise ScenarioError(
-            f"scenario {scenario.name!r}: start is one of {', '.join(STARTS)}, not {scenario.start!r:.40}"
-        )
+        start, allowed = f"{scenario.start!r:.40}", ", ".join(STARTS)
+        raise ScenarioError(text("refusal.start", scenario=repr(scenario.name), allowed=allowed, start=start))
     st.check_number("sync_timeout", scenario.sync_timeout, 0.01, st.MAX_SECONDS)
     st.check_number("time_limit", scenario.time_limit, 0.1, MAX_TIME_LIMIT)
     for f in fields(Options):
@@ -248,58 +245,57 @@ def _check_header(scenario: Scenario) -> None:
     Settings.__post_init__(scenario.settings)
 
 
-def _check_type(step: Any, where: str, top: bool) -> None:
+def _check_type(step: Any, where: Where, top: bool) -> None:
     if type(step) not in st.STEP_TYPES.values():
-        raise ScenarioError(
-            f"{where} is {step!r:.80}, not a step; build steps with closekit.steps ({', '.join(st.STEP_TYPES)})"
-        )
+        allowed = ", ".join(st.STEP_TYPES)
+        raise ScenarioError(text("refusal.not_a_step", where=where, step=f"{step!r:.80}", allowed=allowed))
     if not isinstance(step.side, str) or not step.side or len(step.side) > 40:
-        raise ScenarioError(f"{where}: side must be a process name such as 'client'")
+        raise ScenarioError(text("refusal.side_name", where=where))
     if isinstance(step, AtOnce):
         if not top:
-            raise ScenarioError(f"{where}: at_once steps cannot be nested")
+            raise ScenarioError(text("refusal.at_once_nested", where=where))
         if not isinstance(step.steps, tuple) or len(step.steps) < 2:
-            raise ScenarioError(f"{where}: at_once needs a tuple of at least two steps")
+            raise ScenarioError(text("refusal.at_once_two", where=where))
         for part in step.steps:
             _check_type(part, where, top=False)
 
 
-def _check_at_once(step: AtOnce, where: str) -> None:
+def _check_at_once(step: AtOnce, where: Where) -> None:
     for part in step.steps:
         if part.lab or isinstance(part, st.Fork | st.Exit):
-            raise ScenarioError(
-                f"{where}: {part.describe()} cannot run at once with others; use calls such as close, shutdown or send"
-            )
+            raise ScenarioError(text("refusal.at_once_part", where=where, step=part.describe()))
     sides = [p.side for p in step.steps]
     if len(set(sides)) != len(sides):
-        raise ScenarioError(f"{where}: each step of at_once must be on a different process")
+        raise ScenarioError(text("refusal.at_once_sides", where=where))
 
 
-def _check_step(step: Step, where: str, scenario: Scenario, holders: dict[str, Holder]) -> None:
+def _check_step(step: Step, where: Where, scenario: Scenario, holders: dict[str, Holder]) -> None:
     if isinstance(step, st.Release):
         step.check(where, scenario, holders["client"])
         return
     if step.side not in holders:
-        raise ScenarioError(f"{where}: unknown side {step.side!r}; the processes so far are {sorted(holders)}")
+        raise ScenarioError(
+            text("refusal.unknown_side", where=where, side=repr(step.side), processes=str(sorted(holders)))
+        )
     holder = holders[step.side]
     if holder.exited and not isinstance(step, SyncPoint):
-        raise ScenarioError(f"{where}: process {step.side!r} has already exited")
+        raise ScenarioError(text("refusal.exited", where=where, side=repr(step.side)))
     step.check(where, scenario, holder)
     if step.needs_socket:
         if isinstance(step, st.Close) and step.listener:
             if not holder.listener:
-                raise ScenarioError(f"{where}: {step.side!r} holds no listening socket (only the server listens)")
+                raise ScenarioError(text("refusal.no_listener", where=where, side=repr(step.side)))
         elif holder.conn not in ("connected", "unconnected"):
-            raise ScenarioError(
-                f"{where}: {step.side!r} holds no open socket here ({_conn_words(holder.conn)}); after close() only "
-                "sleep, exit, wait_* and (on the client) connect steps are allowed on that process"
-            )
+            why = _conn_words(holder.conn)
+            raise ScenarioError(text("refusal.no_socket", where=where, side=repr(step.side), why=why))
     if isinstance(step, st.WaitDone | st.WaitBlocked) and not holder.lines:
-        raise ScenarioError(f"{where}: {step.side!r} has no line before this one to wait for")
+        raise ScenarioError(text("refusal.nothing_to_wait", where=where, side=repr(step.side)))
     if not step.lab:
         holder.lines += 1
     step.advance(where, holder, holders)
 
 
 def _conn_words(conn: str) -> str:
-    return {"none": "it has not accepted a connection", "closed": "it closed its descriptor"}.get(conn, conn)
+    if conn == "none":
+        return text("refusal.conn_none")
+    return text("refusal.conn_closed") if conn == "closed" else conn

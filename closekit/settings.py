@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from closekit.errors import ScenarioError
+from closekit.errors import ScenarioError, text
 
 # Per-network-namespace sysctls a scenario may change: (lowest, highest, what it governs). The ranges
 # keep an experiment's kernel memory and timers bounded: TCP's memory (tcp_mem) is the whole host's, so
@@ -84,7 +84,7 @@ class Settings:
     @classmethod
     def from_dict(cls, data: Any) -> Settings:
         if not isinstance(data, dict) or set(data) - {"sysctls", "route"}:
-            raise ScenarioError("settings are a dict with keys sysctls and route")
+            raise ScenarioError(text("refusal.settings_dict"))
         return cls(sysctls=data.get("sysctls", {}), route=data.get("route", {}))
 
     def sysctl(self, name: str) -> str | None:
@@ -95,31 +95,35 @@ def _pairs(what: str, value: Any, kind: type) -> tuple[tuple[str, Any], ...]:
     if isinstance(value, dict):
         value = tuple(value.items())
     if not isinstance(value, tuple | list) or not all(isinstance(p, tuple | list) and len(p) == 2 for p in value):
-        raise ScenarioError(f"settings {what} must be a dict of name -> value, not {value!r}")
+        raise ScenarioError(text("refusal.settings_pairs", what=what, value=repr(value)))
     pairs = tuple((name, v) for name, v in value)
     for name, v in pairs:
         if not isinstance(name, str) or isinstance(v, bool) or not isinstance(v, kind):
-            raise ScenarioError(f"settings {what}: {name!r} -> {v!r} must map a name to a {kind.__name__}")
+            raise ScenarioError(
+                text("refusal.settings_pair", what=what, name=repr(name), value=repr(v), kind=kind.__name__)
+            )
     return tuple(sorted(pairs))
 
 
 def check_settings(settings: Settings) -> None:
     for name, value in settings.sysctls:
         if name not in SYSCTLS:
-            raise ScenarioError(
-                f"sysctl {name!r} cannot be set by a scenario; the ones allowed are: {', '.join(SYSCTLS)}"
-            )
+            raise ScenarioError(text("refusal.sysctl_unknown", name=repr(name), allowed=", ".join(SYSCTLS)))
         low, high, _what = SYSCTLS[name]
         if not _VALUE.match(value) or len(value.split()) != (3 if name in _THREE else 1):
-            shape = "three whole numbers, e.g. '4096 131072 4194304'" if name in _THREE else "one whole number"
-            raise ScenarioError(f"sysctl {name}={value!r}: the value is {shape} from {low} to {high}")
+            shape = text("refusal.sysctl_three") if name in _THREE else text("refusal.sysctl_one")
+            raise ScenarioError(
+                text("refusal.sysctl_value", name=name, value=repr(value), shape=shape, low=low, high=high)
+            )
         numbers = [int(n) for n in value.split()]
         if not all(low <= n <= high for n in numbers) or numbers != sorted(numbers):
-            order = ", in rising order (minimum, initial, maximum)" if name in _THREE else ""
-            raise ScenarioError(f"sysctl {name}={value!r} is out of range: allowed {low} to {high}{order}")
+            order = text("refusal.sysctl_order") if name in _THREE else ""
+            raise ScenarioError(
+                text("refusal.sysctl_range", name=name, value=repr(value), low=low, high=high, order=order)
+            )
     for name, value in settings.route:
         if name not in ROUTE_OPTIONS:
-            raise ScenarioError(f"route option {name!r} is not one of {', '.join(ROUTE_OPTIONS)}")
+            raise ScenarioError(text("refusal.route_unknown", name=repr(name), allowed=", ".join(ROUTE_OPTIONS)))
         low, high, _what = ROUTE_OPTIONS[name]
         if not low <= value <= high:
-            raise ScenarioError(f"route option {name}={value} is out of range: allowed {low} to {high}")
+            raise ScenarioError(text("refusal.route_range", name=name, value=value, low=low, high=high))

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from closekit import tcp
-from closekit.errors import ScenarioError
+from closekit.errors import ScenarioError, text
 
 if TYPE_CHECKING:
     from closekit.scenario import Scenario
@@ -67,6 +67,36 @@ class Holder:
     exited: bool = False
     connects: int = 0
     lines: int = 0  # lines it runs (sync points and the lab's steps not counted)
+
+
+class Where:
+    """The line of a scenario a refusal is about: "step 3 of 'mine', send('client', nbytes=0)", and
+    within an at_once line the part meant. Worded in the course's language only when a refusal that
+    names it is raised: validating a scenario that is right words nothing."""
+
+    __slots__ = ("number", "part", "scenario", "step")
+
+    def __init__(self, number: int, scenario: str, step: Step | None = None, part: Step | None = None) -> None:
+        self.number, self.scenario, self.step, self.part = number, scenario, step, part
+
+    def of(self, step: Step) -> Where:
+        """This line, naming its step."""
+        return Where(self.number, self.scenario, step)
+
+    def within(self, part: Step) -> Where:
+        """This at_once line's part `part`."""
+        return Where(self.number, self.scenario, self.step, part)
+
+    def __str__(self) -> str:
+        where = text("refusal.where_step", number=self.number, scenario=repr(self.scenario))
+        if self.step is not None:
+            where = text("refusal.where_line", where=where, line=self.step.describe())
+        if self.part is not None:
+            where = text("refusal.where_part", where=where, part=self.part.describe())
+        return where
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
 
 
 @dataclass(frozen=True)
@@ -136,10 +166,10 @@ class Step:
             data[name] = list(value) if isinstance(value, tuple) else value
         return data
 
-    def check(self, where: str, scenario: Scenario, holder: Holder) -> None:
+    def check(self, where: Where, scenario: Scenario, holder: Holder) -> None:
         """Refuse arguments that cannot be right, naming what is allowed."""
 
-    def advance(self, where: str, holder: Holder, holders: dict[str, Holder]) -> None:
+    def advance(self, where: Where, holder: Holder, holders: dict[str, Holder]) -> None:
         """Move the process's sockets on as the step would."""
 
     def perform(self, ep: Any) -> None:
@@ -174,8 +204,8 @@ class Send(Step):
     nbytes: int = 1
     name: ClassVar[str] = "send"
 
-    def check(self, where: str, scenario: Scenario, holder: Holder) -> None:
-        check_int(f"{where}: nbytes", self.nbytes, 1, MAX_BYTES)
+    def check(self, where: Where, scenario: Scenario, holder: Holder) -> None:
+        check_int("nbytes", self.nbytes, 1, MAX_BYTES, where=where)
 
     def perform(self, ep: Any) -> None:
         ep.record("send", {"nbytes": self.nbytes}, lambda: ep.send_all(self.nbytes))
@@ -188,8 +218,8 @@ class Recv(Step):
     nbytes: int = 65536
     name: ClassVar[str] = "recv"
 
-    def check(self, where: str, scenario: Scenario, holder: Holder) -> None:
-        check_int(f"{where}: nbytes", self.nbytes, 1, MAX_BYTES)
+    def check(self, where: Where, scenario: Scenario, holder: Holder) -> None:
+        check_int("nbytes", self.nbytes, 1, MAX_BYTES, where=where)
 
     def perform(self, ep: Any) -> None:
         ep.record("recv", {"nbytes": self.nbytes}, lambda: len(ep.sock.recv(self.nbytes)))
@@ -212,11 +242,11 @@ class Close(Step):
     listener: bool = False
     name: ClassVar[str] = "close"
 
-    def check(self, where: str, scenario: Scenario, holder: Holder) -> None:
+    def check(self, where: Where, scenario: Scenario, holder: Holder) -> None:
         if not isinstance(self.listener, bool):
-            raise ScenarioError(f"{where}: listener must be True or False")
+            raise ScenarioError(text("refusal.close_listener", where=where))
 
-    def advance(self, where: str, holder: Holder, holders: dict[str, Holder]) -> None:
+    def advance(self, where: Where, holder: Holder, holders: dict[str, Holder]) -> None:
         if self.listener:
             holder.listener = False
         else:
@@ -234,9 +264,10 @@ class Shutdown(Step):
     how: str = "SHUT_WR"
     name: ClassVar[str] = "shutdown"
 
-    def check(self, where: str, scenario: Scenario, holder: Holder) -> None:
+    def check(self, where: Where, scenario: Scenario, holder: Holder) -> None:
         if self.how not in SHUTDOWN_HOWS:
-            raise ScenarioError(f"{where}: how={self.how!r} is not one of {', '.join(SHUTDOWN_HOWS)}")
+            allowed = ", ".join(SHUTDOWN_HOWS)
+            raise ScenarioError(text("refusal.shutdown_how", where=where, how=repr(self.how), allowed=allowed))
 
     def perform(self, ep: Any) -> None:
         ep.record("shutdown", {"how": self.how}, lambda: ep.shutdown(self.how))
@@ -253,11 +284,11 @@ class Linger(Step):
     onoff: int | None = None
     name: ClassVar[str] = "linger"
 
-    def check(self, where: str, scenario: Scenario, holder: Holder) -> None:
+    def check(self, where: Where, scenario: Scenario, holder: Holder) -> None:
         if self.seconds is not None:
-            check_int(f"{where}: seconds", self.seconds, 0, int(MAX_SECONDS))
+            check_int("seconds", self.seconds, 0, int(MAX_SECONDS), where=where)
         if self.onoff not in (None, 0, 1) or (self.onoff is not None and self.seconds is None):
-            raise ScenarioError(f"{where}: onoff is 0 or 1 (with seconds given), or left out")
+            raise ScenarioError(text("refusal.linger_onoff", where=where))
 
     def perform(self, ep: Any) -> None:
         on, seconds = (0, 0) if self.seconds is None else ((1 if self.onoff is None else self.onoff), self.seconds)
@@ -283,12 +314,11 @@ class Sleep(Step):
     name: ClassVar[str] = "sleep"
     needs_socket: ClassVar[bool] = False
 
-    def check(self, where: str, scenario: Scenario, holder: Holder) -> None:
-        check_number(f"{where}: seconds", self.seconds, 0.0, MAX_SECONDS)
+    def check(self, where: Where, scenario: Scenario, holder: Holder) -> None:
+        check_number("seconds", self.seconds, 0.0, MAX_SECONDS, where=where)
         if self.seconds >= scenario.time_limit:
-            raise ScenarioError(
-                f"{where}: sleeps {self.seconds:g} s but the scenario's time_limit is {scenario.time_limit:g} s"
-            )
+            seconds, limit = f"{self.seconds:g}", f"{scenario.time_limit:g}"
+            raise ScenarioError(text("refusal.sleep_limit", where=where, seconds=seconds, limit=limit))
 
     def perform(self, ep: Any) -> None:
         ep.record("sleep", {"seconds": self.seconds}, lambda: ep.sleep(self.seconds))
@@ -301,13 +331,13 @@ class Fork(Step):
     child: str = "server-child"
     name: ClassVar[str] = "fork"
 
-    def check(self, where: str, scenario: Scenario, holder: Holder) -> None:
+    def check(self, where: Where, scenario: Scenario, holder: Holder) -> None:
         if not isinstance(self.child, str) or not self.child or self.child in ENDPOINTS or len(self.child) > 40:
-            raise ScenarioError(f"{where}: child must be a new process name of at most 40 characters, e.g. 'kid'")
+            raise ScenarioError(text("refusal.fork_child", where=where))
 
-    def advance(self, where: str, holder: Holder, holders: dict[str, Holder]) -> None:
+    def advance(self, where: Where, holder: Holder, holders: dict[str, Holder]) -> None:
         if self.child in holders:
-            raise ScenarioError(f"{where}: a process called {self.child!r} already exists")
+            raise ScenarioError(text("refusal.fork_exists", where=where, child=repr(self.child)))
         holders[self.child] = Holder(holder.endpoint, holder.conn, listener=holder.listener)
 
     def perform(self, ep: Any) -> None:
@@ -321,7 +351,7 @@ class Exit(Step):
     name: ClassVar[str] = "exit"
     needs_socket: ClassVar[bool] = False
 
-    def advance(self, where: str, holder: Holder, holders: dict[str, Holder]) -> None:
+    def advance(self, where: Where, holder: Holder, holders: dict[str, Holder]) -> None:
         holder.exited, holder.conn, holder.listener = True, "closed", False
 
     def perform(self, ep: Any) -> None:
@@ -346,14 +376,14 @@ class Connect(Step):
     name: ClassVar[str] = "connect"
     needs_socket: ClassVar[bool] = False
 
-    def advance(self, where: str, holder: Holder, holders: dict[str, Holder]) -> None:
+    def advance(self, where: Where, holder: Holder, holders: dict[str, Holder]) -> None:
         if self.side != "client":
-            raise ScenarioError(f"{where}: only the client connects")
+            raise ScenarioError(text("refusal.connect_side", where=where))
         if holder.conn not in ("unconnected", "closed"):
-            raise ScenarioError(f"{where}: the client's socket is already connected; close it before connecting again")
+            raise ScenarioError(text("refusal.connect_again", where=where))
         holder.connects += 1
         if holder.connects > 4:
-            raise ScenarioError(f"{where}: at most 4 connect() steps in a scenario")
+            raise ScenarioError(text("refusal.connect_most", where=where, most=4))
         holder.conn = "connected"
 
     def perform(self, ep: Any) -> None:
@@ -367,11 +397,11 @@ class Accept(Step):
     name: ClassVar[str] = "accept"
     needs_socket: ClassVar[bool] = False
 
-    def advance(self, where: str, holder: Holder, holders: dict[str, Holder]) -> None:
+    def advance(self, where: Where, holder: Holder, holders: dict[str, Holder]) -> None:
         if self.side != "server" or not holder.listener:
-            raise ScenarioError(f"{where}: only the server accepts, and only while its listening socket is open")
+            raise ScenarioError(text("refusal.accept_side", where=where))
         if holder.conn == "connected":
-            raise ScenarioError(f"{where}: the server already holds a connection; close it before accepting another")
+            raise ScenarioError(text("refusal.accept_again", where=where))
         holder.conn = "connected"
 
     def perform(self, ep: Any) -> None:
@@ -386,10 +416,12 @@ class Setsockopt(Step):
     value: int = 0
     name: ClassVar[str] = "setsockopt"
 
-    def check(self, where: str, scenario: Scenario, holder: Holder) -> None:
+    def check(self, where: Where, scenario: Scenario, holder: Holder) -> None:
         if not isinstance(self.option, str) or self.option not in SETSOCKOPT:
-            raise ScenarioError(f"{where}: option {self.option!r:.60} is not one of {', '.join(SETSOCKOPT)}")
-        check_int(f"{where}: value", self.value, *SETSOCKOPT[self.option])
+            raise ScenarioError(
+                text("refusal.option", where=where, option=f"{self.option!r:.60}", allowed=", ".join(SETSOCKOPT))
+            )
+        check_int("value", self.value, *SETSOCKOPT[self.option], where=where)
 
     def perform(self, ep: Any) -> None:
         ep.record("setsockopt", {"option": self.option, "value": self.value},
@@ -403,9 +435,11 @@ class Getsockopt(Step):
     option: str = "SO_ERROR"
     name: ClassVar[str] = "getsockopt"
 
-    def check(self, where: str, scenario: Scenario, holder: Holder) -> None:
+    def check(self, where: Where, scenario: Scenario, holder: Holder) -> None:
         if not isinstance(self.option, str) or self.option not in GETSOCKOPT:
-            raise ScenarioError(f"{where}: option {self.option!r:.60} is not one of {', '.join(GETSOCKOPT)}")
+            raise ScenarioError(
+                text("refusal.option", where=where, option=f"{self.option!r:.60}", allowed=", ".join(GETSOCKOPT))
+            )
 
     def perform(self, ep: Any) -> None:
         ep.record("getsockopt", {"option": self.option}, lambda: ep.getsockopt(self.option))
@@ -418,9 +452,11 @@ class Ioctl(Step):
     request: str = "SIOCINQ"
     name: ClassVar[str] = "ioctl"
 
-    def check(self, where: str, scenario: Scenario, holder: Holder) -> None:
+    def check(self, where: Where, scenario: Scenario, holder: Holder) -> None:
         if not isinstance(self.request, str) or self.request not in IOCTLS:
-            raise ScenarioError(f"{where}: request {self.request!r:.60} is not one of {', '.join(IOCTLS)}")
+            raise ScenarioError(
+                text("refusal.ioctl_request", where=where, request=f"{self.request!r:.60}", allowed=", ".join(IOCTLS))
+            )
 
     def perform(self, ep: Any) -> None:
         ep.record("ioctl", {"request": self.request}, lambda: ep.ioctl(self.request))
@@ -439,28 +475,25 @@ class Call(Step):
     function: str = ""
     name: ClassVar[str] = "call"
 
-    def check(self, where: str, scenario: Scenario, holder: Holder) -> None:
+    def check(self, where: Where, scenario: Scenario, holder: Holder) -> None:
         """The code must parse and define `function` taking the socket as its one required argument."""
         if not isinstance(self.source, str) or not isinstance(self.function, str) or not self.function.isidentifier():
-            raise ScenarioError(f"{where}: give a function, e.g. call('client', my_function)")
+            raise ScenarioError(text("refusal.call_function", where=where))
         if len(self.source) > MAX_SOURCE:
-            raise ScenarioError(f"{where}: the function's code has {len(self.source)} characters; at most {MAX_SOURCE}")
+            raise ScenarioError(text("refusal.call_long", where=where, length=len(self.source), most=MAX_SOURCE))
         try:
             tree = ast.parse(self.source)
         except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
-            raise ScenarioError(f"{where}: the function's code does not parse: {getattr(e, 'msg', e)}") from None
+            raise ScenarioError(text("refusal.call_parse", where=where, error=getattr(e, "msg", e))) from None
         found = [
             n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name == self.function
         ]
         if not found or isinstance(found[0], ast.AsyncFunctionDef):
-            raise ScenarioError(f"{where}: the code defines no plain function called {self.function!r}")
+            raise ScenarioError(text("refusal.call_missing", where=where, function=repr(self.function)))
         arguments = found[0].args
         required = len(arguments.posonlyargs) + len(arguments.args) - len(arguments.defaults)
         if required != 1 and not (required == 0 and arguments.vararg):
-            raise ScenarioError(
-                f"{where}: {self.function}() must take exactly one argument, the connected socket "
-                f"(it takes {required} required arguments)"
-            )
+            raise ScenarioError(text("refusal.call_arguments", where=where, function=self.function, required=required))
 
     def perform(self, ep: Any) -> None:
         ep.call(self)
@@ -475,11 +508,11 @@ class Release(Step):
     needs_socket: ClassVar[bool] = False
     lab: ClassVar[bool] = True
 
-    def check(self, where: str, scenario: Scenario, holder: Holder) -> None:
+    def check(self, where: Where, scenario: Scenario, holder: Holder) -> None:
         if self.side not in ENDPOINTS:
-            raise ScenarioError(f"{where}: release() names the endpoint whose kept-back segments go: client or server")
+            raise ScenarioError(text("refusal.release_side", where=where))
         if not any(r.action in ("hold", "copy") and r.src == self.side for r in scenario.link.rules):
-            raise ScenarioError(f"{where}: the link has no hold or copy rule for segments from the {self.side}")
+            raise ScenarioError(text("refusal.release_rule", where=where, side=self.side))
 
 
 @dataclass(frozen=True)
@@ -509,8 +542,8 @@ class WaitRecvQueue(SyncPoint):
     nbytes: int = 1
     name: ClassVar[str] = "wait_recv_queue"
 
-    def check(self, where: str, scenario: Scenario, holder: Holder) -> None:
-        check_int(f"{where}: nbytes", self.nbytes, 0, MAX_BYTES)
+    def check(self, where: Where, scenario: Scenario, holder: Holder) -> None:
+        check_int("nbytes", self.nbytes, 0, MAX_BYTES, where=where)
 
     def met(self, m: Moment, endpoint: str) -> bool:
         return m.view(endpoint).rqueue >= self.nbytes or window_closed(m, endpoint)
@@ -534,11 +567,13 @@ class WaitState(SyncPoint):
     listener: bool = False
     name: ClassVar[str] = "wait_state"
 
-    def check(self, where: str, scenario: Scenario, holder: Holder) -> None:
+    def check(self, where: Where, scenario: Scenario, holder: Holder) -> None:
         if self.state not in tcp.STATES:
-            raise ScenarioError(f"{where}: state={self.state!r:.40} is not one of {', '.join(tcp.STATES)}")
+            raise ScenarioError(
+                text("refusal.state_unknown", where=where, state=f"{self.state!r:.40}", allowed=", ".join(tcp.STATES))
+            )
         if not isinstance(self.listener, bool) or (self.listener and holder.endpoint != "server"):
-            raise ScenarioError(f"{where}: listener=True is for the server's listening socket")
+            raise ScenarioError(text("refusal.state_listener", where=where))
 
     def met(self, m: Moment, endpoint: str) -> bool:
         return m.view(endpoint, self.listener).state == self.state
@@ -561,14 +596,14 @@ class WaitSegment(SyncPoint):
     win: int | None = None
     name: ClassVar[str] = "wait_segment"
 
-    def check(self, where: str, scenario: Scenario, holder: Holder) -> None:
+    def check(self, where: Where, scenario: Scenario, holder: Holder) -> None:
         if self.side not in ENDPOINTS:
-            raise ScenarioError(f"{where}: segments are seen per endpoint: side must be 'client' or 'server'")
+            raise ScenarioError(text("refusal.segment_side", where=where))
         flags = self.flags
         if not isinstance(flags, tuple) or not flags or any(f not in SEGMENT_FLAGS for f in flags):
-            raise ScenarioError(f"{where}: flags must be a non-empty tuple of {', '.join(SEGMENT_FLAGS)}")
+            raise ScenarioError(text("refusal.segment_flags", where=where, allowed=", ".join(SEGMENT_FLAGS)))
         if self.win is not None:
-            check_int(f"{where}: win", self.win, 0, 1 << 30)
+            check_int("win", self.win, 0, 1 << 30, where=where)
 
     def met(self, m: Moment, endpoint: str) -> bool:
         wanted = set(self.flags)
@@ -591,9 +626,9 @@ class WaitAcked(SyncPoint):
 
     name: ClassVar[str] = "wait_acked"
 
-    def check(self, where: str, scenario: Scenario, holder: Holder) -> None:
+    def check(self, where: Where, scenario: Scenario, holder: Holder) -> None:
         if self.side not in ENDPOINTS:
-            raise ScenarioError(f"{where}: wait_acked names an endpoint: side must be 'client' or 'server'")
+            raise ScenarioError(text("refusal.acked_side", where=where))
 
     def met(self, m: Moment, endpoint: str) -> bool:
         view = m.view(endpoint)
@@ -661,31 +696,38 @@ def iter_steps(steps: tuple[Step, ...]) -> list[Step]:
 
 
 # ---- checking numbers ----------------------------------------------------------------------------
-def check_int(what: str, value: Any, low: int, high: int) -> None:
+def check_int(name: str, value: Any, low: int, high: int, where: object = None) -> None:
+    """Refuse `value` unless it is a whole number from `low` to `high`; `name` is the field, of the
+    line `where` (a Where), if given."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ScenarioError(f"{what} must be a whole number from {low} to {high}, not {value!r:.60}")
+        what = _field(name, where)
+        raise ScenarioError(text("refusal.whole", what=what, low=low, high=high, value=f"{value!r:.60}"))
     if not low <= value <= high:
-        raise ScenarioError(f"{what}={value} is out of range: allowed {low} to {high}")
+        raise ScenarioError(text("refusal.range", what=_field(name, where), value=value, low=low, high=high))
 
 
-def check_number(what: str, value: Any, low: float, high: float) -> None:
+def check_number(name: str, value: Any, low: float, high: float, where: object = None) -> None:
+    """Refuse `value` unless it is a number of seconds from `low` to `high` (see check_int)."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ScenarioError(f"{what} must be a number from {low} to {high}, not {value!r:.60}")
+        what = _field(name, where)
+        raise ScenarioError(text("refusal.number", what=what, low=low, high=high, value=f"{value!r:.60}"))
     if not low <= value <= high:
-        raise ScenarioError(f"{what}={value} is out of range: allowed {low} to {high} seconds")
+        raise ScenarioError(text("refusal.range_seconds", what=_field(name, where), value=value, low=low, high=high))
+
+
+def _field(name: str, where: object) -> str:
+    return name if where is None else text("refusal.field", where=where, name=name)
 
 
 # ---- the names a scenario script uses ------------------------------------------------------------
 def call(side: str, function: Callable) -> Call:
     """A step that runs `function(sock)` on `side`'s socket, in the sandbox (its source is sent)."""
     if not callable(function) or not hasattr(function, "__code__"):
-        raise ScenarioError(f"call() needs a function defined with def, not {type(function).__name__}")
+        raise ScenarioError(text("refusal.call_def", type=type(function).__name__))
     try:
         source = textwrap.dedent(inspect.getsource(function))
     except (OSError, TypeError):
-        raise ScenarioError(
-            f"the source of {function.__name__}() cannot be found; define it with def in a cell"
-        ) from None
+        raise ScenarioError(text("refusal.call_source", function=function.__name__)) from None
     return Call(side, source=source, function=function.__name__)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import string
 import subprocess
 import sys
@@ -14,9 +15,12 @@ import pytest
 
 import closekit
 from closekit import claims, cli, lang
-from closekit.errors import LanguageError, MessageError
+from closekit.errors import LanguageError, MessageError, ScenarioError
 from closekit.exercises import WriteCode, catalog
-from closekit.steps import close
+from closekit.link import Link, drop
+from closekit.scenario import Scenario
+from closekit.settings import Settings
+from closekit.steps import at_once, close, send, shutdown
 from closekit.trace import Trace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,15 +126,18 @@ def test_a_missing_message_fails_loudly_in_every_language():
 
 def _used_keys() -> tuple[set[str], set[str]]:
     """Keys named in closekit's code: messages (text) and tables (texts, word). A key built at run time
-    would escape this test, so every key must be a literal (or a choice between literals)."""
+    would escape this test, so every key must be a literal (or a choice between literals). A module
+    speaks through closekit.lang, or through closekit.errors.text (its refusals: lang imported when raised)."""
     messages, tables = set(), set()
     for path in PACKAGE.rglob("*.py"):
         if path.parent.name == "lang":
             continue
-        for node in ast.walk(ast.parse(path.read_text())):
+        source = path.read_text()
+        speaks = "closekit.lang" in source or re.search(r"^from closekit\.errors import .*\btext\b", source, re.M)
+        for node in ast.walk(ast.parse(source)):
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
                 continue
-            if node.func.id not in ("text", "texts", "word") or "closekit.lang" not in path.read_text():
+            if node.func.id not in ("text", "texts", "word") or not speaks:
                 continue
             arg = node.args[0]
             options = [arg.body, arg.orelse] if isinstance(arg, ast.IfExp) else [arg]
@@ -202,6 +209,84 @@ def test_every_built_in_scenario_is_described_in_chinese():
     with lang.use("zh"):
         assert lang.scenario_words("linger-zero", closekit.get("linger-zero").description).startswith("SO_LINGER")
         assert lang.scenario_words("linger-zero", "my own words") == "my own words"  # a student's own scenario
+
+
+# ---- refusals: a scenario that is not valid is refused in the notebook's language ---------------------
+CJK = re.compile(r"[\u4e00-\u9fff]")
+REFUSED = [  # (a bad scenario, its refusal in English as it always was, what the Chinese one must name)
+    (
+        lambda: Scenario("mine", "", (send("client", 0),)),
+        "step 1 of 'mine', send('client', nbytes=0): nbytes=0 is out of range: allowed 1 to 16777216",
+        "场景 'mine' 的第 1 步，send('client', nbytes=0)：nbytes=0 超出范围：允许 1 到 16777216",
+    ),
+    (
+        lambda: Scenario("mine", "", (shutdown("client", "SHUT_BOTH"),)),
+        "step 1 of 'mine', shutdown('client', how='SHUT_BOTH'): how='SHUT_BOTH' is not one of SHUT_RD, SHUT_WR, "
+        "SHUT_RDWR",
+        "how='SHUT_BOTH' 不是 SHUT_RD, SHUT_WR, SHUT_RDWR 之一",
+    ),
+    (
+        lambda: Scenario("mine", "", (close("client"), at_once(send("client", 1), close("server")))),
+        "step 2 of 'mine', at_once(send('client', nbytes=1), close('server')): send('client', nbytes=1): 'client' "
+        "holds no open socket here (it closed its descriptor); after close() only sleep, exit, wait_* and (on the "
+        "client) connect steps are allowed on that process",
+        "close('server')) 中的 send('client', nbytes=1)：'client' 在这里没有打开的套接字（它已经关闭了自己的描述符）",
+    ),
+    (
+        lambda: Link(delay=9),
+        "link delay=9 is out of range: allowed 0.0 to 5.0 seconds",
+        "链路的 delay=9 超出范围：允许 0.0 到 5.0 秒",
+    ),
+    (
+        lambda: drop("client", "FIN", nth=0),
+        "link rule drop: nth must be a whole number from 1 to 1000000, not 0",
+        "链路规则 drop 的 nth 必须是 1 到 1000000 之间的整数，而不是 0",
+    ),
+    (
+        lambda: Settings(sysctls={"net.ipv4.tcp_fin_timeout": "601"}),
+        "sysctl net.ipv4.tcp_fin_timeout='601' is out of range: allowed 1 to 600",
+        "sysctl net.ipv4.tcp_fin_timeout='601' 超出范围：允许 1 到 600",
+    ),
+    (
+        lambda: Settings(sysctls={"net.ipv4.tcp_wmem": "3 2 1"}),
+        "sysctl net.ipv4.tcp_wmem='3 2 1' is out of range: allowed 1 to 8388608, in rising order (minimum, initial, "
+        "maximum)",
+        "sysctl net.ipv4.tcp_wmem='3 2 1' 超出范围：允许 1 到 8388608，并且从小到大排列（最小值、初始值、最大值）",
+    ),
+    (
+        lambda: Scenario.from_dict({"name": "mine", "steps": [{"step": "send", "side": "client", "bytes": 6}]}),
+        "step send takes nbytes, side, not bytes, side",
+        "步骤 send 接受的是 nbytes, side，而不是 bytes, side",
+    ),
+]
+
+
+@pytest.mark.parametrize(("build", "english", "chinese"), REFUSED)
+def test_a_refused_scenario_is_refused_in_chinese_in_a_chinese_notebook_and_as_before_in_english(
+    build, english, chinese
+):
+    with lang.use("zh"), pytest.raises(ScenarioError) as refused:
+        build()
+    said = str(refused.value)
+    assert CJK.search(said) and chinese in said, said
+    with lang.use("en"), pytest.raises(ScenarioError) as refused:
+        build()
+    assert str(refused.value) == english
+
+
+def test_every_refusal_is_translated():
+    english, chinese = lang.catalog("en")["refusal"], lang.catalog("zh")["refusal"]
+    assert sorted(key for key in english if chinese[key] == english[key]) == []
+
+
+def test_a_scenario_that_is_right_is_validated_without_reading_a_catalog():
+    code = (
+        "import sys, closekit\n"
+        "from closekit.library import SCENARIOS\n"
+        "[closekit.Scenario.from_dict(s.to_dict()) for s in SCENARIOS.values()]\n"
+        "assert 'closekit.lang' not in sys.modules"
+    )
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
 def test_the_chinese_table_lines_its_columns_up_by_display_width():
