@@ -91,8 +91,9 @@ def left_behind(lab: Lab) -> dict[str, int]:
 
 
 def test_an_orphan_a_function_left_with_unsent_data_is_destroyed_at_teardown(lab):
-    steps = (s.call("client", listen_on_the_side), s.call("server", leave_an_orphan))  # the wire numbers no
-    trace = closekit.run(Scenario("orphan", "", steps=steps), lab=lab)  # server SYN: the lab knew nothing of it
+    # the server connects once the client's function has listened (each process runs its own lines)
+    steps = (s.call("client", listen_on_the_side), s.wait_done("client"), s.call("server", leave_an_orphan))
+    trace = closekit.run(Scenario("orphan", "", steps=steps), lab=lab)  # a connection the lab knew nothing of
     state, unsent = trace.syscalls("server", "call")[0].result.split()
     assert state == "FIN_WAIT_1" and int(unsent) > 1_000_000  # it was there, holding its data
     assert left_behind(lab) == {"sockets": 0, "renewed": 0}  # gone, from the very namespaces kept
