@@ -240,6 +240,31 @@ def test_what_a_release_lets_go_is_in_flight_until_it_arrives():
     assert [w.step for w in lab.trace().waits()][-1] == "wait_acked('client')"
 
 
+def _fin_resent(first_arrives: float) -> tuple[float, str]:
+    """linger-ack beside four CPU-bound processes: the client's FIN left at 10 ms, the relay was kept
+    from the CPU until `first_arrives`, and at 14.5 ms the client's tail-loss probe sent the FIN again."""
+    lab = Lab(scenario(s.close("client")))
+    lab.connected()
+    fin = lab.at(0.010).packet("client", ("FIN", "ACK"), seq=101, ack=501, arrives=-1)
+    lab.at(0.0145).packet("client", ("FIN", "ACK"), seq=101, ack=501, arrives=-1)
+    lab.at(first_arrives).arrive(fin)
+    return lab.run.disturbance(0.0)
+
+
+def test_a_segment_resent_while_the_relay_still_held_its_first_copy_is_a_disturbed_run():
+    """The probe's copy drew the server's immediate ACK of a duplicate, and the lingering close()
+    returned after 5 ms instead of the delayed ACK's 40 ms: the lab's lateness, not TCP's lesson."""
+    held_up, said = _fin_resent(0.0149)
+    assert (
+        held_up == 0.0
+        and said == "the client sent a segment again while the wire still held the first copy (5 ms late)"
+    )
+
+
+def test_a_segment_resent_after_its_first_copy_arrived_is_the_lesson_not_a_disturbance():
+    assert _fin_resent(0.0101) == (0.0, "")  # the first copy arrived in time: the resend is TCP's own
+
+
 # ---- dating by cause -----------------------------------------------------------------------------
 def test_a_state_a_call_brings_is_dated_at_the_call_before_the_segment_it_sends():
     """close-full-window told FIN_WAIT_1 after close() returned: the FIN waits behind the data,

@@ -49,6 +49,7 @@ ENDPOINTS = ("client", "server")
 # lets a process race is the 40 ms delayed ACK (where a lesson would race the few-ms tick that
 # acknowledges a FIN after no data, the scenario waits for that ACK instead).
 TOLERANCE = 0.02
+RELAY_LATE = 0.001  # a first copy the relay wrote this much past its time was held up by the lab, not the link
 TIMER_SLACK = 0.002  # look again this long after a kernel timer was due to fire
 QUIET = 0.001  # without a wire: nothing moved this long means nothing is in flight
 POLL = 0.001  # without any view of the packets: how often sockets are looked at while waiting
@@ -278,7 +279,30 @@ class Run:
         for _order, process, r in self.records:
             if r["kind"] == "syscall" and r["t"] >= begun and (r["queued"] or 0.0) > worst[0]:
                 worst = (r["queued"], f"the {process} waited {r['queued'] * 1000:.0f} ms for a CPU in {r['call']}()")
+        if worst[0] <= TOLERANCE and (resent := self._resent_in_the_relay()):
+            return worst[0], resent
         return worst if worst[0] > TOLERANCE else (worst[0], "")
+
+    def _resent_in_the_relay(self) -> str:
+        """A segment its sender sent again while the first copy was still in the lab's relay, not yet
+        written to the receiver: the relay was late past the sender's quickest timer (a tail-loss
+        probe fires after twice the RTT and 2 ms, a few ms on a link without delay), so the
+        retransmission is the lab's doing, not the lesson's. In words, or "". (On a link with delay
+        D no timer of the sender fires within D, so a timely first copy has always arrived.)"""
+        link = self.scenario.link
+        if link.rate is not None:
+            return ""  # a rate-limited link queues: a first copy may wait there past the sender's timers
+        first: dict[tuple[str, int, int, tuple[str, ...]], Packet] = {}
+        for p in self.packets:
+            if not p.conn or p.copy or not (p.payload or "FIN" in p.flags or "SYN" in p.flags):
+                continue
+            key = (p.src, p.conn, p.seq, p.flags)
+            q = first.setdefault(key, p)
+            late = None if q.arrived is None else q.arrived - q.t - link.delay
+            if q is not p and q.fate == "delivered" and late is not None and late > RELAY_LATE and p.t < q.arrived:
+                held = f"{late * 1000:.0f} ms late"
+                return f"the {p.src} sent a segment again while the wire still held the first copy ({held})"
+        return ""
 
     def trace(
         self, kernel: str, mode: str, counters: dict[str, int], unobserved: tuple[str, ...], disturbed: str = ""
