@@ -55,9 +55,11 @@ def test_printed_durations_sanitize_to_the_category_closekit_prints():
     for seconds in _durations():
         if any(abs(seconds - b) < 0.0006 or abs(seconds - b) / b < 0.006 for b in bounds):
             continue  # printed with one decimal, a value this close to a bound may round across it
-        assert sanitize(f"[returned after {format_duration(seconds)}]") == f"[returned after {approx(seconds)}]", (
-            seconds
+        # as nbval compares them: the category closekit prints (below 9.5 ms, its first two as one)
+        assert sanitize(f"[returned after {format_duration(seconds)}]") == sanitize(
+            f"[returned after {approx(seconds)}]"
         )
+        assert sanitize(approx(seconds)) == (approx(seconds) if seconds >= 0.0095 else "under 10 ms"), seconds
         checked += 1
     assert checked > 800
 
