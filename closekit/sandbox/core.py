@@ -210,6 +210,7 @@ class Run:
         self.t0 = t0
         self.wired, self.captured = wired, captured
         self.procs = {p: _Process(p, scenario.endpoint_of(p)) for p in scenario.sides}
+        self._note_children_of_code()
         self.conns = Connections()
         self.packets: list[Packet] = []
         self.records: list[tuple[int, str, dict[str, Any]]] = []  # (order, process, record)
@@ -449,13 +450,24 @@ class Run:
             self.part = None
             self._next_part()
 
-    def _note_code(self, proc: _Process, step: st.Step | None) -> None:
-        """A process that runs a scenario's function (and whatever it forks from then on) may have had
-        the code that records its calls rewritten: from that line on its records are marked forgeable."""
+    def _note_children_of_code(self) -> None:
+        """A child forked after its parent ran a scenario's function is marked from its first record on.
+        Decided by program order, before anything runs: the child's replies may reach the lab before
+        its parent's reply to the fork line does."""
+        ran = set()
+        for step in st.iter_steps(self.scenario.steps):
+            if isinstance(step, st.Call):
+                ran.add(step.side)
+            elif isinstance(step, st.Fork) and step.side in ran and step.child in self.procs:
+                ran.add(step.child)
+                self.procs[step.child].ran_code = True
+
+    @staticmethod
+    def _note_code(proc: _Process, step: st.Step | None) -> None:
+        """A process that runs a scenario's function may have had the code that records its calls
+        rewritten: from that line on its records are marked forgeable."""
         if isinstance(step, st.Call):
             proc.ran_code = True
-        elif isinstance(step, st.Fork) and proc.ran_code and step.child in self.procs:
-            self.procs[step.child].ran_code = True
 
     def _ended(self, e: Ended) -> None:
         proc = self.procs.get(e.process)
