@@ -147,7 +147,11 @@ def blocked(e: Syscall, threshold: float = LOOPBACK_NOISE, woken: bool = False) 
     `threshold` (a timer: see `wait_threshold`). One that never slept did not, however long a busy
     machine kept it from the CPU, nor one that slept a moment for nothing the network brought (a
     lock). Traces recorded before `slept` was kept go by `threshold` alone."""
-    if e.call in NEVER_WAITS or e.slept is False:
+    if e.call in NEVER_WAITS:
+        return False
+    if e.call == "connect" and woken:
+        return True  # a blocking connect() returns only once its SYN-ACK came, whether or not it slept for it
+    if e.slept is False:
         return False
     if e.call == "call":  # a function of the scenario's: whatever it waited for, only a long wait is told
         return e.waited >= FUNCTION_WAIT
@@ -350,7 +354,8 @@ def plan(trace: Trace, clock_free: bool = False) -> Plan:
             continue
         end = e.t + e.duration
         transfer = any(e.t <= start and stop <= end for start, stop in spans)
-        if transfer or blocked(e, threshold, woken=bool(e.slept) and waker(trace, e) is not None):
+        woken = (bool(e.slept) or e.call == "connect") and waker(trace, e) is not None
+        if transfer or blocked(e, threshold, woken=woken):
             waits[id(e)] = transfer
     return Plan(groups, windows, waits, len(connections(trace)) > 1, retransmissions(trace))
 

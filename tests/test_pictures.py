@@ -460,3 +460,18 @@ def test_a_bulk_transfers_data_acks_are_left_out_of_the_clock_free_forms_and_the
     trace = closekit.Trace("bulk", "6.18", "netns", {}, (*data, fin, *acks, fin_ack), setup_until=0.0)
     assert "ack 8001" not in story(trace) and "ack 8002" in story(trace)
     assert "ack 8001" in trace.transcript()
+
+
+def test_a_connect_that_returned_after_its_syn_ack_blocked_whether_or_not_it_slept():
+    """A busy machine took the CPU from a connect() between its SYN and its sleep: the SYN-ACK came first,
+    so it never slept, and the story told it as returning at once in one run of rst-before-accept."""
+    from closekit.trace import Segment, Syscall
+
+    for slept in (True, False):
+        events = (
+            Syscall(0.001, "client", "connect", {}, 0, None, 0.004, slept=slept, queued=0.0),
+            Segment(0.0011, "client", ("SYN",), 0, 0, 0, 65535, arrived=0.0012),
+            Segment(0.0013, "server", ("SYN", "ACK"), 0, 1, 0, 65535, arrived=0.0014),
+        )
+        told = story(closekit.Trace("connect", "6.18", "netns", {}, events), handshake=True)
+        assert "… connect() …" in told and "= connect() = 0" in told, told
