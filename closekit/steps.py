@@ -146,10 +146,15 @@ class Step:
     name: ClassVar[str] = ""  # as it appears in scenarios, errors and JSON
     needs_socket: ClassVar[bool] = True  # the process must hold an open socket
     lab: ClassVar[bool] = False  # done by the lab, not by a process: it holds the lines after it
+    connection_only: ClassVar[bool] = False  # its calls act on the process's connection, never its listener
 
     @property
     def call(self) -> str:
         return self.name
+
+    def acts_on_listener(self) -> bool:
+        """Its calls may change the listening socket (the lab looks at it after the line returns)."""
+        return not self.connection_only
 
     def describe(self) -> str:
         args = ", ".join(
@@ -203,6 +208,7 @@ class Send(Step):
 
     nbytes: int = 1
     name: ClassVar[str] = "send"
+    connection_only: ClassVar[bool] = True
 
     def check(self, where: Where, scenario: Scenario, holder: Holder) -> None:
         check_int("nbytes", self.nbytes, 1, MAX_BYTES, where=where)
@@ -217,6 +223,7 @@ class Recv(Step):
 
     nbytes: int = 65536
     name: ClassVar[str] = "recv"
+    connection_only: ClassVar[bool] = True
 
     def check(self, where: Where, scenario: Scenario, holder: Holder) -> None:
         check_int("nbytes", self.nbytes, 1, MAX_BYTES, where=where)
@@ -230,6 +237,7 @@ class ReadToEof(Step):
     """recv() in a loop until it returns 0 or fails; the result is the total byte count."""
 
     name: ClassVar[str] = "read_to_eof"
+    connection_only: ClassVar[bool] = True
 
     def perform(self, ep: Any) -> None:
         ep.record("recv", {"until": "EOF"}, ep.read_to_eof)
@@ -241,6 +249,9 @@ class Close(Step):
 
     listener: bool = False
     name: ClassVar[str] = "close"
+
+    def acts_on_listener(self) -> bool:
+        return self.listener
 
     def check(self, where: Where, scenario: Scenario, holder: Holder) -> None:
         if not isinstance(self.listener, bool):
@@ -263,6 +274,7 @@ class Shutdown(Step):
 
     how: str = "SHUT_WR"
     name: ClassVar[str] = "shutdown"
+    connection_only: ClassVar[bool] = True
 
     def check(self, where: Where, scenario: Scenario, holder: Holder) -> None:
         if self.how not in SHUTDOWN_HOWS:
@@ -283,6 +295,7 @@ class Linger(Step):
     seconds: int | None = 0
     onoff: int | None = None
     name: ClassVar[str] = "linger"
+    connection_only: ClassVar[bool] = True
 
     def check(self, where: Where, scenario: Scenario, holder: Holder) -> None:
         if self.seconds is not None:
@@ -301,6 +314,7 @@ class Nonblocking(Step):
     """fcntl(O_NONBLOCK) on this process's descriptor."""
 
     name: ClassVar[str] = "nonblocking"
+    connection_only: ClassVar[bool] = True
 
     def perform(self, ep: Any) -> None:
         ep.record("fcntl", {"cmd": "F_SETFL", "flags": "O_NONBLOCK"}, lambda: ep.sock.setblocking(False) or 0)
@@ -312,6 +326,7 @@ class Sleep(Step):
 
     seconds: float = 0.1
     name: ClassVar[str] = "sleep"
+    connection_only: ClassVar[bool] = True
     needs_socket: ClassVar[bool] = False
 
     def check(self, where: Where, scenario: Scenario, holder: Holder) -> None:
@@ -363,6 +378,7 @@ class Epoll(Step):
     """epoll_wait() with timeout 0 on this process's socket: the result is the ready event bits."""
 
     name: ClassVar[str] = "epoll"
+    connection_only: ClassVar[bool] = True
 
     def perform(self, ep: Any) -> None:
         ep.record("epoll_wait", {"timeout": 0}, ep.epoll_bits)
@@ -415,6 +431,7 @@ class Setsockopt(Step):
     option: str = "TCP_USER_TIMEOUT"
     value: int = 0
     name: ClassVar[str] = "setsockopt"
+    connection_only: ClassVar[bool] = True
 
     def check(self, where: Where, scenario: Scenario, holder: Holder) -> None:
         if not isinstance(self.option, str) or self.option not in SETSOCKOPT:
@@ -434,6 +451,7 @@ class Getsockopt(Step):
 
     option: str = "SO_ERROR"
     name: ClassVar[str] = "getsockopt"
+    connection_only: ClassVar[bool] = True
 
     def check(self, where: Where, scenario: Scenario, holder: Holder) -> None:
         if not isinstance(self.option, str) or self.option not in GETSOCKOPT:
@@ -451,6 +469,7 @@ class Ioctl(Step):
 
     request: str = "SIOCINQ"
     name: ClassVar[str] = "ioctl"
+    connection_only: ClassVar[bool] = True
 
     def check(self, where: Where, scenario: Scenario, holder: Holder) -> None:
         if not isinstance(self.request, str) or self.request not in IOCTLS:

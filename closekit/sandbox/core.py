@@ -15,8 +15,10 @@ The rules:
   process's state from /proc); a sync point is then met when its condition holds (its row in
   closekit.steps), within the scenario's sync_timeout.
 - Looking. A socket is looked at after every packet that may change it (sent or handed over),
-  after every reply and exit of a process holding it, when a kernel timer it has is due, and for a
-  sync point's condition. What is found is kept in order; when it happened is decided at the end,
+  after every reply and exit of a process holding it (a segment that reached a socket while a call
+  held it locked is processed when the call lets go: the call's reply is when it shows; a listening
+  socket only after a line that acts on it), when a kernel timer it has is due, and for a sync
+  point's condition. What is found is kept in order; when it happened is decided at the end,
   by its cause (closekit.sandbox.dating), not by when the lab happened to look.
 - The end. Once every line has returned, the recording goes on until nothing is in flight and no
   acknowledgement is owed (or the peer's delayed-ACK timer has had its time): the trace's tail.
@@ -376,7 +378,8 @@ class Run:
         self.conns.sent(p)
         if not p.conn:
             return
-        self._look_after(p, p.src)
+        if self._may_have_changed_its_sender(p):
+            self._look(p.src, p.conn)
         if not self.wired:  # on a loopback, sent is received
             self.conns.delivered(p)
             self._look_after(p, st.peer_of(p.src))
@@ -394,9 +397,22 @@ class Run:
         if "SYN" in p.flags and dst == "server":
             self._look("server", 0)
 
+    def _may_have_changed_its_sender(self, p: Packet) -> bool:
+        """Sending `p` may have come with a change of its sender's socket not yet seen: an RST, the
+        first SYN or FIN. What changed a socket before it sent a plain segment, a SYN-ACK or a FIN
+        again (a segment handed over, a call that returned, a timer) was looked at then."""
+        view = self.views.get((p.src, p.conn), st.UNSEEN)
+        if "RST" in p.flags or view.state is None:
+            return True
+        if "SYN" in p.flags:
+            return view.state != "SYN_RECEIVED"
+        if "FIN" in p.flags:
+            return view.state not in ("FIN_WAIT_1", "CLOSING", "LAST_ACK")
+        return view.state in OPENING
+
     def _look_after(self, p: Packet, endpoint: str) -> None:
-        """Look at `endpoint`'s socket after packet `p` left or reached it, unless nothing can have
-        changed: a plain data or ACK segment leaves an established connection established."""
+        """Look at `endpoint`'s socket after packet `p` reached it, unless nothing can have changed: a
+        plain data or ACK segment leaves an established connection established."""
         key = (endpoint, p.conn)
         if not {"SYN", "FIN", "RST"} & set(p.flags):
             view = self.views.get(key)
@@ -440,8 +456,8 @@ class Run:
             self._exit_done(proc)
         else:
             proc.sent.popleft()
-        self._look(proc.endpoint, self._current())
-        if proc.endpoint == "server":
+        self._look(proc.endpoint, self._current())  # (a segment may have waited for the call's lock)
+        if proc.endpoint == "server" and (step is None or step.acts_on_listener()):
             self._look("server", 0)
         if self.setup:
             self.setup.popleft()
