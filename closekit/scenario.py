@@ -25,7 +25,9 @@ A scenario is plain data: it crosses into the lab as JSON and is validated there
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, fields
+from functools import cached_property
 from typing import Any
 
 from closekit import steps as st
@@ -81,12 +83,13 @@ class Scenario:
     @property
     def sides(self) -> list[str]:
         """Every process of the scenario: client, server, then forked children in order."""
-        return list(self._owners())
+        return list(self._owners)
 
     def endpoint_of(self, process: str) -> str:
         """The endpoint whose sockets `process` holds (a forked child holds its parent's)."""
-        return self._owners()[process]
+        return self._owners[process]
 
+    @cached_property
     def _owners(self) -> dict[str, str]:
         owners = {"client": "client", "server": "server"}
         for s in iter_steps(self.steps):
@@ -149,7 +152,23 @@ class Scenario:
             steps=tuple(step_from_dict(s, nested=False) for s in steps),
         )
 
+    @classmethod
+    def remembered(cls, data: Any) -> Scenario:
+        """from_dict, validating a scenario once: the last one made is kept by its JSON text (an exact
+        key), so the same scenario run again (a cell run twice) is not validated again."""
+        try:
+            key = json.dumps(data)
+        except (TypeError, ValueError):
+            return cls.from_dict(data)  # not JSON: from_dict says what is wrong
+        made = _MADE.get(key)
+        if made is None:
+            made = cls.from_dict(data)
+            _MADE.clear()
+            _MADE[key] = made
+        return made
 
+
+_MADE: dict[str, Scenario] = {}  # the last scenario Scenario.remembered made, by its JSON text
 _SCENARIO_KEYS = ("name", "description", "section", "start", "options", "sync_timeout", "time_limit", "link",
                   "settings", "steps")  # fmt: skip
 

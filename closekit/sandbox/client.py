@@ -56,7 +56,7 @@ class Lab:
 
         if not isinstance(scenario, Scenario):
             raise errors.ScenarioError(f"Lab.run() takes a closekit.Scenario, not {type(scenario).__name__}")
-        data = Scenario.from_dict(scenario.to_dict()).to_dict()  # checked again, whatever was done to the object
+        data = Scenario.remembered(scenario.to_dict()).to_dict()  # checked, whatever was done to the object
         with self._lock:
             self._ensure_started()
             reply = self._ask({"op": "run", "scenario": data})

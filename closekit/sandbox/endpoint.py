@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import errno as errno_names
 import fcntl
-import json
 import math
 import os
 import resource
@@ -451,18 +450,9 @@ def _epoll_bits(s: socket.socket) -> list[str]:
 
 def prepare(scenario: dict[str, Any], addresses: dict[str, str]) -> tuple[Scenario, Addresses]:
     """What the lab's reaper makes of an experiment's data (once, before it forks the endpoints), and an
-    endpoint process it keeps idle, for the next experiment. The same scenario run again (a cell run
-    twice) is not validated again: the last one made is kept, by its JSON text (an exact key). Only a
-    process that ran nothing but the lab's own code is kept, so nothing has touched it."""
-    text = json.dumps(scenario)
-    made = _made.get(text)
-    if made is None:
-        _made.clear()
-        made = _made[text] = Scenario.from_dict(scenario)
-    return made, Addresses(**addresses)
-
-
-_made: dict[str, Scenario] = {}  # the last scenario prepare() made, by its JSON text
+    endpoint process it keeps idle, for the next experiment. Only a process that ran nothing but the
+    lab's own code is kept, so nothing has touched the scenario it remembers."""
+    return Scenario.remembered(scenario), Addresses(**addresses)
 
 
 def run(prepared: tuple[Scenario, Addresses], process: str, channel: socket.socket, children: dict) -> None:

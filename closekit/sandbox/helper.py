@@ -79,7 +79,7 @@ def handle(workspace: Workspace, request: Any, requests: int) -> dict[str, Any]:
     if request["op"] == "stats":
         return {"ok": True, "stats": workspace.stats()}
     try:
-        scenario = Scenario.from_dict(request.get("scenario"))
+        scenario = Scenario.remembered(request.get("scenario"))
         trace = workspace.run(scenario, parent=requests)
     except ParentGone:
         raise

@@ -74,6 +74,7 @@ class Experiment:
         self.channels: dict[str, socket.socket] = {}
         self.pids: dict[str, int] = {}  # process -> pid, as the kernel vouches for it (SCM_CREDENTIALS)
         self.gone: set[str] = set()
+        self.watched: list[Any] | None = None  # what the loop blocks on (None: to be made again)
         self.reaped: set[str] = set()
         self.held_up = 0.0  # how long a busy machine held the run up at worst (core.Run.disturbance)
         self.stat_files: dict[int, int] = {}  # pid -> its /proc/PID/stat, open for this experiment
@@ -141,15 +142,9 @@ class Experiment:
             due = self.wire.next_due()
             if due is not None:
                 wake = min(wake, due)
-        watched: list[Any] = [c for p, c in self.channels.items() if p not in self.gone]
-        if self.wire is not None:
-            watched += [self.wire.fileno(e) for e in ENDPOINTS]
-        if self.env.capture is not None:
-            watched.append(self.env.capture)
-        watched.append(self.jail)
-        if self.env.parent is not None:
-            watched.append(self.env.parent)
-        ready = set(select.select(watched, [], [], max(0.0, wake - now))[0])
+        if self.watched is None:
+            self.watched = self._watch()
+        ready = set(select.select(self.watched, [], [], max(0.0, wake - now))[0])
         if self.env.parent is not None and self.env.parent in ready:
             raise ParentGone("the process that asked for this experiment has gone")
         self._packets(ready)
@@ -163,6 +158,25 @@ class Experiment:
             if process in self.core.procs:
                 self._feed(core.Ended(process, time.monotonic()))
         self._feed(core.Tick(time.monotonic()))
+
+    def _watch(self) -> list[Any]:
+        """What the loop blocks on: the channels of the processes still there, the wire's devices (or the
+        capture), the reaper and the notebook's request pipe."""
+        watched: list[Any] = [c for p, c in self.channels.items() if p not in self.gone]
+        if self.wire is not None:
+            watched += [self.wire.fileno(e) for e in ENDPOINTS]
+        if self.env.capture is not None:
+            watched.append(self.env.capture)
+        watched.append(self.jail)
+        if self.env.parent is not None:
+            watched.append(self.env.parent)
+        return watched
+
+    def _lose(self, process: str) -> core.Gone:
+        """The process's channel closed (or refused a command): the event telling the Run how it ended."""
+        self.gone.add(process)
+        self.watched = None
+        return core.Gone(process, self._how_it_ended(process), time.monotonic())
 
     def _packets(self, ready: set[Any]) -> None:
         wire = self.wire
@@ -194,8 +208,7 @@ class Experiment:
         except OSError:
             message, pid = None, None
         if message is None:
-            self.gone.add(process)
-            self._feed(core.Gone(process, self._how_it_ended(process), time.monotonic()))
+            self._feed(self._lose(process))
             return
         if pid:
             self.pids[process] = pid
@@ -226,8 +239,7 @@ class Experiment:
                 try:
                     send_message(self.channels[a.process], a.message)
                 except OSError:
-                    self.gone.add(a.process)
-                    todo.extend(self.core.feed(core.Gone(a.process, self._how_it_ended(a.process), time.monotonic())))
+                    todo.extend(self.core.feed(self._lose(a.process)))
             elif isinstance(a, core.Probe):
                 todo.extend(self.core.feed(core.Asleep(a.process, self._asleep(a.process), time.monotonic())))
             elif isinstance(a, core.Gate):
