@@ -265,6 +265,39 @@ def test_a_segment_resent_after_its_first_copy_arrived_is_the_lesson_not_a_distu
     assert _fin_resent(0.0101) == (0.0, "")  # the first copy arrived in time: the resend is TCP's own
 
 
+# ---- looking ---------------------------------------------------------------------------------------
+def test_the_listening_socket_is_looked_at_only_after_a_line_that_acts_on_it():
+    lab = Lab(scenario(s.recv("server"), s.close("server"), s.close("server", listener=True)))
+    lab.connected()
+    lab.looks.clear()
+    lab.at(0.010).reply("server", call("recv", 0.005, result=6))
+    lab.at(0.011).reply("server", call("close", 0.0105))
+    assert ("server", 0) not in [(e, c) for e, c, _t in lab.looks]  # a recv and a close of the connection
+    lab.kernel[("server", 0)] = None  # type: ignore[assignment]
+    lab.at(0.012).reply("server", call("close", 0.0115, socket="listener"))
+    assert lab.looks[-2:] == [("server", 1, 0.012), ("server", 0, 0.012)]
+    assert [(e.state, e.t) for e in lab.trace().events if e.kind == "state" and e.conn == 0][-1] == ("CLOSED", 0.0115)
+
+
+def test_a_segment_that_cannot_have_changed_its_sender_is_not_followed_by_a_look_at_it():
+    """The first FIN (FIN_WAIT_1 inside close()) and an RST are looked for; the SYN-ACK of a socket seen
+    in SYN_RECEIVED, a FIN sent again and a plain ACK from TIME_WAIT are not."""
+    lab = Lab(scenario(s.close("client")))
+    lab.connected()
+    lab.looks.clear()
+    lab.kernel[("client", 1)] = sock("FIN_WAIT_1")
+    lab.at(0.010).packet("client", ("FIN", "ACK"), seq=101, ack=501, arrives=-1)
+    assert lab.looks == [("client", 1, 0.010)]
+    lab.at(0.210).packet("client", ("FIN", "ACK"), seq=101, ack=501, arrives=-1)  # sent again
+    lab.kernel[("client", 1)] = sock("TIME_WAIT", timer="time-wait")
+    lab.at(0.220).packet("server", ("FIN", "ACK"), seq=501, ack=102)
+    lab.looks.clear()
+    lab.at(0.221).packet("client", ("ACK",), seq=102, ack=502, arrives=-1)
+    assert lab.looks == []
+    lab.at(0.222).packet("client", ("RST",), seq=102, ack=0, arrives=-1)
+    assert lab.looks == [("client", 1, 0.222)]
+
+
 # ---- dating by cause -----------------------------------------------------------------------------
 def test_a_state_a_call_brings_is_dated_at_the_call_before_the_segment_it_sends():
     """close-full-window told FIN_WAIT_1 after close() returned: the FIN waits behind the data,
