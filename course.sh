@@ -88,9 +88,10 @@ case "${1:-}" in
         "$VENV/bin/ruff" format --check .
         # two lanes (tests/conftest.py): the kernel-free one first (the engine's rules, queries, checks and
         # words on stored traces, in under 30 s), then the live one (experiments, browsers, nbgrader, VMs,
-        # the hub, and nbval over the notebooks)
+        # the hub, and nbval over the notebooks; a file stays on one worker, the longest start first:
+        # tests/conftest.py's LONGEST_FIRST, which xdist keeps in order with --no-loadscope-reorder)
         "$VENV/bin/python" -m pytest -n 2 --kernel-free tests "${@:2}"
-        exec "$VENV/bin/python" -m pytest -n 2 --dist loadfile --live-lane \
+        exec "$VENV/bin/python" -m pytest -n 2 --dist loadfile --no-loadscope-reorder --live-lane \
             --nbval --nbval-current-env --nbval-sanitize-with tests/nbval.cfg \
             tests notebooks exercises/solutions "${@:2}"
         ;;

@@ -18,6 +18,25 @@ from closekit.trace import Trace
 
 LANES = ("live", "browser", "nbgrader", "vm", "hub", "packaging")
 LIVE_FIXTURES = ("live", "verdicts", "traces")  # fixtures that run experiments: a test using one is live
+# The live lane's longest files, longest first (seconds of one worker, measured on a 2-core machine). xdist
+# (--dist loadfile --no-loadscope-reorder, course.sh) hands files out in collection order, so these start
+# first and the many short files fill in beside them; otherwise a long file picked up last decides the wall time.
+LONGEST_FIRST = (
+    "tests/test_kernels.py",  # 130-145: Debian 12's kernel under qemu's emulation runs the whole ledger
+    "tests/test_reliability.py",  # 130-140
+    "tests/test_hub.py",  # 100-155
+    "tests/test_browser.py",  # 90-120
+    "tests/test_browser_pictures.py",  # 85-140
+    "tests/test_exercises_answers.py",  # 75-125
+    "tests/test_exercises_guide.py",  # 80-85
+    "tests/test_book.py",  # 75-80
+    "tests/test_exercises.py",  # 65-85
+    "tests/test_packaging.py",  # 65-75
+    "tests/test_degraded.py",  # 55
+    "tests/test_regrade.py",  # 35-55
+    "tests/test_claims.py",  # 40
+    "tests/test_boundary.py",  # 40
+)
 _traces: dict[str, Trace] = {}
 
 
@@ -52,6 +71,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     else:
         return
     config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+    if config.getoption("--live-lane"):
+        rank = {name: n for n, name in enumerate(LONGEST_FIRST)}
+        kept.sort(key=lambda i: rank.get(i.nodeid.split("::", 1)[0], len(rank)))  # stable: in-file order stays
     items[:] = kept
 
 

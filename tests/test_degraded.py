@@ -20,25 +20,48 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(str(p) for p in (REPO / "notebooks").glob("0*.ipynb"))
 
 
-def _nbval_lax(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+def _nbval_lax(tmp_path: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax", "--nbval-current-env",
          "-o", "addopts=", "--rootdir", str(tmp_path), *NOTEBOOKS],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path,
     )  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, tuple[int, str]]:
+    """The three runs of every chapter (two fallback modes, no dot), started together: each is mostly waiting
+    for its experiments' timers, one chapter after another. Each keeps its own folder, environment and
+    kernels. Which run -> (its exit status, the end of its output)."""
+    no_dot = tmp_path_factory.mktemp("no-dot")  # python and its tools, but no dot
+    environments = {
+        "host": {**os.environ, "CLOSEKIT_SANDBOX": "host"},
+        "host-nocapture": {**os.environ, "CLOSEKIT_SANDBOX": "host-nocapture"},
+        "no-dot": {**os.environ, "PATH": f"{Path(sys.executable).parent}:{no_dot}"},
+    }
+    started = {name: _nbval_lax(tmp_path_factory.mktemp(name), env) for name, env in environments.items()}
+    done = {}
+    try:
+        for name, process in started.items():
+            out, _ = process.communicate(timeout=600)
+            done[name] = (process.returncode, out[-3000:])
+    finally:
+        for process in started.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    return done
+
+
 @pytest.mark.parametrize("mode", ["host", "host-nocapture"])
-def test_every_chapter_runs_in_a_fallback_mode(mode, tmp_path):
-    out = _nbval_lax(tmp_path, {**os.environ, "CLOSEKIT_SANDBOX": mode})
-    assert out.returncode == 0, out.stdout[-3000:]
+def test_every_chapter_runs_in_a_fallback_mode(mode, runs):
+    returncode, out = runs[mode]
+    assert returncode == 0, out
 
 
-def test_every_chapter_runs_without_the_dot_program(tmp_path):
-    bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bin_dir}:{tmp_path}"}  # python and its tools, but no dot
-    out = _nbval_lax(tmp_path, env)
-    assert out.returncode == 0, out.stdout[-3000:]
+def test_every_chapter_runs_without_the_dot_program(runs):
+    returncode, out = runs["no-dot"]
+    assert returncode == 0, out
 
 
 def test_a_diagram_without_dot_shows_how_to_get_it(tmp_path):

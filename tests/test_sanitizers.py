@@ -10,9 +10,13 @@
 from __future__ import annotations
 
 import dataclasses
+import fcntl
+import functools
+import json
 import re
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import nbformat
@@ -28,13 +32,15 @@ CFG = TESTS / "nbval.cfg"
 KERNEL = "6.18.44-fc-v657"
 
 
-def sanitizers() -> list[tuple[str, str]]:
-    """The (regex, replace) pairs exactly as nbval reads them from the file."""
+@functools.cache
+def sanitizers() -> tuple[tuple[str, str], ...]:
+    """The (regex, replace) pairs exactly as nbval reads them from the file (read once: the file does not
+    change during a run, and the tests below sanitize thousands of strings)."""
     from nbval.plugin import get_sanitize_patterns
 
     pairs = get_sanitize_patterns(CFG.read_text(encoding="utf-8"))
     assert len(pairs) == CFG.read_text(encoding="utf-8").count("\nregex: "), "a rule nbval would not read"
-    return pairs
+    return tuple(pairs)
 
 
 def sanitize(text: str) -> str:
@@ -189,26 +195,56 @@ def _notebook(path: Path, stored: dict, run: dict) -> None:
     nbformat.write(nb, path)
 
 
-@pytest.mark.parametrize(
-    ("run", "passes"),
-    [
-        ({"kernel": "6.1.0-18-amd64", "jitter": 0.0003}, True),
-        ({"flip": True}, False),
-        ({"close_duration": 0.001}, False),
-    ],
-    ids=["other-machine-passes", "flipped-arrow-fails", "1s-wait-as-1ms-fails"],
-)
-def test_nbval_itself(tmp_path, run, passes):
-    path = tmp_path / "picture.ipynb"
-    _notebook(path, {}, run)
+NBVAL_CASES = {
+    "other-machine-passes": ({"kernel": "6.1.0-18-amd64", "jitter": 0.0003}, True),
+    "flipped-arrow-fails": ({"flip": True}, False),
+    "1s-wait-as-1ms-fails": ({"close_duration": 0.001}, False),
+}
+
+
+@pytest.fixture(scope="module")
+def nbval_outcomes(tmp_path_factory) -> dict[str, list[str]]:
+    """One real nbval run over one notebook per case (each notebook gets its own kernel, as if run alone):
+    case -> the outcome of each of its cells ("passed", "failure", ...). One run for the three cases, and one
+    for the whole session (xdist's workers share it through a locked file): most of a run is starting
+    pytest, nbval and a kernel."""
+    shared = tmp_path_factory.getbasetemp().parent  # the same folder for every worker of this session
+    with open(shared / "nbval-itself.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = shared / "nbval-itself.json"
+        if not done.is_file():
+            done.write_text(json.dumps(_run_nbval(tmp_path_factory.mktemp("nbval"))))
+        return json.loads(done.read_text())
+
+
+def _run_nbval(folder: Path) -> dict[str, list[str]]:
+    for case, (run, _) in NBVAL_CASES.items():
+        _notebook(folder / f"{case}.ipynb", {}, run)
+    report = folder / "report.xml"
     out = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval", "--nbval-current-env",
-         "--nbval-sanitize-with", str(CFG), str(path)],
-        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(folder), "--nbval",
+         "--nbval-current-env", "--nbval-sanitize-with", str(CFG), f"--junitxml={report}",
+         *(f"{case}.ipynb" for case in NBVAL_CASES)],
+        capture_output=True, text=True, cwd=folder, timeout=300,
     )  # fmt: skip
-    assert (out.returncode == 0) is passes, out.stdout[-3000:]
-    if not passes:
-        assert "1 failed" in out.stdout
+    assert report.is_file(), out.stdout[-3000:] + out.stderr[-3000:]
+    outcomes: dict[str, list[str]] = {"stdout": [out.stdout[-3000:]]}
+    for cell in ET.parse(report).iter("testcase"):  # classname: the notebook's file name
+        failed = [child.tag for child in cell if child.tag in ("failure", "error", "skipped")]
+        notebook = cell.get("classname", "").removesuffix(".ipynb")
+        outcomes.setdefault(notebook, []).append(failed[0] if failed else "passed")
+    return outcomes
+
+
+@pytest.mark.parametrize("case", NBVAL_CASES)
+def test_nbval_itself(nbval_outcomes, case):
+    _, passes = NBVAL_CASES[case]
+    cells = nbval_outcomes.get(case, [])
+    assert len(cells) == 1, (cells, nbval_outcomes["stdout"])  # the notebook's one cell, compared
+    if passes:
+        assert cells == ["passed"], nbval_outcomes["stdout"]
+    else:
+        assert cells == ["failure"], nbval_outcomes["stdout"]  # a failed comparison, not an error
 
 
 def test_a_reopened_windows_size_is_masked_and_a_zero_window_is_not():
