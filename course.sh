@@ -34,11 +34,20 @@ system_setup() {
     fi
 }
 
+# without_rfc3987_syntax PYTHON: jsonschema (under nbformat and jupyter-events) imports rfc3987-syntax when it
+# starts, which compiles ~35 Earley parsers: 2 s of CPU in every Jupyter server, nbgrader command and nbval
+# run. It checks only JSON Schema's "iri" formats, which no Jupyter schema uses; without it jsonschema skips
+# them (README, Dependencies). deploy/install.sh does the same for a class's environment.
+without_rfc3987_syntax() {
+    "$1" -m pip uninstall -y -q rfc3987-syntax 2>&1 | grep -v "not installed" >&2 || true
+}
+
 python_setup() {
     local extra=$1
     [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip
     "$VENV/bin/python" -m pip install -q -e ".[$extra]"
+    without_rfc3987_syntax "$VENV/bin/python"
     # JupyterLab's closekit-answers extension (a clicked answer is written into the notebook), no news
     # popup, and nbgrader pointed at exercises/ wherever it starts: an editable install has no data files.
     "$VENV/bin/python" -m closekit.exercises.jupyter_setup --course exercises >/dev/null

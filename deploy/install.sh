@@ -17,4 +17,6 @@ if ! cmp -s "$checkout/pyproject.toml" "$prefix/.closekit-pyproject.toml"; then
     cp "$checkout/pyproject.toml" "$prefix/.closekit-pyproject.toml"
 fi
 "$prefix/bin/python" -m pip install -q --no-deps --force-reinstall "$checkout"
+# 2 s less CPU in every student's server and nbgrader command (course.sh, without_rfc3987_syntax, says why)
+"$prefix/bin/python" -m pip uninstall -y -q rfc3987-syntax 2>&1 | grep -v "not installed" >&2 || true
 CLOSEKIT_HUB_PREFIX=$prefix "$prefix/bin/python" "$checkout/deploy/closekit_hub.py" configs
