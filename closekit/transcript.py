@@ -354,7 +354,7 @@ def plan(trace: Trace, clock_free: bool = False) -> Plan:
             continue
         end = e.t + e.duration
         transfer = any(e.t <= start and stop <= end for start, stop in spans)
-        woken = (bool(e.slept) or e.call == "connect") and waker(trace, e) is not None
+        woken = may_have_waited(e) and waker(trace, e) is not None
         if transfer or blocked(e, threshold, woken=woken):
             waits[id(e)] = transfer
     return Plan(groups, windows, waits, len(connections(trace)) > 1, retransmissions(trace))
@@ -458,6 +458,13 @@ QUICK = 0.02
 _BROUGHT, _ENDED, _ANSWER, _WOKEN = 0.2e-7, 0.3e-7, 0.4e-7, 0.5e-7
 
 
+def may_have_waited(e: Syscall) -> bool:
+    """A segment may have ended the call: it slept, or it is a blocking connect(), which returns only once
+    its SYN-ACK came whether or not it slept for it (a busy machine may take the CPU from it between its
+    SYN and its sleep: the SYN-ACK then comes first)."""
+    return bool(e.slept) or e.call == "connect"
+
+
 def waker(trace: Trace, e: Syscall) -> Segment | None:
     """The segment whose arrival ended a call that slept, by what the call waits for: connect() the
     SYN-ACK, recv() the first data, FIN or RST, close() or shutdown() the ACK of its FIN (or an RST),
@@ -556,7 +563,7 @@ def causal_times(trace: Trace) -> Told:
             if arrived is not None:
                 at[id(e)] = arrived + _BROUGHT
     for e in trace.syscalls():
-        woke = ended_by(trace, e) if e.slept else None
+        woke = ended_by(trace, e) if may_have_waited(e) else None
         if woke is not None:
             after = _ENDED if _read_to_eof(e) else _WOKEN  # before the ACK of that FIN: see ended_by
             at[id(e)] = arrivals.get(id(woke), woke.arrived) + after  # type: ignore[operator]
