@@ -30,21 +30,34 @@ def _nbval_lax(tmp_path: Path, env: dict[str, str]) -> subprocess.Popen[str]:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, tuple[int, str]]:
-    """The three runs of every chapter (two fallback modes, no dot), started together: each is mostly waiting
-    for its experiments' timers, one chapter after another. Each keeps its own folder, environment and
-    kernels. Which run -> (its exit status, the end of its output)."""
+    """The three runs of every chapter (two fallback modes, no dot), each in its own folder, environment and
+    kernels, mostly waiting for its experiments' timers. The run without dot (in the lab's namespaces) goes
+    beside the two host modes, which go one after the other: both use the host's loopback, and mode host's
+    capture sees every packet on it (the other's bulk transfers overflowed its queue: "the packet capture
+    dropped segments"). Which run -> (its exit status, the end of its output)."""
     no_dot = tmp_path_factory.mktemp("no-dot")  # python and its tools, but no dot
     environments = {
+        "no-dot": {**os.environ, "PATH": f"{Path(sys.executable).parent}:{no_dot}"},
         "host": {**os.environ, "CLOSEKIT_SANDBOX": "host"},
         "host-nocapture": {**os.environ, "CLOSEKIT_SANDBOX": "host-nocapture"},
-        "no-dot": {**os.environ, "PATH": f"{Path(sys.executable).parent}:{no_dot}"},
     }
-    started = {name: _nbval_lax(tmp_path_factory.mktemp(name), env) for name, env in environments.items()}
+    started: dict[str, subprocess.Popen[str]] = {}
     done = {}
+
+    def start(name: str) -> None:
+        started[name] = _nbval_lax(tmp_path_factory.mktemp(name), environments[name])
+
+    def finish(name: str) -> None:
+        out, _ = started[name].communicate(timeout=600)
+        done[name] = (started[name].returncode, out[-3000:])
+
     try:
-        for name, process in started.items():
-            out, _ = process.communicate(timeout=600)
-            done[name] = (process.returncode, out[-3000:])
+        start("no-dot")
+        start("host")
+        finish("host")
+        start("host-nocapture")
+        finish("host-nocapture")
+        finish("no-dot")
     finally:
         for process in started.values():
             if process.poll() is None:
