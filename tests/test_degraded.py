@@ -31,10 +31,10 @@ def _nbval_lax(tmp_path: Path, env: dict[str, str]) -> subprocess.Popen[str]:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, tuple[int, str]]:
     """The three runs of every chapter (two fallback modes, no dot), each in its own folder, environment and
-    kernels, mostly waiting for its experiments' timers. The run without dot (in the lab's namespaces) goes
-    beside the two host modes, which go one after the other: both use the host's loopback, and mode host's
-    capture sees every packet on it (the other's bulk transfers overflowed its queue: "the packet capture
-    dropped segments"). Which run -> (its exit status, the end of its output)."""
+    kernels, side by side: they mostly wait for their experiments' timers. The two host modes share the
+    host's loopback, and mode host's capture queues only its own experiment's segments (before its filter,
+    the other's bulk transfers overflowed its queue: "the packet capture dropped segments"). Which run ->
+    (its exit status, the end of its output)."""
     no_dot = tmp_path_factory.mktemp("no-dot")  # python and its tools, but no dot
     environments = {
         "no-dot": {**os.environ, "PATH": f"{Path(sys.executable).parent}:{no_dot}"},
@@ -52,12 +52,10 @@ def runs(tmp_path_factory) -> dict[str, tuple[int, str]]:
         done[name] = (started[name].returncode, out[-3000:])
 
     try:
-        start("no-dot")
-        start("host")
-        finish("host")
-        start("host-nocapture")
-        finish("host-nocapture")
-        finish("no-dot")
+        for name in environments:
+            start(name)
+        for name in environments:
+            finish(name)
     finally:
         for process in started.values():
             if process.poll() is None:

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -88,6 +89,45 @@ def test_thirty_two_experiments_from_concurrent_processes_stay_apart():
     processes = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(32)]
     outputs = [p.communicate(timeout=60)[0].strip() for p in processes]
     assert outputs == ["server 1"] * 32  # one RST each: no namespace saw another's traffic
+
+
+def test_bulk_traffic_on_the_hosts_loopback_leaves_the_host_modes_capture_complete():
+    """Mode host captures on the host's loopback, which every program on the machine shares. Its
+    filter queues only the experiment's own segments: another program's bulk transfer there (here
+    two threads, as fast as the kernel carries it) neither fills its queue, which stopped experiments
+    with "the packet capture dropped segments" when the host's modes ran side by side, nor shows in
+    the trace."""
+    lab = Lab(sandbox="host")
+    quiet = [closekit.run(name, lab=lab) for name in ("close-default", "close-unread")]
+    stop = threading.Event()
+    listener = _listener_on_host()
+    sender = socket.create_connection(listener.getsockname())
+    receiver, _ = listener.accept()
+    chunk = bytes(1 << 20)
+
+    def send() -> None:
+        while not stop.is_set():
+            sender.sendall(chunk)
+        sender.close()
+
+    def receive() -> int:
+        total = 0
+        while data := receiver.recv(1 << 20):
+            total += len(data)
+        return total
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        received = pool.submit(receive)
+        pool.submit(send)
+        try:
+            busy = [closekit.run(t.scenario, lab=lab) for t in quiet * 10]
+        finally:
+            stop.set()
+            lab.close()
+            listener.close()
+        assert received.result(timeout=30) > 10 << 20  # the loopback was busy all along
+    receiver.close()
+    assert busy == quiet * 10
 
 
 def _listener_on_host() -> socket.socket:

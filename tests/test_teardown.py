@@ -100,12 +100,10 @@ def test_an_orphan_a_function_left_with_unsent_data_is_destroyed_at_teardown(lab
 
 
 def test_a_time_wait_flood_leaves_nothing_and_the_next_run_works(lab):
-    try:
-        trace = closekit.run(Scenario("flood", "", steps=(s.call("client", time_wait_flood),)), lab=lab)
-    except closekit.ExperimentError as e:  # netns-loopback: the capture may drop the flood's segments
-        assert "capture dropped segments" in str(e)
-    else:
-        assert trace.syscalls("client", "call")[0].result >= 1000  # loopback ports in TIME_WAIT get reused
+    # (netns-loopback: the capture's filter keeps only the experiment's port, so the flood's ten
+    # thousands of segments never fill its queue, where before they could: "the capture dropped segments")
+    trace = closekit.run(Scenario("flood", "", steps=(s.call("client", time_wait_flood),)), lab=lab)
+    assert trace.syscalls("client", "call")[0].result >= 1000  # loopback ports in TIME_WAIT get reused
     assert left_behind(lab) == {"sockets": 0, "renewed": 0}
     assert closekit.run("close-default", lab=lab).states("client")[-1] == "TIME_WAIT"
 

@@ -236,6 +236,8 @@ class Experiment:
                 found = self.env.diag(a.endpoint).lookup(a.local, a.remote)
                 todo.extend(self.core.feed(core.Seen(a.endpoint, a.conn, found, time.monotonic())))
             elif isinstance(a, core.Command):
+                if self.env.capture is not None:  # before anything is sent to or from the server's port
+                    self.env.capture.follow(self.core.server_port)
                 try:
                     send_message(self.channels[a.process], a.message)
                 except OSError:
