@@ -83,11 +83,12 @@ def run(scenario: str | Scenario, lab: Lab | None = None) -> Trace:
     if isinstance(scenario, str):
         lab.start()  # a first experiment's helper boots while the scenario is looked up
         scenario = get(scenario)
-        missing = scenario.missing_in(lab.mode)
+        missing = scenario.missing_words(lab.mode)
         if missing:
+            from closekit.errors import text
             from closekit.recorded import load
 
-            recorded = load(scenario.name, f"it needs {' and '.join(missing)}; this machine runs mode {lab.mode}")
+            recorded = load(scenario.name, text("run.recorded_why", missing=missing, mode=lab.mode))
             if recorded is not None:
                 return recorded
     else:

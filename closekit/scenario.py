@@ -101,14 +101,21 @@ class Scenario:
         """What this scenario needs that lab mode `mode` does not give (empty: it can run there)."""
         missing = []
         if not self.link.is_default and mode != "netns":
-            missing.append(f"the lab's wire ({self.link.describe()})")
+            missing.append(text("run.missing.wire", link=self.link.describe()))
         elif any(isinstance(s, AtOnce) for s in self.steps) and mode != "netns":
-            missing.append("the lab's wire, which holds what steps started at once send until all have returned")
+            missing.append(text("run.missing.wire_at_once"))
         if not self.settings.is_default and mode not in ("netns", "netns-loopback"):
-            missing.append(f"a private network namespace for its settings ({self.settings.describe()})")
+            missing.append(text("run.missing.settings", settings=self.settings.describe()))
         if mode == "host-nocapture" and any(isinstance(s, st.WaitSegment) for s in iter_steps(self.steps)):
-            missing.append("the segments on the wire, which its wait_segment() sync point waits for")
+            missing.append(text("run.missing.segments"))
         return missing
+
+    def missing_words(self, mode: str) -> str:
+        """What missing_in() names, as one phrase ("" when nothing is missing)."""
+        words = ""
+        for need in self.missing_in(mode):
+            words = text("run.both", first=words, second=need) if words else need
+        return words
 
     def script(self) -> str:
         """The scenario as packetdrill-like lines, one step a line."""

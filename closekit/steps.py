@@ -568,10 +568,7 @@ class WaitRecvQueue(SyncPoint):
         return m.view(endpoint).rqueue >= self.nbytes or window_closed(m, endpoint)
 
     def waited_for(self, m: Moment, endpoint: str) -> str:
-        return (
-            f"waited for {self.nbytes} unread bytes (or a closed window), but {self.side}'s receive queue held "
-            f"{m.view(endpoint).rqueue}"
-        )
+        return text("run.waited.unread", nbytes=self.nbytes, side=self.side, held=m.view(endpoint).rqueue)
 
     def looks(self, endpoint: str, current: int) -> tuple[tuple[str, int], ...]:
         return ((endpoint, current), (peer_of(endpoint), current))
@@ -598,9 +595,9 @@ class WaitState(SyncPoint):
         return m.view(endpoint, self.listener).state == self.state
 
     def waited_for(self, m: Moment, endpoint: str) -> str:
-        which = "listening socket" if self.listener else "socket"
         seen = m.view(endpoint, self.listener).state
-        return f"waited for {self.side}'s {which} in {self.state}, but it was in {seen}"
+        return text("run.waited.state_listener" if self.listener else "run.waited.state",
+                    side=self.side, state=self.state, seen=seen)  # fmt: skip
 
     def looks(self, endpoint: str, current: int) -> tuple[tuple[str, int], ...]:
         return ((endpoint, 0 if self.listener else current),)
@@ -632,10 +629,12 @@ class WaitSegment(SyncPoint):
         )
 
     def waited_for(self, m: Moment, endpoint: str) -> str:
-        seen = ", ".join(f"{src} {'+'.join(sorted(flags))}" for src, flags, _win in m.segments) or "none"
-        win = "" if self.win is None else f" and window {self.win}"
+        seen = ", ".join(f"{src} {'+'.join(sorted(flags))}" for src, flags, _win in m.segments)
+        seen = seen or text("run.waited.no_segments")
         flags = "+".join(self.flags)
-        return f"waited for a segment from {self.side} with {flags}{win}, but the segments sent were: {seen}"
+        if self.win is None:
+            return text("run.waited.segment", side=self.side, flags=flags, seen=seen)
+        return text("run.waited.segment_window", side=self.side, flags=flags, win=self.win, seen=seen)
 
 
 @dataclass(frozen=True)
@@ -654,10 +653,7 @@ class WaitAcked(SyncPoint):
         return view.state is not None and view.wqueue == 0 and m.in_flight == 0
 
     def waited_for(self, m: Moment, endpoint: str) -> str:
-        return (
-            f"waited for the peer to acknowledge all that {self.side} sent, but {m.view(endpoint).wqueue} bytes "
-            "(a FIN counts one) were unacknowledged"
-        )
+        return text("run.waited.acked", side=self.side, unacked=m.view(endpoint).wqueue)
 
     def looks(self, endpoint: str, current: int) -> tuple[tuple[str, int], ...]:
         return ((endpoint, current),)
@@ -674,7 +670,7 @@ class WaitDone(SyncPoint):
         return self.side in m.returned
 
     def waited_for(self, m: Moment, endpoint: str) -> str:
-        return f"waited for {self.side} to return from its calls, but it was still in one"
+        return text("run.waited.done", side=self.side)
 
 
 @dataclass(frozen=True)
@@ -689,9 +685,8 @@ class WaitBlocked(SyncPoint):
         return self.side in m.blocked
 
     def waited_for(self, m: Moment, endpoint: str) -> str:
-        if self.side in m.returned:
-            return f"waited for {self.side} to block in its call, but the call returned without waiting"
-        return f"waited for {self.side} to block in its call, but it kept running"
+        returned = self.side in m.returned
+        return text("run.waited.blocked_returned" if returned else "run.waited.blocked_running", side=self.side)
 
 
 def window_closed(m: Moment, receiver: str) -> bool:

@@ -15,6 +15,7 @@ import pytest
 
 from closekit import steps as s
 from closekit.errors import ExperimentError, SyncTimeoutError
+from closekit.lang import use
 from closekit.link import Link, hold
 from closekit.sandbox import core
 from closekit.sandbox.diag import DiagSocket
@@ -179,6 +180,23 @@ def test_a_sync_point_that_is_never_met_says_what_it_waited_for():
     lab.connected()
     with pytest.raises(SyncTimeoutError, match="waited for client's socket in TIME_WAIT, but it was in ESTABLISHED"):
         lab.at(0.6).tick()
+
+
+def test_a_run_s_errors_are_worded_in_the_notebook_s_language():
+    """A Chinese notebook's sync point that is not met, and its run past the time limit, are told in
+    Chinese (the helper runs each experiment in the language the notebook asked in)."""
+    lab = Lab(scenario(s.wait_state("client", "TIME_WAIT"), sync_timeout=0.5))
+    lab.connected()
+    with use("zh"), pytest.raises(SyncTimeoutError) as timed_out:
+        lab.at(0.6).tick()
+    assert str(timed_out.value) == (
+        "场景 'timeline' 中的同步点 wait_state('client', state='TIME_WAIT') 在 0.5 秒内没有满足："
+        "等待 client 的套接字进入 TIME_WAIT，但它处于 ESTABLISHED"
+    )
+    lab = Lab(scenario(s.recv("server"), time_limit=1.0))
+    lab.connected()
+    with use("zh"), pytest.raises(ExperimentError, match=r"超过了它的时间上限 1 秒（仍在运行：server: recv\("):
+        lab.at(1.2).tick()
 
 
 def test_a_run_past_its_time_limit_names_what_was_still_running():

@@ -15,12 +15,13 @@ import pytest
 
 import closekit
 from closekit import claims, cli, lang
-from closekit.errors import LanguageError, MessageError, ScenarioError
+from closekit.errors import ExperimentError, LanguageError, MessageError, NotHereError, ScenarioError, SyncTimeoutError
 from closekit.exercises import WriteCode, catalog
 from closekit.link import Link, drop
+from closekit.sandbox.client import Lab
 from closekit.scenario import Scenario
 from closekit.settings import Settings
-from closekit.steps import at_once, close, send, shutdown
+from closekit.steps import at_once, call, close, send, shutdown, wait_state
 from closekit.trace import Trace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,7 +134,7 @@ def _used_keys() -> tuple[set[str], set[str]]:
         if path.parent.name == "lang":
             continue
         source = path.read_text()
-        speaks = "closekit.lang" in source or re.search(r"^from closekit\.errors import .*\btext\b", source, re.M)
+        speaks = "closekit.lang" in source or re.search(r"^\s*from closekit\.errors import .*\btext\b", source, re.M)
         for node in ast.walk(ast.parse(source)):
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
                 continue
@@ -368,6 +369,46 @@ def test_the_same_exercise_in_an_english_notebook_speaks_english(tmp_path, monke
     assert ex.choices == {"A": "a FIN", "B": "an RST", "C": "nothing at all"}
     ex.answer("C")
     assert ex.run().message.startswith("Your prediction held: C) nothing at all. The parent's close() sent nothing")
+
+
+def quit_with_status_three(sock):
+    import os
+
+    os._exit(3)
+
+
+@pytest.mark.live
+def test_an_experiment_that_stops_in_a_chinese_notebook_says_why_in_chinese(chinese_assignment):
+    """The lab's helper words why a run stopped in the language of the notebook that asked for it (one
+    helper serves both): a sync point not met, a process that ended mid-line, and in a fallback mode
+    what the mode lacks, for a student's scenario and for a built-in one's recorded trace."""
+    never = Scenario("never", "", steps=(wait_state("client", "TIME_WAIT"),), sync_timeout=0.2)
+    with pytest.raises(SyncTimeoutError) as caught:
+        closekit.run(never)
+    assert str(caught.value) == (
+        "场景 'never' 中的同步点 wait_state('client', state='TIME_WAIT') 在 0.2 秒内没有满足："
+        "等待 client 的套接字进入 TIME_WAIT，但它处于 ESTABLISHED"
+    )
+    with pytest.raises(ExperimentError) as caught:
+        closekit.run(Scenario("quits", "", steps=(call("client", quit_with_status_three),)))
+    assert str(caught.value) == (
+        "进程 client 在运行 call('client', function='quit_with_status_three') 时退出了，退出状态 3"
+    )
+    with lang.use("en"), pytest.raises(SyncTimeoutError, match=r"in 'never' was not met within 0\.2 s: waited for"):
+        closekit.run(never)
+    lab = Lab(sandbox="host-nocapture")
+    try:
+        delayed = Scenario("delayed", "", steps=(close("client"),), link=Link(delay=0.01))
+        with pytest.raises(NotHereError) as caught:
+            closekit.run(delayed, lab=lab)
+        assert str(caught.value).startswith("场景 'delayed' 需要实验环境的线路（")
+        assert str(caught.value).endswith("而模式 'host-nocapture' 没有（`closekit doctor` 会说明原因）")
+        recorded = closekit.run("linger-waits-for-ack", lab=lab)
+    finally:
+        lab.close()
+    assert recorded.recorded.startswith("于 2026-12-06 在 Linux ")
+    assert "；没有在本机运行：它需要实验环境的线路（" in recorded.recorded
+    assert recorded.recorded.endswith("；本机运行的是模式 host-nocapture")
 
 
 @pytest.mark.live

@@ -30,13 +30,21 @@ import contextvars
 import functools
 import os
 import re
-import tomllib
 import unicodedata
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Protocol
 
 from closekit.errors import LanguageError, MessageError
+
+TYPE_CHECKING = False  # (not typing's: the lab's helper imports this module at start, and typing costs ms)
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+
+    class _Claim(Protocol):
+        id: str
+        text: str
+        linux_text: str | None
+
 
 __all__ = [
     "ENV",
@@ -106,10 +114,18 @@ def edition_name(name: str, lang: str) -> str:
     return name if _checked(lang, "the language") == LANGUAGES[0] else f"{name}-{lang}"
 
 
+def _toml(name: str) -> dict[str, Any]:
+    """A catalog file beside this module, parsed (tomllib is imported here: the lab's helper imports this
+    module at start, and most runs word nothing)."""
+    import tomllib
+
+    return tomllib.loads((HERE / name).read_text(encoding="utf-8"))
+
+
 @functools.cache
 def catalog(lang: str) -> dict[str, Any]:
     """The parsed catalog of `lang` (nested tables, as in its TOML file)."""
-    return tomllib.loads((HERE / f"{_checked(lang, 'the language')}.toml").read_text(encoding="utf-8"))
+    return _toml(f"{_checked(lang, 'the language')}.toml")
 
 
 def _lookup(key: str, lang: str) -> Any:
@@ -198,19 +214,13 @@ def _tokens(s: str) -> list[str]:
 
 
 # ---- claims --------------------------------------------------------------------------------------
-class _Claim(Protocol):
-    id: str
-    text: str
-    linux_text: str | None
-
-
 @functools.cache
 def claim_catalog(lang: str) -> dict[str, Any]:
     """`lang`'s claims file: ``claims`` (by claim id: text, and linux or linux_shared) and ``shared``
     (texts several claims share). The default language has none: its words are in closekit/claims.py."""
     if _checked(lang, "the language") == LANGUAGES[0]:
         return {"claims": {}, "shared": {}}
-    return tomllib.loads((HERE / f"claims-{lang}.toml").read_text(encoding="utf-8"))
+    return _toml(f"claims-{lang}.toml")
 
 
 def claim_words(claim: _Claim) -> tuple[str, str | None]:
@@ -237,7 +247,7 @@ def scenario_catalog(lang: str) -> dict[str, str]:
     language has none: its words are the scenarios' own, in closekit/library.py."""
     if _checked(lang, "the language") == LANGUAGES[0]:
         return {}
-    return tomllib.loads((HERE / f"scenarios-{lang}.toml").read_text(encoding="utf-8"))["scenarios"]
+    return _toml(f"scenarios-{lang}.toml")["scenarios"]
 
 
 def scenario_words(name: str, description: str) -> str:

@@ -16,6 +16,7 @@ import json
 from importlib import resources
 from pathlib import Path
 
+from closekit.errors import text
 from closekit.scenario import Scenario
 from closekit.trace import Trace
 
@@ -30,13 +31,13 @@ def recordable(scenario: Scenario) -> bool:
 def load(name: str, why: str) -> Trace | None:
     """The recorded trace of built-in scenario `name`, marked with `why` it is not live; None if none."""
     try:
-        text = resources.files(__package__).joinpath(f"{name}.json").read_text(encoding="utf-8")
+        stored = resources.files(__package__).joinpath(f"{name}.json").read_text(encoding="utf-8")
     except (FileNotFoundError, OSError):
         return None
-    data = json.loads(text)
-    note = data.pop("recorded_on")
+    data = json.loads(stored)
+    date = data.pop("recorded_on")
     trace = Trace.from_dict(data)
-    object.__setattr__(trace, "recorded", f"recorded {note}; not run on this machine: {why}")
+    object.__setattr__(trace, "recorded", text("run.recorded", kernel=trace.kernel, date=date, why=why))
     return trace
 
 
@@ -52,7 +53,7 @@ def record() -> list[Path]:
         if trace.mode != "netns":
             raise SystemExit(f"recording needs mode netns; this machine runs mode {trace.mode}")
         data = trace.to_dict()
-        data["recorded_on"] = f"on Linux {trace.kernel} (mode netns), {datetime.date.today().isoformat()}"
+        data["recorded_on"] = datetime.date.today().isoformat()  # (the kernel is the trace's own)
         path = DIRECTORY / f"{name}.json"
         path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
         written.append(path)

@@ -51,6 +51,7 @@ class Lab:
                 self._spawn()
 
     def run(self, scenario: Scenario) -> Trace:
+        from closekit.lang import current
         from closekit.scenario import Scenario
         from closekit.trace import Trace
 
@@ -59,7 +60,7 @@ class Lab:
         data = Scenario.remembered(scenario.to_dict()).to_dict()  # checked, whatever was done to the object
         with self._lock:
             self._ensure_started()
-            reply = self._ask({"op": "run", "scenario": data})
+            reply = self._ask({"op": "run", "scenario": data, "lang": current()})
         if not isinstance(reply.get("trace"), dict):
             raise errors.ExperimentError("the lab's helper answered without a trace")
         return Trace.from_dict(reply["trace"])

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from closekit import records
 from closekit import steps as st
-from closekit.errors import ExperimentError, ScenarioError, SyncTimeoutError
+from closekit.errors import ExperimentError, ScenarioError, SyncTimeoutError, text
 from closekit.sandbox.dating import Observation, date_states
 from closekit.sandbox.diag import DiagSocket
 from closekit.sandbox.packets import Connections, Packet
@@ -362,15 +362,12 @@ class Run:
 
     def running(self) -> str:
         """What each process is still doing, for an error that ends the run early."""
-        return "; ".join(f"{p.name}: {p.doing()}" for p in self.procs.values() if p.sent) or "nothing"
+        return "; ".join(f"{p.name}: {p.doing()}" for p in self.procs.values() if p.sent) or text("run.running_nothing")
 
     # ---- taking in ------------------------------------------------------------------------------
     def _sent(self, p: Packet) -> None:
         if len(self.packets) >= MAX_SEGMENTS:  # the helper's memory is bounded before the trace is built
-            raise ExperimentError(
-                f"the experiment put more than {MAX_SEGMENTS:,} segments on the wire, more than a trace may hold; "
-                "it was stopped (send fewer, larger writes)"
-            )
+            raise ExperimentError(text("run.too_many_segments", most=f"{MAX_SEGMENTS:,}"))
         self.last_activity = max(self.last_activity, self.now)
         self.packets.append(p)
         if self.wired and p.arrived is None:
@@ -423,10 +420,12 @@ class Run:
     def _reply(self, e: Reply) -> None:
         proc = self.procs[e.process]
         if e.kind == "crash":
-            doing = proc.doing() if proc.sent else "its set-up"
-            raise ExperimentError(f"the {proc.name} process failed while running {doing}: {e.records[0]['message']}")
+            doing = proc.doing() if proc.sent else text("run.its_setup")
+            raise ExperimentError(
+                text("run.failed_while", process=proc.name, doing=doing, message=e.records[0]["message"])
+            )
         if e.kind == "limit":
-            raise ExperimentError(f"the experiment hit a limit of the lab: {e.records[0]['message']}")
+            raise ExperimentError(text("run.lab_limit", message=e.records[0]["message"]))
         if e.kind == "hello":
             return
         if e.kind == "started":
@@ -504,7 +503,7 @@ class Run:
         if proc.exited or not proc.sent:
             proc.exited = True
             return
-        raise ExperimentError(f"the {proc.name} process {e.how} while running {proc.doing()}")
+        raise ExperimentError(text("run.ended_while", process=proc.name, how=e.how, doing=proc.doing()))
 
     def _asleep(self, e: Asleep) -> None:
         proc = self.procs[e.process]
@@ -541,9 +540,9 @@ class Run:
         limit = self.t0 + self.scenario.time_limit
         if now > limit:
             raise ExperimentError(
-                f"scenario {self.scenario.name!r} ran past its time limit of {self.scenario.time_limit:g} s "
-                f"(still running: {self.running()})"
-            )
+                text("run.time_limit", scenario=repr(self.scenario.name), seconds=f"{self.scenario.time_limit:g}",
+                     running=self.running())
+            )  # fmt: skip
         for key, due in list(self.timers.items()):
             if due <= now:
                 del self.timers[key]
@@ -615,14 +614,14 @@ class Run:
             if not step.met(moment, endpoint):
                 if self.now > self.held_since + self.scenario.sync_timeout:  # type: ignore[operator]
                     raise SyncTimeoutError(
-                        f"sync point {step.describe()} in {self.scenario.name!r} was not met within "
-                        f"{self.scenario.sync_timeout:g} s: {step.waited_for(moment, endpoint)}"
-                    )
+                        text("run.sync_timeout", step=step.describe(), scenario=repr(self.scenario.name),
+                             seconds=f"{self.scenario.sync_timeout:g}", waited=step.waited_for(moment, endpoint))
+                    )  # fmt: skip
                 return False
             self.waits.append(Wait(t=self.now - self.t0, side=step.side, step=step.describe()))
         elif isinstance(step, st.Release):
             if not self.wired:
-                raise ScenarioError(f"{step.describe()} needs the lab's wire, which this mode does not have")
+                raise ScenarioError(text("run.release_needs_wire", step=step.describe()))
             self.released |= {id(p) for p in self.unarrived if p.fate == "held" and p.src == step.side}
             self._actions.append(ReleaseHeld(step.side))
             self.waits.append(Wait(t=self.now - self.t0, side=step.side, step=step.describe()))

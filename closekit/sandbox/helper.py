@@ -16,6 +16,7 @@ import sys
 from typing import Any, BinaryIO
 
 from closekit.errors import CloseKitError, ExperimentError, ParentGone, ProtocolError
+from closekit.lang import LANGUAGES, use
 from closekit.sandbox.protocol import read_frame, write_frame
 from closekit.sandbox.workspace import SANDBOX_ENV, Workspace
 from closekit.scenario import Scenario
@@ -79,8 +80,9 @@ def handle(workspace: Workspace, request: Any, requests: int) -> dict[str, Any]:
     if request["op"] == "stats":
         return {"ok": True, "stats": workspace.stats()}
     try:
-        scenario = Scenario.remembered(request.get("scenario"))
-        trace = workspace.run(scenario, parent=requests)
+        with use(request.get("lang", LANGUAGES[0])):  # the notebook's: a run's errors are worded in it
+            scenario = Scenario.remembered(request.get("scenario"))
+            trace = workspace.run(scenario, parent=requests)
     except ParentGone:
         raise
     except CloseKitError as e:

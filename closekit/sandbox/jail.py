@@ -46,6 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from closekit.errors import text
 from closekit.sandbox import rootfs
 from closekit.sandbox.namespace import (
     CLONE_NEWIPC,
@@ -197,8 +198,9 @@ class Jail:
             self._note(report)
 
     def _note(self, report: dict[str, Any]) -> None:
-        if isinstance(report.get("ended"), str) and isinstance(report.get("how"), str):
-            self.ended[report["ended"]] = report["how"][:200]
+        status = report.get("status")
+        if isinstance(report.get("ended"), str) and isinstance(status, int) and not isinstance(status, bool):
+            self.ended[report["ended"]] = describe_exit(status)  # worded here, in the notebook's language
 
     def _read(self, block: bool, timeout: float = 0.0) -> dict[str, Any] | None:
         ready, _, _ = select.select([self._channel], [], [], timeout if block else 0)
@@ -391,7 +393,7 @@ class _Reaper:
                 return
             name = self.endpoints.pop(pid, None)
             if name is not None:
-                self.say({"ended": name, "how": describe_exit(status)})
+                self.say({"ended": name, "status": status})
             for pool in (self.idle, self.running):
                 for endpoint, (idle_pid, control) in list(pool.items()):
                     if idle_pid == pid:
@@ -516,12 +518,19 @@ def _drop_capabilities() -> None:
 
 # ---- processes ---------------------------------------------------------------------------------
 def describe_exit(status: int) -> str:
-    """'exited with status 0', 'was killed by SIGXCPU (its CPU time limit)' …"""
+    """'exited with status 0', 'was killed by SIGXCPU (its CPU time limit)' … (a wait status)"""
     if os.WIFSIGNALED(status):
         signum = os.WTERMSIG(status)
-        why = {signal.SIGXCPU: " (its CPU time limit)", signal.SIGXFSZ: " (its file size limit)"}.get(signum, "")
-        return f"was killed by {signal.Signals(signum).name}{why}"
-    return f"exited with status {os.WEXITSTATUS(status)}"
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = f"signal {signum}"
+        if signum == signal.SIGXCPU:
+            return text("run.exit.cpu_limit", signal=name)
+        if signum == signal.SIGXFSZ:
+            return text("run.exit.file_limit", signal=name)
+        return text("run.exit.signal", signal=name)
+    return text("run.exit.status", status=os.WEXITSTATUS(status))
 
 
 def _guard(body: Callable[[], None], report: Callable[[str], None]) -> None:

@@ -19,7 +19,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from closekit.errors import ExperimentError, NotHereError, ParentGone, ProtocolError
+from closekit.errors import ExperimentError, NotHereError, ParentGone, ProtocolError, text
 from closekit.sandbox import core
 from closekit.sandbox.capture import Capture
 from closekit.sandbox.counters import deltas, snapshot
@@ -284,7 +284,7 @@ class Experiment:
             self.stop()
             raise
         if self.env.capture is not None and self.env.capture.drops():
-            raise ExperimentError("the packet capture dropped segments; the trace would be incomplete")
+            raise ExperimentError(text("run.capture_dropped"))
         self.held_up, disturbed = self.core.disturbance(self.wire.late if self.wire is not None else 0.0)
         return self.core.trace(self.env.kernel, self.env.mode, counters, self.env.unobserved, disturbed)
 
@@ -295,9 +295,6 @@ class Experiment:
 
 def refuse_unsupported(scenario: Scenario, env: Environment) -> None:
     """A scenario that needs what this mode lacks is refused before anything runs, saying why."""
-    missing = scenario.missing_in(env.mode)
+    missing = scenario.missing_words(env.mode)
     if missing:
-        raise NotHereError(
-            f"scenario {scenario.name!r} needs {' and '.join(missing)}, which mode {env.mode!r} does not have "
-            "(`closekit doctor` says why)"
-        )
+        raise NotHereError(text("run.not_here", scenario=repr(scenario.name), missing=missing, mode=repr(env.mode)))
