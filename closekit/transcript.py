@@ -819,7 +819,7 @@ def header_lines(trace: Trace, kernel: bool = True) -> list[str]:
     if settings:
         lines.append(settings)
     if trace.disturbed:
-        lines.append(f"disturbed: {trace.disturbed}")
+        lines.append(text("transcript.disturbed", disturbed=trace.disturbed))
     conns = connections(trace)
     if len(conns) > 1:
         tags = ", ".join(conn_tag(c) for c in conns)

@@ -103,8 +103,9 @@ class Lab:
             p.fate = "released"
         self.feed(core.Arrived(p, self.now))
 
-    def connected(self) -> None:
-        """The set-up of a connected scenario: listen, connect, accept, and the handshake."""
+    def connected(self, accept_at: float = 0.004, ack_arrives: float | None = None) -> None:
+        """The set-up of a connected scenario: listen, connect, accept (its call starting at `accept_at`),
+        and the handshake (its last ACK arriving at once, or at `ack_arrives`)."""
         self.kernel[("server", 0)] = sock("LISTEN")
         self.at(0.001).reply("server", call("listen", 0.001, backlog=8),
                              {"kind": "port", "role": "listener", "port": SERVER_PORT})  # fmt: skip
@@ -114,11 +115,15 @@ class Lab:
         self.kernel[("server", 1)] = sock("ESTABLISHED")
         self.kernel[("client", 1)] = sock("ESTABLISHED")
         self.packet("server", ("SYN", "ACK"), seq=500, ack=101)
-        self.packet("client", ("ACK",), seq=101, ack=501)
+        ack = self.packet("client", ("ACK",), seq=101, ack=501, arrives=None if ack_arrives is None else -1)
         self.at(0.003).reply(
             "client", call("connect", 0.002), {"kind": "port", "role": "connection", "port": CLIENT_PORT}
         )
-        self.at(0.004).reply("server", call("accept", 0.004, result=4))
+        if ack_arrives is not None and ack_arrives < accept_at:
+            self.at(ack_arrives).arrive(ack)
+        self.at(max(accept_at, 0.004)).reply("server", call("accept", accept_at, result=4))
+        if ack_arrives is not None and ack_arrives >= accept_at:
+            self.at(ack_arrives).arrive(ack)
 
     def sent_lines(self, process: str) -> list[list[list[int]]]:
         return [m["lines"] for p, m in self.commands if p == process and m["op"] == "run"]
@@ -281,6 +286,26 @@ def test_a_segment_resent_while_the_relay_still_held_its_first_copy_is_a_disturb
 
 def test_a_segment_resent_after_its_first_copy_arrived_is_the_lesson_not_a_disturbance():
     assert _fin_resent(0.0101) == (0.0, "")  # the first copy arrived in time: the resend is TCP's own
+
+
+def _accept_handed_over(accept_at: float) -> tuple[float, str]:
+    """return-default's set-up on a 10 ms link: connect() returned at 2.1 ms and the handshake's last ACK
+    reached the server at 12 ms; the lab started the server's accept() at `accept_at`."""
+    lab = Lab(scenario(s.close("client"), link=Link(delay=0.01)))
+    lab.connected(accept_at=accept_at, ack_arrives=0.012)
+    return lab.run.disturbance(0.0)
+
+
+def test_a_set_up_accept_handed_over_after_the_handshake_ended_is_a_disturbed_run():
+    """Beside two suites at once, the lab handed the server its accept() later than the ACK's 10 ms
+    flight: accept() found the connection waiting, and the chapter's "accept() …" wait was gone."""
+    late, said = _accept_handed_over(0.0131)
+    assert round(late, 4) == 0.0011
+    assert said == (
+        "the lab handed the server its accept() 1.1 ms after the handshake's last ACK had reached it, so it did not "
+        "wait for that ACK"
+    )
+    assert _accept_handed_over(0.0040) == (0.0, "")  # it waited for the ACK, as the program would
 
 
 # ---- looking ---------------------------------------------------------------------------------------

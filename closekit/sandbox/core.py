@@ -276,15 +276,35 @@ class Run:
 
     def disturbance(self, wire_late: float) -> tuple[float, str]:
         """How long a busy machine held the run up at worst after its set-up (`wire_late`: the wire's
-        worst since then), and in words ("" if within TOLERANCE)."""
-        worst = (wire_late, f"the wire passed a segment on {wire_late * 1000:.0f} ms late")
+        worst since then), and in words ("" if the lesson tolerates it)."""
+        held, who = wire_late, None  # who: (process, call) kept from the CPU; None: the wire
         begun = self.setup_until or self.t0
         for _order, process, r in self.records:
-            if r["kind"] == "syscall" and r["t"] >= begun and (r["queued"] or 0.0) > worst[0]:
-                worst = (r["queued"], f"the {process} waited {r['queued'] * 1000:.0f} ms for a CPU in {r['call']}()")
-        if worst[0] <= TOLERANCE and (resent := self._resent_in_the_relay()):
-            return worst[0], resent
-        return worst if worst[0] > TOLERANCE else (worst[0], "")
+            if r["kind"] == "syscall" and r["t"] >= begun and (r["queued"] or 0.0) > held:
+                held, who = r["queued"], (process, r["call"])
+        if held > TOLERANCE:
+            ms = f"{held * 1000:.0f}"
+            if who is None:
+                return held, text("run.disturbed.wire", ms=ms)
+            return held, text("run.disturbed.cpu", process=who[0], call=who[1], ms=ms)
+        late, words = self._late_accept()
+        if words:
+            return max(held, late), words
+        return held, self._resent_in_the_relay()
+
+    def _late_accept(self) -> tuple[float, str]:
+        """The set-up handed the server its accept() only after the handshake's last ACK had reached it:
+        on a link with delay that ACK is on its way for the delay after connect() returns, and accept(),
+        handed over at once, waits for it (the lesson shows that wait); handed over late, it finds its
+        connection waiting. (How late, in words), or (0, "")."""
+        if not self.scenario.link.delay or self.setup_until is None:
+            return 0.0, ""
+        accept = next((r for _o, _p, r in self.records if r["kind"] == "syscall" and r["call"] == "accept"), None)
+        last_ack = next((p for p in self.packets if p.src == "client" and p.conn and p.flags == ("ACK",)), None)
+        if accept is None or last_ack is None or last_ack.arrived is None or accept["t"] > self.setup_until:
+            return 0.0, ""
+        late = accept["t"] - last_ack.arrived
+        return (late, text("run.disturbed.accept", ms=f"{late * 1000:.1f}")) if late > 0 else (0.0, "")
 
     def _resent_in_the_relay(self) -> str:
         """A segment its sender sent again while the first copy was still in the lab's relay, not yet
@@ -303,8 +323,7 @@ class Run:
             q = first.setdefault(key, p)
             late = None if q.arrived is None else q.arrived - q.t - link.delay
             if q is not p and q.fate == "delivered" and late is not None and late > RELAY_LATE and p.t < q.arrived:
-                held = f"{late * 1000:.0f} ms late"
-                return f"the {p.src} sent a segment again while the wire still held the first copy ({held})"
+                return text("run.disturbed.resent", side=p.src, ms=f"{late * 1000:.0f}")
         return ""
 
     def trace(

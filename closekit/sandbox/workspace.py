@@ -18,7 +18,7 @@ from collections import defaultdict
 from dataclasses import replace
 from typing import Any
 
-from closekit.errors import CloseKitError
+from closekit.errors import CloseKitError, text
 from closekit.sandbox import endpoint as endpoint_process
 from closekit.sandbox import netlink
 from closekit.sandbox.capture import Capture
@@ -160,7 +160,7 @@ class Workspace:
             if best is None or held_up < best[0]:
                 best = (held_up, trace)
         trace = best[1]  # type: ignore[index]
-        return replace(trace, disturbed=f"{trace.disturbed} (the least disturbed of {RUNS} runs)")
+        return replace(trace, disturbed=text("run.disturbed.least", disturbed=trace.disturbed, runs=RUNS))
 
     def _run_once(self, scenario: Scenario, parent: int | None) -> tuple[float, Trace]:
         """One run of `scenario` on a new pair of addresses, leaving the namespaces as they were."""
