@@ -114,6 +114,7 @@ SYSCALL = (
     Field("duration", seconds),
     Field("slept", either_none(flag), default=None),  # (None in traces recorded before it was kept)
     Field("queued", either_none(seconds), default=None),
+    Field("delayed", either_none(seconds), default=None),
 )
 SIGNAL = (Field("t", finite), Field("signal", one_of(SIGNALS, "signal")))
 PORT = (Field("role", one_of(("listener", "connection"), "role")), Field("port", tcp_port))

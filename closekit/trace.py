@@ -46,7 +46,9 @@ class Syscall:
     `slept`: whether the calling thread went to sleep in it (it waited for the network, a timer or
     buffer room), as opposed to running all along or merely losing the CPU for a while on a busy
     machine; None where it was not recorded (traces from before it was). `queued`: how much of
-    `duration` the process spent runnable but waiting for a CPU (None where not recorded).
+    `duration` the process spent runnable but waiting for a CPU; `delayed`: how long it waited for a
+    CPU since its previous call returned, before it could make this one (None where not recorded, and
+    for a process's first call).
 
     `forgeable`: the process that reported this call had run a function of the scenario's (a call()
     step, this one included) or was forked from one that had. Such a function can rewrite the code
@@ -62,6 +64,7 @@ class Syscall:
     duration: float = field(compare=False)
     slept: bool | None = field(default=None, compare=False)
     queued: float | None = field(default=None, compare=False)
+    delayed: float | None = field(default=None, compare=False)
     forgeable: bool = field(default=False, compare=False)
     kind: Literal["syscall"] = "syscall"
 

@@ -97,7 +97,7 @@ return 'sent'
 def forged_call(**changed: object) -> dict:
     """A "done" reply whose one syscall record is well formed but for `changed`."""
     record = {"kind": "syscall", "call": "close", "args": {}, "result": 0, "errno": None, "t": 0, "duration": 0,
-              "slept": False, "queued": None}  # fmt: skip
+              "slept": False, "queued": None, "delayed": None}  # fmt: skip
     return {"kind": "done", "records": [{**record, **changed}]}
 
 

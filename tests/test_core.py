@@ -34,7 +34,7 @@ def sock(state: str, rqueue: int = 0, wqueue: int = 0, timer: str | None = None,
 def call(name: str, t: float, duration: float = 0.0001, result: Any = 0, errno: str | None = None,
          slept: bool = False, **args: Any) -> dict[str, Any]:  # fmt: skip
     return {"kind": "syscall", "t": t, "call": name, "args": args, "result": result, "errno": errno,
-            "duration": duration, "slept": slept, "queued": 0.0}  # fmt: skip
+            "duration": duration, "slept": slept, "queued": 0.0, "delayed": None}  # fmt: skip
 
 
 @dataclass
@@ -286,6 +286,20 @@ def test_a_segment_resent_while_the_relay_still_held_its_first_copy_is_a_disturb
 
 def test_a_segment_resent_after_its_first_copy_arrived_is_the_lesson_not_a_disturbance():
     assert _fin_resent(0.0101) == (0.0, "")  # the first copy arrived in time: the resend is TCP's own
+
+
+def test_a_process_kept_from_the_cpu_between_two_of_its_lines_is_a_disturbed_run():
+    """close-default: the server's recv() returned 0 and, as the program would, its close() was to
+    follow at once; kept from the CPU 50 ms in between, its FIN would leave after the delayed ACK had
+    gone alone: four segments, not the program's three. Its call's own queued time does not see that."""
+    lab = Lab(scenario(s.recv("server"), s.close("server")))
+    lab.connected()
+    lab.at(0.010).reply("server", call("recv", 0.005, result=0), {**call("close", 0.060), "delayed": 0.05})
+    assert lab.run.disturbance(0.0) == (0.05, "the server waited 50 ms for a CPU before its close()")
+    lab = Lab(scenario(s.recv("server"), s.close("server")))
+    lab.connected()
+    lab.at(0.010).reply("server", call("recv", 0.005, result=0), {**call("close", 0.006), "delayed": 0.0002})
+    assert lab.run.disturbance(0.0) == (0.0002, "")
 
 
 def _accept_handed_over(accept_at: float) -> tuple[float, str]:

@@ -277,16 +277,23 @@ class Run:
     def disturbance(self, wire_late: float) -> tuple[float, str]:
         """How long a busy machine held the run up at worst after its set-up (`wire_late`: the wire's
         worst since then), and in words ("" if the lesson tolerates it)."""
-        held, who = wire_late, None  # who: (process, call) kept from the CPU; None: the wire
+        held, who = wire_late, None  # who: (process, call, in it or before it) kept from the CPU; None: the wire
         begun = self.setup_until or self.t0
         for _order, process, r in self.records:
-            if r["kind"] == "syscall" and r["t"] >= begun and (r["queued"] or 0.0) > held:
-                held, who = r["queued"], (process, r["call"])
+            if r["kind"] != "syscall" or r["t"] < begun:
+                continue
+            if (r["queued"] or 0.0) > held:
+                held, who = r["queued"], (process, r["call"], True)
+            if (r["delayed"] or 0.0) > held:  # (between two of its lines: the program runs the next at once)
+                held, who = r["delayed"], (process, r["call"], False)
         if held > TOLERANCE:
             ms = f"{held * 1000:.0f}"
             if who is None:
                 return held, text("run.disturbed.wire", ms=ms)
-            return held, text("run.disturbed.cpu", process=who[0], call=who[1], ms=ms)
+            process, call, inside = who
+            if inside:
+                return held, text("run.disturbed.cpu", process=process, call=call, ms=ms)
+            return held, text("run.disturbed.cpu_before", process=process, call=call, ms=ms)
         late, words = self._late_accept()
         if words:
             return max(held, late), words

@@ -82,6 +82,7 @@ class Endpoint:
         self.records: list[dict[str, Any]] = []
         self.pending_signals: list[str] = []
         self.port = 0  # the server's listening port, as the helper last said
+        self.run_delay_after: float | None = None  # the scheduler's run_delay when its last call returned
 
     # ---- the loop ------------------------------------------------------------------------
     def serve(self) -> None:
@@ -146,6 +147,8 @@ class Endpoint:
         """Make one call, record it as a syscall event, and return its result (None on error)."""
         start = time.monotonic()
         switches, queued = _voluntary_switches(), _schedstat.run_delay()
+        last = self.run_delay_after
+        delayed = None if queued is None or last is None else max(queued - last, 0.0)
         result: Any = None
         err: str | None = None
         try:
@@ -155,10 +158,11 @@ class Endpoint:
             result = getattr(e, "partial", -1)
         end = time.monotonic()
         slept = _voluntary_switches() > switches  # before reading /proc again, which is no part of the call
-        after = _schedstat.run_delay()
+        after = self.run_delay_after = _schedstat.run_delay()
         waited_for_cpu = None if queued is None or after is None else min(max(after - queued, 0.0), end - start)
         self.records.append(records.syscall(t=start, call=call, args=args, result=result, errno=err,
-                                            duration=end - start, slept=slept, queued=waited_for_cpu))  # fmt: skip
+                                            duration=end - start, slept=slept, queued=waited_for_cpu,
+                                            delayed=delayed))  # fmt: skip
         for name in self.pending_signals:
             self.records.append(records.signal(end, name))
         self.pending_signals.clear()
@@ -246,8 +250,9 @@ class Endpoint:
 
     def exit(self) -> None:
         """The process ends without closing anything: its last word is the exit itself."""
-        self.records.append(records.syscall(t=time.monotonic(), call="exit", args={"status": 0}, result=None,
-                                            errno=None, duration=0.0, slept=False, queued=0.0))  # fmt: skip
+        exited = records.syscall(t=time.monotonic(), call="exit", args={"status": 0}, result=None, errno=None,
+                                 duration=0.0, slept=False, queued=0.0, delayed=None)  # fmt: skip
+        self.records.append(exited)
         self._send({"kind": "done", "records": self.records})
         os._exit(0)
 
