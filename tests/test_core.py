@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from closekit import library
 from closekit import steps as s
 from closekit.errors import ExperimentError, SyncTimeoutError
 from closekit.lang import use
@@ -308,6 +309,24 @@ def _accept_handed_over(accept_at: float) -> tuple[float, str]:
     lab = Lab(scenario(s.close("client"), link=Link(delay=0.01)))
     lab.connected(accept_at=accept_at, ack_arrives=0.012)
     return lab.run.disturbance(0.0)
+
+
+def test_a_peer_aborts_a_new_connection_only_once_its_connect_has_returned():
+    """close-vs-abort-peer (1 run in 300, quiet machine): the server's accept() returned and it aborted
+    the connection while the client, woken by the SYN-ACK, had not yet run: its connect() failed with
+    ECONNRESET. The scenario joins the client's connect() before the abort, and the lab holds it."""
+    tail = (s.connect("client"), s.wait_done("server"), s.wait_done("client"), s.linger("server", 0),
+            s.close("server"))  # fmt: skip
+    assert library.get("close-vs-abort-peer").steps[10:15] == tail
+    lab = Lab(scenario(s.close("client"), s.close("server"), s.accept("server"), *tail))
+    lab.connected()
+    assert lab.sent_lines("server") == [[[1], [2]]] and lab.sent_lines("client") == [[[0], [3]]]
+    lab.at(0.006).reply("server", call("close", 0.005))
+    lab.at(0.006).reply("client", call("close", 0.005))
+    lab.at(0.010).reply("server", call("accept", 0.006, duration=0.004, result=5, slept=True))
+    assert lab.sent_lines("server") == [[[1], [2]]]  # the client's connect() still runs: no abort yet
+    lab.at(0.011).reply("client", call("connect", 0.006, duration=0.005, slept=True))
+    assert lab.sent_lines("server") == [[[1], [2]], [[6], [7]]]
 
 
 def test_a_set_up_accept_handed_over_after_the_handshake_ended_is_a_disturbed_run():
