@@ -289,6 +289,33 @@ def test_a_segment_resent_after_its_first_copy_arrived_is_the_lesson_not_a_distu
     assert _fin_resent(0.0101) == (0.0, "")  # the first copy arrived in time: the resend is TCP's own
 
 
+def _fin_resent_before_its_ack_arrived(ack_arrives: float) -> tuple[float, str]:
+    """million-bytes-fixed (1 run in 60, quiet machine): the relay, behind with the bulk's ACKs, passed
+    the client's FIN on 17 ms late; the server acknowledged it at once, the relay held that ACK until
+    `ack_arrives`, and at 111 ms the client's tail-loss probe sent the FIN again: a retransmission, a
+    duplicate's ACK and a DSACK the program on a wire without delay does not see."""
+    lab = Lab(scenario(s.shutdown("client", "SHUT_WR"), s.recv("server"), s.close("server")))
+    lab.connected()
+    fin = lab.at(0.0919).packet("client", ("FIN", "ACK"), seq=101, ack=501, arrives=-1)
+    lab.at(0.1088).arrive(fin)
+    ack = lab.at(0.1089).packet("server", ("ACK",), seq=501, ack=102, arrives=-1)
+    lab.at(0.1111).packet("client", ("FIN", "ACK"), seq=101, ack=501)
+    lab.at(ack_arrives).arrive(ack)
+    return lab.run.disturbance(0.0)
+
+
+def test_a_segment_resent_while_the_relay_held_its_acknowledgement_is_a_disturbed_run():
+    assert _fin_resent_before_its_ack_arrived(0.1175) == (
+        0.0, "the client sent a segment again while the wire still held the server's acknowledgement of it (9 ms late)"
+    )  # fmt: skip
+    with use("zh"):
+        assert "线路还扣着 server 对某个报文段的确认时" in _fin_resent_before_its_ack_arrived(0.1175)[1]
+
+
+def test_a_segment_resent_after_its_acknowledgement_arrived_is_the_lesson_not_a_disturbance():
+    assert _fin_resent_before_its_ack_arrived(0.1090) == (0.0, "")  # the ACK was passed on in time
+
+
 def test_a_process_kept_from_the_cpu_between_two_of_its_lines_is_a_disturbed_run():
     """close-default: the server's recv() returned 0 and, as the program would, its close() was to
     follow at once; kept from the CPU 50 ms in between, its FIN would leave after the delayed ACK had

@@ -314,11 +314,12 @@ class Run:
         return (late, text("run.disturbed.accept", ms=f"{late * 1000:.1f}")) if late > 0 else (0.0, "")
 
     def _resent_in_the_relay(self) -> str:
-        """A segment its sender sent again while the first copy was still in the lab's relay, not yet
-        written to the receiver: the relay was late past the sender's quickest timer (a tail-loss
-        probe fires after twice the RTT and 2 ms, a few ms on a link without delay), so the
-        retransmission is the lab's doing, not the lesson's. In words, or "". (On a link with delay
-        D no timer of the sender fires within D, so a timely first copy has always arrived.)"""
+        """A segment its sender sent again while the lab's relay still held what would have spared it:
+        its first copy, not yet written to the receiver, or the receiver's acknowledgement of that
+        copy. The relay was late past the sender's quickest timer (a tail-loss probe fires after twice
+        the RTT and 2 ms, a few ms on a link without delay), so the retransmission is the lab's doing,
+        not the lesson's. In words, or "". (On a link with delay D no timer of the sender fires within
+        D, so a timely first copy, and a timely acknowledgement, has always arrived.)"""
         link = self.scenario.link
         if link.rate is not None:
             return ""  # a rate-limited link queues: a first copy may wait there past the sender's timers
@@ -326,12 +327,33 @@ class Run:
         for p in self.packets:
             if not p.conn or p.copy or not (p.payload or "FIN" in p.flags or "SYN" in p.flags):
                 continue
-            key = (p.src, p.conn, p.seq, p.flags)
-            q = first.setdefault(key, p)
-            late = None if q.arrived is None else q.arrived - q.t - link.delay
-            if q is not p and q.fate == "delivered" and late is not None and late > RELAY_LATE and p.t < q.arrived:
+            q = first.setdefault((p.src, p.conn, p.seq, p.flags), p)
+            if q is p or q.fate != "delivered" or q.arrived is None:
+                continue
+            late = q.arrived - q.t - link.delay
+            if late > RELAY_LATE and p.t < q.arrived:
                 return text("run.disturbed.resent", side=p.src, ms=f"{late * 1000:.0f}")
+            held = self._held_acknowledgement(q, p.t)
+            if held:
+                return text("run.disturbed.resent_acked", side=p.src, peer=st.peer_of(p.src), ms=f"{held * 1000:.0f}")
         return ""
+
+    def _held_acknowledgement(self, q: Packet, t: float) -> float:
+        """How late the relay passed on the receiver's acknowledgement of `q` that it held at `t`
+        (sent in time to have arrived by then), or 0."""
+        end = q.seq + q.payload + ("FIN" in q.flags or "SYN" in q.flags)
+        delay = self.scenario.link.delay
+        for a in self.packets:
+            if a.src == q.src or a.conn != q.conn or "ACK" not in a.flags or a.copy or a.fate != "delivered":
+                continue  # (one the link drops or holds is the lesson's)
+            if a.t + delay > t:
+                continue
+            if (a.ack - end) & 0xFFFFFFFF >= 1 << 31:
+                continue  # acknowledges less than all of `q`
+            late = (self.now if a.arrived is None else a.arrived) - a.t - delay
+            if late > RELAY_LATE and (a.arrived is None or a.arrived > t):
+                return late
+        return 0.0
 
     def trace(
         self, kernel: str, mode: str, counters: dict[str, int], unobserved: tuple[str, ...], disturbed: str = ""
