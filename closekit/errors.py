@@ -50,7 +50,13 @@ class ParentGone(ExperimentError):
 
 
 class LimitReached(CloseKitError):
-    """Inside an endpoint process: a resource limit of the sandbox stopped the step (reported as such)."""
+    """Inside an endpoint process: a resource limit of the sandbox stopped the step. Reported by name
+    (closekit.sandbox.protocol.LIMITS), with the scenario's function that hit it and, for a result
+    too long, its length; the helper words it in the notebook's language."""
+
+    def __init__(self, limit: str, function: str | None = None, length: int | None = None) -> None:
+        super().__init__(limit)
+        self.limit, self.function, self.length = limit, function, length
 
 
 class UsageError(CloseKitError):

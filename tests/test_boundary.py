@@ -110,6 +110,8 @@ def forged_call(**changed: object) -> dict:
         (forged_call(duration=0.01, slept=True, queued=5.0), "impossible time waiting for a CPU"),
         ({"kind": "done", "records": "everything"}, "without a list"),
         ({"kind": "__import__('os').system('id')"}, "no known kind"),
+        ({"kind": "limit", "message": "words of its own"}, "limit message of no known form"),
+        ({"kind": "limit", "limit": "rm -rf /", "function": None, "length": None}, "limit message of no known form"),
         ({"kind": "done", "records": [{"kind": "signal", "t": 1e300, "signal": "SIGPIPE"}]}, "time outside"),
     ],
 )

@@ -15,13 +15,14 @@ import pytest
 
 from closekit import library
 from closekit import steps as s
-from closekit.errors import ExperimentError, SyncTimeoutError
+from closekit.errors import ExperimentError, ProtocolError, SyncTimeoutError
 from closekit.lang import use
 from closekit.link import Link, hold
 from closekit.sandbox import core
 from closekit.sandbox.diag import DiagSocket
 from closekit.sandbox.endpoint import Addresses
 from closekit.sandbox.packets import Packet
+from closekit.sandbox.protocol import check_reply
 from closekit.scenario import Scenario
 from closekit.steps import Moment, SocketView
 
@@ -203,6 +204,28 @@ def test_a_run_s_errors_are_worded_in_the_notebook_s_language():
     lab.connected()
     with use("zh"), pytest.raises(ExperimentError, match=r"超过了它的时间上限 1 秒（仍在运行：server: recv\("):
         lab.at(1.2).tick()
+
+
+def test_a_limit_the_sandbox_reports_by_name_is_worded_in_the_notebook_s_language():
+    """The endpoint names the limit its process hit; the helper words it, in Chinese for a Chinese
+    notebook, and code that writes into the lab's channel while nothing runs is named too."""
+    lab = Lab(scenario(s.recv("server")))
+    lab.connected()
+    memory = core.Reply("server", "limit", ({"limit": "memory", "function": "grow", "length": None},), 0.01)
+    with pytest.raises(ExperimentError, match=r"limit of the lab: server: grow\(\) ran out of the memory"):
+        lab.feed(memory)
+    with use("zh"), pytest.raises(ExperimentError, match=r"限制：server：grow\(\) 用完了实验中一个进程可用的内存"):
+        lab.feed(memory)
+    long = core.Reply("server", "limit", ({"limit": "result_size", "function": "say", "length": 5000},), 0.01)
+    with pytest.raises(ExperimentError, match=r"say\(\) returned 5000 characters; a result may have at most 4096"):
+        lab.feed(long)
+    with pytest.raises(ProtocolError, match="limit message of no known form"):
+        check_reply({"kind": "limit", "limit": "words of its own", "function": None, "length": None}, "server", 0, 1)
+    stray = Lab(scenario(s.recv("server")))
+    stray.connected()
+    stray.reply("server", call("recv", 0.005, result=6))
+    with use("zh"), pytest.raises(ExperimentError, match="进程 server 在没有运行任何步骤时发来了回复"):
+        stray.reply("server", call("recv", 0.006, result=0))
 
 
 def test_a_run_past_its_time_limit_names_what_was_still_running():

@@ -201,6 +201,21 @@ class _Process:
         return label or step.describe()  # type: ignore[union-attr]
 
 
+def _limit_words(process: str, limit: str, function: str | None, length: int | None) -> str:
+    """Which limit of the sandbox the process hit (closekit.sandbox.protocol.LIMITS), in words."""
+    if limit == "processes":
+        return text("run.limit.processes", process=process, function=function)
+    if limit == "memory":
+        return text("run.limit.memory", process=process, function=function)
+    if limit == "tmp":
+        return text("run.limit.tmp", process=process, function=function)
+    if limit == "file_size":
+        return text("run.limit.file_size", process=process, function=function)
+    if limit == "result_size":
+        return text("run.limit.result_size", process=process, function=function, length=length, most=records.MAX_TEXT)
+    return text("run.limit.fork", process=process)
+
+
 class Run:
     """The rules of one run of `scenario`. `wired`: the lab's wire joins the endpoints (packets are
     seen as they leave and as they arrive); `captured`: a capture sees them (no wire); neither: the
@@ -473,17 +488,14 @@ class Run:
                 text("run.failed_while", process=proc.name, doing=doing, message=e.records[0]["message"])
             )
         if e.kind == "limit":
-            raise ExperimentError(text("run.lab_limit", message=e.records[0]["message"]))
+            raise ExperimentError(text("run.lab_limit", message=_limit_words(proc.name, **e.records[0])))
         if e.kind == "hello":
             return
         if e.kind == "started":
             proc.started = True
             return
         if not proc.sent:
-            raise ExperimentError(
-                f"the {proc.name} process sent a reply while it was running nothing (code in the experiment wrote "
-                "to the lab's channel); the experiment was stopped"
-            )
+            raise ExperimentError(text("run.stray_reply", process=proc.name))
         _label, step = proc.sent[0]
         self._note_code(proc, step)
         for r in e.records:

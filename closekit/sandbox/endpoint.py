@@ -106,7 +106,7 @@ class Endpoint:
                     job()
                     reply: dict[str, Any] = {"kind": "done", "records": self.records}
                 except LimitReached as e:
-                    reply = {"kind": "limit", "message": str(e)}
+                    reply = {"kind": "limit", "limit": e.limit, "function": e.function, "length": e.length}
                 except Exception as e:  # report, never die silently: the helper turns it into an error
                     reply = {"kind": "crash", "message": f"{type(e).__name__}: {e}"}
                 self._send(reply)
@@ -260,12 +260,10 @@ class Endpoint:
         limits = _ForkWatch()
         value = self.record("call", {"function": step.function}, lambda: _run_function(step, self.sock, limits))
         if limits.refused:
-            raise LimitReached(
-                f"{self.process}: {step.function}() hit the experiment's process limit (fork() was refused)"
-            )
+            raise LimitReached("processes", step.function)
         if isinstance(value, _Limit):
             self.records.pop()
-            raise LimitReached(f"{self.process}: {step.function}() {value.what}")
+            raise LimitReached(value.limit, step.function, value.length)
 
     def fork(self, child: str) -> None:
         channel = self.children.pop(child)
@@ -278,7 +276,7 @@ class Endpoint:
             os._exit(0)
         channel.close()
         if self.records[-1]["errno"] == "EAGAIN":
-            raise LimitReached(f"{self.process}: fork() was refused: the experiment's process limit is reached")
+            raise LimitReached("fork")
         self.records[-1]["result"] = child
 
 
@@ -389,7 +387,8 @@ class _ForkWatch:
 
 @dataclass(frozen=True)
 class _Limit:
-    what: str
+    limit: str  # its name in closekit.sandbox.protocol.LIMITS
+    length: int | None = None
 
 
 def _run_function(step: sc.Call, s: socket.socket | None, watch: _ForkWatch) -> Any:
@@ -409,12 +408,12 @@ def _run_function(step: sc.Call, s: socket.socket | None, watch: _ForkWatch) -> 
         exec(compile(step.source, f"<{step.function}>", "exec"), namespace)
         value = namespace[step.function](s)
     except MemoryError:
-        return _Limit("ran out of the memory a process of the experiment may use")
+        return _Limit("memory")
     except OSError as e:
         if e.errno == errno_names.ENOSPC:
-            return _Limit("filled the experiment's private /tmp (no space left)")
+            return _Limit("tmp")
         if e.errno == errno_names.EFBIG:
-            return _Limit("wrote a file larger than a process of the experiment may (EFBIG)")
+            return _Limit("file_size")
         raise
     except BaseException as e:  # SystemExit, anything: report it, keep the process
         return f"raised {type(e).__name__}: {_text(e)}"
@@ -431,7 +430,7 @@ def _plain(value: Any, function: str) -> Any:
         return value if not (isinstance(value, float) and not math.isfinite(value)) else repr(value)
     text = str.__str__(value) if isinstance(value, str) else _text(value, limit=None)
     if len(text) > MAX_TEXT:
-        return _Limit(f"returned {len(text)} characters; a result may have at most {MAX_TEXT} (return a summary)")
+        return _Limit("result_size", len(text))
     return text
 
 

@@ -23,6 +23,11 @@ from closekit.errors import ProtocolError
 
 MAX_ENDPOINT_MESSAGE = 64 * 1024
 MAX_RECORDS = 256  # in one reply
+MAX_NAME = 200  # characters of a function's name in a limit reply
+# The sandbox's limits an endpoint reports by name (closekit.sandbox.core words them): a scenario's function
+# that was refused a fork(), ran out of memory, filled the private /tmp, wrote too large a file or returned
+# too long a result; and a fork line the process limit refused.
+LIMITS = ("processes", "memory", "tmp", "file_size", "result_size", "fork")
 MAX_FRAME = 64 * 1024 * 1024  # helper <-> notebook
 # Segments one experiment may put on the wire: the helper holds each (~2 KB with its trace event) until
 # the trace is sent, and a trace's JSON carries ~640 bytes of each, so this keeps both within MAX_FRAME.
@@ -105,7 +110,8 @@ def check_reply(message: Any, who: str, t_low: float, t_high: float) -> tuple[st
 
     kind is "done" (the records of one line), "started" (it is making the call of the last line it
     was handed), "hello" (a forked child is ready), "crash" (the endpoint's own code failed: records
-    hold one {"message"}) or "limit" (a resource limit was hit).
+    hold one {"message"}) or "limit" (a resource limit was hit: records hold one {"limit", "function",
+    "length"}, `limit` one of LIMITS).
     Times must lie within [t_low, t_high] (the experiment so far, on the monotonic clock).
     """
     if not isinstance(message, dict) or message.get("kind") not in ("done", "hello", "started", "crash", "limit"):
@@ -113,15 +119,30 @@ def check_reply(message: Any, who: str, t_low: float, t_high: float) -> tuple[st
     kind = message["kind"]
     if kind in ("hello", "started"):
         return kind, []
-    if kind in ("crash", "limit"):
+    if kind == "crash":
         text = message.get("message")
         if not isinstance(text, str):
-            raise ProtocolError(f"the {who} process sent a {kind} message without text")
+            raise ProtocolError(f"the {who} process sent a crash message without text")
         return kind, [{"message": text[: records.MAX_TEXT]}]
+    if kind == "limit":
+        return kind, [_check_limit(message, who)]
     reported = message.get("records")
     if not isinstance(reported, list) or len(reported) > MAX_RECORDS:
         raise ProtocolError(f"the {who} process sent a reply without a list of at most {MAX_RECORDS} records")
     return kind, [_check_record(r, who, t_low, t_high) for r in reported]
+
+
+def _check_limit(message: dict[str, Any], who: str) -> dict[str, Any]:
+    """A limit reply: which of LIMITS, the function that hit it (or None) and a result's length (or None)."""
+    limit, function, length = message.get("limit"), message.get("function"), message.get("length")
+    if (
+        set(message) != {"kind", "limit", "function", "length"}
+        or limit not in LIMITS
+        or not (function is None or (isinstance(function, str) and len(function) <= MAX_NAME))
+        or not (length is None or (type(length) is int and length >= 0))
+    ):
+        raise ProtocolError(f"the {who} process sent a limit message of no known form")
+    return {"limit": limit, "function": function, "length": length}
 
 
 def _check_record(r: Any, who: str, t_low: float, t_high: float) -> dict[str, Any]:
