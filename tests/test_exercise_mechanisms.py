@@ -48,7 +48,7 @@ ANSWERS = [
     (
         catalog.no_fin_close,
         (linger("client", 0), close("client")),
-        (fork("client", "client-child"), close("client"), close("client-child")),
+        (fork("client", "client-child"), close("client"), wait_done("client"), close("client-child")),  # the child last
         "still held the socket",
     ),
     (
