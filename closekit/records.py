@@ -119,26 +119,28 @@ SYSCALL = (
 SIGNAL = (Field("t", finite), Field("signal", one_of(SIGNALS, "signal")))
 PORT = (Field("role", one_of(("listener", "connection"), "role")), Field("port", tcp_port))
 REPORTED = {"syscall": SYSCALL, "signal": SIGNAL, "port": PORT}
+_NAMES: dict[int, frozenset[str]] = {}  # id() of a kind's fields -> the keys its record may have ("kind" too)
 
 
 def check(fields: tuple[Field, ...], data: dict[str, Any], allowed: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The record's fields checked (a field left out takes its default, where it has one). `allowed`:
     other keys that may be there (checked by the caller). Invalid names the first field that is wrong."""
-    names = {f.name for f in fields}
-    unknown = set(data) - names - allowed - {"kind"}
-    if unknown:
+    names = _NAMES.get(id(fields)) or _NAMES.setdefault(id(fields), frozenset({"kind", *(f.name for f in fields)}))
+    if not data.keys() <= names | allowed:
+        unknown = set(data) - names - allowed
         raise Invalid(f"has unknown keys: {', '.join(sorted(map(str, unknown))[:5])}")
     out = {}
     for f in fields:
-        if f.name not in data:
+        name = f.name
+        if name not in data:
             if f.default is REQUIRED:
-                raise Invalid(f"lacks {f.name}")
-            out[f.name] = f.default
+                raise Invalid(f"lacks {name}")
+            out[name] = f.default
             continue
         try:
-            out[f.name] = f.check(data[f.name])
+            out[name] = f.check(data[name])
         except Invalid as e:
-            raise Invalid(f"{f.name} {e}") from None
+            raise Invalid(f"{name} {e}") from None
     return out
 
 

@@ -117,7 +117,7 @@ def load_trace(cls: type, data: Any) -> Any:
             raise TraceFormatError(f"{where} must be an object whose kind is one of {', '.join(_FIELDS)}")
         kind = e["kind"]
         _keys(where, e, _FIELDS[kind], _REQUIRED[kind])
-        t = _number(f"{where}: t", e["t"])
+        t = _number(where, e["t"], field="t")
         if kind in _REPORTED:
             try:
                 fields = records.check(_REPORTED[kind], e, allowed=frozenset({"side", "forgeable"}))
@@ -137,19 +137,18 @@ def load_trace(cls: type, data: Any) -> Any:
                 raise TraceFormatError(f"{where}: fate must be one of {', '.join(FATES)}")
             arrived = e.get("arrived")
             built.append(Segment(
-                t=t, src=e["src"], flags=tuple(flags), seq=_whole(f"{where}: seq", e["seq"], 0, (1 << 32) - 1),
-                ack=_whole(f"{where}: ack", e["ack"], 0, (1 << 32) - 1),
-                len=_whole(f"{where}: len", e["len"], 0, 1 << 17),
-                win=_whole(f"{where}: win", e["win"], 0, 1 << 31), raw=_raw(where, e.get("raw")),
-                conn=_whole(f"{where}: conn", e.get("conn", 1), 1, 1000),
-                arrived=None if arrived is None else _number(f"{where}: arrived", arrived), fate=fate,
+                t=t, src=e["src"], flags=tuple(flags), seq=_whole(where, e["seq"], 0, (1 << 32) - 1, "seq"),
+                ack=_whole(where, e["ack"], 0, (1 << 32) - 1, "ack"), len=_whole(where, e["len"], 0, 1 << 17, "len"),
+                win=_whole(where, e["win"], 0, 1 << 31, "win"), raw=_raw(where, e.get("raw")),
+                conn=_whole(where, e.get("conn", 1), 1, 1000, "conn"),
+                arrived=None if arrived is None else _number(where, arrived, field="arrived"), fate=fate,
             ))  # fmt: skip
         elif kind == "state":
             if e["side"] not in ENDPOINTS or e["state"] not in STATES:
                 raise TraceFormatError(f"{where}: a state event names client or server and one of {', '.join(STATES)}")
             built.append(
                 StateChange(
-                    t=t, side=e["side"], state=e["state"], conn=_whole(f"{where}: conn", e.get("conn", 1), 0, 1000)
+                    t=t, side=e["side"], state=e["state"], conn=_whole(where, e.get("conn", 1), 0, 1000, "conn")
                 )
             )
         elif kind == "wait":
@@ -178,6 +177,8 @@ def _process(where: str, side: Any, processes: dict[str, str]) -> str:
 
 
 def _keys(where: str, d: dict[str, Any], allowed: set[str], required: set[str]) -> None:
+    if d.keys() <= allowed and d.keys() >= required:
+        return
     unknown = set(d) - allowed
     if unknown:
         raise TraceFormatError(f"{where} has unknown keys: {', '.join(sorted(map(str, unknown))[:5])}")
@@ -192,14 +193,22 @@ def _text(what: str, value: Any, limit: int) -> str:
     return value
 
 
-def _number(what: str, value: Any, low: float = -1e9) -> float:
+def _number(what: str, value: Any, low: float = -1e9, field: str = "") -> float:
+    """`value` as a float; `what` (and its `field`, joined only to say what is wrong) names it."""
+    if type(value) is float and low <= value < math.inf:  # (the common case, without a call)
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < low:
+        what = f"{what}: {field}" if field else what
         raise TraceFormatError(f"{what} must be a finite number" + (f" of at least {low}" if low > -1e9 else ""))
     return float(value)
 
 
-def _whole(what: str, value: Any, low: int, high: int) -> int:
+def _whole(what: str, value: Any, low: int, high: int, field: str = "") -> int:
+    """`value`, a whole number within [low, high]; `what` (and its `field`) names it."""
+    if type(value) is int and low <= value <= high:
+        return value
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        what = f"{what}: {field}" if field else what
         raise TraceFormatError(f"{what} must be a whole number from {low} to {high}")
     return value
 
