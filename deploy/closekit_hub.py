@@ -59,9 +59,10 @@ def server_args(cull_idle: int = 1200) -> list[str]:
         # together picked the same "free" ports (Address already in use, kernels dead or left behind).
         "--KernelManager.transport=ipc",
         # A kernel idle for `cull_idle` seconds is stopped, open tab or not: each holds ~60 MB, and a class
-        # opens many.
+        # opens many. Looked for five times per idle period, at most once a minute: stopped within a fifth of
+        # `cull_idle` past it.
         f"--MappingKernelManager.cull_idle_timeout={cull_idle}",
-        f"--MappingKernelManager.cull_interval={min(60, cull_idle)}",
+        f"--MappingKernelManager.cull_interval={min(60, max(1, cull_idle // 5))}",
         "--MappingKernelManager.cull_connected=True",
         # JupyterLab's checkpoints out of the assignment folders (nbgrader's submit listed them as EXTRA).
         "--FileContentsManager.checkpoints_class=closekit.exercises.checkpoints.RootCheckpoints",
