@@ -119,13 +119,17 @@ SYSCALL = (
 SIGNAL = (Field("t", finite), Field("signal", one_of(SIGNALS, "signal")))
 PORT = (Field("role", one_of(("listener", "connection"), "role")), Field("port", tcp_port))
 REPORTED = {"syscall": SYSCALL, "signal": SIGNAL, "port": PORT}
-_NAMES: dict[int, frozenset[str]] = {}  # id() of a kind's fields -> the keys its record may have ("kind" too)
+# id() of a kind's fields -> (those fields, kept so that the id stays theirs; the keys a record may have, "kind" too)
+_NAMES: dict[int, tuple[tuple[Field, ...], frozenset[str]]] = {}
 
 
 def check(fields: tuple[Field, ...], data: dict[str, Any], allowed: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The record's fields checked (a field left out takes its default, where it has one). `allowed`:
     other keys that may be there (checked by the caller). Invalid names the first field that is wrong."""
-    names = _NAMES.get(id(fields)) or _NAMES.setdefault(id(fields), frozenset({"kind", *(f.name for f in fields)}))
+    kept = _NAMES.get(id(fields))
+    if kept is None or kept[0] is not fields:
+        kept = _NAMES[id(fields)] = (fields, frozenset({"kind", *(f.name for f in fields)}))
+    names = kept[1]
     if not data.keys() <= names | allowed:
         unknown = set(data) - names - allowed
         raise Invalid(f"has unknown keys: {', '.join(sorted(map(str, unknown))[:5])}")

@@ -550,3 +550,15 @@ def test_wait_done_and_wait_blocked_read_where_the_process_is():
 )  # fmt: skip
 def test_a_sync_point_that_times_out_says_what_it_waited_for_and_what_it_saw(step, seen, expected):
     assert expected in step.waited_for(seen, step.side)
+
+
+def test_a_record_is_checked_against_the_fields_it_is_given_each_time():
+    """The allowed keys are worked out once per kind of record: a fields tuple made for one call (its
+    id free to be reused by the next) is never judged by another's keys."""
+    from closekit import records
+
+    for name in ("a", "b", "c"):
+        fields = (records.Field(name, records.finite),)
+        assert records.check(fields, {name: 1.0}) == {name: 1.0}
+        with pytest.raises(records.Invalid, match="unknown keys: x"):
+            records.check(fields, {name: 1.0, "x": 2.0})
