@@ -82,6 +82,7 @@ CATEGORIES = (
     (float("inf"), "over 15 s"),
 )
 BLOCKED = CATEGORIES[0][0]  # shorter than this is "at once" (the first duration category)
+_BOUNDS = [bound for bound, _ in CATEGORIES]
 
 
 def format_ms(seconds: float) -> str:
@@ -94,8 +95,7 @@ def format_duration(seconds: float) -> str:
 
 def approx(seconds: float) -> str:
     """A duration as its category's label: "under 3 ms", "≈ 40 ms", "≈ 1 s"."""
-    bounds = [bound for bound, _ in CATEGORIES]
-    label = CATEGORIES[bisect.bisect_right(bounds, seconds)][1]
+    label = CATEGORIES[bisect.bisect_right(_BOUNDS, seconds)][1]
     return text("transcript.under", limit=label[len("under ") :]) if label.startswith("under ") else label
 
 
@@ -609,6 +609,23 @@ def returned_text(trace: Trace, e: Syscall, exact: bool, transfer: bool) -> str:
     if e.call in READS and woke is not None:
         return text("transcript.returned_when", what=arrival_words(e, woke))
     return text("transcript.returned", took=_took(e, exact))
+
+
+def duration_said_otherwise(trace: Trace, slack: float) -> Syscall | None:
+    """The first call whose clock-free words name a duration (its category) that would read otherwise
+    had the call waited `slack` less: where the lab was that late, those words may be its doing."""
+    near = [e for e in trace.syscalls() if _moves(e.waited, slack)]
+    if not near:
+        return None
+    waits = plan(trace, clock_free=True).waits
+    for e in near:
+        if waits.get(id(e)) is False and not (e.call in READS and ended_by(trace, e) is not None):
+            return e  # said to have waited, not through a transfer, and not by what woke it
+    return None
+
+
+def _moves(seconds: float, slack: float) -> bool:
+    return bisect.bisect_right(_BOUNDS, seconds) != bisect.bisect_right(_BOUNDS, max(seconds - slack, 0.0))
 
 
 def arrival_words(e: Syscall, s: Segment) -> str:

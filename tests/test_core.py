@@ -391,6 +391,40 @@ def test_a_set_up_accept_handed_over_after_the_handshake_ended_is_a_disturbed_ru
     assert _accept_handed_over(0.0040) == (0.0, "")  # it waited for the ACK, as the program would
 
 
+def _waited_while_the_wire_was_late(took: float, wire_late: float, read: bool = False) -> str:
+    """linger-ack beside busy labs: the client's lingering close() began at 10 ms and returned `took`
+    later, once the server's ACK of its FIN came back, while the wire passed segments on up to
+    `wire_late` late (under the tolerance); or (`read`) the server's recv() began at 10 ms and the
+    client's FIN woke it `took` later. What the run's trace says about being disturbed."""
+    lab = Lab(scenario(s.recv("server") if read else s.close("client")))
+    lab.connected()
+    if read:
+        lab.at(0.0099 + took).packet("client", ("FIN", "ACK"), seq=101, ack=501)
+        lab.at(0.0100 + took).reply("server", call("recv", 0.010, duration=took, slept=True))
+    else:
+        lab.at(0.0101).packet("client", ("FIN", "ACK"), seq=101, ack=501)
+        lab.at(0.0099 + took).packet("server", ("ACK",), seq=501, ack=102)
+        lab.at(0.0100 + took).reply("client", call("close", 0.010, duration=took, slept=True))
+    return lab.run.outcome("6.18-test", "netns", {}, (), wire_late)[1].disturbed
+
+
+def test_a_wire_late_enough_to_move_a_told_duration_into_another_category_is_a_disturbed_run():
+    """A 40 ms delayed ACK and a relay 15 ms late: close() took 58 ms, told "≈ 60 ms" where the program
+    waits "≈ 40 ms". Under the 20 ms tolerance, but the words are the lab's doing."""
+    assert _waited_while_the_wire_was_late(0.058, 0.015) == (
+        "the wire passed a segment on 15 ms late, enough to change how long the client's close() is said to take"
+    )
+    with use("zh"):
+        assert "足以改变 client 的 close() 被说成用了多久" in _waited_while_the_wire_was_late(0.058, 0.015)
+
+
+def test_a_late_wire_that_moves_no_told_duration_is_no_disturbance():
+    assert _waited_while_the_wire_was_late(0.058, 0.0005) == ""  # ≈ 60 ms either way
+    assert _waited_while_the_wire_was_late(0.045, 0.005) == ""  # ≈ 40 ms either way
+    # a read is told by what woke it ("when the FIN arrived"), not by how long it took
+    assert _waited_while_the_wire_was_late(0.058, 0.015, read=True) == ""
+
+
 # ---- looking ---------------------------------------------------------------------------------------
 def test_the_listening_socket_is_looked_at_only_after_a_line_that_acts_on_it():
     lab = Lab(scenario(s.recv("server"), s.close("server"), s.close("server", listener=True)))

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from closekit import records
@@ -41,6 +41,7 @@ from closekit.sandbox.packets import Connections, Packet
 from closekit.sandbox.protocol import MAX_SEGMENTS
 from closekit.scenario import Scenario
 from closekit.trace import Segment, Signal, Syscall, Trace, Wait
+from closekit.transcript import duration_said_otherwise
 
 if TYPE_CHECKING:
     from closekit.sandbox.endpoint import Addresses
@@ -288,6 +289,20 @@ class Run:
         if self.setup_until is not None and self._tail_reached() and self.conns.acks_owed():
             due.append(self.last_activity + DELAYED_ACK_MAX + 0.001)
         return min(due)
+
+    def outcome(
+        self, kernel: str, mode: str, counters: dict[str, int], unobserved: tuple[str, ...], wire_late: float
+    ) -> tuple[float, Trace]:
+        """The run's Trace and how long a busy machine held it up at worst (`disturbance`). Below the
+        tolerance too, a run is disturbed where the wire's lateness (`wire_late`) could have moved a
+        duration the trace's words name into another category (40 ms of a delayed ACK told as ≈ 60 ms)."""
+        held, said = self.disturbance(wire_late)
+        trace = self.trace(kernel, mode, counters, unobserved, said)
+        moved = None if said else duration_said_otherwise(trace, wire_late)
+        if moved is None:
+            return held, trace
+        said = text("run.disturbed.moved", ms=f"{wire_late * 1000:.0f}", process=moved.side, call=moved.call)
+        return held, replace(trace, disturbed=said)
 
     def disturbance(self, wire_late: float) -> tuple[float, str]:
         """How long a busy machine held the run up at worst after its set-up (`wire_late`: the wire's

@@ -285,8 +285,9 @@ class Experiment:
             raise
         if self.env.capture is not None and self.env.capture.drops():
             raise ExperimentError(text("run.capture_dropped"))
-        self.held_up, disturbed = self.core.disturbance(self.wire.late if self.wire is not None else 0.0)
-        return self.core.trace(self.env.kernel, self.env.mode, counters, self.env.unobserved, disturbed)
+        late = self.wire.late if self.wire is not None else 0.0
+        self.held_up, trace = self.core.outcome(self.env.kernel, self.env.mode, counters, self.env.unobserved, late)
+        return trace
 
     def sockets(self) -> list[tuple[str, tuple[str, int], tuple[str, int]]]:
         """(endpoint, local, remote) of every socket the experiment may have left in the kernel."""
