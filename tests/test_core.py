@@ -236,6 +236,16 @@ def test_a_run_past_its_time_limit_names_what_was_still_running():
         lab.at(1.2).tick()
 
 
+def test_the_time_limit_runs_from_the_end_of_the_set_up():
+    """Beside busy labs, the set-up took 0.4 s of a 0.5 s limit: the scenario's lines still have 0.5 s."""
+    lab = Lab(scenario(s.recv("server"), time_limit=0.5))
+    lab.at(0.4).connected(accept_at=0.4)
+    lab.at(0.85).tick()
+    assert not lab.run.finished
+    with pytest.raises(ExperimentError, match=r"time limit of 0\.5 s"):
+        lab.at(0.91).tick()
+
+
 def test_an_exit_returns_once_the_process_is_reaped_whichever_word_comes_first():
     for reaped_first in (True, False):
         lab = Lab(scenario(s.exit("client"), s.wait_done("client"), s.recv("server")))

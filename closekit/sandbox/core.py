@@ -279,8 +279,7 @@ class Run:
 
     def deadline(self) -> float:
         """When the driver must wake at the latest, even if nothing happens."""
-        limit = self.t0 + self.scenario.time_limit
-        due = [limit + 0.001, *self.timers.values()]
+        due = [self._time_limit() + 0.001, *self.timers.values()]
         due += [p.probe_due for p in self.procs.values() if p.probe_due is not None]
         if self.held_since is not None:
             due.append(self.held_since + self.scenario.sync_timeout)
@@ -607,13 +606,17 @@ class Run:
         else:
             self.timers.pop(key, None)
 
+    def _time_limit(self) -> float:
+        """When the run is past its time limit: the scenario's lines have all of it from the end of the
+        set-up, which has as long itself (a busy machine's slow start of the lab is not the scenario's)."""
+        return (self.t0 if self.setup_until is None else self.setup_until) + self.scenario.time_limit
+
     def _tick_event(self, e: Tick) -> None:
         self._tick(e.t)
 
     def _tick(self, now: float) -> None:
         self.ticked = True
-        limit = self.t0 + self.scenario.time_limit
-        if now > limit:
+        if now > self._time_limit():
             raise ExperimentError(
                 text("run.time_limit", scenario=repr(self.scenario.name), seconds=f"{self.scenario.time_limit:g}",
                      running=self.running())
