@@ -563,11 +563,21 @@ def causal_times(trace: Trace) -> Told:
             if arrived is not None:
                 at[id(e)] = arrived + _BROUGHT
     for e in trace.syscalls():
-        woke = ended_by(trace, e) if may_have_waited(e) else None
+        woke = _told_after(trace, e)
         if woke is not None:
             after = _ENDED if _read_to_eof(e) else _WOKEN  # before the ACK of that FIN: see ended_by
             at[id(e)] = arrivals.get(id(woke), woke.arrived) + after  # type: ignore[operator]
     return Told(at, arrivals)
+
+
+def _told_after(trace: Trace, e: Syscall) -> Segment | None:
+    """The segment a call's return is told right after: for a call that slept, what ended it; for a read
+    loop that reached the end of the stream, the FIN that came while it ran, slept or not (a busy
+    machine's reader, behind its sender, finds each segment already queued and never sleeps)."""
+    if may_have_waited(e):
+        return ended_by(trace, e)
+    fin = ended_by(trace, e) if _read_to_eof(e) else None
+    return fin if fin is not None and fin.has("FIN") and fin.arrived >= e.t else None  # type: ignore[operator]
 
 
 def _read_to_eof(e: Syscall) -> bool:

@@ -19,7 +19,7 @@ from closekit.render.kernel import ERAS, era_of
 from closekit.render.picture import MAX_WIDTH
 from closekit.render.states import drawn_sockets
 from closekit.trace import Syscall
-from closekit.transcript import approx, counters_line, html_transcript, rows, story
+from closekit.transcript import approx, counters_line, html_transcript, returned_at, rows, story
 
 
 def _lines(svg: str, css: str) -> list[tuple[float, float, float, float]]:
@@ -451,6 +451,42 @@ def test_a_read_loop_returns_at_the_fin_in_the_clock_free_forms_wherever_the_ack
     # the transcript keeps the clock: there the ACK sent inside the loop comes before the return
     exact = [r.text for r in rows(inside)]
     assert exact.index(". 1:1(0) ack 1002") < exact.index("recv(…until EOF) = 1000  [returned after 50.4 ms]")
+
+
+def _drained_trace(slept: bool, start: float = 0.050) -> closekit.Trace:
+    """linger-timeout's end: the server's read loop drains a transfer and the FIN behind it (arrived at
+    100 ms), returning at 100.4 ms; its kernel acknowledges the FIN at once, which brings the client
+    FIN_WAIT_2."""
+    data = [seg(0.060 + i / 1000, "client", ("ACK",), 1 + 100 * i, 1, 100, delay=0.0) for i in range(8)]
+    fin = seg(0.100, "client", ("FIN", "ACK"), 801, 1, delay=0.0)
+    ack = seg(0.1002, "server", ("ACK",), 1, 802, delay=0.0)
+    loop = Syscall(t=start, side="server", call="recv", args={"until": "EOF"}, result=800, errno=None,
+                   duration=0.1004 - start, slept=slept)  # fmt: skip
+    events = (loop, *data, fin, state(0.100, "server", "CLOSE_WAIT"), ack, state(0.1002, "client", "FIN_WAIT_2"))
+    return closekit.Trace("drained", "6.18", "netns", {}, tuple(sorted(events, key=lambda e: e.t)), setup_until=0.0)
+
+
+def _drained(slept: bool) -> list[str]:
+    return story(_drained_trace(slept)).splitlines()
+
+
+def test_a_read_loop_that_never_slept_returns_at_the_fin_that_came_while_it_ran():
+    """linger-timeout in a fresh clone's suite (1 run in 4): the reader, behind the transfer, found each
+    segment already queued and never slept; its return was told by its clock, after the client's
+    FIN_WAIT_2 that the ACK of the same FIN brought, where a reader that slept is told at the FIN."""
+    told = _drained(slept=False)
+    assert told == _drained(slept=True)
+    returned = "server            = recv(…until EOF) = 800  [returned after the transfer]"
+    assert told.index(returned) < told.index("client            ~ state FIN_WAIT_2")
+
+
+def test_a_read_loop_begun_after_the_fin_came_is_told_by_its_clock():
+    late = _drained_trace(slept=False, start=0.1001)  # the FIN was already queued: it ended no wait
+    (loop,) = late.syscalls("server", "recv")
+    assert returned_at(late, loop) == loop.t + loop.duration
+    early = _drained_trace(slept=False)
+    (loop,) = early.syscalls("server", "recv")
+    assert returned_at(early, loop) < 0.1001  # (begun before it: right after the FIN)
 
 
 def test_a_receiver_saying_the_same_thing_twice_is_told_once_in_the_clock_free_forms():
