@@ -328,8 +328,10 @@ _ALL = (
             close("server"),
             close("client"),
         ),
-        sync_timeout=30.0,  # the transfer through B's window takes seconds in an emulated VM (the ledger's), more than
-        time_limit=60.0,  # 10 beside a suite on the same 2 cores: deadlines only, never waited out when it works
+        # the transfer through B's window takes seconds in an emulated VM (the ledger's), over 10 s beside a
+        # suite on the same 2 cores; these are deadlines, never waited out by a run that works
+        sync_timeout=30.0,
+        time_limit=60.0,
     ),
     Scenario(
         "write-after-peer-close",
@@ -934,8 +936,10 @@ _MORE = (
             wait_done("client"),
             *SERVER_DRAINS,
         ),
-        sync_timeout=30.0,  # B's 4 KB window drains for seconds in an emulated VM (the ledger's), more than
-        time_limit=60.0,  # 10 beside a suite on the same 2 cores: deadlines only, never waited out when it works
+        # the drain through B's 4 KB window takes seconds in an emulated VM (the ledger's), over 10 s beside a
+        # suite on the same 2 cores; these are deadlines, never waited out by a run that works
+        sync_timeout=30.0,
+        time_limit=60.0,
     ),
     Scenario(
         "exit-with-linger",
