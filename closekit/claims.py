@@ -2023,24 +2023,87 @@ def _need_words(need: str) -> str:
 
 def verify(claims: Iterable[Claim] = CLAIMS, run: Callable[[str], Trace] | None = None) -> list[Verdict]:
     """Run each claim's scenario once (claims sharing a scenario share its trace) and judge every claim;
-    a scenario that fails gives its claims the verdict "could not run here", naming the error."""
+    a scenario that fails gives its claims the verdict "could not run here", naming the error. Without
+    `run`, the scenarios run in the default lab and, on a machine of more than one CPU, in up to
+    AT_ONCE - 1 more labs beside it (closed at the end): most of a ledger's time is the kernel's timers."""
+    claims = list(claims)
+    names = list(dict.fromkeys(claim.scenario for claim in claims))
+    traces = _side_by_side(names) if run is None and _cpus() > 1 else _one_by_one(names, run)
+    return [not_run(c, got) if isinstance(got := traces[c.scenario], Exception) else judge(c, got) for c in claims]
+
+
+AT_ONCE = 3  # labs running a ledger's scenarios at a time
+# The ledger's scenarios that wait about a second on the kernel's timers (a linger running out, a silent peer):
+# started first, so that the short ones fill in beside them (tests/test_claims.py keeps the list whole).
+SLOW_SCENARIOS = ("silent-peer", "million-bytes-read-linger", "linger-timeout", "linger-nonblocking")
+
+
+def _cpus() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def _attempt(run: Callable[[str], Trace], name: str) -> Trace | Exception:
+    """The scenario's trace, or the closekit error that kept it from running here."""
+    from closekit.errors import CloseKitError
+
+    try:
+        return run(name)
+    except CloseKitError as e:  # this scenario's claims say so; the others are still judged
+        return e
+
+
+def _one_by_one(names: list[str], run: Callable[[str], Trace] | None) -> dict[str, Trace | Exception]:
     if run is None:
         import closekit
 
         run = closekit.run
-    from closekit.errors import CloseKitError
+    return {name: _attempt(run, name) for name in names}
 
-    traces: dict[str, Trace | CloseKitError] = {}
-    verdicts = []
-    for claim in claims:
-        if claim.scenario not in traces:
-            try:
-                traces[claim.scenario] = run(claim.scenario)
-            except CloseKitError as e:  # this scenario's claims say so; the others are still judged
-                traces[claim.scenario] = e
-        got = traces[claim.scenario]
-        verdicts.append(not_run(claim, got) if isinstance(got, CloseKitError) else judge(claim, got))
-    return verdicts
+
+def _side_by_side(names: list[str]) -> dict[str, Trace | Exception]:
+    """Each scenario run once (the slow ones first), by up to AT_ONCE labs each taking the next one left:
+    the default lab and fresh labs of its sandbox. Each thread runs in a copy of the caller's context
+    (the language the traces' words are in)."""
+    import contextvars
+    import threading
+
+    import closekit
+    from closekit.sandbox.client import Lab, default_lab
+
+    names = sorted(names, key=lambda name: name not in SLOW_SCENARIOS)  # stable: the others keep their order
+    main = default_lab()
+    labs = [main, *(Lab(main.sandbox) for _ in range(min(AT_ONCE, len(names)) - 1))]
+    left = iter(names)
+    taking = threading.Lock()
+    stop = threading.Event()  # the caller was interrupted, or a thread failed: take no more
+    traces: dict[str, Trace | Exception] = {}
+    failed: list[BaseException] = []
+
+    def work(lab: Lab) -> None:
+        try:
+            while not stop.is_set():
+                with taking:
+                    name = next(left, None)
+                if name is None:
+                    return
+                traces[name] = _attempt(lambda n: closekit.run(n, lab=lab), name)
+        except BaseException as e:  # not a closekit error: raised in the caller's thread below
+            failed.append(e)
+            stop.set()
+
+    threads = [threading.Thread(target=contextvars.copy_context().run, args=(work, lab), daemon=True) for lab in labs]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        stop.set()
+        for lab in labs[1:]:
+            lab.close()
+    if failed:
+        raise failed[0]
+    return traces
 
 
 def summary(verdicts: Sequence[Verdict]) -> str:

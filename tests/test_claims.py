@@ -30,6 +30,7 @@ import closekit
 from closekit import claims
 from closekit import query as q
 from closekit.errors import NotHereError
+from closekit.sandbox.client import Lab
 from closekit.trace import Segment, StateChange, Syscall, Trace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,10 +155,47 @@ def _untimed(evidence: str) -> str:
 
 @pytest.mark.live
 def test_evidence_is_the_same_on_another_run_but_for_durations(verdicts):
-    again = {v.claim.id: v for v in claims.verify(claims.by_section("4.1"))}
+    """`verdicts` ran the ledger in several labs at once; these run one by one, in the default lab."""
+    again = {v.claim.id: v for v in claims.verify(claims.by_section("4.1"), run=closekit.run)}
     for cid, v in again.items():
         assert _untimed(v.evidence) == _untimed(verdicts[cid].evidence)
         assert v.status == verdicts[cid].status
+
+
+def _helpers() -> set[int]:
+    """The pids of this process's children (the labs' helpers among them)."""
+    return {int(pid) for task in os.listdir("/proc/self/task")
+            for pid in open(f"/proc/self/task/{task}/children").read().split()}  # fmt: skip
+
+
+@pytest.mark.live
+def test_the_ledger_runs_in_more_labs_at_once_and_closes_the_ones_it_opened(monkeypatch):
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one CPU: the ledger runs its scenarios one by one, in the default lab")
+    closekit.run("close-default")  # the default lab, running before and after
+    before = _helpers()
+    used = set()
+    run = Lab.run
+
+    def noted(lab, scenario):
+        used.add(id(lab))
+        return run(lab, scenario)
+
+    monkeypatch.setattr(Lab, "run", noted)
+    ledger = [c for c in claims.CLAIMS if c.scenario in claims.SLOW_SCENARIOS]
+    verdicts = claims.verify(ledger)
+    assert len(used) == min(claims.AT_ONCE, len(claims.SLOW_SCENARIOS))
+    assert [v.status for v in verdicts] == [EXPECTED[c.id] for c in ledger]
+    assert _helpers() == before
+
+
+def test_the_slow_scenarios_the_ledger_starts_first_are_ledger_scenarios():
+    assert set(claims.SLOW_SCENARIOS) <= {c.scenario for c in claims.CLAIMS}
+
+
+def test_every_ledger_scenario_that_lasts_a_second_is_started_first(live):
+    lasting = {c.scenario for c in claims.CLAIMS if live(c.scenario).events[-1].t > 0.5}
+    assert lasting == set(claims.SLOW_SCENARIOS)
 
 
 def test_durations_are_verdicts(verdicts):
