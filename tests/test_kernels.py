@@ -288,3 +288,32 @@ def test_staging_mirrors_a_path_with_its_symlinks(tmp_path):
     assert (mirrored / "lib").is_symlink() and os.readlink(mirrored / "lib") == "usr/lib"
     assert os.readlink(mirrored / "usr" / "lib" / "libx.so.1") == "libx.so.1.2"
     assert (mirrored / "usr" / "lib" / "libx.so.1.2").read_text() == "x"
+
+
+def _imports_from(top: Path, module: str) -> tuple[str, str]:
+    """(What `python -v` says as it imports `module` from folder `top`, writing no bytecode as in the guest;
+    the module's ANSWER)."""
+    argv = [sys.executable, "-B", "-v", "-c", f"import {module}; print({module}.ANSWER)"]
+    env = {**os.environ, "PYTHONPATH": str(top)}
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stderr, done.stdout.strip()
+
+
+def test_a_course_module_is_staged_with_bytecode_the_guest_loads_while_its_source_is_unchanged(tmp_path):
+    source = tmp_path / "course" / "lesson.py"
+    source.parent.mkdir()
+    source.write_text("ANSWER = 42\n")
+    staging = images.Staging(tmp_path / "stage")
+    staging.add(source)
+    images._compile(staging, source)
+    staged = tmp_path / "stage" / str(source).lstrip("/")
+    pyc = staged.parent / "__pycache__" / f"lesson.{sys.implementation.cache_tag}.pyc"
+    said, answer = _imports_from(staged.parent, "lesson")
+    assert f"code object from '{pyc}'" in said and answer == "42"
+    when = staged.stat().st_mtime_ns
+    staged.unlink()
+    staged.write_text("ANSWER = 43\n")
+    os.utime(staged, ns=(when, when))  # the same size and time: a timestamp check would load the old code
+    said, answer = _imports_from(staged.parent, "lesson")
+    assert f"code object from '{pyc}'" not in said and answer == "43"

@@ -7,7 +7,10 @@
   the course runs on the host. With `venv=True` it also holds the virtual environment closekit is
   installed in and graphviz's `dot` (what pytest and nbval need). Cached by what went into it.
 - The **course image** holds the repository (closekit, the notebooks, the tests) at its path here,
-  as git sees it (tracked files and new ones it does not ignore). Rebuilt only when a file changed.
+  as git sees it (tracked files and new ones it does not ignore), with its Python modules compiled
+  (hash-checked .pyc files: the guest's disks are read-only and its root is new at every boot, so
+  without them every process would compile what it imports, seconds under TCG). Rebuilt only when
+  a file changed.
 
 In the guest the course image lies over the runtime image in an overlay whose upper layer is a
 tmpfs, so the root is writable and paths are the host's. The images are built with `mke2fs -d`
@@ -20,8 +23,10 @@ from __future__ import annotations
 import fcntl
 import gzip
 import hashlib
+import importlib.util
 import io
 import os
+import py_compile
 import shutil
 import stat
 import struct
@@ -36,7 +41,7 @@ from closekit.errors import CloseKitError
 from closekit.kernels.debian import Package
 from closekit.kernels.modules import NEEDED, ModuleTree
 
-FORMAT = 1  # bump when what goes into an image changes: cached images of another format are rebuilt
+FORMAT = 2  # bump when what goes into an image changes: cached images of another format are rebuilt
 INIT = Path(__file__).with_name("init.sh")
 BUSYBOX_PATHS = ("/bin/busybox", "/usr/bin/busybox")
 # Not needed to run closekit or its tests, and large: the standard library's own tests, the GUI.
@@ -339,7 +344,8 @@ def course_image(cache: Path, repo: Path | None = None) -> Path:
     repo = (repo or repository()).resolve()
     files = sorted(course_files(repo))
     listing = "\n".join(f"{p} {p.lstat().st_size} {p.lstat().st_mtime_ns}" for p in files)
-    target = cache / "images" / f"course-{_digest(f'{FORMAT}{repo}{listing}'.encode())[:16]}.ext4"
+    key = f"{FORMAT}{sys.implementation.cache_tag}{repo}{listing}"
+    target = cache / "images" / f"course-{_digest(key.encode())[:16]}.ext4"
     with _building(target) as partial:
         if partial is None:
             return target
@@ -350,9 +356,22 @@ def course_image(cache: Path, repo: Path | None = None) -> Path:
                     staging.link(str(path), os.readlink(path))
                 else:
                     staging.add(path)
+                    if path.suffix == ".py":
+                        _compile(staging, path)
             make_ext4(staging.root, partial, "closekit-course")
         _prune(cache / "images", "course-*.ext4", keep=target, also=1)  # another run may be booting from one
     return target
+
+
+def _compile(staging: Staging, source: Path) -> None:
+    """Put a .pyc of `source` where Python looks for it (`__pycache__`), checked against the source's
+    hash rather than its time; a file that does not compile is left to fail in the guest as it would here."""
+    cached = staging.root / importlib.util.cache_from_source(str(source)).lstrip("/")
+    mode = py_compile.PycInvalidationMode.CHECKED_HASH
+    try:
+        py_compile.compile(str(source), cfile=str(cached), dfile=str(source), doraise=True, invalidation_mode=mode)
+    except py_compile.PyCompileError:
+        pass
 
 
 @contextmanager
