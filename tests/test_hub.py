@@ -34,7 +34,7 @@ COURSE = "ckhubtest"  # its own course id, so its groups never touch a real clas
 INSTRUCTOR, ALICE, BOB = "ckhub-teacher", "ckhub-alice", "ckhub-bob"
 ASSIGNMENT = "ex01-close"
 FETCHED = f"closekit/exercises/student/{ASSIGNMENT}/{ASSIGNMENT}.ipynb"
-CULL_IDLE = 15  # seconds: a kernel left idle is culled within CULL_IDLE + CULL_IDLE / 5 (the interval)
+CULL_IDLE = 8  # seconds: a kernel left idle is culled within CULL_IDLE + 1 (the interval: CULL_IDLE // 5, at least 1)
 
 pytestmark = [
     pytest.mark.hub,
