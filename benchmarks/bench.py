@@ -9,6 +9,7 @@
   its reaper, the endpoint processes and everything the reaper reaped), and that by process;
 - the lab's own overhead per scenario: wall time less the kernel's timeline (first to last event);
 - a 2 s sleep step: the machine CPU it costs (waiting must cost nothing);
+- the claims ledger: wall time and machine CPU, run side by side in several labs and one by one;
 - 32 processes running experiments at once: experiments per second;
 - determinism: runs of every built-in scenario differing from the first, on an idle machine and
   again beside two CPU-bound processes: as traces (Trace equality, i.e. Trace.signature) and as the
@@ -145,6 +146,20 @@ def sleep_cost() -> None:
     print(f"a 2 s sleep step: {machine_cpu() - machine0:.3f} CPU-seconds of the machine")
 
 
+def ledger_time() -> None:
+    """The whole claims ledger (chapter 7's first cell, `closekit verify`): side by side in several labs, as
+    verify() runs it here, and one by one in the default lab; wall time and the machine's CPU."""
+    import closekit
+    from closekit import claims
+
+    closekit.run("close-default")
+    for how, run in (("side by side", None), ("one by one", closekit.run)):
+        machine0, started = machine_cpu(), time.perf_counter()
+        verdicts = claims.verify(run=run)
+        print(f"the ledger ({len(verdicts)} claims), {how}: {time.perf_counter() - started:.2f} s, "
+              f"{machine_cpu() - machine0:.2f} CPU-seconds of the machine")  # fmt: skip
+
+
 def _experiments(count: int) -> int:
     import closekit
 
@@ -230,6 +245,7 @@ def main() -> None:
     warm(args.runs)
     overhead(OVERHEAD_SCENARIOS, 60)
     sleep_cost()
+    ledger_time()
     throughput()
     if not args.skip_determinism:
         for hogs in (0, 2):
