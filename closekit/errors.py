@@ -24,6 +24,15 @@ class ExperimentError(CloseKitError, RuntimeError):
     """An experiment could not run to its end (helper died, time limit, sandbox failure)."""
 
 
+class TimeLimitError(ExperimentError):
+    """A scenario ran past its time limit (time the machine kept the lab from the CPU not counted, up to
+    the limit again): the lab stopped it; says which lines were still running."""
+
+
+class ProcessEndedError(ExperimentError):
+    """A process of the experiment ended (exited, or was killed) while it still had lines to run."""
+
+
 class SandboxUnavailableError(CloseKitError, RuntimeError):
     """The requested sandbox mode is not possible on this machine."""
 

@@ -15,7 +15,7 @@ import pytest
 
 from closekit import library
 from closekit import steps as s
-from closekit.errors import ExperimentError, ProtocolError, SyncTimeoutError
+from closekit.errors import ExperimentError, ProtocolError, SyncTimeoutError, TimeLimitError
 from closekit.lang import use
 from closekit.link import Link, hold
 from closekit.sandbox import core
@@ -51,6 +51,8 @@ class Lab:
     others: list[core.Action] = field(default_factory=list)
     looks: list[tuple[str, int, float]] = field(default_factory=list)
     probes: list[str] = field(default_factory=list)
+    waited: dict[str, float] = field(default_factory=dict)  # what a Measure finds: each process's run_delay
+    measured: list[float] = field(default_factory=list)
     now: float = 0.0
 
     def __post_init__(self) -> None:
@@ -70,6 +72,9 @@ class Lab:
                 todo += self.run.feed(core.Asleep(a.process, a.process in self.asleep, self.now))
             elif isinstance(a, core.Command):
                 self.commands.append((a.process, a.message))
+            elif isinstance(a, core.Measure):
+                self.measured.append(self.now)
+                todo += self.run.feed(core.Starved(dict(self.waited), self.now))
             else:
                 self.others.append(a)
 
@@ -202,7 +207,8 @@ def test_a_run_s_errors_are_worded_in_the_notebook_s_language():
     )
     lab = Lab(scenario(s.recv("server"), time_limit=1.0))
     lab.connected()
-    with use("zh"), pytest.raises(ExperimentError, match=r"超过了它的时间上限 1 秒（仍在运行：server: recv\("):
+    lab.at(1.2).tick()  # past it: first, how long the lab was kept from the CPU
+    with use("zh"), pytest.raises(TimeLimitError, match=r"超过了它的时间上限 1 秒（仍在运行：server: recv\("):
         lab.at(1.2).tick()
 
 
@@ -232,7 +238,8 @@ def test_a_run_past_its_time_limit_names_what_was_still_running():
     lab = Lab(scenario(s.recv("server"), time_limit=1.0))
     lab.connected()
     still = r"time limit of 1 s \(still running: server: recv\('server', nbytes=65536\)\)"
-    with pytest.raises(ExperimentError, match=still):
+    lab.at(1.2).tick()
+    with pytest.raises(TimeLimitError, match=still):
         lab.at(1.2).tick()
 
 
@@ -242,8 +249,38 @@ def test_the_time_limit_runs_from_the_end_of_the_set_up():
     lab.at(0.4).connected(accept_at=0.4)
     lab.at(0.85).tick()
     assert not lab.run.finished
-    with pytest.raises(ExperimentError, match=r"time limit of 0\.5 s"):
+    lab.at(0.91).tick()  # past it: how long was the lab kept from the CPU? (not at all)
+    with pytest.raises(TimeLimitError, match=r"time limit of 0\.5 s"):
         lab.at(0.91).tick()
+
+
+def test_time_the_machine_kept_the_lab_from_the_cpu_does_not_count_to_the_time_limit():
+    """Beside the suite on three workers, a function returning at once "ran past" a 0.5 s limit while the
+    helper waited 1.16 s for a CPU. The kernel's run_delay of each process since the set-up's end moves the
+    limit: one that was not there then counts from its start, one gone since counts for nothing."""
+    lab = Lab(scenario(s.recv("server"), time_limit=0.5))
+    lab.waited = {"helper": 2.0, "client": 1.0, "server": 0.5}
+    lab.connected()  # the set-up ends at 0.004: the limit is at 0.504
+    assert lab.measured == [0.004]
+    lab.waited = {"helper": 2.3, "client": 1.05, "child": 0.05}  # 0.4 s kept from the CPU since
+    lab.at(0.6).tick()
+    assert lab.measured == [0.004, 0.6]
+    lab.at(0.9).tick()
+    lab.at(0.91).tick()  # past 0.904: measured again, and nothing more was kept from it
+    with pytest.raises(TimeLimitError, match=r"time limit of 0\.5 s \(still running: server: recv"):
+        lab.at(0.91).tick()
+
+
+def test_a_function_looping_on_a_starved_machine_still_runs_past_its_limit_at_twice_it():
+    lab = Lab(scenario(s.recv("server"), time_limit=0.5))
+    lab.waited = {"client": 0.0}
+    lab.connected()
+    lab.waited = {"client": 5.0}  # runnable all along (a loop), and kept from the CPU
+    lab.at(0.6).tick()
+    lab.at(1.0).tick()
+    lab.at(1.01).tick()
+    with pytest.raises(TimeLimitError):
+        lab.at(1.01).tick()
 
 
 def test_an_exit_returns_once_the_process_is_reaped_whichever_word_comes_first():

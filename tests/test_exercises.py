@@ -15,7 +15,7 @@ import pytest
 import closekit
 from closekit import exercises
 from closekit.exercises import ExerciseError, catalog
-from closekit.lang import edition_name
+from closekit.lang import edition_name, use
 from closekit.steps import call, close, linger, send, wait_recv_queue
 from closekit.trace import Syscall, Trace
 
@@ -46,6 +46,12 @@ def hangs(sock, data):
 
 def raises(sock, data):
     raise ValueError("not today")
+
+
+def quits(sock, data):
+    import os
+
+    os._exit(3)
 
 
 def claims_success(sock, data):
@@ -196,6 +202,11 @@ def test_a_plain_close_loses_data_to_the_unread_banner_and_says_so():
     [
         (hangs, "send_all_then_close() did not return within 0.5 s (it hangs)"),
         (raises, "your function raised ValueError: not today"),
+        (
+            quits,
+            "send_all_then_close() ended its process (os._exit?) instead of returning: the client process "
+            "exited with status 3",
+        ),
         (claims_success, "the peer received 0 of 1,000,000 bytes"),
         (one_argument, "one_argument(sock) cannot be called as send_all_then_close(sock, data)"),
         (lambda sock, data: None, "not as a lambda"),
@@ -208,6 +219,16 @@ def test_a_broken_function_gets_a_clear_message_and_the_lab_stays_healthy(functi
     result = ex.check(function)
     assert not result.passed and result.score == 0 and message in result.peer("banner").message
     assert closekit.run("close-unread").first("RST").src == "server"
+
+
+def test_a_function_that_hangs_or_quits_is_told_so_in_the_notebook_s_language():
+    """How the run ended is told by the kind of error the lab raised, not by its English words."""
+    ex = exercises.WriteCode(peers=("banner",), time_limit=0.5)
+    with use("zh"):
+        assert ex.check(hangs).peer("banner").message == "send_all_then_close() 在 0.5 秒内没有返回（卡住了）"
+        quit_message = ex.check(quits).peer("banner").message
+        assert quit_message.startswith("send_all_then_close() 结束了自己所在的进程")
+        assert "进程 client 在运行 " in quit_message
 
 
 # ---- the nbgrader loop ------------------------------------------------------------------------

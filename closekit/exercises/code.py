@@ -18,7 +18,7 @@ from typing import Any
 
 import closekit
 from closekit import query as q
-from closekit.errors import CloseKitError, ExperimentError, SyncTimeoutError
+from closekit.errors import CloseKitError, ExperimentError, ProcessEndedError, SyncTimeoutError, TimeLimitError
 from closekit.exercises.results import CodeResult, PeerCheck
 from closekit.lang import text, texts, word
 from closekit.query import received, recv_error
@@ -186,11 +186,11 @@ class WriteCode:
         scenario = scenario_for(function, peer, self.payload_size, self.time_limit)
         try:
             trace = closekit.run(scenario)
+        except TimeLimitError:
+            return PeerCheck(peer, False, text("code.hangs", name=self.name, seconds=self.time_limit))
+        except ProcessEndedError as e:
+            return PeerCheck(peer, False, text("code.exited", name=self.name, error=e))
         except (ExperimentError, SyncTimeoutError) as e:
-            if "time limit" in str(e):
-                return PeerCheck(peer, False, text("code.hangs", name=self.name, seconds=self.time_limit))
-            if "died" in str(e):
-                return PeerCheck(peer, False, text("code.exited", name=self.name))
             return PeerCheck(peer, False, text("code.not_to_end", error=e))
         except CloseKitError as e:
             return PeerCheck(peer, False, text("code.could_not_run", error=e))

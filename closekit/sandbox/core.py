@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from closekit import records
 from closekit import steps as st
-from closekit.errors import ExperimentError, ScenarioError, SyncTimeoutError, text
+from closekit.errors import ExperimentError, ProcessEndedError, ScenarioError, SyncTimeoutError, TimeLimitError, text
 from closekit.sandbox.dating import Observation, date_states
 from closekit.sandbox.diag import DiagSocket
 from closekit.sandbox.packets import Connections, Packet
@@ -128,13 +128,22 @@ class Asleep:
 
 
 @dataclass(frozen=True)
+class Starved:
+    """How long each of the lab's processes (the helper, the experiment's) has waited for a CPU so far:
+    the kernel's run_delay, in seconds, by name."""
+
+    waited: dict[str, float]
+    t: float
+
+
+@dataclass(frozen=True)
 class Tick:
     """Time has passed (the driver woke up): deadlines, due timers and waits are checked."""
 
     t: float
 
 
-Event = Reply | Gone | Ended | Sent | Arrived | Seen | Asleep | Tick
+Event = Reply | Gone | Ended | Sent | Arrived | Seen | Asleep | Starved | Tick
 
 
 # ---- what it asks the driver to do ----------------------------------------------------------------
@@ -162,6 +171,11 @@ class Probe:
 
 
 @dataclass(frozen=True)
+class Measure:
+    """Read how long the lab's processes have waited for a CPU; answer with Starved."""
+
+
+@dataclass(frozen=True)
 class Gate:
     """Close (keep everything sent from now on) or open the wire's gate: at_once's segments cross."""
 
@@ -175,7 +189,7 @@ class ReleaseHeld:
     side: str
 
 
-Action = Command | Look | Probe | Gate | ReleaseHeld
+Action = Command | Look | Probe | Measure | Gate | ReleaseHeld
 
 
 @dataclass
@@ -253,6 +267,9 @@ class Run:
         self.last_activity = t0
         self.now = t0
         self.finished = False
+        self.starved_from: dict[str, float] | None = None  # what each process had waited for a CPU by the set-up's end
+        self.starved = 0.0  # how long since then, in all, up to the time limit: the limit is moved by it
+        self.measured_at = float("-inf")  # when that was last read
         self._order = 0
         self._actions: list[Action] = []
 
@@ -577,7 +594,7 @@ class Run:
         if proc.exited or not proc.sent:
             proc.exited = True
             return
-        raise ExperimentError(text("run.ended_while", process=proc.name, how=e.how, doing=proc.doing()))
+        raise ProcessEndedError(text("run.ended_while", process=proc.name, how=e.how, doing=proc.doing()))
 
     def _asleep(self, e: Asleep) -> None:
         proc = self.procs[e.process]
@@ -608,8 +625,17 @@ class Run:
 
     def _time_limit(self) -> float:
         """When the run is past its time limit: the scenario's lines have all of it from the end of the
-        set-up, which has as long itself (a busy machine's slow start of the lab is not the scenario's)."""
-        return (self.t0 if self.setup_until is None else self.setup_until) + self.scenario.time_limit
+        set-up, which has as long itself (a busy machine's slow start of the lab is not the scenario's),
+        and the time a busy machine has kept the lab's processes from the CPU since then is not counted
+        (up to the limit again: a function looping on a busy machine still runs past it)."""
+        return (self.t0 if self.setup_until is None else self.setup_until) + self.scenario.time_limit + self.starved
+
+    def _starved(self, e: Starved) -> None:
+        if self.starved_from is None:
+            self.starved_from = e.waited
+            return
+        since = sum(max(0.0, w - self.starved_from.get(name, 0.0)) for name, w in e.waited.items())
+        self.starved = max(self.starved, min(since, self.scenario.time_limit))
 
     def _tick_event(self, e: Tick) -> None:
         self._tick(e.t)
@@ -617,10 +643,13 @@ class Run:
     def _tick(self, now: float) -> None:
         self.ticked = True
         if now > self._time_limit():
-            raise ExperimentError(
+            if self.starved_from is None or self.measured_at >= self._time_limit():
+                raise TimeLimitError(
                 text("run.time_limit", scenario=repr(self.scenario.name), seconds=f"{self.scenario.time_limit:g}",
                      running=self.running())
-            )  # fmt: skip
+                )  # fmt: skip
+            self.measured_at = now  # past the limit: first, how long was the lab kept from the CPU since?
+            self._actions.append(Measure())
         for key, due in list(self.timers.items()):
             if due <= now:
                 del self.timers[key]
@@ -639,6 +668,7 @@ class Run:
         else:
             self.setup_until = self.now
             self.mark = len(self.packets)
+            self._actions.append(Measure())  # from here on, time kept from the CPU does not count to the limit
 
     def _progress(self) -> None:
         """Hand out lines and judge lab steps as far as the rules allow now."""
@@ -830,6 +860,7 @@ _TAKE_IN: dict[type, Callable[[Run, Any], None]] = {
     Arrived: lambda run, e: run._arrived(e.packet),
     Reply: Run._reply,
     Asleep: Run._asleep,
+    Starved: Run._starved,
     Ended: Run._ended,
     Gone: Run._gone,
 }

@@ -244,6 +244,8 @@ class Experiment:
                     todo.extend(self.core.feed(self._lose(a.process)))
             elif isinstance(a, core.Probe):
                 todo.extend(self.core.feed(core.Asleep(a.process, self._asleep(a.process), time.monotonic())))
+            elif isinstance(a, core.Measure):
+                todo.extend(self.core.feed(core.Starved(self._waited(), time.monotonic())))
             elif isinstance(a, core.Gate):
                 if self.wire is not None and a.closed:
                     self.wire.close_gate()
@@ -268,6 +270,18 @@ class Experiment:
             return os.pread(fd, 1024, 0).rsplit(b")", 1)[1].split()[0] == b"S"
         except (OSError, IndexError):
             return False
+
+    def _waited(self) -> dict[str, float]:
+        """How long the helper and each of the experiment's processes have waited for a CPU so far, in
+        seconds (run_delay in /proc/PID/schedstat), by name; one that cannot be read is left out."""
+        waited = {}
+        for name, pid in (("helper", os.getpid()), *self.pids.items()):
+            try:
+                with open(f"/proc/{pid}/schedstat", "rb") as f:
+                    waited[name] = int(f.read().split()[1]) / 1e9
+            except (OSError, IndexError, ValueError):
+                continue
+        return waited
 
     # ---- the whole run -------------------------------------------------------------------
     def run(self) -> Trace:
