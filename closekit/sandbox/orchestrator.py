@@ -277,8 +277,11 @@ class Experiment:
         waited = {}
         for name, pid in (("helper", os.getpid()), *self.pids.items()):
             try:
-                with open(f"/proc/{pid}/schedstat", "rb") as f:
-                    waited[name] = int(f.read().split()[1]) / 1e9
+                fd = os.open(f"/proc/{pid}/schedstat", os.O_RDONLY | os.O_CLOEXEC)  # (a third of open()'s cost)
+                try:
+                    waited[name] = int(os.read(fd, 128).split()[1]) / 1e9
+                finally:
+                    os.close(fd)
             except (OSError, IndexError, ValueError):
                 continue
         return waited
