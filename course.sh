@@ -48,6 +48,9 @@ python_setup() {
     "$VENV/bin/python" -m pip install -q --upgrade pip
     "$VENV/bin/python" -m pip install -q -e ".[$extra]"
     without_rfc3987_syntax "$VENV/bin/python"
+    # closekit's own bytecode, once: an editable install compiles none, and where PYTHONDONTWRITEBYTECODE is
+    # set (CI) every kernel, helper and nbgrader command would compile the package again (~70 ms each)
+    "$VENV/bin/python" -m compileall -q closekit
     # JupyterLab's closekit-answers extension (a clicked answer is written into the notebook), no news
     # popup, and nbgrader pointed at exercises/ wherever it starts: an editable install has no data files.
     "$VENV/bin/python" -m closekit.exercises.jupyter_setup --course exercises >/dev/null
