@@ -22,20 +22,20 @@ LIVE_FIXTURES = ("live", "verdicts", "traces")  # fixtures that run experiments:
 # (--dist loadfile --no-loadscope-reorder, course.sh) hands files out in collection order, so these start
 # first and the many short files fill in beside them; otherwise a long file picked up last decides the wall time.
 LONGEST_FIRST = (
-    "tests/test_kernels.py",  # 70-100: Debian 12's kernel under qemu's emulation runs the whole ledger
-    "tests/test_reliability.py",  # 85
-    "tests/test_browser_pictures.py",  # 60-65
-    "tests/test_book.py",  # 50-55
-    "tests/test_hub.py",  # 50-60
-    "tests/test_browser.py",  # 50 (80 when a lost menu click is made again)
-    "tests/test_exercises.py",  # 45
-    "tests/test_packaging.py",  # 40-70 (pip installs into a fresh environment)
-    "tests/test_degraded.py",  # 35-40
-    "tests/test_boundary.py",  # 30-35
-    "tests/test_claims.py",  # 30
-    "tests/test_exercises_guide.py",  # 25-35
-    "tests/test_regrade.py",  # 10-20
-    "tests/test_exercises_answers.py",  # 10
+    "tests/test_kernels.py",  # 130-145: Debian 12's kernel under qemu's emulation runs the whole ledger
+    "tests/test_reliability.py",  # 130-140
+    "tests/test_hub.py",  # 100-155
+    "tests/test_browser.py",  # 90-120
+    "tests/test_browser_pictures.py",  # 85-140
+    "tests/test_exercises_answers.py",  # 75-125
+    "tests/test_exercises_guide.py",  # 80-85
+    "tests/test_book.py",  # 75-80
+    "tests/test_exercises.py",  # 65-85
+    "tests/test_packaging.py",  # 65-75
+    "tests/test_degraded.py",  # 55
+    "tests/test_regrade.py",  # 35-55
+    "tests/test_claims.py",  # 40
+    "tests/test_boundary.py",  # 40
 )
 _traces: dict[str, Trace] = {}
 
