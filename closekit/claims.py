@@ -2024,11 +2024,13 @@ def _need_words(need: str) -> str:
 def verify(claims: Iterable[Claim] = CLAIMS, run: Callable[[str], Trace] | None = None) -> list[Verdict]:
     """Run each claim's scenario once (claims sharing a scenario share its trace) and judge every claim;
     a scenario that fails gives its claims the verdict "could not run here", naming the error. Without
-    `run`, the scenarios run in the default lab and, on a machine of more than one CPU, in up to
-    AT_ONCE - 1 more labs beside it (closed at the end): most of a ledger's time is the kernel's timers."""
+    `run`, the scenarios run in the default lab and, on a machine of more than one CPU where the lab has
+    network namespaces of its own, in up to AT_ONCE - 1 more labs beside it (closed at the end): most of
+    a ledger's time is the kernel's timers. (In a host mode the experiments share the machine's loopback
+    and its ports with every other program: one at a time there.)"""
     claims = list(claims)
     names = list(dict.fromkeys(claim.scenario for claim in claims))
-    traces = _side_by_side(names) if run is None and _cpus() > 1 else _one_by_one(names, run)
+    traces = _side_by_side(names) if run is None and _cpus() > 1 and _own_network() else _one_by_one(names, run)
     return [not_run(c, got) if isinstance(got := traces[c.scenario], Exception) else judge(c, got) for c in claims]
 
 
@@ -2040,6 +2042,13 @@ SLOW_SCENARIOS = ("silent-peer", "million-bytes-read-linger", "linger-timeout", 
 
 def _cpus() -> int:
     return len(os.sched_getaffinity(0))
+
+
+def _own_network() -> bool:
+    """The default lab runs its experiments in network namespaces of their own (modes netns*)."""
+    from closekit.sandbox.client import default_lab
+
+    return default_lab().mode.startswith("netns")
 
 
 def _attempt(run: Callable[[str], Trace], name: str) -> Trace | Exception:

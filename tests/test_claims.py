@@ -189,6 +189,37 @@ def test_the_ledger_runs_in_more_labs_at_once_and_closes_the_ones_it_opened(monk
     assert _helpers() == before
 
 
+_LABS_USED = """
+import closekit
+from closekit import claims
+from closekit.sandbox.client import Lab
+
+used = set()
+run = Lab.run
+
+
+def noted(lab, scenario):
+    used.add(id(lab))
+    return run(lab, scenario)
+
+
+Lab.run = noted
+verdicts = claims.verify(claims.CLAIMS[:12])
+print(len(used), sum(not v.recorded for v in verdicts))
+"""
+
+
+@pytest.mark.live
+def test_in_a_host_mode_the_ledger_runs_one_experiment_at_a_time():
+    """There the experiments share the machine's loopback and its ports with every other program."""
+    env = {**os.environ, "CLOSEKIT_SANDBOX": "host-nocapture", "CLOSEKIT_LANG": "en"}
+    out = subprocess.run([sys.executable, "-c", _LABS_USED], capture_output=True, text=True, env=env, timeout=300)
+    if out.returncode and "not allowed" in out.stderr:
+        pytest.skip(f"this machine cannot run mode host-nocapture: {out.stderr.strip().splitlines()[-1]}")
+    labs, live = out.stdout.split()
+    assert (labs, int(live) >= 6) == ("1", True), out.stderr
+
+
 def test_the_slow_scenarios_the_ledger_starts_first_are_ledger_scenarios():
     assert set(claims.SLOW_SCENARIOS) <= {c.scenario for c in claims.CLAIMS}
 
