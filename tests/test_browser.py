@@ -38,6 +38,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from jupyterlab_ui import menu
 
 pytestmark = pytest.mark.browser
 
@@ -290,13 +291,6 @@ def kernel_idle(page, timeout: float = STALL * 1000) -> None:
     )
 
 
-def menu(page, top: str, item: str) -> None:
-    """Click `item` in the menu bar's `top` menu, as a student does."""
-    page.locator(".lm-MenuBar-item", has_text=re.compile(rf"^{top}$")).click()
-    label = page.locator(".lm-Menu-itemLabel", has_text=re.compile(rf"^{item}$"))
-    page.locator(".lm-Menu-item", has=label).click()
-
-
 def clear_outputs(page, panel) -> None:
     """Edit > Clear Outputs of All Cells: the notebooks are stored with outputs (nbval compares them),
     so whatever is on screen afterwards was produced by this run on this kernel."""
@@ -308,15 +302,15 @@ def run_all(page, panel) -> None:
     """Run > Run All Cells, from the menu bar, then wait until every code cell has run.
 
     On a loaded machine the menu's command was once lost (no cell queued, the kernel idle): if nothing
-    has even started after 30 s, the student's obvious next move — choosing Run All again — is made once.
-    Cells that start and then fail or hang are not retried.
+    has even started (JupyterLab marks a queued cell [*] at once) after 10 s, the student's obvious next
+    move — choosing Run All again — is made once. Cells that start and then fail or hang are not retried.
     """
     clear_outputs(page, panel)
     menu(page, "Run", "Run All Cells")
     started = """panel => [...panel.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')]
         .some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent))"""
     try:
-        page.wait_for_function(started, arg=panel.element_handle(), timeout=30_000)
+        page.wait_for_function(started, arg=panel.element_handle(), timeout=10_000)
     except Exception:
         menu(page, "Run", "Run All Cells")
     wait_cells_ran(page, panel)

@@ -32,6 +32,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from jupyterlab_ui import menu
 
 pytestmark = pytest.mark.browser
 
@@ -212,13 +213,6 @@ def page(browser, lab):
         yield page
     finally:
         context.close()
-
-
-def menu(page, top: str, item: str) -> None:
-    """Click `item` in the menu bar's `top` menu, as a student does."""
-    page.locator(".lm-MenuBar-item", has_text=re.compile(rf"^{top}$")).click()
-    label = page.locator(".lm-Menu-itemLabel", has_text=re.compile(rf"^{re.escape(item)}$"))
-    page.locator(".lm-Menu-item", has=label).click()
 
 
 def open_notebook(page, path: str):
