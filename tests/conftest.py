@@ -11,6 +11,8 @@ JupyterHub) and `packaging` (a wheel built and installed), and nbval over the no
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 import closekit
@@ -46,6 +48,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # Started as a background job of a shell without job control (nohup, `… &` in a script), the suite inherits
+    # SIGINT ignored, and so would every program it starts: a script's Ctrl-C would be lost and JupyterHub's
+    # services would outlive its SIGINT-first stop by its timeouts. A caught signal is reset by exec instead.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     for lane in LANES:
         config.addinivalue_line("markers", f"{lane}: needs {lane} (not in the kernel-free lane)")
     if config.getoption("--kernel-free"):  # for the whole session: session fixtures too

@@ -156,9 +156,6 @@ def test_an_interrupted_experiment_leaves_no_process_behind():
     code = (
         "import closekit, signal, threading, os\n"
         "from closekit import steps as s\n"
-        # a Ctrl-C raises KeyboardInterrupt, as in a notebook's kernel, however the suite was started (a job
-        # started in the background of a shell without job control, e.g. under nohup, begins with SIGINT ignored)
-        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "lab = closekit.lab()\n"
         "threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT)).start()\n"
         "try:\n"
