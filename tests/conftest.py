@@ -20,24 +20,25 @@ from closekit.trace import Trace
 
 LANES = ("live", "browser", "nbgrader", "vm", "hub", "packaging")
 LIVE_FIXTURES = ("live", "verdicts", "traces")  # fixtures that run experiments: a test using one is live
-# The live lane's longest files, longest first (seconds of one worker, measured on a 2-core machine). xdist
-# (--dist loadfile --no-loadscope-reorder, course.sh) hands files out in collection order, so these start
-# first and the many short files fill in beside them; otherwise a long file picked up last decides the wall time.
+# The live lane's longest files, longest first: seconds of one worker on a 2-core machine, in its quick phase (and
+# in a slow phase, when everything runs up to twice as long). xdist (--dist loadfile --no-loadscope-reorder,
+# course.sh) hands files out in collection order, so these start first and the many short files fill in beside
+# them; otherwise a long file picked up last decides the wall time.
 LONGEST_FIRST = (
-    "tests/test_kernels.py",  # 130-145: Debian 12's kernel under qemu's emulation runs the whole ledger
-    "tests/test_reliability.py",  # 130-140
-    "tests/test_hub.py",  # 100-155
-    "tests/test_browser.py",  # 90-120
-    "tests/test_browser_pictures.py",  # 85-140
-    "tests/test_exercises_answers.py",  # 75-125
-    "tests/test_exercises_guide.py",  # 80-85
-    "tests/test_book.py",  # 75-80
-    "tests/test_exercises.py",  # 65-85
-    "tests/test_packaging.py",  # 65-75
-    "tests/test_degraded.py",  # 55
-    "tests/test_regrade.py",  # 35-55
-    "tests/test_claims.py",  # 40
-    "tests/test_boundary.py",  # 40
+    "tests/test_kernels.py",  # 60-70 (130): Debian 12's kernel under qemu's emulation runs the whole ledger
+    "tests/test_reliability.py",  # 80-85 (105)
+    "tests/test_hub.py",  # 50 (65)
+    "tests/test_browser.py",  # 50-55 (120)
+    "tests/test_packaging.py",  # 40-47 (85)
+    "tests/test_book.py",  # 44-65 (70)
+    "tests/test_exercises_guide.py",  # 27-36 (52)
+    "tests/test_exercises.py",  # 30-35 (66)
+    "tests/test_degraded.py",  # 32 (50)
+    "tests/test_boundary.py",  # 28-33 (44)
+    "tests/test_claims.py",  # 33 (39)
+    "tests/test_browser_pictures.py",  # 26 (one JupyterLab page for every chapter)
+    "tests/test_regrade.py",  # 10-15
+    "tests/test_exercises_answers.py",  # 11-27
 )
 _traces: dict[str, Trace] = {}
 
