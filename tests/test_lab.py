@@ -171,6 +171,36 @@ def test_an_interrupted_experiment_leaves_no_process_behind():
     assert mine == [] or closekit.lab().pid in map(int, mine)
 
 
+@pytest.mark.parametrize("written", ["half", "all"])
+def test_a_request_interrupted_in_the_writing_leaves_the_next_experiment_its_own_answer(monkeypatch, written):
+    """Ctrl-C while the request is being written (half of it sent) or just after it (all sent, the answer not
+    read): the helper is stopped then, or the next request would garble it or get this one's answer."""
+    from closekit.sandbox import client
+
+    lab = Lab()
+    try:
+        closekit.run("close-default", lab=lab)
+        real_write = client.write_frame
+
+        def interrupted(stream, request):
+            if written == "all":
+                real_write(stream, request)
+            else:
+                stream.write(b"\0\0\1\0{")  # a frame's length (256 bytes) and the first of them
+                stream.flush()
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(client, "write_frame", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            closekit.run("close-default", lab=lab)
+        assert lab.pid is None
+        monkeypatch.setattr(client, "write_frame", real_write)
+        trace = closekit.run("close-unread", lab=lab)
+        assert trace.scenario == "close-unread" and trace.first("RST").src == "server"
+    finally:
+        lab.close()
+
+
 def _parent(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/stat") as f:

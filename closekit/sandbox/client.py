@@ -100,7 +100,7 @@ class Lab:
 
     def _await_ready(self) -> None:
         try:
-            ready = self._receive()
+            ready = self._ask()  # its first word, unasked
         except errors.CloseKitError:
             self._stop()  # (it said why it cannot run; the next request starts afresh)
             raise
@@ -111,21 +111,20 @@ class Lab:
         self.info = info
         self._ready = True
 
-    def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
-        assert self._process is not None and self._process.stdin is not None
+    def _ask(self, request: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Send `request` (if any) and take the helper's answer. Interrupted anywhere in between (Ctrl-C),
+        the helper is stopped: a request half written, or an answer left unread, would put it out of step
+        with the next request, which would get this one's answer."""
+        assert self._process is not None and self._process.stdin is not None and self._process.stdout is not None
         try:
-            write_frame(self._process.stdin, request)
+            if request is not None:
+                write_frame(self._process.stdin, request)
+            reply = read_frame(self._process.stdout.fileno())
         except BrokenPipeError:
             code = self._ended()
             raise errors.ExperimentError(
                 f"the lab's helper process had ended ({code}); run the experiment again to start a new one"
             ) from None
-        return self._receive()
-
-    def _receive(self) -> dict[str, Any]:
-        assert self._process is not None and self._process.stdout is not None
-        try:
-            reply = read_frame(self._process.stdout.fileno())
         except EOFError:
             code = self._ended()
             raise errors.ExperimentError(
