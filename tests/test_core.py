@@ -505,6 +505,28 @@ def test_a_segment_that_cannot_have_changed_its_sender_is_not_followed_by_a_look
     assert lab.looks == [("client", 1, 0.222)]
 
 
+def test_a_timer_gone_without_a_change_of_state_is_looked_at_once_more():
+    """A look that lands while a retransmission timer's handler runs finds the socket with no timer; the
+    handler then ends it (TCP_USER_TIMEOUT) without sending anything. silent-peer once dated CLOSED at
+    5 s, the sync point's timeout, instead of about 1 s: nothing was left to look again (1 run in ~20)."""
+    lab = Lab(scenario(s.close("client"), s.wait_state("client", "CLOSED"), sync_timeout=5.0))
+    lab.connected()
+    lab.kernel[("client", 1)] = sock("FIN_WAIT_1", timer="retransmit", expires=0.8)
+    lab.at(0.010).packet("client", ("FIN", "ACK"), seq=101, ack=501, arrives=-1)
+    lab.at(0.011).reply("client", call("close", 0.0100))
+    lab.kernel[("client", 1)] = sock("FIN_WAIT_1")  # the handler is running: no timer pending
+    lab.at(0.812).tick()
+    assert lab.run.timers == {("client", 1): pytest.approx(0.814)}
+    del lab.kernel[("client", 1)]  # the handler ended the connection
+    lab.at(0.815).tick()
+    (closed,) = [e for e in lab.trace().events if e.kind == "state" and e.state == "CLOSED"]
+    assert closed.t == 0.815 and lab.run.next == 2  # the sync point passed then
+    lab.kernel[("client", 1)] = sock("FIN_WAIT_1")  # a timer cancelled for good is looked at once, not again
+    lab.run.views[("client", 1)] = SocketView("FIN_WAIT_1")
+    lab.run.feed(core.Seen("client", 1, sock("FIN_WAIT_1"), 0.9))
+    assert ("client", 1) not in lab.run.timers
+
+
 # ---- dating by cause -----------------------------------------------------------------------------
 def test_a_state_a_call_brings_is_dated_at_the_call_before_the_segment_it_sends():
     """close-full-window told FIN_WAIT_1 after close() returned: the FIN waits behind the data,

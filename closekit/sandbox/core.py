@@ -620,6 +620,10 @@ class Run:
         self.views[key] = view
         if found is not None and found.timer is not None and found.timer != "time-wait":
             self.timers[key] = e.t + found.expires + TIMER_SLACK
+        elif found is not None and before.timer not in (None, "time-wait") and found.state == before.state:
+            # its timer gone with no change of state: it may be firing this moment (sock_diag shows none while
+            # the handler runs, e.g. the retransmission TCP_USER_TIMEOUT ends in): look once more (silent-peer)
+            self.timers[key] = e.t + TIMER_SLACK
         else:
             self.timers.pop(key, None)
 
