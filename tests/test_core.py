@@ -508,7 +508,7 @@ def test_a_segment_that_cannot_have_changed_its_sender_is_not_followed_by_a_look
 def test_a_timer_gone_without_a_change_of_state_is_looked_at_once_more():
     """A look that lands while a retransmission timer's handler runs finds the socket with no timer; the
     handler then ends it (TCP_USER_TIMEOUT) without sending anything. silent-peer once dated CLOSED at
-    5 s, the sync point's timeout, instead of about 1 s: nothing was left to look again (1 run in ~20)."""
+    5 s, the sync point's timeout, instead of about 1 s: nothing was left to look again (one fresh-clone run)."""
     lab = Lab(scenario(s.close("client"), s.wait_state("client", "CLOSED"), sync_timeout=5.0))
     lab.connected()
     lab.kernel[("client", 1)] = sock("FIN_WAIT_1", timer="retransmit", expires=0.8)
