@@ -52,6 +52,7 @@ class Lab:
 
     def run(self, scenario: Scenario) -> Trace:
         from closekit.lang import current
+        from closekit.sandbox.cpu import one_cpu
         from closekit.scenario import Scenario
         from closekit.trace import Trace
 
@@ -60,7 +61,8 @@ class Lab:
         data = Scenario.remembered(scenario.to_dict()).to_dict()  # checked, whatever was done to the object
         with self._lock:
             self._ensure_started()
-            reply = self._ask({"op": "run", "scenario": data, "lang": current()})
+            with one_cpu() as cpu:  # the helper runs the experiment on it too: closekit.sandbox.cpu
+                reply = self._ask({"op": "run", "scenario": data, "lang": current(), "cpu": cpu})
         if not isinstance(reply.get("trace"), dict):
             raise errors.ExperimentError("the lab's helper answered without a trace")
         return Trace.from_dict(reply["trace"])

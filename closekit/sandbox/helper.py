@@ -82,7 +82,7 @@ def handle(workspace: Workspace, request: Any, requests: int) -> dict[str, Any]:
     try:
         with use(request.get("lang", LANGUAGES[0])):  # the notebook's: a run's errors are worded in it
             scenario = Scenario.remembered(request.get("scenario"))
-            trace = workspace.run(scenario, parent=requests)
+            trace = workspace.run(scenario, parent=requests, cpu=request.get("cpu"))
     except ParentGone:
         raise
     except CloseKitError as e:

@@ -48,6 +48,7 @@ from typing import Any
 
 from closekit.errors import text
 from closekit.sandbox import rootfs
+from closekit.sandbox.cpu import pin
 from closekit.sandbox.namespace import (
     CLONE_NEWIPC,
     CLONE_NEWNET,
@@ -140,13 +141,17 @@ class Jail:
     def fileno(self) -> int:
         return self._channel.fileno()
 
-    def launch(self, scenario: dict[str, Any], addresses: dict[str, str], channels: dict[str, socket.socket]) -> None:
-        """Start the experiment's endpoint processes; `channels` hold each process's end, by name. Not
-        waited for: a process reads its channel once it runs, and the reaper's word that it could not
-        start them comes with its other reports (take)."""
+    def launch(
+        self, scenario: dict[str, Any], addresses: dict[str, str], channels: dict[str, socket.socket], cpu: int | None
+    ) -> None:
+        """Start the experiment's endpoint processes, on `cpu` (closekit.sandbox.cpu); `channels` hold each
+        process's end, by name. Not waited for: a process reads its channel once it runs, and the reaper's
+        word that it could not start them comes with its other reports (take)."""
         self.ended = {}
         names = list(channels)
-        message = json.dumps({"op": "start", "scenario": scenario, "addresses": addresses, "processes": names})
+        message = json.dumps(
+            {"op": "start", "scenario": scenario, "addresses": addresses, "processes": names, "cpu": cpu}
+        )
         socket.send_fds(self._channel, [message.encode()], [channels[n].fileno() for n in names])
 
     def take(self) -> None:
@@ -316,6 +321,7 @@ class _Reaper:
 
     def _start(self, request: dict[str, Any], channels: dict[str, socket.socket]) -> None:
         prepared = None
+        pin(request.get("cpu"))  # the endpoints forked here inherit it; an idle one is told
         for endpoint in ("client", "server"):
             mine = channels[endpoint]
             kids = {
@@ -323,7 +329,9 @@ class _Reaper:
             }
             if endpoint in self.idle and not kids:
                 pid, control = self.idle.pop(endpoint)
-                data = json.dumps({"scenario": request["scenario"], "addresses": request["addresses"]}).encode()
+                data = json.dumps(
+                    {"scenario": request["scenario"], "addresses": request["addresses"], "cpu": request.get("cpu")}
+                ).encode()
                 socket.send_fds(control, [data], [mine.fileno()])
             else:
                 if prepared is None:
@@ -366,6 +374,7 @@ class _Reaper:
             if not message or not fds:
                 return
             request = json.loads(message)
+            pin(request.get("cpu"))
             prepared = self.launcher.prepare(request["scenario"], request["addresses"])
             mine, kids = _pin(socket.socket(fileno=fds[0]), top - 1), {}
 

@@ -23,6 +23,7 @@ from closekit.errors import ExperimentError, NotHereError, ParentGone, ProtocolE
 from closekit.sandbox import core
 from closekit.sandbox.capture import Capture
 from closekit.sandbox.counters import deltas, snapshot
+from closekit.sandbox.cpu import one_cpu
 from closekit.sandbox.diag import Diag
 from closekit.sandbox.endpoint import Addresses
 from closekit.sandbox.jail import Jail, Limits
@@ -97,13 +98,14 @@ class Experiment:
         assert self.env.jail is not None
         return self.env.jail
 
-    def start(self) -> None:
+    def start(self, cpu: int | None = None) -> None:
         ends = {p: channel_pair() for p in self.scenario.sides}
         try:
             self.jail.launch(
                 self.scenario.to_dict(),
                 {"server": self.env.addresses.server, "client": self.env.addresses.client},
                 {p: theirs for p, (_mine, theirs) in ends.items()},
+                cpu,
             )
         finally:
             for _mine, theirs in ends.values():
@@ -287,19 +289,21 @@ class Experiment:
         return waited
 
     # ---- the whole run -------------------------------------------------------------------
-    def run(self) -> Trace:
-        """Start and run every line; the Trace of what happened. The processes are stopped here only if
-        it fails: otherwise by the caller (stop()), once the trace is on its way."""
+    def run(self, cpu: object = None) -> Trace:
+        """Start and run every line, on `cpu` where it may (closekit.sandbox.cpu); the Trace of what happened.
+        The processes are stopped here only if it fails: otherwise by the caller (stop()), once the trace is
+        on its way."""
         refuse_unsupported(self.scenario, self.env)
         files = self.env.mib_files()
         before = snapshot(files)
-        self.start()
-        try:
-            self.execute()
-            counters = deltas(before, snapshot(files))
-        except BaseException:
-            self.stop()
-            raise
+        with one_cpu(cpu) as chosen:  # its processes hand the work to each other: closekit.sandbox.cpu
+            self.start(chosen)
+            try:
+                self.execute()
+                counters = deltas(before, snapshot(files))
+            except BaseException:
+                self.stop()
+                raise
         if self.env.capture is not None and self.env.capture.drops():
             raise ExperimentError(text("run.capture_dropped"))
         late = self.wire.late if self.wire is not None else 0.0

@@ -1,0 +1,63 @@
+"""One CPU for an experiment's processes.
+
+An experiment is a chain of hand-offs: an endpoint makes a call and waits, the helper relays its
+segment and looks at the sockets, the other endpoint wakes, answers and waits. One of them runs at a
+time, so spreading them over CPUs buys nothing and costs a cross-CPU wake-up at every hand-off (an
+interrupt to another CPU and its way out of idle). So the notebook's thread, while it waits for the
+trace, and the helper, the reaper and the endpoints, while they run the experiment, are held on one
+CPU: the notebook's, where the helper may use it, else the helper's own (the scheduler has just woken
+it there). Between experiments they are free again. Where no CPU can be chosen (no sched_getcpu),
+nothing is held. TCP's behaviour does not depend on it; a trace's `queued` still
+says when a process waited for the CPU. README, "One CPU per experiment", has the figures.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _cpu(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+@contextmanager
+def one_cpu(wanted: object = None) -> Iterator[int | None]:
+    """Hold this thread on CPU `wanted` where it may, else on the one it is on now, for the block; yield
+    that CPU (None: the thread stays free). Its mask is given back afterwards."""
+    try:
+        allowed = os.sched_getaffinity(0)
+        cpu = _cpu(wanted)
+        if cpu not in allowed:
+            cpu = _libc.sched_getcpu()
+        if cpu not in allowed:
+            raise OSError(0, "no CPU to choose")
+        if len(allowed) > 1:
+            os.sched_setaffinity(0, {cpu})
+    except (OSError, AttributeError):
+        yield None
+        return
+    if len(allowed) == 1:  # held there already
+        yield cpu
+        return
+    try:
+        yield cpu
+    finally:
+        try:
+            os.sched_setaffinity(0, allowed)
+        except OSError:
+            pass
+
+
+def pin(value: object) -> None:
+    """Hold this process (and what it forks) on CPU `value` from now on, where it may; None: as it was."""
+    cpu = _cpu(value)
+    if cpu is not None:
+        try:
+            os.sched_setaffinity(0, {cpu})
+        except OSError:
+            pass

@@ -1,0 +1,82 @@
+"""One CPU per experiment (closekit.sandbox.cpu): the notebook's thread, the helper and the endpoints run an
+experiment on one CPU, and are free again afterwards."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+
+import pytest
+
+import closekit
+from closekit.sandbox.client import Lab
+from closekit.sandbox.cpu import one_cpu
+from closekit.scenario import Scenario
+from closekit.steps import Call
+
+ALLOWED = os.sched_getaffinity(0)
+needs_two = pytest.mark.skipif(len(ALLOWED) < 2, reason="one CPU allowed here: there is no CPU to choose")
+
+
+@pytest.fixture
+def free_again():
+    yield
+    os.sched_setaffinity(0, ALLOWED)
+
+
+@needs_two
+def test_the_block_runs_on_the_wanted_cpu_and_the_mask_comes_back(free_again):
+    wanted = max(ALLOWED)
+    with one_cpu(wanted) as cpu:
+        assert cpu == wanted
+        assert os.sched_getaffinity(0) == {wanted}
+    assert os.sched_getaffinity(0) == ALLOWED
+
+
+@needs_two
+@pytest.mark.parametrize("wanted", [None, True, -1, "0", [0], 1 << 20])
+def test_a_cpu_not_to_be_had_is_the_one_the_thread_is_on(wanted, free_again):
+    home = min(ALLOWED)
+    os.sched_setaffinity(0, {home})
+    os.sched_setaffinity(0, ALLOWED)  # free, but still on `home` until the scheduler moves it
+    with one_cpu(wanted) as cpu:
+        assert cpu in ALLOWED and os.sched_getaffinity(0) == {cpu}
+    assert os.sched_getaffinity(0) == ALLOWED
+
+
+def test_a_thread_held_on_one_cpu_stays_there(free_again):
+    only = min(ALLOWED)
+    os.sched_setaffinity(0, {only})
+    with one_cpu(max(ALLOWED)) as cpu:
+        assert cpu == only and os.sched_getaffinity(0) == {only}
+    assert os.sched_getaffinity(0) == {only}
+
+
+AFFINITY = Call(
+    "client",
+    source=textwrap.dedent("""\
+        def affinity(sock):
+            import os
+            return ",".join(str(cpu) for cpu in sorted(os.sched_getaffinity(0)))
+    """),
+    function="affinity",
+)
+
+
+@needs_two
+@pytest.mark.live
+def test_an_experiments_processes_run_on_the_notebooks_cpu_and_the_notebook_is_free_again(free_again):
+    lab = Lab()
+    lab.start()  # while free: the helper takes the mask of the thread that starts it
+    try:
+        for home in sorted(ALLOWED)[-2:]:
+            os.sched_setaffinity(0, {home})
+            trace = closekit.run(Scenario("where", "", steps=(AFFINITY,)), lab=lab)
+            assert trace.syscalls("client", "call")[0].result == str(home)
+            assert os.sched_getaffinity(0) == {home}  # held there already: left as it was
+            os.sched_setaffinity(0, ALLOWED)
+            trace = closekit.run(Scenario("where", "", steps=(AFFINITY,)), lab=lab)
+            assert int(trace.syscalls("client", "call")[0].result) in ALLOWED  # one CPU, whichever
+            assert os.sched_getaffinity(0) == ALLOWED
+    finally:
+        lab.close()
