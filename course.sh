@@ -51,6 +51,7 @@ python_setup() {
     if "$VENV/bin/python" -m pip install -q uv; then
         "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" --compile-bytecode -e ".[$extra]"
     else
+        echo "closekit: uv could not be installed (above); installing with pip, which takes longer" >&2
         "$VENV/bin/python" -m pip install -q --upgrade pip
         "$VENV/bin/python" -m pip install -q -e ".[$extra]"
     fi
