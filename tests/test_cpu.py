@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import os
 import textwrap
+from dataclasses import replace
 
 import pytest
 
 import closekit
+from closekit import library
+from closekit.recorded import load
 from closekit.sandbox.client import Lab
 from closekit.sandbox.cpu import one_cpu
+from closekit.sandbox.workspace import RUNS, Workspace
 from closekit.scenario import Scenario
 from closekit.steps import Call
 
@@ -80,3 +84,22 @@ def test_an_experiments_processes_run_on_the_notebooks_cpu_and_the_notebook_is_f
             assert os.sched_getaffinity(0) == ALLOWED
     finally:
         lab.close()
+
+
+class _AlwaysDisturbed:
+    """Workspace.run's retry rule on its own: every run comes back disturbed; the CPU each was asked for is kept."""
+
+    def __init__(self) -> None:
+        self.asked: list[object] = []
+        self.trace = replace(load("million-bytes", "a stored trace"), disturbed="the client waited 30 ms for a CPU")
+
+    def _run_once(self, scenario: Scenario, parent: int | None, cpu: object) -> tuple[float, closekit.Trace]:
+        self.asked.append(cpu)
+        return 0.03, self.trace
+
+
+def test_a_run_repeated_because_the_machine_was_busy_is_not_held_on_the_cpu_of_the_first():
+    runs = _AlwaysDisturbed()
+    trace = Workspace.run(runs, library.get("million-bytes"), None, cpu=1)  # type: ignore[arg-type]
+    assert runs.asked == [1] + [None] * (RUNS - 1)  # None: wherever the scheduler puts it
+    assert trace.disturbed.startswith(runs.trace.disturbed)

@@ -61,7 +61,7 @@ class Lab:
         data = Scenario.remembered(scenario.to_dict()).to_dict()  # checked, whatever was done to the object
         with self._lock:
             self._ensure_started()
-            with one_cpu() as cpu:  # the helper runs the experiment on it too: closekit.sandbox.cpu
+            with one_cpu(None) as cpu:  # the helper runs the experiment on it too: closekit.sandbox.cpu
                 reply = self._ask({"op": "run", "scenario": data, "lang": current(), "cpu": cpu})
         if not isinstance(reply.get("trace"), dict):
             raise errors.ExperimentError("the lab's helper answered without a trace")

@@ -6,9 +6,10 @@ time, so spreading them over CPUs buys nothing and costs a cross-CPU wake-up at 
 interrupt to another CPU and its way out of idle). So the notebook's thread, while it waits for the
 trace, and the helper, the reaper and the endpoints, while they run the experiment, are held on one
 CPU: the notebook's, where the helper may use it, else the helper's own (the scheduler has just woken
-it there). Between experiments they are free again. Where no CPU can be chosen (no sched_getcpu),
-nothing is held. TCP's behaviour does not depend on it; a trace's `queued` still
-says when a process waited for the CPU. README, "One CPU per experiment", has the figures.
+it there). Between experiments they are free again, and so is a run repeated because a busy machine
+disturbed it (its CPU may be the busy one). Where no CPU can be chosen (no sched_getcpu), nothing is
+held. TCP's behaviour does not depend on it; a trace's `queued` still says when a process waited for
+the CPU. README, "One CPU per experiment", has the figures.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def _cpu(value: object) -> int | None:
 
 
 @contextmanager
-def one_cpu(wanted: object = None) -> Iterator[int | None]:
+def one_cpu(wanted: object) -> Iterator[int | None]:
     """Hold this thread on CPU `wanted` where it may, else on the one it is on now, for the block; yield
     that CPU (None: the thread stays free). Its mask is given back afterwards."""
     try:
@@ -36,21 +37,19 @@ def one_cpu(wanted: object = None) -> Iterator[int | None]:
             cpu = _libc.sched_getcpu()
         if cpu not in allowed:
             raise OSError(0, "no CPU to choose")
-        if len(allowed) > 1:
+        if len(allowed) > 1:  # (with one, it is held there already)
             os.sched_setaffinity(0, {cpu})
     except (OSError, AttributeError):
         yield None
         return
-    if len(allowed) == 1:  # held there already
-        yield cpu
-        return
     try:
         yield cpu
     finally:
-        try:
-            os.sched_setaffinity(0, allowed)
-        except OSError:
-            pass
+        if len(allowed) > 1:
+            try:
+                os.sched_setaffinity(0, allowed)
+            except OSError:
+                pass
 
 
 def pin(value: object) -> None:

@@ -16,6 +16,7 @@ import select
 import socket
 import time
 from collections import deque
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,7 +99,7 @@ class Experiment:
         assert self.env.jail is not None
         return self.env.jail
 
-    def start(self, cpu: int | None = None) -> None:
+    def start(self, cpu: int | None) -> None:
         ends = {p: channel_pair() for p in self.scenario.sides}
         try:
             self.jail.launch(
@@ -290,13 +291,13 @@ class Experiment:
 
     # ---- the whole run -------------------------------------------------------------------
     def run(self, cpu: object = None) -> Trace:
-        """Start and run every line, on `cpu` where it may (closekit.sandbox.cpu); the Trace of what happened.
-        The processes are stopped here only if it fails: otherwise by the caller (stop()), once the trace is
-        on its way."""
+        """Start and run every line, on `cpu` where it may, else on the helper's (closekit.sandbox.cpu; None:
+        free); the Trace of what happened. The processes are stopped here only if it fails: otherwise by the
+        caller (stop()), once the trace is on its way."""
         refuse_unsupported(self.scenario, self.env)
         files = self.env.mib_files()
         before = snapshot(files)
-        with one_cpu(cpu) as chosen:  # its processes hand the work to each other: closekit.sandbox.cpu
+        with one_cpu(cpu) if cpu is not None else nullcontext() as chosen:  # closekit.sandbox.cpu
             self.start(chosen)
             try:
                 self.execute()
