@@ -29,7 +29,7 @@ from lookalikes import FOOLED, LOOKALIKES
 import closekit
 from closekit import claims
 from closekit import query as q
-from closekit.errors import NotHereError
+from closekit.errors import ExperimentError, NotHereError, SyncTimeoutError
 from closekit.sandbox.client import Lab
 from closekit.trace import Segment, StateChange, Syscall, Trace
 
@@ -314,6 +314,40 @@ def test_a_recorded_trace_says_its_verdict_is_from_the_recording():
     assert trace is not None
     v = claims.judge("return-linger-after-ack", trace)
     assert v.line().startswith("[3.2.2] return-linger-after-ack: holds, from the recording — ")
+
+
+def test_a_missed_sync_point_gets_one_more_run_and_the_verdict_comes_from_it():
+    from closekit.recorded import load
+
+    recorded = load("return-linger", "a test")
+    asked: list[str] = []
+
+    def run(name: str) -> Trace:
+        asked.append(name)
+        if len(asked) == 1:
+            raise SyncTimeoutError("sync point wait_acked('client') was not met within 3 s")
+        return recorded
+
+    (v,) = claims.verify([claims.get("return-linger-after-ack")], run=run)
+    assert asked == ["return-linger", "return-linger"]
+    assert v.holds is True and v.why == ""
+
+
+@pytest.mark.parametrize(
+    "error, runs",
+    [(SyncTimeoutError("sync point wait_acked('client') was not met within 3 s"), 2),
+     (ExperimentError("the lab's helper process ended"), 1)],
+)  # fmt: skip
+def test_a_scenario_that_keeps_failing_could_not_run_here_and_only_a_missed_sync_point_is_run_again(error, runs):
+    asked: list[str] = []
+
+    def run(name: str) -> Trace:
+        asked.append(name)
+        raise error
+
+    (v,) = claims.verify([claims.get("return-linger-after-ack")], run=run)
+    assert len(asked) == runs
+    assert v.holds is None and v.why == claims.NOT_RUN and str(error) in v.evidence
 
 
 # ---- a "differs" check can hold: the book's behaviour, edited into the real trace -----------------------
