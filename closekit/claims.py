@@ -2027,11 +2027,11 @@ def _need_words(need: str) -> str:
 def verify(claims: Iterable[Claim] = CLAIMS, run: Callable[[str], Trace] | None = None) -> list[Verdict]:
     """Run each claim's scenario once (claims sharing a scenario share its trace; a missed sync point gets
     a second run, see _attempt) and judge every claim; a scenario that fails gives its claims the verdict
-    "could not run here", naming the error. Without
-    `run`, the scenarios run in the default lab and, on a machine of more than one CPU where the lab has
-    network namespaces of its own, in up to AT_ONCE - 1 more labs beside it (closed at the end): most of
-    a ledger's time is the kernel's timers. (In a host mode the experiments share the machine's loopback
-    and its ports with every other program: one at a time there.)"""
+    "could not run here", naming the error. Without `run`, the scenarios run in the default lab and, on a
+    machine of more than one CPU where the lab has network namespaces of its own, in up to AT_ONCE - 1
+    more labs beside it (closed at the end): most of a ledger's time is the kernel's timers. (In a host
+    mode the experiments share the machine's loopback and its ports with every other program: one at a
+    time there.)"""
     claims = list(claims)
     names = list(dict.fromkeys(claim.scenario for claim in claims))
     traces = _side_by_side(names) if run is None and _cpus() > 1 and _own_network() else _one_by_one(names, run)
