@@ -47,11 +47,11 @@ python_setup() {
     [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
     # uv (from PyPI, into the venv) installs what pip would, but downloads side by side and compiles the
     # bytecode on every core: a fresh venv's setup took 28 s instead of pip's 72 s here. Where uv cannot
-    # be had, pip does it.
-    if "$VENV/bin/python" -m pip install -q uv; then
-        "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" --compile-bytecode -e ".[$extra]"
-    else
-        echo "closekit: uv could not be installed (above); installing with pip, which takes longer" >&2
+    # be had or cannot install (offline, uv asks the index again; pip finds everything already there), pip
+    # does it.
+    if ! { "$VENV/bin/python" -m pip install -q uv &&
+        "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" --compile-bytecode -e ".[$extra]"; }; then
+        echo "closekit: uv could not install (above); installing with pip" >&2
         "$VENV/bin/python" -m pip install -q --upgrade pip
         "$VENV/bin/python" -m pip install -q -e ".[$extra]"
     fi
