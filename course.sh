@@ -49,8 +49,8 @@ python_setup() {
     # bytecode on every core: a fresh venv's setup took 28 s instead of pip's 72 s here. Where uv cannot
     # be had or cannot install (offline, uv asks the index again; pip finds everything already there), pip
     # does it.
-    if ! { "$VENV/bin/python" -m pip install -q uv &&
-        "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" --compile-bytecode -e ".[$extra]"; }; then
+    if ! { [ -x "$VENV/bin/uv" ] || "$VENV/bin/python" -m pip install -q uv; } ||
+        ! "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" --compile-bytecode -e ".[$extra]"; then
         echo "closekit: uv could not install (above); installing with pip" >&2
         "$VENV/bin/python" -m pip install -q --upgrade pip
         "$VENV/bin/python" -m pip install -q -e ".[$extra]"
