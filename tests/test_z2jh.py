@@ -94,8 +94,15 @@ def test_the_image_installs_with_the_script_the_hub_test_uses():
     dockerfile = (Z2JH / "Dockerfile").read_text()
     assert re.search(r"^RUN bash /tmp/closekit/deploy/install\.sh /opt/closekit /tmp/closekit", dockerfile, re.M)
     course_sh = (REPO / "course.sh").read_text()
-    hub_setup = course_sh[course_sh.index("hub_setup() {") :]
-    assert 'bash deploy/install.sh "$HUB_PREFIX" .' in hub_setup[: hub_setup.index("\n}\n")]
+
+    def body(function: str) -> str:
+        start = course_sh[course_sh.index(f"{function}() {{") :]
+        return start[: start.index("\n}\n")]
+
+    assert 'bash deploy/install.sh "$HUB_PREFIX" .' in body("hub_environment")
+    assert "hub_environment" in body("hub_setup")  # bash course.sh hub
+    test = course_sh[course_sh.index("\n    test)") :]
+    assert "hub_environment" in test[: test.index(";;")]  # bash course.sh test, for tests/test_hub.py
     packages = re.search(r"SYSTEM_PACKAGES=\(([^)]*)\)", course_sh).group(1).split()
     apt = re.search(r"apt-get install -y --no-install-recommends \\\n(.*?)\\\n", dockerfile, re.S).group(1).split()
     assert set(packages) <= set(apt), f"the image lacks {set(packages) - set(apt)}"
