@@ -30,8 +30,17 @@ system_setup() {
     else
         echo "closekit needs these system packages: ${missing[*]}" >&2
         echo "install them with: sudo apt-get install ${SYSTEM_PACKAGES[*]} ${*#*:}" >&2
-        [[ " ${missing[*]} " == *" python3-venv "* ]] && exit 1
+        if [[ " ${missing[*]} " == *" python3-venv "* ]]; then exit 1; fi # (without it, nothing can go on)
     fi
+}
+
+# start_system_setup [COMMAND[:PACKAGE] …]: python3-venv now where it is missing (a venv needs it), then the rest
+# of system_setup as a background job ($system), to run beside the venv's set-up: they need nothing of each
+# other and mostly wait on downloads and unpacking
+start_system_setup() {
+    python3 -c 'import ensurepip' 2>/dev/null || system_setup
+    system_setup "$@" &
+    system=$!
 }
 
 # without_rfc3987_syntax PYTHON: jsonschema (under nbformat and jupyter-events) imports rfc3987-syntax when it
@@ -96,17 +105,16 @@ hub_environment() {
 
 case "${1:-}" in
     open)
-        system_setup
+        start_system_setup
         python_setup lab
+        wait "$system"
         exec "$VENV/bin/closekit" lab "${@:2}"
         ;;
     test)
-        python3 -c 'import ensurepip' 2>/dev/null || system_setup # the venv needs python3-venv first
-        # Then side by side, since they need nothing of each other and mostly wait on downloads and unpacking:
-        # the system packages (apt), closekit's venv, and (as root) the hub's environment for tests/test_hub.py,
-        # which runs a class's hub. On a fresh machine the set-up took 66 s instead of 96 here.
-        system_setup chromium qemu-system-x86_64:qemu-system-x86 busybox:busybox-static &
-        system=$! hub=""
+        # side by side: the system packages, closekit's venv and (as root) the environment of the class's hub
+        # tests/test_hub.py runs; on a fresh machine the set-up took 66 s instead of 96 here
+        start_system_setup chromium qemu-system-x86_64:qemu-system-x86 busybox:busybox-static
+        hub=""
         if [ "$(id -u)" -ne 0 ]; then
             echo "not root: tests/test_hub.py will skip" >&2
         elif command -v node >/dev/null && command -v npm >/dev/null; then
