@@ -143,7 +143,7 @@ case "${1:-}" in
         # two lanes (tests/conftest.py): the kernel-free one first (the engine's rules, queries, checks and
         # words on stored traces, in under 30 s), then the live one (experiments, browsers, nbgrader, VMs,
         # the hub, and nbval over the notebooks; a file stays on one worker, the longest start first:
-        # tests/conftest.py's LONGEST_FIRST, which xdist keeps in order with --no-loadscope-reorder)
+        # tests/conftest.py's _live_lane_order, which xdist keeps with --no-loadscope-reorder)
         "$VENV/bin/python" -m pytest -n 2 --kernel-free tests "${@:2}"
         wait "$kernel"
         if [ -n "$hub" ]; then wait "$hub"; fi

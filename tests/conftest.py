@@ -11,6 +11,7 @@ JupyterHub) and `packaging` (a wheel built and installed), and nbval over the no
 
 from __future__ import annotations
 
+import itertools
 import signal
 
 import pytest
@@ -79,10 +80,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     else:
         return
     config.hook.pytest_deselected(items=[i for i in items if i not in kept])
-    if config.getoption("--live-lane"):
-        rank = {name: n for n, name in enumerate(LONGEST_FIRST)}
-        kept.sort(key=lambda i: rank.get(i.nodeid.split("::", 1)[0], len(rank)))  # stable: in-file order stays
-    items[:] = kept
+    items[:] = _live_lane_order(kept) if config.getoption("--live-lane") else kept
+
+
+def _live_lane_order(items: list[pytest.Item]) -> list[pytest.Item]:
+    """The live lane's files in the order xdist hands them out: the two longest (LONGEST_FIRST) first, then the
+    other test files, longest first, each followed by a notebook. A chapter's notebook mostly waits for its
+    experiments' timers (lingers, sleeps): beside the other worker's test file it leaves that file a CPU, where
+    all at the end (collection order) both workers waited on timers together."""
+    files: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        files.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
+    rank = {name: n for n, name in enumerate(LONGEST_FIRST)}
+    tests = sorted((f for f in files if not f.endswith(".ipynb")), key=lambda f: rank.get(f, len(rank)))
+    notebooks = [f for f in files if f.endswith(".ipynb")]
+    order = tests[:2]
+    for test, notebook in itertools.zip_longest(tests[2:], notebooks):
+        order += [f for f in (test, notebook) if f is not None]
+    return [item for name in order for item in files[name]]
 
 
 @pytest.fixture(scope="session")
