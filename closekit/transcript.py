@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import bisect
 import html
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -543,9 +544,10 @@ def causal_times(trace: Trace) -> Told:
     after that segment arrived, what a segment brought (a state) right after it arrived, and a call
     it woke after both (when it ran again is the scheduler's call too); a segment arrives after the
     link's own delay (the microseconds or, on a busy machine, milliseconds the relay took to pass it
-    on are the lab's); everything else by its clock."""
+    on are the lab's), but never before a call it woke began; everything else by its clock."""
     answers = answered(trace)
     delay = link_delay(trace)
+    began = _woken_calls_began(trace)
     at: dict[int, float] = {}
     arrivals: dict[int, float] = {}
     by_clock: dict[tuple[str, int, float], float] = {}  # (receiver, conn, clock arrival) -> told arrival
@@ -555,7 +557,7 @@ def causal_times(trace: Trace) -> Told:
             at[id(s)] = arrivals.get(id(cause), cause.arrived) + _ANSWER
         if s.arrived is not None:  # after the link's flight (what the relay added is the lab's), or
             flight = delay if s.fate == "delivered" else s.arrived - s.t  # what a rule held it back
-            arrivals[id(s)] = at.get(id(s), s.t) + flight
+            arrivals[id(s)] = max(at.get(id(s), s.t) + flight, began.get(id(s), -math.inf))
             by_clock.setdefault((s.dst, s.conn, s.arrived), arrivals[id(s)])
     for e in trace.events:
         if isinstance(e, StateChange):
@@ -568,6 +570,18 @@ def causal_times(trace: Trace) -> Told:
             after = _ENDED if _read_to_eof(e) else _WOKEN  # before the ACK of that FIN: see ended_by
             at[id(e)] = arrivals.get(id(woke), woke.arrived) + after  # type: ignore[operator]
     return Told(at, arrivals)
+
+
+def _woken_calls_began(trace: Trace) -> dict[int, float]:
+    """id of each segment that woke a call that slept -> when the last such call began. A relay a busy
+    machine held up may pass a segment on after a call that waits for it has begun (accept() for the
+    handshake's last ACK, begun 12 ms after that ACK left on a 10 ms link): it arrived after that."""
+    began: dict[int, float] = {}
+    for e in trace.syscalls():
+        woke = waker(trace, e) if may_have_waited(e) else None
+        if woke is not None:
+            began[id(woke)] = max(began.get(id(woke), -math.inf), e.t)
+    return began
 
 
 def _told_after(trace: Trace, e: Syscall) -> Segment | None:

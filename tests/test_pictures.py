@@ -9,7 +9,7 @@ import re
 from html import escape as html_escape
 
 import pytest
-from wire_traces import D, lingering_close, seg, state
+from wire_traces import D, call, lingering_close, seg, state
 
 import closekit
 from closekit.close_outcome import close_outcome
@@ -546,3 +546,34 @@ def test_a_connect_that_never_slept_is_drawn_returning_after_its_syn_ack_before_
         assert lines[returned + 1] == "server ~ ESTABLISHED", "\n".join(lines)
         drawn.append(lines)
     assert drawn[0] == drawn[1]
+
+
+def test_an_accept_begun_while_the_relay_held_the_handshakes_ack_is_told_blocking_before_that_ack_arrived():
+    """return-default in a fresh clone's suite on a busy machine (2 notebooks' cells of 1224): the relay passed
+    the client's last ACK of the handshake on 14 ms after it left, on a 10 ms link; the server's accept() had
+    begun 12 ms after it left, slept, and that ACK woke it. Told after the link's flight alone, the ACK
+    arrived, brought ESTABLISHED and woke accept() before accept() began: its '…' row came after its return."""
+    told = []
+    for began, relay_late in ((0.0225, 0.0), (0.034, 0.004)):  # a quiet machine's run; the busy one's
+        ack = seg(0.022, "client", ("ACK",), 1, 1, delay=D + relay_late)
+        accept = Syscall(began, "server", "accept", {}, 4, None, ack.arrived + 0.0001 - began, slept=True)
+        events = (
+            call(0.001, "server", "listen", backlog=1),
+            call(0.002, "client", "connect", duration=0.0201),
+            seg(0.002, "client", ("SYN",), 0, 0),
+            seg(0.012, "server", ("SYN", "ACK"), 0, 1),
+            ack,
+            state(0.0221, "client", "ESTABLISHED"),
+            accept,
+            state(ack.arrived, "server", "ESTABLISHED"),
+            call(ack.arrived + 0.001, "client", "close"),
+        )
+        link = {"delay": D, "text": "one-way delay 10 ms"}
+        trace = closekit.Trace("return-default", "6.18", "netns", {}, tuple(sorted(events, key=lambda e: e.t)),
+                               link=link, setup_until=0.0)  # fmt: skip
+        lines = sequence_diagram(trace).text.splitlines()
+        blocks = next(i for i, line in enumerate(lines) if "accept() … blocks" in line)
+        returned = next(i for i, line in enumerate(lines) if "accept() = 4" in line)
+        assert blocks < lines.index("server ~ ESTABLISHED") < returned, "\n".join(lines)
+        told.append(lines)
+    assert told[0] == told[1]
