@@ -547,7 +547,13 @@ def causal_times(trace: Trace) -> Told:
     on are the lab's), but never before a call it woke began; everything else by its clock."""
     answers = answered(trace)
     delay = link_delay(trace)
-    began = _woken_calls_began(trace)
+    ended = {id(e): (e, woke) for e in trace.syscalls() if (woke := _told_after(trace, e)) is not None}
+    # A relay a busy machine held up may pass a segment on after a call that waits for it has begun (accept()
+    # for the handshake's last ACK, begun 12 ms after that ACK left on a 10 ms link): it arrived after that.
+    began: dict[int, float] = {}
+    for e, woke in ended.values():
+        if may_have_waited(e) and woke.arrived >= e.t:  # type: ignore[operator]
+            began[id(woke)] = max(began.get(id(woke), -math.inf), e.t)
     at: dict[int, float] = {}
     arrivals: dict[int, float] = {}
     by_clock: dict[tuple[str, int, float], float] = {}  # (receiver, conn, clock arrival) -> told arrival
@@ -564,24 +570,10 @@ def causal_times(trace: Trace) -> Told:
             arrived = by_clock.get((e.side, e.conn, e.t))
             if arrived is not None:
                 at[id(e)] = arrived + _BROUGHT
-    for e in trace.syscalls():
-        woke = _told_after(trace, e)
-        if woke is not None:
-            after = _ENDED if _read_to_eof(e) else _WOKEN  # before the ACK of that FIN: see ended_by
-            at[id(e)] = arrivals.get(id(woke), woke.arrived) + after  # type: ignore[operator]
+    for e, woke in ended.values():
+        after = _ENDED if _read_to_eof(e) else _WOKEN  # before the ACK of that FIN: see ended_by
+        at[id(e)] = arrivals.get(id(woke), woke.arrived) + after  # type: ignore[operator]
     return Told(at, arrivals)
-
-
-def _woken_calls_began(trace: Trace) -> dict[int, float]:
-    """id of each segment that woke a call that slept -> when the last such call began. A relay a busy
-    machine held up may pass a segment on after a call that waits for it has begun (accept() for the
-    handshake's last ACK, begun 12 ms after that ACK left on a 10 ms link): it arrived after that."""
-    began: dict[int, float] = {}
-    for e in trace.syscalls():
-        woke = waker(trace, e) if may_have_waited(e) else None
-        if woke is not None:
-            began[id(woke)] = max(began.get(id(woke), -math.inf), e.t)
-    return began
 
 
 def _told_after(trace: Trace, e: Syscall) -> Segment | None:
