@@ -7,7 +7,8 @@
 - a warm close-default: median and p95 wall time; machine CPU per run (all processes and the
   kernel, from /proc/stat over the whole loop) and the lab's own CPU (this process, the helper,
   its reaper, the endpoint processes and everything the reaper reaped), and that by process;
-- the lab's own overhead per scenario: wall time less the kernel's timeline (first to last event);
+- the lab's own overhead per scenario: wall time less the kernel's timeline (first to last event), run back
+  to back, and for close-default again with a 5 ms pause between runs, as between a student's cells;
 - a 2 s sleep step: the machine CPU it costs (waiting must cost nothing);
 - the claims ledger: wall time and machine CPU, run side by side in several labs and one by one;
 - 32 processes running experiments at once: experiments per second;
@@ -117,15 +118,21 @@ def warm(runs: int) -> None:
     print("  the lab's own by process: " + ", ".join(f"{k} {v / runs * 1000:.2f}" for k, v in spent.items()) + " ms")
 
 
-def overhead(names: tuple[str, ...], runs: int) -> None:
-    """What the lab adds to each experiment: wall time less the kernel's timeline (first to last event)."""
+def overhead(names: tuple[str, ...], runs: int, pause: float = 0.0) -> None:
+    """What the lab adds to each experiment: wall time less the kernel's timeline (first to last event). Run
+    back to back, each run also waits for the helper to finish cleaning up after the last one (it does so
+    while the notebook reads the trace); with a `pause` between runs, as between a student's cells, it does not."""
     import closekit
 
-    print(f"the lab's own overhead, median of {runs} runs (wall time less the span of the trace's events):")
+    if pause:
+        print(f"  with {pause * 1000:.0f} ms between runs (the last run's clean-up out of the way):")
+    else:
+        print(f"the lab's own overhead, median of {runs} runs (wall time less the span of the trace's events):")
     for name in names:
         closekit.run(name)
         walls, overheads = [], []
         for _ in range(runs):
+            time.sleep(pause)
             started = time.perf_counter()
             trace = closekit.run(name)
             wall = time.perf_counter() - started
@@ -244,6 +251,7 @@ def main() -> None:
     print(f"import and first run:    {cell * 1000:7.1f} ms (median of 5: a student's first cell)")
     warm(args.runs)
     overhead(OVERHEAD_SCENARIOS, 60)
+    overhead(OVERHEAD_SCENARIOS[:1], 60, pause=0.005)
     sleep_cost()
     ledger_time()
     throughput()
