@@ -132,7 +132,8 @@ def overhead(names: tuple[str, ...], runs: int, pause: float = 0.0) -> None:
         closekit.run(name)
         walls, overheads = [], []
         for _ in range(runs):
-            time.sleep(pause)
+            if pause:
+                time.sleep(pause)
             started = time.perf_counter()
             trace = closekit.run(name)
             wall = time.perf_counter() - started
