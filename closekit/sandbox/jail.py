@@ -8,7 +8,9 @@ all and none stays a zombie. Each endpoint process then drops what it may not ke
 IPC namespace of its own, becomes nobody when the lab runs as root, enters a user namespace of
 its own (so it holds no capability over the namespaces the lab configures and may make no more
 of its own, and the kernel counts its processes for RLIMIT_NPROC), gives up its capabilities
-and takes its resource limits.
+and takes its resource limits. One that ran only the lab's own code may serve the next
+experiment: it waits, idle, on a control channel the helper holds, and the helper hands it the
+next experiment there, without the reaper.
 
 Sandboxed code starts with nothing of the notebook's: the helper was exec'd with an environment of
 its own (closekit.sandbox.client.helper_environment), so no process forked from it has the
@@ -67,6 +69,8 @@ CLEAR_TIMEOUT = 2.0  # seconds the reaper may take to end an experiment before i
 PARK_TIMEOUT = 0.5  # seconds an endpoint process may take to close an experiment and go idle
 REUSE = 200  # experiments an endpoint process serves before it retires (its CPU-time limit counts them all)
 MAX_MESSAGE = 256 * 1024
+ENDPOINTS = ("client", "server")
+IDLE = b'{"idle": true}'  # what an endpoint process says on its control channel once it has gone idle
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -136,6 +140,8 @@ class Jail:
             )
         self.pid = int(data)
         self.ended: dict[str, str] = {}  # process -> how it ended, this experiment
+        self.idle: dict[str, socket.socket] = {}  # endpoint -> the control channel of its idle process
+        self.running: dict[str, socket.socket] = {}  # endpoint -> that of this experiment's process
         self._ready = self._expect("ready")
 
     def fileno(self) -> int:
@@ -145,14 +151,48 @@ class Jail:
         self, scenario: dict[str, Any], addresses: dict[str, str], channels: dict[str, socket.socket], cpu: int | None
     ) -> None:
         """Start the experiment's endpoint processes, on `cpu` (closekit.sandbox.cpu); `channels` hold each
-        process's end, by name. Not waited for: a process reads its channel once it runs, and the reaper's
-        word that it could not start them comes with its other reports (take)."""
+        process's end, by name. An idle endpoint is handed its channel directly; the others the reaper forks.
+        Not waited for: a process reads its channel once it runs, and the reaper's word that it could not
+        start them comes with its other reports (take)."""
+        self.take()  # (what the reaper said of the last experiment's processes is not this one's)
         self.ended = {}
-        names = list(channels)
+        wake = json.dumps({"scenario": scenario, "addresses": addresses, "cpu": cpu}).encode()
+        forks: list[str] = []
+        for endpoint in ENDPOINTS:
+            kids = [n for n in channels if n not in ENDPOINTS and _owner(scenario, n) == endpoint]
+            if kids or not self._wake(endpoint, wake, channels[endpoint]):
+                forks += [endpoint, *kids]
+        if not forks:
+            return
+        controls = {}
+        for endpoint in ENDPOINTS:
+            if endpoint in forks:
+                self.running[endpoint], controls[endpoint] = socket.socketpair(
+                    socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC
+                )
         message = json.dumps(
-            {"op": "start", "scenario": scenario, "addresses": addresses, "processes": names, "cpu": cpu}
-        )
-        socket.send_fds(self._channel, [message.encode()], [channels[n].fileno() for n in names])
+            {"op": "start", "scenario": scenario, "addresses": addresses, "processes": forks,
+             "controls": list(controls), "cpu": cpu}
+        )  # fmt: skip
+        try:
+            fds = [channels[n].fileno() for n in forks] + [c.fileno() for c in controls.values()]
+            socket.send_fds(self._channel, [message.encode()], fds)
+        finally:
+            for theirs in controls.values():
+                theirs.close()
+
+    def _wake(self, endpoint: str, wake: bytes, channel: socket.socket) -> bool:
+        """Hand an idle endpoint process the experiment and its channel; False if none is idle (or it has gone)."""
+        control = self.idle.pop(endpoint, None)
+        if control is None:
+            return False
+        try:
+            socket.send_fds(control, [wake], [channel.fileno()])
+        except OSError:
+            control.close()
+            return False
+        self.running[endpoint] = control
+        return True
 
     def take(self) -> None:
         """Take in what the reaper reported (non-blocking): processes that ended; OSError if it could not
@@ -166,14 +206,38 @@ class Jail:
             self._note(report)
 
     def clear(self, reuse: bool = False) -> None:
-        """End the experiment's processes, without asking them; back when all are reaped. With `reuse`
-        (it ran only the lab's own code and ended cleanly) its two endpoints may stay, idle."""
+        """End the experiment's processes; back when all are reaped. With `reuse` (it ran only the lab's own
+        code and ended cleanly) its two endpoints may instead go idle, if both say so at once, for the next
+        experiment: that takes no word with the reaper. Otherwise the reaper ends them, and the idle ones."""
+        if reuse and self._park():
+            return
         try:
-            self._channel.send(json.dumps({"op": "clear", "reuse": reuse}).encode())
+            self._channel.send(b'{"op": "clear"}')
             self._expect("cleared", timeout=CLEAR_TIMEOUT)
         except OSError:
             self.close()
             raise
+        finally:
+            self._forget()
+
+    def _park(self) -> bool:
+        """Wait for the experiment's two endpoints to say they are idle; True if both did in time."""
+        if len(self.running) != 2:
+            return False
+        deadline = time.monotonic() + PARK_TIMEOUT
+        for control in self.running.values():
+            ready, _, _ = select.select([control], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready or control.recv(64) != IDLE:
+                return False
+        self.idle, self.running = self.running, {}
+        return True
+
+    def _forget(self) -> None:
+        """Let go of the endpoint processes' control channels (they have been ended)."""
+        for control in (*self.running.values(), *self.idle.values()):
+            control.close()
+        self.running.clear()
+        self.idle.clear()
 
     def close(self) -> None:
         """Kill the reaper; in a PID namespace the kernel kills every process in it too."""
@@ -189,6 +253,7 @@ class Jail:
             except ChildProcessError:
                 pass
             self.pid = 0
+        self._forget()
         self._channel.close()
 
     def _expect(self, what: str, timeout: float = 10.0) -> dict[str, Any]:
@@ -271,15 +336,14 @@ class _Reaper:
 
     An experiment that ran only the lab's own code (no function of a student's, no fork or exit)
     and ended cleanly leaves its two endpoint processes idle rather than killed: they close every
-    descriptor of the experiment and wait for the next one, which saves forking and isolating two
-    processes (most of an experiment's CPU). Anything else ends with kill(-1).
+    descriptor of the experiment and wait on their control channel, which the helper holds, for the
+    next one; that saves forking and isolating two processes (most of an experiment's CPU), and the
+    reaper hears nothing of it. Anything else ends with kill(-1).
     """
 
     def __init__(self, spec: JailSpec, launcher: Launcher, channel: socket.socket) -> None:
         self.spec, self.launcher, self.channel = spec, launcher, channel
-        self.endpoints: dict[int, str] = {}  # pid -> process name, of this experiment's endpoints
-        self.idle: dict[str, tuple[int, socket.socket]] = {}  # endpoint -> (pid, its control socket)
-        self.running: dict[str, tuple[int, socket.socket]] = {}
+        self.endpoints: dict[int, str] = {}  # pid -> endpoint, of the endpoint processes alive
 
     def say(self, report: dict[str, Any]) -> None:
         try:
@@ -298,8 +362,7 @@ class _Reaper:
             self.leave()
         request = json.loads(message)
         if request.get("op") == "clear":
-            if not (request.get("reuse") and self.park()):
-                self.kill_all()
+            self.kill_all()
             self.say({"cleared": True})
             if self.spec.private:
                 rootfs.empty_scratch()
@@ -308,50 +371,39 @@ class _Reaper:
                 self.start(request, fds)
             except Exception as e:  # tell the helper (it does not wait to hear they started); keep serving
                 self.say({"failed": f"the experiment's processes could not be started: {type(e).__name__}: {e}"})
-            for fd in fds:
-                os.close(fd)
+        for fd in fds:
+            os.close(fd)
 
     def start(self, request: dict[str, Any], fds: list[int]) -> None:
-        channels = {name: socket.socket(fileno=fd) for name, fd in zip(request["processes"], fds)}
+        """Fork the endpoints named in `controls`, each with its channel, its control channel and its children's
+        channels (fds: those of `processes`, then those of `controls`)."""
+        processes = request["processes"]
+        channels = {name: socket.socket(fileno=fd) for name, fd in zip(processes, fds)}
+        controls = {name: socket.socket(fileno=fd) for name, fd in zip(request["controls"], fds[len(processes) :])}
         try:
-            self._start(request, channels)
+            pin(request.get("cpu"))  # the endpoints forked here inherit it
+            prepared = self.launcher.prepare(request["scenario"], request["addresses"])
+            gc.freeze()  # what exists now is never scanned in the endpoints: fewer copy-on-write pages
+            for endpoint, control in controls.items():
+                kids = {
+                    n: c
+                    for n, c in channels.items()
+                    if n not in ENDPOINTS and _owner(request["scenario"], n) == endpoint
+                }
+                self.endpoints[self._fork(endpoint, prepared, channels[endpoint], kids, control)] = endpoint
         finally:
-            for s in channels.values():
-                s.detach()  # serve() closes the fds, once (a failed start closed them twice: the reaper's own, by then)
+            for s in (*channels.values(), *controls.values()):
+                s.detach()  # serve() closes the fds, once
 
-    def _start(self, request: dict[str, Any], channels: dict[str, socket.socket]) -> None:
-        prepared = None
-        pin(request.get("cpu"))  # the endpoints forked here inherit it; an idle one is told
-        for endpoint in ("client", "server"):
-            mine = channels[endpoint]
-            kids = {
-                n: c for n, c in channels.items() if n not in ("client", "server") and _owner(request, n) == endpoint
-            }
-            if endpoint in self.idle and not kids:
-                pid, control = self.idle.pop(endpoint)
-                data = json.dumps(
-                    {"scenario": request["scenario"], "addresses": request["addresses"], "cpu": request.get("cpu")}
-                ).encode()
-                socket.send_fds(control, [data], [mine.fileno()])
-            else:
-                if prepared is None:
-                    prepared = self.launcher.prepare(request["scenario"], request["addresses"])
-                    gc.freeze()  # what exists now is never scanned in the endpoints: fewer copy-on-write pages
-                pid, control = self._fork(endpoint, prepared, mine, kids)
-            self.running[endpoint] = (pid, control)
-            self.endpoints[pid] = endpoint
-
-    def _fork(self, endpoint: str, prepared: Any, mine: socket.socket, kids: dict) -> tuple[int, socket.socket]:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    def _fork(self, endpoint: str, prepared: Any, mine: socket.socket, kids: dict, control: socket.socket) -> int:
         target = self.spec.netns.get(endpoint)
         if target is not None:
             setns(target, CLONE_NEWNET)
-        keep = {mine.fileno(), theirs.fileno(), *(s.fileno() for s in kids.values())}
+        keep = {mine.fileno(), control.fileno(), *(s.fileno() for s in kids.values())}
         pid = os.fork()
         if pid == 0:
-            _guard(lambda: self._endpoint(endpoint, prepared, mine, kids, theirs, keep), _crash_reporter(mine))
-        theirs.close()
-        return pid, ours
+            _guard(lambda: self._endpoint(endpoint, prepared, mine, kids, control, keep), _crash_reporter(mine))
+        return pid
 
     def _endpoint(
         self, endpoint: str, prepared: Any, mine: socket.socket, kids: dict, control: socket.socket, keep: set[int]
@@ -369,7 +421,7 @@ class _Reaper:
             if served == REUSE:
                 return  # retire: the reaper forks a fresh one for the next experiment
             keep_only({control.fileno()})  # every descriptor of that experiment goes
-            control.send(b'{"idle": true}')
+            control.send(IDLE)
             message, fds, _flags, _address = socket.recv_fds(control, MAX_MESSAGE, 1)
             if not message or not fds:
                 return
@@ -377,20 +429,6 @@ class _Reaper:
             pin(request.get("cpu"))
             prepared = self.launcher.prepare(request["scenario"], request["addresses"])
             mine, kids = _pin(socket.socket(fileno=fds[0]), top - 1), {}
-
-    def park(self) -> bool:
-        """Ask the experiment's endpoints to go idle; True if both did at once."""
-        running, self.running = self.running, {}
-        if len(running) != 2:
-            return False
-        deadline = time.monotonic() + PARK_TIMEOUT
-        for endpoint, (pid, control) in running.items():
-            ready, _, _ = select.select([control], [], [], max(0.0, deadline - time.monotonic()))
-            if not ready or control.recv(64) != b'{"idle": true}':
-                return False
-            self.idle[endpoint] = (pid, control)
-        self.endpoints.clear()
-        return True
 
     def reap(self) -> None:
         while True:
@@ -403,11 +441,6 @@ class _Reaper:
             name = self.endpoints.pop(pid, None)
             if name is not None:
                 self.say({"ended": name, "status": status})
-            for pool in (self.idle, self.running):
-                for endpoint, (idle_pid, control) in list(pool.items()):
-                    if idle_pid == pid:
-                        control.close()
-                        del pool[endpoint]
 
     def kill_all(self) -> None:
         """Every process of the experiment (and the idle ones): SIGKILL, then reap until none is left."""
@@ -424,10 +457,6 @@ class _Reaper:
             except ChildProcessError:
                 break
         self.endpoints.clear()
-        for _pid, control in [*self.idle.values(), *self.running.values()]:
-            control.close()
-        self.idle.clear()
-        self.running.clear()
 
 
 def _pin(sock: socket.socket, fd: int) -> socket.socket:
@@ -439,10 +468,10 @@ def _pin(sock: socket.socket, fd: int) -> socket.socket:
     return socket.socket(fileno=fd)
 
 
-def _owner(request: dict[str, Any], process: str) -> str:
+def _owner(scenario: dict[str, Any], process: str) -> str:
     """The endpoint a forked process belongs to: that of the process that forked it."""
     owners = {"client": "client", "server": "server"}
-    for step in _steps(request["scenario"]["steps"]):
+    for step in _steps(scenario["steps"]):
         if step.get("step") == "fork":
             owners[step["child"]] = owners.get(step["side"], "client")
     return owners.get(process, "client")
