@@ -206,6 +206,8 @@ def attacked(request):
         pytest.skip("these tests switch identities as root (as an ordinary user, the 'user' cases are the same)")
     if shutil.which("setpriv") is None:
         pytest.skip("setpriv (util-linux) is needed to run the notebook as an ordinary uid")
+    if (identity, mode) == ("user", "netns"):
+        request.getfixturevalue("tun_open_to_users")
     tmp = Path(tempfile.mkdtemp(prefix=f"closekit-clean-{identity}-"))  # pytest's own is root's alone
     try:
         os.chmod(tmp, 0o755)

@@ -111,7 +111,7 @@ def test_a_student_logs_in_to_the_course_start_page_in_a_private_copy(hub):
     assert not (copy / "exercises" / "solutions").exists()  # a class's copy: assignments come through nbgrader
 
 
-def test_a_students_experiments_run_in_mode_netns_with_kernels_over_ipc(hub):
+def test_a_students_experiments_run_in_mode_netns_with_kernels_over_ipc(hub, tun_open_to_users):
     out = _as(hub, ALICE, (
         "import os, closekit.doctor\n"
         "from ipykernel.kernelapp import IPKernelApp\n"

@@ -226,7 +226,7 @@ def _python_for_nobody() -> str | None:
     return None
 
 
-def test_the_lab_works_for_an_unprivileged_user():
+def test_the_lab_works_for_an_unprivileged_user(tun_open_to_users):
     if os.geteuid() != 0:
         pytest.skip("already unprivileged: every other test here covers it")
     if shutil.which("setpriv") is None:
