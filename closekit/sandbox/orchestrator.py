@@ -229,7 +229,9 @@ class Experiment:
 
     # ---- carrying out what the Run asks --------------------------------------------------------
     def _feed(self, event: core.Event) -> None:
-        self._do(self.core.feed(event))
+        actions = self.core.feed(event)
+        if actions:  # (most events call for none)
+            self._do(actions)
 
     def _do(self, actions: list[core.Action]) -> None:
         todo = deque(actions)
