@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -74,6 +75,66 @@ def test_hundreds_of_experiments_leak_no_fd_process_zombie_or_thread(mode):
         lab.close()
     assert after == before
     assert before[2]["processes"] == 3 and before[2]["zombies"] == 0  # the reaper and its two idle endpoints
+
+
+@pytest.mark.parametrize("mode", ["netns", "host"])
+def test_an_idle_endpoint_process_killed_between_experiments_is_replaced_and_its_end_is_not_the_new_ones(mode):
+    """The helper hands an idle endpoint process its next experiment itself: one killed meanwhile (the OOM
+    killer, an administrator) is forked again, and its end is not taken for that of the new one, even when
+    the reaper says so only once the next experiment has begun (it is held stopped here until then)."""
+    exits = closekit.Scenario("exits", "the client's function exits", steps=(s.call("client", exit_three),))
+    lab = Lab(sandbox=mode)
+    try:
+        with pytest.raises(closekit.ExperimentError) as expected:
+            closekit.run(exits, lab=lab)
+        closekit.run("close-default", lab=lab)  # its endpoint processes go idle
+        (reaper,) = _children(lab.pid)
+        idle = _children(reaper)
+        assert len(idle) == 2
+        os.kill(reaper, signal.SIGSTOP)
+        try:
+            os.kill(idle[0], signal.SIGKILL)
+            deadline = time.monotonic() + 5
+            while _state(idle[0]) != "Z" and time.monotonic() < deadline:  # dead, its descriptors closed
+                time.sleep(0.001)
+            result: list[str] = []
+            run = threading.Thread(target=lambda: result.append(_error_of(exits, lab)))
+            run.start()
+            time.sleep(0.1)  # the helper finds it gone and waits for the reaper's word
+        finally:
+            os.kill(reaper, signal.SIGCONT)
+        run.join(10)
+        closekit.run("close-default", lab=lab)
+        stats = lab.stats()
+    finally:
+        lab.close()
+    assert "exited with status 3" in str(expected.value)
+    assert result == [str(expected.value)]
+    assert stats["processes"] == 3 and stats["zombies"] == 0
+
+
+def exit_three(sock):
+    import os
+
+    os._exit(3)
+
+
+def _error_of(scenario: closekit.Scenario, lab: Lab) -> str:
+    try:
+        closekit.run(scenario, lab=lab)
+    except closekit.ExperimentError as e:
+        return str(e)
+    return "no error"
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(c) for c in f.read().split()]
 
 
 def fork_and_forget(sock):

@@ -67,6 +67,7 @@ KEYCTL_JOIN_SESSION_KEYRING = 1
 KEYCTL = {"x86_64": 250, "aarch64": 219, "riscv64": 219, "armv7l": 311, "i686": 288, "ppc64le": 271, "s390x": 280}
 CLEAR_TIMEOUT = 2.0  # seconds the reaper may take to end an experiment before it is killed itself
 PARK_TIMEOUT = 0.5  # seconds an endpoint process may take to close an experiment and go idle
+BURY_TIMEOUT = 0.5  # seconds the reaper may take to say that an idle endpoint process it reaped has ended
 REUSE = 200  # experiments an endpoint process serves before it retires (its CPU-time limit counts them all)
 MAX_MESSAGE = 256 * 1024
 ENDPOINTS = ("client", "server")
@@ -188,11 +189,25 @@ class Jail:
             return False
         try:
             socket.send_fds(control, [wake], [channel.fileno()])
-        except OSError:
+        except OSError:  # it died since its last experiment (killed from outside)
             control.close()
+            self._bury(endpoint)
             return False
         self.running[endpoint] = control
         return True
+
+    def _bury(self, endpoint: str) -> None:
+        """Take in the reaper's word that an idle endpoint process has ended, so that it is not taken for that
+        of this experiment's process of the same name."""
+        deadline = time.monotonic() + BURY_TIMEOUT
+        while endpoint not in self.ended:
+            report = self._read(block=True, timeout=max(0.0, deadline - time.monotonic()))
+            if report is None:
+                break
+            if report.get("failed"):
+                raise OSError(0, str(report["failed"])[:500])
+            self._note(report)
+        self.ended.pop(endpoint, None)
 
     def take(self) -> None:
         """Take in what the reaper reported (non-blocking): processes that ended; OSError if it could not
