@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import socket
@@ -135,6 +136,41 @@ def _state(pid: int) -> str:
 def _children(pid: int) -> list[int]:
     with open(f"/proc/{pid}/task/{pid}/children") as f:
         return [int(c) for c in f.read().split()]
+
+
+RETIRING = """
+import json, os, sys
+from closekit import library
+from closekit.sandbox import jail
+from closekit.sandbox.workspace import Workspace
+jail.RETIRE_AT = float(sys.argv[1])  # (in the helper's process, which here is this one: the reaper forks from it)
+ws = Workspace.open(sys.argv[2])
+traces, pids = [], []
+for _ in range(4):
+    t = ws.run(library.get("close-default"), None, cpu=min(os.sched_getaffinity(0)))  # on one CPU, as the notebook's
+    traces.append(repr(([(s.src, s.flags) for s in t.segments()], t.states("client"), t.states("server"))))
+    pids.append(sorted(jail.descendants(ws.env.jail.pid)))  # the run's endpoint processes, not yet cleared
+    ws.finish()
+print(json.dumps({"same": len(set(traces)) == 1, "pids": pids, "stats": ws.stats()}))
+"""
+
+
+@pytest.mark.parametrize("mode", ["netns", "host"])
+def test_an_endpoint_process_that_spent_its_share_of_cpu_time_retires_and_the_next_run_is_the_same(mode):
+    """Reused endpoint processes retire once they have spent RETIRE_AT of their CPU-time limit; with none
+    to spend, they retire after every experiment, and fresh ones serve the next the same way."""
+    seen = {}
+    for share in (0.0, 0.25):
+        out = subprocess.run([sys.executable, "-c", RETIRING, str(share), mode], capture_output=True, text=True,
+                             timeout=60, cwd="/")  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        seen[share] = json.loads(out.stdout)
+    retiring, kept = seen[0.0], seen[0.25]
+    assert retiring["same"] and kept["same"]
+    assert len({tuple(p) for p in retiring["pids"]}) == 4  # a fresh pair every time
+    assert len({tuple(p) for p in kept["pids"]}) == 1  # the same pair throughout
+    assert all(len(p) == 2 for p in retiring["pids"] + kept["pids"])
+    assert retiring["stats"]["zombies"] == kept["stats"]["zombies"] == 0
 
 
 def fork_and_forget(sock):
