@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import dataclasses
 import json
 import os
 import platform
@@ -223,7 +224,8 @@ def traced(lab: Lab) -> str | None:
 
 
 # ---- issue 20: forged records ------------------------------------------------------------------
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+FORGERIES_FILE = Path(__file__).resolve().parent.parent / "tests" / "forgeries.py"
+sys.path.insert(0, str(FORGERIES_FILE.parent))
 from forgeries import FORGERIES  # noqa: E402  (the same forgeries tests/test_forgery.py proves forge)
 
 
@@ -543,7 +545,7 @@ def fuzz(lab: Lab, cases: int) -> tuple[int, int]:
         steps = []
         for _ in range(rng.randint(1, 4)):
             cls = rng.choice(list(STEP_TYPES.values()))
-            fields = [f for f in cls.__dataclass_fields__ if f not in ("side", "background")]
+            fields = [f.name for f in dataclasses.fields(cls) if f.name not in ("side", "background")]
             kwargs = {f: rng.choice(odd) for f in fields if rng.random() < 0.5}
             steps.append(cls(rng.choice(["client", "server", "ghost"]), **kwargs))
         tried += 1
@@ -580,12 +582,15 @@ def as_user(args: argparse.Namespace) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="closekit-soak-") as tmp:
         root = Path(tmp)
         shutil.copytree(Path(closekit.__file__).parent, root / "closekit")
-        shutil.copy(__file__, root / "soak.py")
+        for source, target in ((Path(__file__), "benchmarks"), (FORGERIES_FILE, "tests")):  # (as laid out here)
+            (root / target).mkdir()
+            shutil.copy(source, root / target / source.name)
         for part in ("solutions", "student"):
             shutil.copytree(args.course / part / "ex02-shutdown", root / "exercises" / part / "ex02-shutdown")
         for path in (root, *root.rglob("*")):
             os.chmod(path, 0o755 if path.is_dir() else 0o644)
-        command = ["setpriv", f"--reuid={USER}", f"--regid={USER}", "--clear-groups", python, str(root / "soak.py"),
+        soak = root / "benchmarks" / "soak.py"
+        command = ["setpriv", f"--reuid={USER}", f"--regid={USER}", "--clear-groups", python, str(soak),
                    "--identity", "self", "--modes", modes, "--runs", str(args.runs), "--fuzz", str(args.fuzz),
                    "--course", str(root / "exercises")]  # fmt: skip
         done = subprocess.run(command, capture_output=True, text=True, cwd="/",
