@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 import closekit
 from closekit import steps as s
 from closekit.sandbox.client import Lab
+from closekit.sandbox.jail import descendants
 from closekit.steps import STEP_TYPES
 from closekit.transcript import story
 
@@ -89,8 +90,7 @@ def test_an_idle_endpoint_process_killed_between_experiments_is_replaced_and_its
         with pytest.raises(closekit.ExperimentError) as expected:
             closekit.run(exits, lab=lab)
         closekit.run("close-default", lab=lab)  # its endpoint processes go idle
-        (reaper,) = _children(lab.pid)
-        idle = _children(reaper)
+        reaper, *idle = descendants(lab.pid)  # (the helper's one child first, then the reaper's)
         assert len(idle) == 2
         os.kill(reaper, signal.SIGSTOP)
         try:
@@ -131,11 +131,6 @@ def _error_of(scenario: closekit.Scenario, lab: Lab) -> str:
 def _state(pid: int) -> str:
     with open(f"/proc/{pid}/stat") as f:
         return f.read().rsplit(")", 1)[1].split()[0]
-
-
-def _children(pid: int) -> list[int]:
-    with open(f"/proc/{pid}/task/{pid}/children") as f:
-        return [int(c) for c in f.read().split()]
 
 
 RETIRING = """
