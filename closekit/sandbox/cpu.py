@@ -6,10 +6,16 @@ time, so spreading them over CPUs buys nothing and costs a cross-CPU wake-up at 
 interrupt to another CPU and its way out of idle). So the notebook's thread, while it waits for the
 trace, and the helper, the reaper and the endpoints, while they run the experiment, are held on one
 CPU: the notebook's, where the helper may use it, else the helper's own (the scheduler has just woken
-it there). Between experiments they are free again, and so is a run repeated because a busy machine
-disturbed it (its CPU may be the busy one). Where no CPU can be chosen (no sched_getcpu), nothing is
-held. TCP's behaviour does not depend on it; a trace's `queued` still says when a process waited for
-the CPU. README, "One CPU per experiment", has the figures.
+it there); a run repeated because a busy machine disturbed it on the helper's own (the notebook's may
+be the busy one). Between experiments they are free again. Where no CPU can be chosen (no
+sched_getcpu), nothing is held.
+
+TCP's behaviour does not depend on it, but what the lab sees of it on a loopback does (modes
+netns-loopback and host): there the kernel takes a segment in, and answers it, in its sender's
+context, and the helper looking at a socket from another CPU can catch it halfway (a FIN_WAIT_2 inside
+the processing of one FIN-ACK, in 1 close-default in 20 to 40 held nowhere). Held on one CPU, a look
+comes before or after. A trace's `queued` still says when a process waited for the CPU. README, "One
+CPU per experiment", has the figures.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 _libc = ctypes.CDLL(None, use_errno=True)
+HERE = "here"  # a CPU asked for as this: the one the thread is on
 
 
 def _cpu(value: object) -> int | None:

@@ -22,6 +22,7 @@ from closekit.errors import CloseKitError, text
 from closekit.sandbox import endpoint as endpoint_process
 from closekit.sandbox import netlink
 from closekit.sandbox.capture import Capture
+from closekit.sandbox.cpu import HERE
 from closekit.sandbox.diag import Diag
 from closekit.sandbox.endpoint import Addresses
 from closekit.sandbox.jail import Jail, JailSpec, Launcher, Limits
@@ -151,11 +152,11 @@ class Workspace:
     # ---- experiments --------------------------------------------------------------------
     def run(self, scenario: Scenario, parent: int | None, cpu: object = None) -> Trace:
         """Run `scenario`, on the notebook's `cpu` where it may (closekit.sandbox.cpu); a run a busy machine
-        disturbed (see core.TOLERANCE) is run again, wherever the scheduler puts it, up to RUNS times in all,
-        and the least disturbed one returned, saying so."""
+        disturbed (see core.TOLERANCE) is run again, on the CPU the scheduler has put the helper on, up to
+        RUNS times in all, and the least disturbed one returned, saying so."""
         best: tuple[float, Trace] | None = None
         for attempt in range(RUNS):
-            held_up, trace = self._run_once(scenario, parent, cpu if attempt == 0 else None)  # again: anywhere
+            held_up, trace = self._run_once(scenario, parent, cpu if attempt == 0 else HERE)
             if not trace.disturbed:
                 return trace
             if best is None or held_up < best[0]:
