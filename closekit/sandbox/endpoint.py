@@ -298,18 +298,23 @@ class _Schedstat:
 
     def __init__(self) -> None:
         self.keep_at = -1  # where the file is kept (-1: opened for each reading)
-        self.pid = 0  # the process that put it there (a forked child holds its parent's copy)
+        self.held = False  # this process put it there
+        self.inherited = False  # what is there is a parent's copy (this process was forked since)
+        os.register_at_fork(after_in_child=self._forked)
 
     def reset(self, keep_at: int) -> None:
         """A new experiment: the last one's descriptors are closed."""
-        self.keep_at, self.pid = keep_at, 0
+        self.keep_at, self.held, self.inherited = keep_at, False, False
+
+    def _forked(self) -> None:
+        self.held, self.inherited = False, self.held
 
     def run_delay(self) -> float | None:
         """Seconds this thread has spent runnable but waiting for a CPU (the scheduler's run_delay);
         None where the kernel does not keep it. On a busy machine a call that was woken by an ACK may
         wait tens of milliseconds more before it runs and returns."""
         try:
-            if self.keep_at >= 0 and self.pid != os.getpid():
+            if self.keep_at >= 0 and not self.held:
                 self._keep()
             if self.keep_at < 0:
                 with open(SCHEDSTAT, "rb") as f:
@@ -321,7 +326,7 @@ class _Schedstat:
             return None
 
     def _keep(self) -> None:
-        if not self.pid:  # its place must be free (a forked child's holds its parent's copy, replaced here)
+        if not self.inherited:  # its place must be free (a forked child's holds its parent's copy, replaced here)
             try:
                 fcntl.fcntl(self.keep_at, fcntl.F_GETFD)
             except OSError:
@@ -334,7 +339,7 @@ class _Schedstat:
             os.dup2(fd, self.keep_at, inheritable=False)
         finally:
             os.close(fd)
-        self.pid = os.getpid()
+        self.held, self.inherited = True, False
 
 
 SCHEDSTAT = "/proc/thread-self/schedstat"

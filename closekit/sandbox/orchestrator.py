@@ -79,7 +79,7 @@ class Experiment:
         self.watched: list[Any] | None = None  # what the loop blocks on (None: to be made again)
         self.reaped: set[str] = set()
         self.held_up = 0.0  # how long a busy machine held the run up at worst (core.Run.disturbance)
-        self.stat_files: dict[int, int] = {}  # pid -> its /proc/PID/stat, open for this experiment
+        self.proc_files: dict[tuple[int, str], int] = {}  # (pid, file) -> /proc/PID/file, open for this experiment
         self.stopped = False
         self.wire: Wire | None = None
         if env.wired:
@@ -122,9 +122,9 @@ class Experiment:
         self.stopped = True
         for channel in self.channels.values():
             channel.close()
-        for fd in self.stat_files.values():
+        for fd in self.proc_files.values():
             os.close(fd)
-        self.stat_files.clear()
+        self.proc_files.clear()
         self.jail.clear(reuse=self.core.reusable)
 
     # ---- the loop --------------------------------------------------------------------------
@@ -269,10 +269,7 @@ class Experiment:
         if pid is None or select.select([self.channels[process]], [], [], 0)[0]:
             return False
         try:
-            fd = self.stat_files.get(pid)
-            if fd is None:
-                fd = self.stat_files[pid] = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
-            return os.pread(fd, 1024, 0).rsplit(b")", 1)[1].split()[0] == b"S"
+            return self._read_proc(pid, "stat", 1024).rsplit(b")", 1)[1].split()[0] == b"S"
         except (OSError, IndexError):
             return False
 
@@ -282,14 +279,18 @@ class Experiment:
         waited = {}
         for name, pid in (("helper", os.getpid()), *self.pids.items()):
             try:
-                fd = os.open(f"/proc/{pid}/schedstat", os.O_RDONLY | os.O_CLOEXEC)  # (a third of open()'s cost)
-                try:
-                    waited[name] = int(os.read(fd, 128).split()[1]) / 1e9
-                finally:
-                    os.close(fd)
+                waited[name] = int(self._read_proc(pid, "schedstat", 128).split()[1]) / 1e9
             except (OSError, IndexError, ValueError):
                 continue
         return waited
+
+    def _read_proc(self, pid: int, name: str, size: int) -> bytes:
+        """/proc/PID/`name`, opened once an experiment: an open /proc file stays with the process it was
+        opened for, and fails once that process has gone, whatever process takes its pid."""
+        fd = self.proc_files.get((pid, name))
+        if fd is None:
+            fd = self.proc_files[pid, name] = os.open(f"/proc/{pid}/{name}", os.O_RDONLY | os.O_CLOEXEC)
+        return os.pread(fd, size, 0)
 
     # ---- the whole run -------------------------------------------------------------------
     def run(self, cpu: object = None) -> Trace:
