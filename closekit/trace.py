@@ -34,7 +34,9 @@ MODE_NOTICES = {
     ),
     "host-nocapture": (
         "Fallback mode 'host-nocapture': no private network namespace and no packet capture here. "
-        "Syscalls and socket states are real; the segments on the wire could not be observed."
+        "Syscalls and socket states are real; the segments on the wire could not be observed, and a state "
+        "a socket held for less than a millisecond may be missing (sockets were looked at after each call "
+        "and every millisecond)."
     ),
 }
 
