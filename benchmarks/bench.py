@@ -5,8 +5,9 @@
 - import time of closekit, the first (cold) experiment of a process, and both together (a
   student's first cell);
 - a warm close-default: median and p95 wall time; machine CPU per run (all processes and the
-  kernel, from /proc/stat over the whole loop) and the lab's own CPU (this process, the helper,
-  its reaper, the endpoint processes and everything the reaper reaped), and that by process;
+  kernel, from /proc/stat over the whole loop, and the least and most of five blocks of it: a
+  virtual machine's host may lend its CPU elsewhere for a while) and the lab's own CPU (this process,
+  the helper, its reaper, the endpoint processes and everything the reaper reaped), and that by process;
 - the lab's own overhead per scenario: wall time less the kernel's timeline (first to last event), run back
   to back, and for close-default again with a 5 ms pause between runs, as between a student's cells;
 - a 2 s sleep step: the machine CPU it costs (waiting must cost nothing);
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import configparser
+import itertools
 import multiprocessing
 import os
 import re
@@ -38,6 +40,7 @@ import time
 from typing import Any
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+BLOCKS = 5  # the warm runs' machine CPU is also read in this many blocks: see warm()
 OVERHEAD_SCENARIOS = ("close-default", "close-unread", "shutdown-wr", "linger-zero", "time-wait")
 
 
@@ -97,22 +100,31 @@ def cold_first_run() -> tuple[float, float]:
 
 
 def warm(runs: int) -> None:
+    """Warm close-defaults. Machine CPU is read over the whole loop and in BLOCKS blocks of it: a virtual
+    machine that hides its steal time counts what its host gave other guests as its own CPU, so on a
+    busy host the figure rises for a while; the least block is the closest reading of the lab's cost."""
     import closekit
 
     lab = closekit.lab()
     closekit.run("close-default")
     helper, reaper = lab.info["pid"], lab.info["reaper"]
-    times = []
-    machine0, lab0 = machine_cpu(), lab_cpu(helper, reaper)
-    for _ in range(runs):
+    times, marks = [], []  # marks: (runs so far, machine CPU) where each block begins, and at the end
+    block = max(runs // BLOCKS, 1)
+    lab0 = lab_cpu(helper, reaper)
+    for i in range(runs):
+        if i % block == 0:
+            marks.append((i, machine_cpu()))
         started = time.perf_counter()
         closekit.run("close-default")
         times.append(time.perf_counter() - started)
-    machine, spent = (machine_cpu() - machine0) / runs, lab_cpu_spent(lab0, lab_cpu(helper, reaper))
+    marks.append((runs, machine_cpu()))
+    machine, spent = (marks[-1][1] - marks[0][1]) / runs, lab_cpu_spent(lab0, lab_cpu(helper, reaper))
+    per_block = [(c2 - c1) / (i2 - i1) for (i1, c1), (i2, c2) in itertools.pairwise(marks)]
     times.sort()
     print(
         f"close-default warm, {runs} runs: median {statistics.median(times) * 1000:.1f} ms, "
-        f"p95 {times[int(len(times) * 0.95) - 1] * 1000:.1f} ms wall; machine CPU {machine * 1000:.2f} ms a run, "
+        f"p95 {times[int(len(times) * 0.95) - 1] * 1000:.1f} ms wall; machine CPU {machine * 1000:.2f} ms a run "
+        f"(blocks of {block}: least {min(per_block) * 1000:.2f}, most {max(per_block) * 1000:.2f}), "
         f"the lab's own {sum(spent.values()) / runs * 1000:.2f} ms a run"
     )
     print("  the lab's own by process: " + ", ".join(f"{k} {v / runs * 1000:.2f}" for k, v in spent.items()) + " ms")
