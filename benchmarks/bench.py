@@ -258,6 +258,8 @@ def main() -> None:
     parser.add_argument("--scenario-runs", type=int, default=200, help="runs of every scenario for determinism")
     parser.add_argument("--skip-determinism", action="store_true")
     args = parser.parse_args()
+    # the interpreter's build moves every figure (course.sh's PYTHON): say which one ran
+    print(f"Python {sys.version.split()[0]} at {os.path.realpath(sys.executable)}, kernel {os.uname().release}")
     print(f"import closekit:         {import_time() * 1000:7.1f} ms (median of 5, fresh processes)")
     first, cell = cold_first_run()
     print(f"first experiment (cold): {first * 1000:7.1f} ms (median of 5, helper start included)")
