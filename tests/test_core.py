@@ -393,11 +393,32 @@ def test_a_process_kept_from_the_cpu_between_two_of_its_lines_is_a_disturbed_run
     lab = Lab(scenario(s.recv("server"), s.close("server")))
     lab.connected()
     lab.at(0.010).reply("server", call("recv", 0.005, result=0), {**call("close", 0.060), "delayed": 0.05})
-    assert lab.run.disturbance(0.0) == (0.05, "the server waited 50 ms for a CPU before its close()")
+    held = "the server was held 50 ms before its close(), which its program makes at once"
+    assert lab.run.disturbance(0.0) == (0.05, held)
     lab = Lab(scenario(s.recv("server"), s.close("server")))
     lab.connected()
     lab.at(0.010).reply("server", call("recv", 0.005, result=0), {**call("close", 0.006), "delayed": 0.0002})
     assert lab.run.disturbance(0.0) == (0.0002, "")
+
+
+def _held_before_close(link: Link, held: float) -> tuple[float, str]:
+    """return-shutdown-read's end: the client's recv() returned 0 when the server's FIN came, and its
+    last ACK left then; its close() was to follow at once but started `held` later."""
+    lab = Lab(scenario(s.recv("client"), s.close("client"), link=link))
+    lab.connected(accept_at=0.0025, ack_arrives=0.012)
+    lab.at(0.030).reply("client", call("recv", 0.010, duration=0.02, result=0, slept=True),
+                        {**call("close", 0.020 + held), "delayed": held})  # fmt: skip
+    return lab.run.disturbance(0.0)
+
+
+def test_on_a_link_with_delay_a_process_held_most_of_the_delay_before_its_next_line_is_a_disturbed_run():
+    """On a 10 ms link (1 run in a suite on a busy machine): held 10 ms, the client's close() came after its
+    last ACK had reached the server and closed its socket, and the picture drew them the other way round.
+    Well below the 20 ms a link without delay tolerates, the run is run again past 80% of the delay."""
+    held = "the client was held 9 ms before its close(), which its program makes at once"
+    assert _held_before_close(Link(delay=0.01), 0.009) == (0.009, held)
+    assert _held_before_close(Link(delay=0.01), 0.007) == (0.007, "")
+    assert _held_before_close(Link(), 0.009) == (0.009, "")  # its next segment goes at once: 20 ms
 
 
 def _accept_handed_over(accept_at: float) -> tuple[float, str]:

@@ -48,9 +48,10 @@ if TYPE_CHECKING:
 
 ENDPOINTS = ("client", "server")
 # A run is disturbed when, after its set-up, a busy machine held it up this long: a process kept from
-# the CPU in a call, or the wire passing a segment on late. The quickest timer a built-in scenario
-# lets a process race is the 40 ms delayed ACK (where a lesson would race the few-ms tick that
-# acknowledges a FIN after no data, the scenario waits for that ACK instead).
+# the CPU in a call, or from starting its next line, or the wire passing a segment on late. The quickest
+# timer a built-in scenario lets a process race is the 40 ms delayed ACK (where a lesson would race the
+# few-ms tick that acknowledges a FIN after no data, the scenario waits for that ACK instead); on a link
+# with delay, the link is quicker (Run.tolerance).
 TOLERANCE = 0.02
 RELAY_LATE = 0.001  # a first copy the relay wrote this much past its time was held up by the lab, not the link
 TIMER_SLACK = 0.002  # look again this long after a kernel timer was due to fire
@@ -332,7 +333,7 @@ class Run:
                 held, who = r["queued"], (process, r["call"], True)
             if (r["delayed"] or 0.0) > held:  # (between two of its lines: the program runs the next at once)
                 held, who = r["delayed"], (process, r["call"], False)
-        if held > TOLERANCE:
+        if held > self.tolerance():
             ms = f"{held * 1000:.0f}"
             if who is None:
                 return held, text("run.disturbed.wire", ms=ms)
@@ -344,6 +345,15 @@ class Run:
         if words:
             return max(held, late), words
         return held, self._resent_in_the_relay()
+
+    def tolerance(self) -> float:
+        """How long a busy machine may hold the run up before its lesson may read otherwise: TOLERANCE, or
+        on a link with one-way delay D, 80% of D. A process held D would start its next line after the
+        segment its last call sent had reached the peer (return-shutdown-read: the client's close() after
+        its last ACK had closed the server's socket, 1 run in a suite on a busy machine); the rest of D
+        is for its waking and the lab's recording between the two lines (under 1 ms)."""
+        delay = self.scenario.link.delay
+        return min(TOLERANCE, delay * 0.8) if delay else TOLERANCE
 
     def _late_accept(self) -> tuple[float, str]:
         """The set-up handed the server its accept() only after the handshake's last ACK had reached it:

@@ -83,6 +83,7 @@ class Endpoint:
         self.pending_signals: list[str] = []
         self.port = 0  # the server's listening port, as the helper last said
         self.run_delay_after: float | None = None  # the scheduler's run_delay when its last call returned
+        self.returned_at: float | None = None  # when the last call of the current command returned
 
     # ---- the loop ------------------------------------------------------------------------
     def serve(self) -> None:
@@ -97,6 +98,7 @@ class Endpoint:
                 return
             if isinstance(message.get("port"), int):
                 self.port = message["port"]
+            self.next_command()
             jobs = self._jobs(message)
             for i, job in enumerate(jobs):
                 self.records = []
@@ -143,12 +145,23 @@ class Endpoint:
         self.pending_signals.append(signal.Signals(signum).name)
 
     # ---- recording -----------------------------------------------------------------------
+    def next_command(self) -> None:
+        """A command from the helper: its first line follows a wait of the lab's, not a line of the program."""
+        self.returned_at = None
+
     def record(self, call: str, args: dict[str, Any], fn: Any) -> Any:
-        """Make one call, record it as a syscall event, and return its result (None on error)."""
+        """Make one call, record it as a syscall event, and return its result (None on error).
+
+        Its `delayed`: after a line of the same command, how long since that line returned (the program
+        makes this call at once: the wait for a CPU, a page read from disk, the lab's own recording); after
+        the lab's wait, how long the process waited for a CPU since its last call."""
         start = time.monotonic()
         switches, queued = _voluntary_switches(), _schedstat.run_delay()
         last = self.run_delay_after
-        delayed = None if queued is None or last is None else max(queued - last, 0.0)
+        if self.returned_at is not None:
+            delayed: float | None = start - self.returned_at
+        else:
+            delayed = None if queued is None or last is None else max(queued - last, 0.0)
         result: Any = None
         err: str | None = None
         try:
@@ -156,7 +169,7 @@ class Endpoint:
         except OSError as e:
             err = errno_names.errorcode.get(e.errno or 0, "EIO")
             result = getattr(e, "partial", -1)
-        end = time.monotonic()
+        end = self.returned_at = time.monotonic()
         slept = _voluntary_switches() > switches  # before reading /proc again, which is no part of the call
         after = self.run_delay_after = _schedstat.run_delay()
         waited_for_cpu = None if queued is None or after is None else min(max(after - queued, 0.0), end - start)
