@@ -196,7 +196,8 @@ class Experiment:
                 sources = ["server" if p.src == "client" else "client" for p in delivered]
         elif self.env.capture is not None and self.env.capture in ready:
             port = self.core.server_port
-            for p in self.env.capture.drain({port: "server"} if port else {}):
+            server = (socket.inet_aton(self.env.addresses.server), port) if port else None
+            for p in self.env.capture.drain(server):
                 self.core.conns.classify(p)
                 self._feed(core.Sent(p, time.monotonic()))
 
