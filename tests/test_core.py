@@ -421,6 +421,17 @@ def test_on_a_link_with_delay_a_process_held_most_of_the_delay_before_its_next_l
     assert _held_before_close(Link(), 0.009) == (0.009, "")  # its next segment goes at once: 20 ms
 
 
+def test_on_a_link_with_delay_a_late_wire_in_the_set_up_is_a_disturbed_run():
+    """return-default (once in CI): the relay passed the handshake on 34 ms late and connect(), told as the
+    10 ms link's round trip (≈ 20 ms), read ≈ 40 ms. Without delay the set-up's timing is no lesson's."""
+    lab = Lab(scenario(s.close("client"), link=Link(delay=0.01)))
+    lab.connected(accept_at=0.0025, ack_arrives=0.012)
+    assert lab.run.disturbance(0.0, setup_late=0.034) == (0.034, "the wire passed a segment on 34 ms late")
+    lab = Lab(scenario(s.close("client")))
+    lab.connected()
+    assert lab.run.disturbance(0.0, setup_late=0.034) == (0.0, "")
+
+
 def _accept_handed_over(accept_at: float) -> tuple[float, str]:
     """return-default's set-up on a 10 ms link: connect() returned at 2.1 ms and the handshake's last ACK
     reached the server at 12 ms; the lab started the server's accept() at `accept_at`."""

@@ -308,12 +308,18 @@ class Run:
         return min(due)
 
     def outcome(
-        self, kernel: str, mode: str, counters: dict[str, int], unobserved: tuple[str, ...], wire_late: float
+        self,
+        kernel: str,
+        mode: str,
+        counters: dict[str, int],
+        unobserved: tuple[str, ...],
+        wire_late: float,
+        setup_late: float = 0.0,
     ) -> tuple[float, Trace]:
         """The run's Trace and how long a busy machine held it up at worst (`disturbance`). Below the
         tolerance too, a run is disturbed where the wire's lateness (`wire_late`) could have moved a
         duration the trace's words name into another category (40 ms of a delayed ACK told as ≈ 60 ms)."""
-        held, said = self.disturbance(wire_late)
+        held, said = self.disturbance(wire_late, setup_late)
         trace = self.trace(kernel, mode, counters, unobserved, said)
         moved = None if said else duration_said_otherwise(trace, wire_late)
         if moved is None:
@@ -321,9 +327,13 @@ class Run:
         said = text("run.disturbed.moved", ms=f"{wire_late * 1000:.0f}", process=moved.side, call=moved.call)
         return held, replace(trace, disturbed=said)
 
-    def disturbance(self, wire_late: float) -> tuple[float, str]:
+    def disturbance(self, wire_late: float, setup_late: float = 0.0) -> tuple[float, str]:
         """How long a busy machine held the run up at worst after its set-up (`wire_late`: the wire's
-        worst since then), and in words ("" if the lesson tolerates it)."""
+        worst since then), and in words ("" if the lesson tolerates it). On a link with delay the wire's
+        worst in the set-up (`setup_late`) counts too: connect() is told as the link's round trip there
+        (≈ 20 ms on return-default's 10 ms link; 54 ms with a relay 34 ms late, once in CI)."""
+        if self.scenario.link.delay:
+            wire_late = max(wire_late, setup_late)
         held, who = wire_late, None  # who: (process, call, in it or before it) kept from the CPU; None: the wire
         begun = self.setup_until or self.t0
         for _order, process, r in self.records:

@@ -79,6 +79,7 @@ class Experiment:
         self.watched: list[Any] | None = None  # what the loop blocks on (None: to be made again)
         self.reaped: set[str] = set()
         self.held_up = 0.0  # how long a busy machine held the run up at worst (core.Run.disturbance)
+        self.setup_late = 0.0  # the wire's worst lateness in the set-up
         self.proc_files: dict[tuple[int, str], int] = {}  # (pid, file) -> /proc/PID/file, open for this experiment
         self.stopped = False
         self.wire: Wire | None = None
@@ -133,7 +134,7 @@ class Experiment:
         while self.core.setup_until is None:
             self._wait()
         if self.wire is not None:
-            self.wire.late = 0.0  # what held the set-up up is not the lesson's
+            self.setup_late, self.wire.late = self.wire.late, 0.0  # told apart: core.Run.disturbance
         while not self.core.finished:
             self._wait()
 
@@ -312,7 +313,9 @@ class Experiment:
         if self.env.capture is not None and self.env.capture.drops():
             raise ExperimentError(text("run.capture_dropped"))
         late = self.wire.late if self.wire is not None else 0.0
-        self.held_up, trace = self.core.outcome(self.env.kernel, self.env.mode, counters, self.env.unobserved, late)
+        self.held_up, trace = self.core.outcome(
+            self.env.kernel, self.env.mode, counters, self.env.unobserved, late, self.setup_late
+        )
         return trace
 
     def sockets(self) -> list[tuple[str, tuple[str, int], tuple[str, int]]]:
