@@ -152,7 +152,7 @@ class Workspace:
     # ---- experiments --------------------------------------------------------------------
     def run(self, scenario: Scenario, parent: int | None, cpu: object = None) -> Trace:
         """Run `scenario`, on the notebook's `cpu` where it may (closekit.sandbox.cpu); a run a busy machine
-        disturbed (see core.TOLERANCE) is run again, on the CPU the scheduler has put the helper on, up to
+        disturbed (see core.Run.tolerance) is run again, on the CPU the scheduler has put the helper on, up to
         RUNS times in all, and the least disturbed one returned, saying so."""
         best: tuple[float, Trace] | None = None
         for attempt in range(RUNS):
