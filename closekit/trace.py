@@ -48,10 +48,10 @@ class Syscall:
     `slept`: whether the calling thread went to sleep in it (it waited for the network, a timer or
     buffer room), as opposed to running all along or merely losing the CPU for a while on a busy
     machine; None where it was not recorded (traces from before it was). `queued`: how much of
-    `duration` the process spent runnable but waiting for a CPU; `delayed`: how long after its previous
-    call returned it made this one, where its program makes it at once (after a line handed over with
-    it, all of that time; after the lab's wait, the time it waited for a CPU; None where not recorded,
-    and for a process's first call).
+    `duration` the process spent runnable but waiting for a CPU; `delayed`: how long after its program
+    would have made this call it did (at once after its previous call returned, or after the lab's wait
+    ended if that was later: the lab's lateness in handing the line over counts too); None where not
+    recorded, and in the set-up.
 
     `forgeable`: the process that reported this call had run a function of the scenario's (a call()
     step, this one included) or was forked from one that had. Such a function can rewrite the code

@@ -82,8 +82,7 @@ class Endpoint:
         self.records: list[dict[str, Any]] = []
         self.pending_signals: list[str] = []
         self.port = 0  # the server's listening port, as the helper last said
-        self.run_delay_after: float | None = None  # the scheduler's run_delay when its last call returned
-        self.returned_at: float | None = None  # when the last call of the current command returned
+        self.ready_at: float | None = None  # when its program would make its next call (None: in the set-up)
 
     # ---- the loop ------------------------------------------------------------------------
     def serve(self) -> None:
@@ -98,7 +97,7 @@ class Endpoint:
                 return
             if isinstance(message.get("port"), int):
                 self.port = message["port"]
-            self.next_command()
+            self.next_command(message.get("since"))
             jobs = self._jobs(message)
             for i, job in enumerate(jobs):
                 self.records = []
@@ -145,23 +144,24 @@ class Endpoint:
         self.pending_signals.append(signal.Signals(signum).name)
 
     # ---- recording -----------------------------------------------------------------------
-    def next_command(self) -> None:
-        """A command from the helper: its first line follows a wait of the lab's, not a line of the program."""
-        self.returned_at = None
+    def next_command(self, since: Any) -> None:
+        """A command from the helper. Its first line would follow the previous line's return, or the end
+        of the lab's wait if later: `since`, when the lab saw what ended it (None: a set-up command)."""
+        if not isinstance(since, float):
+            self.ready_at = None
+        elif self.ready_at is None or since > self.ready_at:
+            self.ready_at = since
 
     def record(self, call: str, args: dict[str, Any], fn: Any) -> Any:
         """Make one call, record it as a syscall event, and return its result (None on error).
 
-        Its `delayed`: after a line of the same command, how long since that line returned (the program
-        makes this call at once: the wait for a CPU, a page read from disk, the lab's own recording); after
-        the lab's wait, how long the process waited for a CPU since its last call."""
+        Its `delayed`: how long after the program would have made it (at once) it did: after a line of the
+        same command, since that line returned (the wait for a CPU, a page read from disk, the lab's own
+        recording); after the lab's wait, since that wait ended (the lab's lateness in handing the line
+        over too); None in the set-up."""
         start = time.monotonic()
         switches, queued = _voluntary_switches(), _schedstat.run_delay()
-        last = self.run_delay_after
-        if self.returned_at is not None:
-            delayed: float | None = start - self.returned_at
-        else:
-            delayed = None if queued is None or last is None else max(queued - last, 0.0)
+        delayed = None if self.ready_at is None else max(start - self.ready_at, 0.0)
         result: Any = None
         err: str | None = None
         try:
@@ -169,9 +169,11 @@ class Endpoint:
         except OSError as e:
             err = errno_names.errorcode.get(e.errno or 0, "EIO")
             result = getattr(e, "partial", -1)
-        end = self.returned_at = time.monotonic()
+        end = time.monotonic()
+        if self.ready_at is not None:
+            self.ready_at = end
         slept = _voluntary_switches() > switches  # before reading /proc again, which is no part of the call
-        after = self.run_delay_after = _schedstat.run_delay()
+        after = _schedstat.run_delay()
         waited_for_cpu = None if queued is None or after is None else min(max(after - queued, 0.0), end - start)
         self.records.append(records.syscall(t=start, call=call, args=args, result=result, errno=err,
                                             duration=end - start, slept=slept, queued=waited_for_cpu,
