@@ -267,7 +267,7 @@ class Run:
         self.mark = 0  # wait_segment looks at packets from this index on
         self.last_activity = t0
         self.now = t0
-        self.cause = t0  # when what the Run takes in now happened, as the lab saw it (the commands' `since`)
+        self.taking_in: Event = Tick(t0)  # what the Run takes in now (an answer: what asked for it)
         self.finished = False
         self.starved_from: dict[str, float] | None = None  # what each process had waited for a CPU by the set-up's end
         self.starved = 0.0  # how long since then, in all, up to the time limit: the limit is moved by it
@@ -291,8 +291,8 @@ class Run:
         as Asleep)."""
         if event.t > self.now:
             self.now = event.t
-        if not isinstance(event, Seen | Starved):  # (an answer to a look or a measure comes of what asked for it)
-            self.cause = _cause(event)
+        if type(event) is not Seen and type(event) is not Starved:
+            self.taking_in = event
         _TAKE_IN.get(type(event), Run._tick_event)(self, event)
         if not self.looks_pending:
             self._progress()
@@ -815,7 +815,7 @@ class Run:
     def _next_part(self) -> None:
         if self.at_once:
             process, message, part = self.at_once.popleft()
-            self._command(process, {**message, "port": self.server_port, "since": self.cause}, "", part)
+            self._command(process, {**message, "port": self.server_port, "since": _cause(self.taking_in)}, "", part)
             self.part = process if self.wired else None
 
     def _send_queues(self) -> None:
@@ -827,7 +827,7 @@ class Run:
                 proc.queue.clear()
                 proc.started = proc.asleep = False  # its last line may block across the next lab step: it
                 message = {"op": "run", "lines": lines, "port": self.server_port, "announce": True,  # says so
-                           "since": self.cause}  # fmt: skip
+                           "since": _cause(self.taking_in)}  # fmt: skip
                 self._actions.append(Command(proc.name, message))
 
     def _command(self, process: str, message: dict[str, Any], label: str, step: st.Step | None) -> None:
@@ -903,7 +903,8 @@ class Run:
 
 def _cause(event: Event) -> float:
     """When what `event` tells of happened, as far as the lab can tell: a reply's last call returned, a
-    packet left its sender; not when the driver took it in (on a busy machine, later)."""
+    packet left its sender; not when the driver took it in (on a busy machine, later). A command's
+    `since`: the end of the lab's wait, from which closekit.sandbox.endpoint times its first line."""
     t = event.t
     if isinstance(event, Reply):
         ends = [r["t"] + r["duration"] for r in event.records if r.get("kind") == "syscall"]
