@@ -12,12 +12,17 @@ JupyterHub) and `packaging` (a wheel built and installed), and nbval over the no
 from __future__ import annotations
 
 import itertools
+import json
 import os
+import shutil
 import signal
+import tempfile
+from pathlib import Path
 
 import pytest
 
 import closekit
+from closekit.sandbox.client import RUN_LOG_ENV
 from closekit.trace import Trace
 
 LANES = ("live", "browser", "nbgrader", "vm", "hub", "packaging")
@@ -58,6 +63,11 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     for lane in LANES:
         config.addinivalue_line("markers", f"{lane}: needs {lane} (not in the kernel-free lane)")
+    if config.getoption("--live-lane"):  # each process (xdist's workers too) its own: the notebooks' kernels log there
+        log = tempfile.mkdtemp(prefix="closekit-runs-")
+        os.environ[RUN_LOG_ENV] = log
+        config.add_cleanup(lambda: shutil.rmtree(log, ignore_errors=True))
+        config.pluginmanager.register(ShowLastRun(), "closekit-show-last-run")
     if config.getoption("--kernel-free"):  # for the whole session: session fixtures too
 
         def refuse(*_args: object, **_kwargs: object) -> None:
@@ -82,6 +92,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     config.hook.pytest_deselected(items=[i for i in items if i not in kept])
     items[:] = _live_lane_order(kept) if config.getoption("--live-lane") else kept
+
+
+class ShowLastRun:
+    """A notebook's cell that failed (its output differed, most often) is shown with the timed transcript of
+    the last experiment its kernel ran: a rare story's every segment, timer and delay, where the stored
+    output is clock-free and left them out. (A plugin, not a hook of this file's: those reach only tests/.)"""
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+        outcome = yield
+        report = outcome.get_result()
+        if report.when == "call" and report.failed and ".ipynb::" in item.nodeid:
+            shown = last_run(os.environ.get(RUN_LOG_ENV))
+            if shown:
+                report.sections.append(("closekit: the last experiment this notebook's kernel ran", shown))
+
+
+def last_run(log: str | None) -> str:
+    """The timed transcript of the last trace logged in `log` (RUN_LOG_ENV) by the process that logged last, or
+    "" if there is none."""
+    files = sorted(Path(log).glob("*.jsonl"), key=lambda f: f.stat().st_mtime) if log else []
+    if not files:
+        return ""
+    last = files[-1].read_text(encoding="utf-8").splitlines()[-1]
+    return Trace.from_dict(json.loads(last)).transcript()
 
 
 def _live_lane_order(items: list[pytest.Item]) -> list[pytest.Item]:

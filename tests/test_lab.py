@@ -13,10 +13,11 @@ from pathlib import Path
 
 import dpkt
 import pytest
+from conftest import last_run
 
 import closekit
 from closekit import steps as s
-from closekit.sandbox.client import Lab
+from closekit.sandbox.client import RUN_LOG_ENV, Lab
 from closekit.trace import Trace
 
 pytestmark = pytest.mark.live
@@ -46,6 +47,18 @@ def test_json_round_trip_keeps_every_event(live):
     assert kinds == {"syscall", "segment", "state", "wait"}
     rst = next(e for e in data["events"] if e["kind"] == "segment" and "RST" in e["flags"])
     assert rst["src"] == "client" and set(rst) >= {"t", "flags", "seq", "ack", "len", "win"}
+
+
+def test_with_a_run_log_each_trace_is_kept_and_the_last_one_is_shown_timed(tmp_path, monkeypatch):
+    """The live lane shows beside a notebook's cell whose output differed the timed transcript of the last run its
+    kernel made (tests/conftest.py): a rare story is then told with every segment, timer and delay."""
+    monkeypatch.setenv(RUN_LOG_ENV, str(tmp_path))
+    closekit.run("close-default")
+    trace = closekit.run("close-unread")
+    (log,) = tmp_path.glob("*.jsonl")
+    assert log.name == f"{os.getpid()}.jsonl" and len(log.read_text().splitlines()) == 2
+    assert last_run(str(tmp_path)) == trace.transcript()
+    assert "ms" in trace.transcript() and "RST" in trace.transcript()
 
 
 def test_pcap_export_reads_back_with_dpkt_and_tcpdump(live, tmp_path):

@@ -43,12 +43,13 @@ def side_labs() -> Iterator[list[Lab]]:
 def test_every_built_in_scenario_gives_the_same_trace_every_run(live, side_labs, name):
     first = live(name)
     if first.events[-1].t < 0.2:
-        differing = [i for i in range(REPEATS) if closekit.run(name) != first]
+        traces = [closekit.run(name) for _ in range(REPEATS)]
     else:  # the slow ones mostly wait for the kernel's timers (lingers, sleeps): three runs at once, in three labs
         with ThreadPoolExecutor(3) as pool:
             traces = list(pool.map(lambda lab: closekit.run(name, lab=lab), [None, *side_labs]))
-        differing = [i for i, trace in enumerate(traces) if trace != first]
-    assert differing == []
+    differing = [trace for trace in traces if trace != first]
+    told = f"{len(differing)} of {len(traces)} differed; the first run, then the first that differed"
+    assert not differing, f"{told}:\n{first.transcript()}\n\n{differing[0].transcript()}"
 
 
 def _open_fds() -> int:

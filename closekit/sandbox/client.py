@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from closekit.trace import Trace
 
 SANDBOX_ENV = "CLOSEKIT_SANDBOX"
+# A directory: where set, every trace a process gets is added to PID.jsonl there, a JSON line each. The test
+# suite sets it, to show beside a notebook's cell whose output differed the timed run behind it (tests/conftest.py).
+RUN_LOG_ENV = "CLOSEKIT_RUN_LOG"
 
 
 class Lab:
@@ -65,7 +68,11 @@ class Lab:
                 reply = self._ask({"op": "run", "scenario": data, "lang": current(), "cpu": cpu})
         if not isinstance(reply.get("trace"), dict):
             raise errors.ExperimentError("the lab's helper answered without a trace")
-        return Trace.from_dict(reply["trace"])
+        trace = Trace.from_dict(reply["trace"])
+        log = os.environ.get(RUN_LOG_ENV)
+        if log:
+            _log_run(log, reply["trace"])
+        return trace
 
     def stats(self) -> dict[str, int]:
         with self._lock:
@@ -174,6 +181,18 @@ class Lab:
                     stream.close()
                 except OSError:
                     pass
+
+
+def _log_run(directory: str, trace: dict[str, Any]) -> None:
+    """Add the trace to DIRECTORY/PID.jsonl (RUN_LOG_ENV). A log that cannot be written is left out: it is
+    no part of the experiment."""
+    import json
+
+    try:
+        with open(os.path.join(directory, f"{os.getpid()}.jsonl"), "a", encoding="utf-8") as f:
+            f.write(json.dumps(trace) + "\n")
+    except OSError:
+        pass
 
 
 def helper_environment(sandbox: str | None) -> dict[str, str]:
