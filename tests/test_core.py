@@ -413,6 +413,16 @@ def test_a_line_after_a_sync_point_is_timed_from_what_met_it_not_from_when_the_l
     assert since == {"server": pytest.approx(0.010), "client": pytest.approx(0.010)}
 
 
+def test_a_commands_since_is_a_number_of_seconds_the_endpoint_takes_whatever_a_process_reported():
+    """A function under test may rewrite its process's records: whole seconds arrive as JSON ints, which
+    the endpoint would not take as the end of the lab's wait (its first line would go unmeasured)."""
+    lab = Lab(scenario(s.recv("server"), s.wait_done("server"), s.close("client")))
+    lab.connected()
+    lab.at(1.5).reply("server", {**call("recv", 1, duration=0, result=0), "t": 1})
+    (since,) = [m["since"] for p, m in lab.commands if p == "client" and m["op"] == "run"]
+    assert since == 1.0 and type(since) is float
+
+
 def test_a_sync_point_met_by_a_packet_is_timed_from_when_the_packet_left():
     lab = Lab(scenario(s.wait_segment("client", ("FIN",)), s.close("server")))
     lab.connected()

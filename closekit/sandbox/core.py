@@ -906,9 +906,9 @@ def _cause(event: Event) -> float:
     packet left its sender; not when the driver took it in (on a busy machine, later). A command's
     `since`: the end of the lab's wait, from which closekit.sandbox.endpoint times its first line."""
     t = event.t
-    if isinstance(event, Reply):
+    if isinstance(event, Reply):  # (a process that ran a scenario's function may report whole seconds: JSON ints)
         ends = [r["t"] + r["duration"] for r in event.records if r.get("kind") == "syscall"]
-        return min(t, max(ends)) if ends else t
+        return float(min(t, max(ends))) if ends else t
     if isinstance(event, Sent):
         return min(t, event.packet.t)
     return t
