@@ -208,6 +208,23 @@ def debian12():
         pytest.skip(f"Debian 12's kernel package cannot be had here: {e}")
 
 
+def test_a_kernel_panic_on_the_console_is_named_with_its_reason(tmp_path):
+    log = tmp_path / "console.log"
+    log.write_bytes(  # as CI's 6.1 guest printed it under TCG on a busy host
+        b"[    0.048000] Kernel panic - not syncing: IO-APIC + timer doesn't work!  Boot with apic=debug\r\n"
+        b"[    0.048000]  apic_intr_mode_init+0x101/0x106\r\n[    0.048000]  </TASK>\r\n"
+    )
+    console = guest._Console(log, None)
+    console.read()
+    assert console.panic == "IO-APIC + timer doesn't work!  Boot with apic=debug"
+    assert not console.booted
+    quiet = tmp_path / "quiet.log"
+    quiet.write_bytes(b"closekit-guest: booted 6.1\nKernel panic is a word here, not syncing\n")
+    console = guest._Console(quiet, None)
+    console.read()
+    assert console.booted and console.panic == ""
+
+
 @pytest.mark.vm
 def test_a_kernel_that_does_not_boot_is_one_clear_line(debian12, tmp_path):
     root = tmp_path / "pkg"
