@@ -469,7 +469,7 @@ def test_a_helper_killed_mid_experiment_is_reported_and_the_next_run_works(lab):
 def test_a_helper_that_died_between_runs_is_replaced_quietly(lab):
     closekit.run("close-default", lab=lab)
     os.kill(lab.pid, signal.SIGKILL)
-    time.sleep(0.1)
+    os.waitid(os.P_PID, lab.pid, os.WEXITED | os.WNOWAIT)  # dead, not yet reaped: as the next cell finds it
     assert closekit.run("close-default", lab=lab).states("client")[-1] == "TIME_WAIT"
 
 

@@ -226,7 +226,8 @@ def test_the_slow_scenarios_the_ledger_starts_first_are_ledger_scenarios():
 
 def test_every_ledger_scenario_that_lasts_a_second_is_started_first(live):
     lasting = {c.scenario for c in claims.CLAIMS if live(c.scenario).events[-1].t > 0.5}
-    assert lasting == set(claims.SLOW_SCENARIOS)
+    odd = lasting ^ set(claims.SLOW_SCENARIOS)  # shown timed: a run that lasted unlike its kind is the news
+    assert not odd, "\n\n".join(live(name).transcript() for name in sorted(odd))
 
 
 def test_durations_are_verdicts(verdicts):
