@@ -184,8 +184,10 @@ def _boot(
         if not watcher.booted:
             if watcher.panic:
                 why = f"the kernel panicked: {watcher.panic}"
+            elif qemu_said:
+                why = f"qemu said: {qemu_said.splitlines()[-1]}"
             else:
-                why = f"qemu said: {qemu_said.splitlines()[-1]}" if qemu_said else "it stopped before init ran"
+                why = "it stopped before init ran"
             raise _NotBooted(_words(package, accel, f"did not boot ({why})", watcher))
         if watcher.failed:
             raise GuestError(f"Linux {package.release}: the guest {watcher.failed}")
