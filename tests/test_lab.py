@@ -107,6 +107,15 @@ def test_fallback_modes_run_on_the_host_and_say_so(mode):
         assert trace.segments() == [] and "segments on the wire" in trace.unobserved[0]
 
 
+def test_a_runs_counters_are_its_own_not_the_clean_up_of_the_last():
+    """The counters a run starts from are read once the lab has cleaned up after the last run, while the notebook
+    reads its trace. That run left its sockets open and ending them sent RSTs: they are not the next run's."""
+    leftover = closekit.run("descriptors-never-closed")
+    assert leftover.states("client")[-1] != "CLOSED"  # (still open when the run ended)
+    counters = closekit.run("close-default").counters
+    assert "Tcp:OutRsts" not in counters and counters["Tcp:ActiveOpens"] == 1, counters
+
+
 def test_unknown_scenario_name_lists_the_names():
     with pytest.raises(closekit.UnknownScenarioError, match="the names are: close-default, close-unread"):
         closekit.run("close-nonexistent")

@@ -23,7 +23,7 @@ from typing import Any
 from closekit.errors import ExperimentError, NotHereError, ParentGone, ProtocolError, text
 from closekit.sandbox import core
 from closekit.sandbox.capture import Capture
-from closekit.sandbox.counters import deltas, snapshot
+from closekit.sandbox.counters import Snapshot, deltas, snapshot
 from closekit.sandbox.cpu import one_cpu
 from closekit.sandbox.diag import Diag
 from closekit.sandbox.endpoint import Addresses
@@ -295,13 +295,12 @@ class Experiment:
         return os.pread(fd, size, 0)
 
     # ---- the whole run -------------------------------------------------------------------
-    def run(self, cpu: object = None) -> Trace:
+    def run(self, cpu: object, before: Snapshot) -> Trace:
         """Start and run every line, on `cpu` where it may, else on the helper's (closekit.sandbox.cpu; None:
-        free); the Trace of what happened. The processes are stopped here only if it fails: otherwise by the
-        caller (stop()), once the trace is on its way."""
+        free); the Trace of what happened, its counters moved since `before`. The processes are stopped here
+        only if it fails: otherwise by the caller (stop()), once the trace is on its way."""
         refuse_unsupported(self.scenario, self.env)
         files = self.env.mib_files()
-        before = snapshot(files)
         with one_cpu(cpu) if cpu is not None else nullcontext() as chosen:  # closekit.sandbox.cpu
             self.start(chosen)
             try:

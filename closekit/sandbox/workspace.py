@@ -22,6 +22,7 @@ from closekit.errors import CloseKitError, text
 from closekit.sandbox import endpoint as endpoint_process
 from closekit.sandbox import netlink
 from closekit.sandbox.capture import Capture
+from closekit.sandbox.counters import Snapshot, snapshot
 from closekit.sandbox.cpu import HERE
 from closekit.sandbox.diag import Diag
 from closekit.sandbox.endpoint import Addresses
@@ -63,6 +64,7 @@ class Workspace:
         self.pairs = 0  # address pairs handed out so far
         self.renewed = 0  # times the namespaces were replaced because a socket outlived its experiment
         self.unfinished: tuple[Experiment, dict[str, str], dict[str, int]] | None = None  # (see finish)
+        self.before: Snapshot | None = None  # the MIB counters the next run starts from (_ready_next)
         self._start_jail()
 
     def _start_jail(self) -> None:
@@ -167,31 +169,28 @@ class Workspace:
     def _run_once(self, scenario: Scenario, parent: int | None, cpu: object) -> tuple[float, Trace]:
         """One run of `scenario` on a new pair of addresses, leaving the namespaces as they were."""
         self.finish()
+        before = self.before if self.before is not None else self._ready_next()
+        self.before = None
         env = self.env
         env.parent = parent
-        self.pairs += 1
-        if self.pairs >= PAIRS:
-            self._renew_spaces()
-        env.addresses = address_pair(env.mode, self.pairs)
         if env.jail is None or not env.jail.pid:  # the last experiment's reaper had to be killed
             self._start_jail()
         experiment = Experiment(scenario, env)
         sysctls, route = dict(scenario.settings.sysctls), dict(scenario.settings.route)
         self.unfinished = (experiment, sysctls, route)
         try:
-            self._addresses(add=True)
             for endpoint, space in self._spaces():
                 apply_settings(space, sysctls, route, self._route(endpoint, space), self.home)  # type: ignore[arg-type]
-            trace = experiment.run(cpu)
+            trace = experiment.run(cpu, before)
         except BaseException:
             self.finish()
             raise
         return experiment.held_up, trace
 
     def finish(self) -> None:
-        """Stop the last experiment's processes and clean up after it. The helper does it once the trace
-        is on its way to the notebook (while the notebook reads it); every request begins with it, so
-        the next experiment, like `stats`, starts from a clean lab either way."""
+        """Stop the last experiment's processes, clean up after it and ready the next. The helper does it once
+        the trace is on its way to the notebook (while the notebook reads it); every request begins with it,
+        so the next experiment, like `stats`, starts from a clean lab either way."""
         if self.unfinished is None:
             return
         experiment, sysctls, route = self.unfinished
@@ -200,6 +199,18 @@ class Workspace:
             experiment.stop()
         finally:
             self._clean(experiment, sysctls, route)
+        self.before = self._ready_next()
+
+    def _ready_next(self) -> Snapshot:
+        """Put the next experiment's pair of addresses on the wire's devices and read the MIB counters it starts
+        from. Done as the last one's clean-up ends, while the notebook reads its trace, so that a run begins
+        with its first line; nothing moves the counters in between (the lab has ended every socket)."""
+        self.pairs += 1
+        if self.pairs >= PAIRS:
+            self._renew_spaces()
+        self.env.addresses = address_pair(self.env.mode, self.pairs)
+        self._addresses(add=True)
+        return snapshot(self.env.mib_files())
 
     def _spaces(self) -> list[tuple[str, NetNamespace]]:
         """(endpoint, namespace) of each distinct namespace."""
