@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import configparser
+import difflib
 import itertools
 import multiprocessing
 import os
@@ -267,6 +268,10 @@ def determinism(runs: int, hogs: int, neighbours: int = 0) -> int:
             total, worded, told = total + differing, worded + reworded, told + said_so
             print(f"  {name:28s} {differing:4d} of {n - 1:4d}, words {reworded:4d}, told {said_so:4d}"
                   f"   ({each * 1000:7.1f} ms a run)", flush=True)  # fmt: skip
+            silent = next((t for t in odd if not t.disturbed and words(t) != said), None)
+            if silent is not None:  # what moved, and the run's timeline: a rare one must tell its story
+                moved = difflib.unified_diff(said.splitlines(), words(silent).splitlines(), lineterm="", n=1)
+                print(*(f"      {line}" for line in moved), silent.transcript(), sep="\n", flush=True)
     finally:
         stop.set()
         for w in workers:
