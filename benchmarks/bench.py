@@ -204,7 +204,7 @@ def _hog(stop: multiprocessing.synchronize.Event) -> None:
         pass
 
 
-def _neighbour(first: int, started: multiprocessing.queues.Queue, stop: multiprocessing.synchronize.Event) -> None:
+def _neighbour(first: int, ready: multiprocessing.queues.Queue, stop: multiprocessing.synchronize.Event) -> None:
     """Another student in a lab of their own: every built-in scenario in turn, from the `first`-th, until stopped."""
     import closekit
 
@@ -212,7 +212,7 @@ def _neighbour(first: int, started: multiprocessing.queues.Queue, stop: multipro
     for i in itertools.count(first):
         closekit.run(names[i % len(names)])
         if i == first:
-            started.put(first)
+            ready.put(first)
         if stop.is_set():
             return
 
@@ -242,16 +242,16 @@ def determinism(runs: int, hogs: int, neighbours: int = 0) -> int:
         return sanitize(story(trace) + "\n" + sequence_diagram(trace).text)
 
     spawn = multiprocessing.get_context("spawn")  # (a fork would share this process's lab)
-    stop, started = spawn.Event(), spawn.Queue()
+    stop, ready = spawn.Event(), spawn.Queue()
     workers = [spawn.Process(target=_hog, args=(stop,)) for _ in range(hogs)]
-    workers += [spawn.Process(target=_neighbour, args=(i * 7, started, stop)) for i in range(neighbours)]
-    for w in workers:
-        w.start()
-    for _ in range(neighbours):
-        started.get(timeout=60)  # every neighbour's lab is running experiments
+    workers += [spawn.Process(target=_neighbour, args=(i * 7, ready, stop)) for i in range(neighbours)]
     beside = f"{hogs} CPU-bound processes" + (f" and {neighbours} running experiments" if neighbours else "")
     total = worded = told = 0
     try:
+        for w in workers:
+            w.start()
+        for _ in range(neighbours):
+            ready.get(timeout=60)  # every neighbour's lab is running experiments
         print(f"determinism, {runs} runs of each scenario beside {beside} (differing runs; told: of those, the ones"
               " whose trace says a busy machine disturbed them):")  # fmt: skip
         for name in closekit.scenarios():
@@ -275,7 +275,8 @@ def determinism(runs: int, hogs: int, neighbours: int = 0) -> int:
     finally:
         stop.set()
         for w in workers:
-            w.join()
+            if w.pid is not None:
+                w.join()
     print(f"total differing runs beside {beside}: {total} as traces, {worded} in their words; {told} told")
     return total + worded
 
