@@ -32,6 +32,7 @@ import argparse
 import configparser
 import difflib
 import itertools
+import json
 import multiprocessing
 import os
 import re
@@ -39,8 +40,12 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import closekit
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 BLOCKS = 5  # the warm runs' machine CPU is also read in this many blocks: see warm()
@@ -231,6 +236,15 @@ def nbval_sanitizer():
     return sanitize
 
 
+def _keep(name: str, *traces: closekit.Trace) -> str:
+    """The traces' JSON, raw segments included, in a new folder; its path."""
+    folder = tempfile.mkdtemp(prefix=f"closekit-{name}-")
+    for i, trace in enumerate(traces):
+        with open(os.path.join(folder, f"{i}.json"), "w", encoding="utf-8") as f:
+            json.dump(trace.to_dict(raw=True), f)
+    return folder
+
+
 def determinism(runs: int, hogs: int, neighbours: int = 0) -> int:
     import closekit
     from closekit.render import sequence_diagram
@@ -271,7 +285,8 @@ def determinism(runs: int, hogs: int, neighbours: int = 0) -> int:
             silent = next((t for t in odd if not t.disturbed and words(t) != said), None)
             if silent is not None:  # what moved, and the run's timeline: a rare one must tell its story
                 moved = difflib.unified_diff(said.splitlines(), words(silent).splitlines(), lineterm="", n=1)
-                print(*(f"      {line}" for line in moved), silent.transcript(), sep="\n", flush=True)
+                print(*(f"      {line}" for line in moved), silent.transcript(), sep="\n")
+                print(f"      (both traces, to replay without a kernel: {_keep(name, first, silent)})", flush=True)
     finally:
         stop.set()
         for w in workers:
