@@ -494,7 +494,9 @@ def _acks_fin(trace: Trace, s: Segment) -> bool:
 
 def answered(trace: Trace) -> dict[int, Segment]:
     """id of each pure ACK a kernel sent in answer to the segment that had just arrived (the last to
-    reach that endpoint before it, within QUICK, acknowledging exactly it) -> that segment."""
+    reach that endpoint before it, within QUICK, acknowledging exactly it) -> that segment. A segment
+    gets one answer, the first: a later ACK of the same byte is another cause's (a timer, a read that
+    opened the window), however soon a busy machine made it follow."""
     arrivals: dict[str, list[Segment]] = {}  # receiver -> what reached it, in order of arrival
     for s in trace.segments():
         if s.arrived is not None:
@@ -514,7 +516,8 @@ def answered(trace: Trace) -> dict[int, Segment]:
         end = last.seq + last.len + last.has("FIN") + last.has("SYN")
         if carried and last.conn == s.conn and end == s.ack and s.t <= last.arrived + QUICK:  # type: ignore[operator]
             out[id(s)] = last
-    return out
+    first = {id(cause): id(s) for s in reversed(trace.segments()) if (cause := out.get(id(s))) is not None}
+    return {ack: cause for ack, cause in out.items() if first[id(cause)] == ack}
 
 
 @dataclass(frozen=True)

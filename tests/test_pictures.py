@@ -498,6 +498,33 @@ def test_a_receiver_saying_the_same_thing_twice_is_told_once_in_the_clock_free_f
     assert trace.transcript().count("ack 4345 win 0") == 3
 
 
+def _probed(probe_at: float) -> closekit.Trace:
+    """shutdown-wr-queued's shut window: the server's delayed ACK (win 0) 40 ms after the data it
+    acknowledges, the client's probe of that data in between, then the server's read and the window
+    update it sends (the same ack)."""
+    data = seg(0.0198, "client", ("ACK",), 2897, 1, length=1448, delay=0.0001)
+    probe = seg(probe_at, "client", ("ACK",), 2897, 1, length=1448, delay=0.006)  # (a busy relay: 6 ms)
+    zero = seg(0.0603, "server", ("ACK",), 1, 4345, win=0, delay=0.0003)
+    read = Syscall(t=0.0620, side="server", call="recv", args={"until": "EOF"}, result=4344, errno=None,
+                   duration=0.001, slept=True)  # fmt: skip
+    update = seg(0.0621, "server", ("ACK",), 1, 4345, win=2896, delay=0.0001)
+    events = (data, probe, zero, read, update)
+    return closekit.Trace("probed", "6.18", "netns", {}, tuple(sorted(events, key=lambda e: e.t)), setup_until=0.0)
+
+
+def test_a_segment_has_one_answer_and_a_window_update_after_a_read_is_told_after_it():
+    """shutdown-wr-queued beside a busy machine (1 run in about 2,000): the client's probe came 16 ms after the data
+    where it usually comes 6 ms after, so the server's delayed ACK fell within QUICK of the probe's arrival and
+    was told as its answer, and so was the window update the server's read sent 2 ms later, which the words
+    then told before the read."""
+    usual, busy = _probed(probe_at=0.0260), _probed(probe_at=0.0363)
+    assert story(busy) == story(usual)
+    told = story(busy).splitlines()
+    assert told.index("server              recv(…until EOF) = 4344") < told.index(
+        "server > client   > . 1:1(0) ack 4345 win >0"
+    )
+
+
 def test_a_bulk_transfers_data_acks_are_left_out_of_the_clock_free_forms_and_the_ack_of_its_fin_is_not():
     data = [seg(0.001 * i, "client", ("ACK",), 1 + 1000 * i, 1, length=1000, delay=0.0) for i in range(8)]
     acks = [seg(0.0105, "server", ("ACK",), 1, 8001, delay=0.0)]
