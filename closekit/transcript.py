@@ -505,6 +505,7 @@ def answered(trace: Trace) -> dict[int, Segment]:
         listed.sort(key=lambda s: s.arrived)  # type: ignore[arg-type, return-value]
     times = {dst: [s.arrived for s in listed] for dst, listed in arrivals.items()}
     out: dict[int, Segment] = {}
+    taken: set[int] = set()  # id of each segment answered so far
     for s in trace.segments():
         if s.flags != ("ACK",) or s.len or s.src not in times:
             continue
@@ -514,10 +515,11 @@ def answered(trace: Trace) -> dict[int, Segment]:
         last = arrivals[s.src][i]
         carried = last.len or last.has("FIN") or last.has("SYN")
         end = last.seq + last.len + last.has("FIN") + last.has("SYN")
-        if carried and last.conn == s.conn and end == s.ack and s.t <= last.arrived + QUICK:  # type: ignore[operator]
+        fresh = id(last) not in taken
+        if fresh and carried and last.conn == s.conn and end == s.ack and s.t <= last.arrived + QUICK:  # type: ignore[operator]
             out[id(s)] = last
-    first = {id(cause): id(s) for s in reversed(trace.segments()) if (cause := out.get(id(s))) is not None}
-    return {ack: cause for ack, cause in out.items() if first[id(cause)] == ack}
+            taken.add(id(last))
+    return out
 
 
 @dataclass(frozen=True)
