@@ -547,10 +547,55 @@ def test_a_wire_late_enough_to_move_a_told_duration_into_another_category_is_a_d
 
 
 def test_a_late_wire_that_moves_no_told_duration_is_no_disturbance():
-    assert _waited_while_the_wire_was_late(0.058, 0.0005) == ""  # ≈ 60 ms either way
     assert _waited_while_the_wire_was_late(0.045, 0.005) == ""  # ≈ 40 ms either way
+    assert _waited_while_the_wire_was_late(0.050, 0.0005) == ""
     # a read is told by what woke it ("when the FIN arrived"), not by how long it took
     assert _waited_while_the_wire_was_late(0.058, 0.015, read=True) == ""
+
+
+def test_a_delayed_ack_later_than_its_timer_allows_is_a_disturbed_run():
+    """linger-ack in a loaded suite: the server's ACK of the FIN left 66 ms after the FIN had reached it, the wire
+    on time. Where round trips are shorter, its kernel arms the delayed-ACK timer for 40 ms at most, and the
+    timer fires within a tick: the rest was a busy machine's, and close() was told "≈ 60 ms" where the program
+    waits "≈ 40 ms". Just as late, by a wire on time, the run is disturbed."""
+    assert _waited_while_the_wire_was_late(0.066, 0.0) == (
+        "the server's kernel sent its delayed ACK 16 ms later than its timer allows (40 ms and a tick), enough to "
+        "change how long the client's close() is said to take"
+    )
+    with use("zh"):
+        assert "晚了 16 毫秒" in _waited_while_the_wire_was_late(0.066, 0.0)
+    assert _waited_while_the_wire_was_late(0.049, 0.0) == ""  # in time (≈ 40 ms, as the program waits)
+    assert _waited_while_the_wire_was_late(0.058, 0.0)  # 8 ms late, enough to be told "≈ 60 ms"
+
+
+def _fin_acknowledged(
+    after: float, transit: float = 0.0, read_returns: float | None = None, seq: int = 501
+) -> tuple[float, str]:
+    """The client's FIN left at 10 ms and reached the server `transit` later; the server's pure ACK of it left
+    `after` that (with sequence number `seq`: 500 is one below its next), while its recv() (blocked since the
+    set-up) returned at `read_returns` or not at all. How late core.delayed_ack_late finds that ACK, and whose."""
+    lab = Lab(scenario(s.recv("server"), s.close("client")))
+    lab.connected()
+    fin = lab.at(0.010).packet("client", ("FIN", "ACK"), seq=101, ack=501, arrives=-1)
+    lab.at(0.010 + transit).arrive(fin)
+    if read_returns is not None:
+        lab.at(read_returns).reply("server", call("recv", 0.005, duration=read_returns - 0.005, slept=True))
+    lab.at(0.010 + transit + after).packet("server", ("ACK",), seq=seq, ack=102)
+    return core.delayed_ack_late(lab.trace())
+
+
+def test_only_an_ack_its_timer_alone_can_have_sent_is_judged_by_the_timer():
+    """Look-alikes of a late delayed ACK, each a pure ACK 66 ms after the FIN: one a call of the server's may
+    have sent (a read returning frees the window, or finds an ACK owed: tcp_cleanup_rbuf); a window probe or
+    keepalive (another timer's, its sequence number one below the next: linger-timeout's probes of a shut
+    window, 0.2 s apart, every run); and one on a connection whose round trips are as long as the timer's
+    40 ms (the kernel stretches the timer to the round trip: tcp_send_delayed_ack)."""
+    late, side = _fin_acknowledged(0.066)
+    assert (round(late, 4), side) == (0.016, "server")
+    assert _fin_acknowledged(0.066, read_returns=0.0759) == (0.0, "")
+    assert _fin_acknowledged(0.066, seq=500) == (0.0, "")
+    assert _fin_acknowledged(0.066, transit=0.025) == (0.0, "")
+    assert _fin_acknowledged(0.049) == (0.0, "")
 
 
 # ---- looking ---------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ The rules:
 
 from __future__ import annotations
 
+import bisect
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -58,6 +59,8 @@ TIMER_SLACK = 0.002  # look again this long after a kernel timer was due to fire
 QUIET = 0.001  # without a wire: nothing moved this long means nothing is in flight
 POLL = 0.001  # without any view of the packets: how often sockets are looked at while waiting
 DELAYED_ACK_MAX = 0.25  # the kernel's TCP_DELACK_MAX (200 ms), and some slack
+DELACK_MIN = 0.04  # the kernel's TCP_DELACK_MIN: the longest delayed-ACK timeout while round trips are shorter
+DELAYED_ACK_LATEST = DELACK_MIN + 0.01  # and a tick at HZ=100: a delayed ACK leaves by then (delayed_ack_late)
 PROBE_BACKOFF = (0.0002, 0.001, 0.004)  # look again whether a running process sleeps after these
 # a connection's first states: met again after later ones, they are a newer connection's on the same 4-tuple
 OPENING = ("SYN_SENT", "SYN_RECEIVED")
@@ -320,15 +323,23 @@ class Run:
         setup_late: float = 0.0,
     ) -> tuple[float, Trace]:
         """The run's Trace and how long a busy machine held it up at worst (`disturbance`). Below the
-        tolerance too, a run is disturbed where the wire's lateness (`wire_late`) could have moved a
-        duration the trace's words name into another category (40 ms of a delayed ACK told as ≈ 60 ms)."""
+        tolerance too, a run is disturbed where the wire's lateness (`wire_late`), or a kernel's delayed-ACK
+        timer firing late (`delayed_ack_late`), could have moved a duration the trace's words name into another
+        category (40 ms of a delayed ACK told as ≈ 60 ms)."""
         held, said = self.disturbance(wire_late, setup_late)
         trace = self.trace(kernel, mode, counters, unobserved, said)
-        moved = None if said else duration_said_otherwise(trace, wire_late)
-        if moved is None:
+        if said:
             return held, trace
-        said = text("run.disturbed.moved", ms=f"{wire_late * 1000:.0f}", process=moved.side, call=moved.call)
-        return held, replace(trace, disturbed=said)
+        moved = duration_said_otherwise(trace, wire_late)
+        if moved is not None:
+            said = text("run.disturbed.moved", ms=f"{wire_late * 1000:.0f}", process=moved.side, call=moved.call)
+            return held, replace(trace, disturbed=said)
+        late, side = delayed_ack_late(trace)
+        moved = duration_said_otherwise(trace, late) if late else None
+        if moved is not None:
+            said = text("run.disturbed.timer", ms=f"{late * 1000:.0f}", side=side, process=moved.side, call=moved.call)
+            return max(held, late), replace(trace, disturbed=said)
+        return held, trace
 
     def disturbance(self, wire_late: float, setup_late: float = 0.0) -> tuple[float, str]:
         """How long a busy machine held the run up at worst after its set-up (`wire_late`: the wire's
@@ -899,6 +910,48 @@ class Run:
     def _take(self) -> list[Action]:
         actions, self._actions = self._actions, []
         return actions
+
+
+def delayed_ack_late(trace: Trace) -> tuple[float, str]:
+    """How much later than its timer allows an endpoint's kernel sent a delayed ACK, and which endpoint
+    (0.0, "" where none was late). A pure ACK of the last segment that reached an endpoint, none of its
+    processes making or returning from a call meanwhile, and not a probe (its sequence number one below the
+    next), is its delayed-ACK timer's: the kernel arms that timer for at most TCP_DELACK_MIN (40 ms) while the
+    connection's round trips are shorter (tcp_send_delayed_ack stretches it to the round trip only beyond),
+    and it fires within a tick (10 ms at HZ=100). Later than that, a busy machine kept the kernel from running
+    it (linger-ack's 40 ms wait for the ACK of its FIN, once 66 ms in a loaded suite, the wire on time)."""
+    segments = trace.segments()
+    arrivals = sorted((s.arrived, n, s) for n, s in enumerate(segments) if s.arrived is not None)
+    if any(at - s.t >= DELACK_MIN / 2 for at, _n, s in arrivals):
+        return 0.0, ""  # a round trip as long as the timeout may have stretched it
+    reached: dict[tuple[int, str], tuple[list[float], list[Segment]]] = {}  # at each end, in the order they came
+    for at, _n, s in arrivals:
+        times, came = reached.setdefault((s.conn, st.peer_of(s.src)), ([], []))
+        times.append(at)
+        came.append(s)
+    moments: dict[str, list[float]] = {}  # when each endpoint's processes made or returned from a call
+    for c in trace.syscalls():
+        moments.setdefault(trace.endpoint_of(c.side), []).extend((c.t, c.t + c.duration))
+    for times in moments.values():
+        times.sort()
+    worst, side = 0.0, ""
+    unsent: dict[tuple[int, str], int] = {}  # the next sequence number each side has not sent yet
+    for ack in segments:
+        key = (ack.conn, ack.src)
+        probe = ack.seq < unsent.get(key, 0)  # a window probe or keepalive
+        unsent[key] = max(ack.seq + ack.len + ack.has("SYN") + ack.has("FIN"), unsent.get(key, 0))
+        times, came = reached.get(key, ([], []))
+        n = bisect.bisect_left(times, ack.t)
+        if ack.flags != ("ACK",) or ack.len or probe or not n:
+            continue
+        since, last = times[n - 1], came[n - 1]
+        calls = moments.get(ack.src, [])
+        k = bisect.bisect_right(calls, since)
+        if (k < len(calls) and calls[k] <= ack.t) or ack.ack != last.seq + last.len + last.has("FIN"):
+            continue  # a call of the endpoint's may have sent it, or it acknowledges more than that segment
+        if ack.t - since - DELAYED_ACK_LATEST > worst:
+            worst, side = ack.t - since - DELAYED_ACK_LATEST, ack.src
+    return worst, side
 
 
 def _cause(event: Event) -> float:
