@@ -557,7 +557,7 @@ def test_a_delayed_ack_later_than_its_timer_allows_is_a_disturbed_run():
     """linger-ack in a loaded suite: the server's ACK of the FIN left 66 ms after the FIN had reached it, the wire
     on time. Where round trips are shorter, its kernel arms the delayed-ACK timer for 40 ms at most, and the
     timer fires within a tick: the rest was a busy machine's, and close() was told "≈ 60 ms" where the program
-    waits "≈ 40 ms". Just as late, by a wire on time, the run is disturbed."""
+    waits "≈ 40 ms". The run is disturbed, as one a wire as late had held up would be."""
     assert _waited_while_the_wire_was_late(0.066, 0.0) == (
         "the server's kernel sent its delayed ACK 16 ms later than its timer allows (40 ms and a tick), enough to "
         "change how long the client's close() is said to take"
@@ -587,8 +587,8 @@ def _fin_acknowledged(
 def test_only_an_ack_its_timer_alone_can_have_sent_is_judged_by_the_timer():
     """Look-alikes of a late delayed ACK, each a pure ACK 66 ms after the FIN: one a call of the server's may
     have sent (a read returning frees the window, or finds an ACK owed: tcp_cleanup_rbuf); a window probe or
-    keepalive (another timer's, its sequence number one below the next: linger-timeout's probes of a shut
-    window, 0.2 s apart, every run); and one on a connection whose round trips are as long as the timer's
+    keepalive (another timer's, its sequence number one below the next: linger-timeout probes a shut window
+    from 0.2 s on, every run); and one on a connection whose round trips are as long as the timer's
     40 ms (the kernel stretches the timer to the round trip: tcp_send_delayed_ack)."""
     late, side = _fin_acknowledged(0.066)
     assert (round(late, 4), side) == (0.016, "server")
