@@ -492,11 +492,9 @@ def _acks_fin(trace: Trace, s: Segment) -> bool:
     return s.has("ACK") and bool(fins) and s.ack >= min(fins) + 1
 
 
-def answered(trace: Trace) -> dict[int, Segment]:
-    """id of each pure ACK a kernel sent in answer to the segment that had just arrived (the last to
-    reach that endpoint before it, within QUICK, acknowledging exactly it) -> that segment. A segment
-    gets one answer, the first: a later ACK of the same byte is another cause's (a timer, a read that
-    opened the window), however soon a busy machine made it follow."""
+def acknowledging(trace: Trace) -> list[tuple[Segment, Segment]]:
+    """Each pure ACK that acknowledges exactly the last segment to have reached its sender, one that carried
+    something (data, a FIN, a SYN), with that segment: (the ACK, what it acknowledges), in the ACKs' order."""
     arrivals: dict[str, list[Segment]] = {}  # receiver -> what reached it, in order of arrival
     for s in trace.segments():
         if s.arrived is not None:
@@ -504,8 +502,7 @@ def answered(trace: Trace) -> dict[int, Segment]:
     for listed in arrivals.values():
         listed.sort(key=lambda s: s.arrived)  # type: ignore[arg-type, return-value]
     times = {dst: [s.arrived for s in listed] for dst, listed in arrivals.items()}
-    out: dict[int, Segment] = {}
-    taken: set[int] = set()  # id of each segment answered so far
+    pairs = []
     for s in trace.segments():
         if s.flags != ("ACK",) or s.len or s.src not in times:
             continue
@@ -514,9 +511,19 @@ def answered(trace: Trace) -> dict[int, Segment]:
             continue
         last = arrivals[s.src][i]
         carried = last.len or last.has("FIN") or last.has("SYN")
-        end = last.seq + last.len + last.has("FIN") + last.has("SYN")
-        fresh = id(last) not in taken
-        if fresh and carried and last.conn == s.conn and end == s.ack and s.t <= last.arrived + QUICK:  # type: ignore[operator]
+        if carried and last.conn == s.conn and last.seq + last.len + last.has("FIN") + last.has("SYN") == s.ack:
+            pairs.append((s, last))
+    return pairs
+
+
+def answered(trace: Trace) -> dict[int, Segment]:
+    """id of each pure ACK a kernel sent in answer to the segment that had just arrived (`acknowledging`
+    it, within QUICK) -> that segment. A segment gets one answer, the first: a later ACK of the same byte
+    is another cause's (a timer, a read that opened the window), however soon a busy machine made it follow."""
+    out: dict[int, Segment] = {}
+    taken: set[int] = set()  # id of each segment answered so far
+    for s, last in acknowledging(trace):
+        if id(last) not in taken and s.t <= last.arrived + QUICK:  # type: ignore[operator]
             out[id(s)] = last
             taken.add(id(last))
     return out

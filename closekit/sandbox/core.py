@@ -42,7 +42,7 @@ from closekit.sandbox.packets import Connections, Packet
 from closekit.sandbox.protocol import MAX_SEGMENTS
 from closekit.scenario import Scenario
 from closekit.trace import Segment, Signal, Syscall, Trace, Wait
-from closekit.transcript import duration_said_otherwise
+from closekit.transcript import acknowledging, duration_said_otherwise
 
 if TYPE_CHECKING:
     from closekit.sandbox.endpoint import Addresses
@@ -914,21 +914,17 @@ class Run:
 
 def delayed_ack_late(trace: Trace) -> tuple[float, str]:
     """How much later than its timer allows an endpoint's kernel sent a delayed ACK, and which endpoint
-    (0.0, "" where none was late). A pure ACK of the last segment that reached an endpoint, none of its
-    processes making or returning from a call meanwhile, and not a probe (its sequence number one below the
-    next), is its delayed-ACK timer's: the kernel arms that timer for at most TCP_DELACK_MIN (40 ms) while the
-    connection's round trips are shorter (tcp_send_delayed_ack stretches it to the round trip only beyond),
-    and it fires within a tick (10 ms at HZ=100). Later than that, a busy machine kept the kernel from running
-    it (linger-ack's 40 ms wait for the ACK of its FIN, once 66 ms in a loaded suite, the wire on time)."""
+    (0.0, "" where none was late). A pure ACK of the last segment that reached an endpoint
+    (`acknowledging`), none of its processes making or returning from a call meanwhile, and not a probe (its
+    sequence number one below the next), is its delayed-ACK timer's: the kernel arms that timer for at most
+    TCP_DELACK_MIN (40 ms) while the connection's round trips are shorter (tcp_send_delayed_ack stretches it
+    to the round trip only beyond), and it fires within a tick (10 ms at HZ=100). Later than that, a busy
+    machine kept the kernel from running it (linger-ack's 40 ms wait for the ACK of its FIN, once 66 ms in a
+    loaded suite, the wire on time)."""
     segments = trace.segments()
-    arrivals = sorted((s.arrived, n, s) for n, s in enumerate(segments) if s.arrived is not None)
-    if any(at - s.t >= DELACK_MIN / 2 for at, _n, s in arrivals):
+    if any(s.arrived is not None and s.arrived - s.t >= DELACK_MIN / 2 for s in segments):
         return 0.0, ""  # a round trip as long as the timeout may have stretched it
-    reached: dict[tuple[int, str], tuple[list[float], list[Segment]]] = {}  # at each end, in the order they came
-    for at, _n, s in arrivals:
-        times, came = reached.setdefault((s.conn, st.peer_of(s.src)), ([], []))
-        times.append(at)
-        came.append(s)
+    acknowledged = {id(ack): last for ack, last in acknowledging(trace)}
     moments: dict[str, list[float]] = {}  # when each endpoint's processes made or returned from a call
     for c in trace.syscalls():
         moments.setdefault(trace.endpoint_of(c.side), []).extend((c.t, c.t + c.duration))
@@ -940,15 +936,14 @@ def delayed_ack_late(trace: Trace) -> tuple[float, str]:
         key = (ack.conn, ack.src)
         probe = ack.seq < unsent.get(key, 0)  # a window probe or keepalive
         unsent[key] = max(ack.seq + ack.len + ack.has("SYN") + ack.has("FIN"), unsent.get(key, 0))
-        times, came = reached.get(key, ([], []))
-        n = bisect.bisect_left(times, ack.t)
-        if ack.flags != ("ACK",) or ack.len or probe or not n:
+        last = acknowledged.get(id(ack))
+        if last is None or probe:
             continue
-        since, last = times[n - 1], came[n - 1]
+        since: float = last.arrived  # type: ignore[assignment]
         calls = moments.get(ack.src, [])
         k = bisect.bisect_right(calls, since)
-        if (k < len(calls) and calls[k] <= ack.t) or ack.ack != last.seq + last.len + last.has("FIN"):
-            continue  # a call of the endpoint's may have sent it, or it acknowledges more than that segment
+        if k < len(calls) and calls[k] <= ack.t:
+            continue  # a call of the endpoint's may have sent it
         if ack.t - since - DELAYED_ACK_LATEST > worst:
             worst, side = ack.t - since - DELAYED_ACK_LATEST, ack.src
     return worst, side
