@@ -110,12 +110,16 @@ class Lab:
             p.fate = "released"
         self.feed(core.Arrived(p, self.now))
 
-    def connected(self, accept_at: float = 0.004, ack_arrives: float | None = None) -> None:
-        """The set-up of a connected scenario: listen, connect, accept (its call starting at `accept_at`),
-        and the handshake (its last ACK arriving at once, or at `ack_arrives`)."""
+    def connected(self, ack_arrives: float | None = None, accept_returns: float = 0.004) -> None:
+        """The set-up of a connected scenario: listen; accept(), which sleeps; then connect() and the
+        handshake, its last ACK arriving at once (or at `ack_arrives`); accept() returns at `accept_returns`
+        or once that ACK has arrived."""
         self.kernel[("server", 0)] = sock("LISTEN")
         self.at(0.001).reply("server", call("listen", 0.001, backlog=8),
                              {"kind": "port", "role": "listener", "port": SERVER_PORT})  # fmt: skip
+        self.asleep.add("server")
+        self.at(0.0015).feed(core.Reply("server", "started", (), self.now))
+        self.asleep.discard("server")
         self.at(0.002)
         self.kernel[("client", 1)] = sock("SYN_SENT")
         self.packet("client", ("SYN",), seq=100, ack=0)
@@ -126,11 +130,11 @@ class Lab:
         self.at(0.003).reply(
             "client", call("connect", 0.002), {"kind": "port", "role": "connection", "port": CLIENT_PORT}
         )
-        if ack_arrives is not None and ack_arrives < accept_at:
+        if ack_arrives is not None:
             self.at(ack_arrives).arrive(ack)
-        self.at(max(accept_at, 0.004)).reply("server", call("accept", accept_at, result=4))
-        if ack_arrives is not None and ack_arrives >= accept_at:
-            self.at(ack_arrives).arrive(ack)
+        returned = max(accept_returns, self.now)
+        self.at(returned).reply("server", call("accept", 0.0015, duration=returned - 0.0015, result=4, slept=True))
+        self.probes.clear()  # the set-up's own (test_the_set_up_is_a_server_blocked_in_accept_and_a_client_connecting)
 
     def sent_lines(self, process: str) -> list[list[list[int]]]:
         return [m["lines"] for p, m in self.commands if p == process and m["op"] == "run"]
@@ -144,6 +148,31 @@ def scenario(*steps: s.Step, **kw: Any) -> Scenario:
 
 
 # ---- programs ------------------------------------------------------------------------------------
+def test_the_set_up_is_a_server_blocked_in_accept_and_a_client_connecting():
+    """As the two programs run: the server listens and calls accept(), which sleeps until a client comes; the
+    client connects only once the server sleeps in it (else accept() might find the connection waiting, or
+    not); the scenario's lines start once both calls have returned, in whichever order they do. (The lab
+    used to hand accept() over after connect() had returned: a server that accepts only once connected.)"""
+    lab = Lab(scenario(s.close("client")))
+    lab.at(0.001).reply("server", call("listen", 0.001, backlog=8),
+                        {"kind": "port", "role": "listener", "port": SERVER_PORT})  # fmt: skip
+    assert [(p, m["op"]) for p, m in lab.commands] == [("server", "listen"), ("server", "accept")]
+    assert lab.commands[-1][1]["announce"] is True and lab.probes == []  # not before it says it makes the call
+    lab.at(0.0012).feed(core.Reply("server", "started", (), lab.now))
+    assert lab.probes == ["server"] and len(lab.commands) == 2  # running still, not yet asleep
+    lab.asleep.add("server")
+    lab.at(0.0013).tick()
+    assert lab.probes == ["server"]  # the next look waits for its back-off
+    lab.at(0.0015).tick()
+    assert lab.probes == ["server", "server"]
+    assert [(p, m["op"], m["port"]) for p, m in lab.commands[2:]] == [("client", "connect", SERVER_PORT)]
+    lab.asleep.discard("server")
+    lab.at(0.003).reply("server", call("accept", 0.0012, duration=0.0018, result=4, slept=True))
+    assert lab.run.setup_until is None and lab.sent_lines("client") == []  # connect() has not returned yet
+    lab.at(0.0031).reply("client", call("connect", 0.002), {"kind": "port", "role": "connection", "port": CLIENT_PORT})
+    assert lab.run.setup_until == 0.0031 and lab.sent_lines("client") == [[[0]]]
+
+
 def test_each_process_gets_its_lines_up_to_the_next_sync_point_at_once():
     lab = Lab(scenario(s.send("client", 6), s.close("client"), s.recv("server"), s.recv("server"), s.close("server")))
     lab.connected()
@@ -246,7 +275,7 @@ def test_a_run_past_its_time_limit_names_what_was_still_running():
 def test_the_time_limit_runs_from_the_end_of_the_set_up():
     """Beside busy labs, the set-up took 0.4 s of a 0.5 s limit: the scenario's lines still have 0.5 s."""
     lab = Lab(scenario(s.recv("server"), time_limit=0.5))
-    lab.at(0.4).connected(accept_at=0.4)
+    lab.connected(accept_returns=0.4)
     lab.at(0.85).tick()
     assert not lab.run.finished
     lab.at(0.91).tick()  # past it: how long was the lab kept from the CPU? (not at all)
@@ -438,7 +467,7 @@ def _held_before_close(link: Link, held: float, last_ack: bool = True) -> tuple[
     its last ACK left then (`last_ack`; else nothing happened after), reaching the server after the
     link's delay and closing its socket; its close() was to follow at once but started `held` later."""
     lab = Lab(scenario(s.recv("client"), s.close("client"), link=link))
-    lab.connected(accept_at=0.0025, ack_arrives=0.012)
+    lab.connected(ack_arrives=0.012)
     lab.kernel[("server", 1)] = sock("LAST_ACK")
     lab.at(0.030 - link.delay).packet("server", ("FIN", "ACK"), seq=501, ack=101, arrives=-1)
     if last_ack:
@@ -474,19 +503,11 @@ def test_on_a_link_with_delay_a_late_wire_in_the_set_up_is_a_disturbed_run():
     """return-default (once in CI): the relay passed the handshake on 34 ms late and connect(), told as the
     10 ms link's round trip (≈ 20 ms), read ≈ 40 ms. Without delay the set-up's timing is no lesson's."""
     lab = Lab(scenario(s.close("client"), link=Link(delay=0.01)))
-    lab.connected(accept_at=0.0025, ack_arrives=0.012)
+    lab.connected(ack_arrives=0.012)
     assert lab.run.disturbance(0.0, setup_late=0.034) == (0.034, "the wire passed a segment on 34 ms late")
     lab = Lab(scenario(s.close("client")))
     lab.connected()
     assert lab.run.disturbance(0.0, setup_late=0.034) == (0.0, "")
-
-
-def _accept_handed_over(accept_at: float) -> tuple[float, str]:
-    """return-default's set-up on a 10 ms link: connect() returned at 2.1 ms and the handshake's last ACK
-    reached the server at 12 ms; the lab started the server's accept() at `accept_at`."""
-    lab = Lab(scenario(s.close("client"), link=Link(delay=0.01)))
-    lab.connected(accept_at=accept_at, ack_arrives=0.012)
-    return lab.run.disturbance(0.0)
 
 
 def test_a_peer_aborts_a_new_connection_only_once_its_connect_has_returned():
@@ -505,18 +526,6 @@ def test_a_peer_aborts_a_new_connection_only_once_its_connect_has_returned():
     assert lab.sent_lines("server") == [[[1], [2]]]  # the client's connect() still runs: no abort yet
     lab.at(0.011).reply("client", call("connect", 0.006, duration=0.005, slept=True))
     assert lab.sent_lines("server") == [[[1], [2]], [[6], [7]]]
-
-
-def test_a_set_up_accept_handed_over_after_the_handshake_ended_is_a_disturbed_run():
-    """Beside two suites at once, the lab handed the server its accept() later than the ACK's 10 ms
-    flight: accept() found the connection waiting, and the chapter's "accept() …" wait was gone."""
-    late, said = _accept_handed_over(0.0131)
-    assert round(late, 4) == 0.0011
-    assert said == (
-        "the lab handed the server its accept() 1.1 ms after the handshake's last ACK had reached it, so it did not "
-        "wait for that ACK"
-    )
-    assert _accept_handed_over(0.0040) == (0.0, "")  # it waited for the ACK, as the program would
 
 
 def _waited_while_the_wire_was_late(took: float, wire_late: float, read: bool = False) -> str:

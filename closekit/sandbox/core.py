@@ -280,10 +280,12 @@ class Run:
 
     # ---- the driver's side ---------------------------------------------------------------------
     def start(self) -> list[Action]:
-        """The set-up: listen, then connect and accept (or only make the client's socket)."""
+        """The set-up, as a server and a client program start: the server listens and blocks in accept(),
+        then the client connects (or only makes its socket). accept() returns when the handshake's last
+        ACK reaches the server, as it would, whatever the link's delay."""
         self.setup.append(("server", {"op": "listen"}))
         if self.scenario.start == "connected":
-            self.setup += [("client", {"op": "connect"}), ("server", {"op": "accept"})]
+            self.setup += [("server", {"op": "accept", "announce": True}), ("client", {"op": "connect"})]
         else:
             self.setup.append(("client", {"op": "socket"}))
         self._next_setup()
@@ -367,9 +369,6 @@ class Run:
             if inside:
                 return held, text("run.disturbed.cpu", process=process, call=call, ms=ms)
             return held, text("run.disturbed.cpu_before", process=process, call=call, ms=ms)
-        late, words = self._late_accept()
-        if words:
-            return max(held, late), words
         return held, self._resent_in_the_relay()
 
     def _held_while_nothing_moved(self, process: str, start: float, delayed: float) -> bool:
@@ -398,20 +397,6 @@ class Run:
         is for its waking and the lab's recording between the two lines (under 1 ms)."""
         delay = self.scenario.link.delay
         return min(TOLERANCE, delay * 0.8) if delay else TOLERANCE
-
-    def _late_accept(self) -> tuple[float, str]:
-        """The set-up handed the server its accept() only after the handshake's last ACK had reached it:
-        on a link with delay that ACK is on its way for the delay after connect() returns, and accept(),
-        handed over at once, waits for it (the lesson shows that wait); handed over late, it finds its
-        connection waiting. (How late, in words), or (0, "")."""
-        if not self.scenario.link.delay or self.setup_until is None:
-            return 0.0, ""
-        accept = next((r for _o, _p, r in self.records if r["kind"] == "syscall" and r["call"] == "accept"), None)
-        last_ack = next((p for p in self.packets if p.src == "client" and p.conn and p.flags == ("ACK",)), None)
-        if accept is None or last_ack is None or last_ack.arrived is None or accept["t"] > self.setup_until:
-            return 0.0, ""
-        late = accept["t"] - last_ack.arrived
-        return (late, text("run.disturbed.accept", ms=f"{late * 1000:.1f}")) if late > 0 else (0.0, "")
 
     def _resent_in_the_relay(self) -> str:
         """A segment its sender sent again while the lab's relay still held what would have spared it:
@@ -603,8 +588,7 @@ class Run:
         self._look(proc.endpoint, self._current())  # (a segment may have waited for the call's lock)
         if proc.endpoint == "server" and (step is None or step.acts_on_listener()):
             self._look("server", 0)
-        if self.setup:
-            self.setup.popleft()
+        if self.setup_until is None:
             self._next_setup()
         elif self.part == proc.name:
             self.part = None
@@ -655,6 +639,8 @@ class Run:
         proc.asleep = e.asleep and bool(proc.sent)
         proc.probe_due = None if proc.asleep else e.t + PROBE_BACKOFF[min(proc.probes, len(PROBE_BACKOFF) - 1)]
         proc.probes += 1
+        if self.setup_until is None:
+            self._next_setup()
 
     def _seen(self, e: Seen) -> None:
         self.looks_pending -= 1
@@ -718,19 +704,27 @@ class Run:
 
     # ---- handing out lines ----------------------------------------------------------------------
     def _next_setup(self) -> None:
-        if self.setup:
-            process, message = self.setup[0]
+        """Hand out the set-up's next call once the calls handed out have returned or sleep in the kernel
+        (accept(), waiting for the client); once all have returned, the set-up is over."""
+        busy = [p for p in self.procs.values() if p.sent]
+        if self.setup and all(p.asleep for p in busy):
+            process, message = self.setup.popleft()
             if message["op"] in ("connect", "accept"):
                 message = {**message, "port": self.server_port}
             self._command(process, message, f"{message['op']}()", None)
-        else:
+        elif not self.setup and not busy:
             self.setup_until = self.now
             self.mark = len(self.packets)
             self._actions.append(Measure())  # from here on, time kept from the CPU does not count to the limit
 
     def _progress(self) -> None:
         """Hand out lines and judge lab steps as far as the rules allow now."""
-        if self.setup or self.setup_until is None or self.finished:
+        if self.finished:
+            return
+        if self.setup_until is None:
+            for p in self.procs.values():
+                if self.setup and p.sent and not p.asleep:
+                    self._probe(p)  # a set-up call that blocks: the next starts once it sleeps
             return
         steps = self.scenario.steps
         while self.next < len(steps):
@@ -760,10 +754,15 @@ class Run:
             if not p.sent or (p.exited and p.ended) or (p.asleep and p.started and len(p.sent) == 1):
                 continue
             waiting = True
-            if p.started and len(p.sent) == 1 and not p.exited and (p.probe_due is None or p.probe_due <= self.now):
-                p.probe_due = float("inf")  # until it answers
-                self._actions.append(Probe(p.name))
+            self._probe(p)
         return not waiting
+
+    def _probe(self, p: _Process) -> None:
+        """Ask whether `p` sleeps in the kernel in the call of its last line, once it has said it is making
+        that call, when the last answer's back-off has passed."""
+        if p.started and len(p.sent) == 1 and not p.exited and (p.probe_due is None or p.probe_due <= self.now):
+            p.probe_due = float("inf")  # until it answers
+            self._actions.append(Probe(p.name))
 
     def _pass(self, step: st.Step) -> bool:
         """Try to get past the lab step at `next`; False while it holds."""
@@ -842,7 +841,9 @@ class Run:
                 self._actions.append(Command(proc.name, message))
 
     def _command(self, process: str, message: dict[str, Any], label: str, step: st.Step | None) -> None:
-        self.procs[process].sent.append((label, step))
+        proc = self.procs[process]
+        proc.sent.append((label, step))
+        proc.started = proc.asleep = False
         self._actions.append(Command(process, message))
 
     # ---- the end ----------------------------------------------------------------------------------
