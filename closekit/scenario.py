@@ -1,7 +1,8 @@
 """Scenarios: packetdrill-like timelines of lines for two endpoints and the processes they fork.
 
-By default a scenario starts connected: the server listens, the client connects and the server
-accepts before the first line (`start="connected"`). With `start="listening"` only the server
+By default a scenario starts connected, as two programs would: the server listens and blocks in
+accept(), the client connects, and the first line starts once both calls have returned
+(`start="connected"`). With `start="listening"` only the server
 listens and the client holds a fresh socket: the lines connect and accept themselves, so what
 happens before accept() can be a lesson too.
 
