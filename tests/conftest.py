@@ -19,6 +19,7 @@ import signal
 import tempfile
 from pathlib import Path
 
+import nbval_ipc
 import pytest
 
 import closekit
@@ -68,8 +69,7 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ[RUN_LOG_ENV] = log
         config.add_cleanup(lambda: shutil.rmtree(log, ignore_errors=True))
         config.pluginmanager.register(ShowLastRun(), "closekit-show-last-run")
-    if config.pluginmanager.hasplugin("nbval"):
-        _nbval_kernels_over_ipc(config)
+    config.pluginmanager.register(nbval_ipc, "closekit-nbval-ipc")
     if config.getoption("--kernel-free"):  # for the whole session: session fixtures too
 
         def refuse(*_args: object, **_kwargs: object) -> None:
@@ -79,25 +79,6 @@ def pytest_configure(config: pytest.Config) -> None:
 
         closekit.sandbox.client.default_lab = refuse  # type: ignore[assignment]
         closekit.sandbox.client.Lab.__init__ = refuse  # type: ignore[method-assign]
-
-
-def _nbval_kernels_over_ipc(config: pytest.Config) -> None:
-    """nbval's kernels talk to pytest over unix sockets in a folder of their own, not over TCP. jupyter_client
-    picks a kernel's five ports by binding and releasing them, and another process of the suite (a JupyterLab,
-    the hub, an experiment in mode host) may take one before the kernel binds it: the kernel dies "before
-    replying to kernel_info" (jupyter/jupyter_client#154; once in test_degraded). The sockets' path is absolute:
-    nbval starts each kernel in its notebook's folder."""
-    import nbval.kernel
-    from jupyter_client.manager import KernelManager
-
-    folder = tempfile.mkdtemp(prefix="closekit-kernels-")
-    config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
-    kernels = itertools.count()
-
-    def over_ipc(**kwargs: object) -> KernelManager:
-        return KernelManager(transport="ipc", ip=os.path.join(folder, f"kernel-{next(kernels)}"), **kwargs)
-
-    nbval.kernel.KernelManager = over_ipc  # type: ignore[attr-defined]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -16,15 +16,17 @@ import pytest
 
 pytestmark = pytest.mark.live
 
-REPO = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent  # nbval_ipc, the plugin that keeps the kernels off TCP ports
+REPO = HERE.parent
 NOTEBOOKS = sorted(str(p) for p in (REPO / "notebooks").glob("0*.ipynb"))
 
 
 def _nbval_lax(tmp_path: Path, env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax", "--nbval-current-env",
-         "-o", "addopts=", "--rootdir", str(tmp_path), *NOTEBOOKS],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path,
+         "-p", "nbval_ipc", "-o", "addopts=", "--rootdir", str(tmp_path), *NOTEBOOKS],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+        env={**env, "PYTHONPATH": os.pathsep.join(filter(None, (str(HERE), env.get("PYTHONPATH"))))},
     )  # fmt: skip
 
 
