@@ -2,9 +2,9 @@
 
 By default a scenario starts connected, as two programs would: the server listens and blocks in
 accept(), the client connects, and the first line starts once both calls have returned
-(`start="connected"`). With `start="listening"` only the server
-listens and the client holds a fresh socket: the lines connect and accept themselves, so what
-happens before accept() can be a lesson too.
+(`start="connected"`). With `start="listening"` only the server listens and the client holds a
+fresh socket: the lines connect and accept themselves, so what happens before accept() can be a
+lesson too.
 
 Then each process runs its own lines as its program would: the next as soon as its previous one
 returned, and a call that blocks (a recv() waiting for data, a lingering close()) blocks in the

@@ -721,10 +721,10 @@ class Run:
         """Hand out lines and judge lab steps as far as the rules allow now."""
         if self.finished:
             return
-        if self.setup_until is None:
-            for p in self.procs.values():
-                if self.setup and p.sent and not p.asleep:
-                    self._probe(p)  # a set-up call that blocks: the next starts once it sleeps
+        if self.setup_until is None:  # a set-up call that blocks: the next one starts once it sleeps in it
+            for p in self.procs.values() if self.setup else ():
+                if p.sent and not p.asleep:
+                    self._probe(p)
             return
         steps = self.scenario.steps
         while self.next < len(steps):
