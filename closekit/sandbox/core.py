@@ -43,7 +43,15 @@ from closekit.sandbox.packets import Connections, Packet
 from closekit.sandbox.protocol import MAX_SEGMENTS
 from closekit.scenario import Scenario
 from closekit.trace import Segment, Signal, Syscall, Trace, Wait
-from closekit.transcript import acknowledging, duration_said_otherwise, ended_by, link_delay, may_have_waited
+from closekit.transcript import (
+    Told,
+    acknowledging,
+    causal_times,
+    duration_said_otherwise,
+    ended_by,
+    link_delay,
+    may_have_waited,
+)
 
 if TYPE_CHECKING:
     from closekit.sandbox.endpoint import Addresses
@@ -334,8 +342,8 @@ class Run:
         trace = self.trace(kernel, mode, counters, unobserved, said)
         if said:
             return held, trace
-        chain = woken_late(trace)
-        if chain is not None and chain.late > self.tolerance():
+        chain = woken_late(trace, self.tolerance())
+        if chain is not None:
             return max(held, chain.late), replace(trace, disturbed=chain.words())
         moved = duration_said_otherwise(trace, wire_late)
         if moved is not None:
@@ -971,15 +979,16 @@ class WokenLate:
                     cpu=f"{(self.late - self.wire) * 1000:.0f}")  # fmt: skip
 
 
-def woken_late(trace: Trace) -> WokenLate | None:
-    """The most a busy machine held up a process between a segment that woke one of its calls and the line
-    its program makes next, at once (no sync point met between them): the wire's lateness passing that
-    segment on, the process's wait for a CPU inside the woken call, and its wait before the next line, added
-    up (None where no line followed a woken call). The words tell the woken call's
-    return right after the segment arrived on time (`causal_times`) and the next line by its clock, so each
-    part below the tolerance may still move that line past what the peer did meanwhile (return-shutdown-read
-    beside busy labs, 3 runs in about 1,700: the server's FIN 7 ms late, the client's recv() 4 ms waiting for a
-    CPU, and its close() came after its last ACK had closed the server's socket). On a rate-limited link the
+def woken_late(trace: Trace, tolerance: float) -> WokenLate | None:
+    """A line a busy machine held up more than `tolerance` between a segment that woke one of its process's
+    calls and the line itself, which the program makes next, at once (no sync point met between them): the
+    wire's lateness passing that segment on, the process's wait for a CPU inside the woken call, and its wait
+    before the line, added up; the worst such line, or None. The words tell the woken call's return right
+    after the segment arrived on time (`causal_times`) and the line by its clock, so parts each below the
+    tolerance may together move the line past what happened meanwhile (return-shutdown-read beside busy labs,
+    3 runs in about 1,700: the server's FIN 7 ms late, the client's recv() 4 ms waiting for a CPU, and its
+    close() told after its last ACK had closed the server's socket). A line with nothing told between the
+    woken call's return and its start moved past nothing, and does not count. On a rate-limited link the
     wire's part is not told apart from the queue's, and is left out."""
     delay = link_delay(trace)
     rated = (trace.link or {}).get("rate") is not None
@@ -988,7 +997,7 @@ def woken_late(trace: Trace) -> WokenLate | None:
     for c in trace.syscalls():
         if trace.setup_until is None or c.t >= trace.setup_until:
             lines.setdefault(c.side, []).append(c)
-    worst: WokenLate | None = None
+    late_lines = []
     for calls in lines.values():
         for woken, line in itertools.pairwise(calls):
             segment = ended_by(trace, woken) if woken.call in WAKEABLE and may_have_waited(woken) else None
@@ -999,9 +1008,33 @@ def woken_late(trace: Trace) -> WokenLate | None:
                 continue  # the line came after a sync point: the lab started it
             wire = 0.0 if rated else max(0.0, segment.arrived - segment.t - delay)
             late = wire + (woken.queued or 0.0) + (line.delayed or 0.0)
-            if worst is None or late > worst.late:
-                worst = WokenLate(late, wire, woken, line)
-    return worst
+            if late > tolerance:
+                late_lines.append(WokenLate(late, wire, woken, line))
+    if not late_lines:
+        return None
+    told = causal_times(trace)
+    moments = sorted(_told_moments(trace, told))
+    moved = [w for w in late_lines if _any_between(moments, told.returned(w.woken), w.line.t)]
+    return max(moved, key=lambda w: w.late, default=None)
+
+
+def _told_moments(trace: Trace, told: Told) -> list[float]:
+    """When the clock-free words tell each thing: a segment leaving and arriving, a state, a call and its return."""
+    out = []
+    for e in trace.events:
+        if isinstance(e, Syscall):
+            out += (e.t, told.returned(e))
+        elif isinstance(e, Segment):
+            arrived = told.arrival(e)
+            out += (told.time(e),) if arrived is None else (told.time(e), arrived)
+        else:
+            out.append(told.time(e))
+    return out
+
+
+def _any_between(moments: list[float], low: float, high: float) -> bool:
+    k = bisect.bisect_right(moments, low)
+    return k < len(moments) and moments[k] < high
 
 
 def _cause(event: Event) -> float:
