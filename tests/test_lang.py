@@ -4,6 +4,7 @@ exercises, widgets, checkers and verdicts actually speaking Chinese where a Chin
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 import string
@@ -406,7 +407,9 @@ def test_an_experiment_that_stops_in_a_chinese_notebook_says_why_in_chinese(chin
         recorded = closekit.run("linger-waits-for-ack", lab=lab)
     finally:
         lab.close()
-    assert recorded.recorded.startswith("于 2026-12-06 在 Linux ")
+    recording = Path(closekit.__file__).parent / "recorded" / "linger-waits-for-ack.json"
+    on = json.loads(recording.read_text(encoding="utf-8"))["recorded_on"]  # (re-made by python -m closekit.recorded)
+    assert recorded.recorded.startswith(f"于 {on} 在 Linux ")
     assert "；没有在本机运行：它需要实验环境的线路（" in recorded.recorded
     assert recorded.recorded.endswith("；本机运行的是模式 host-nocapture")
 
