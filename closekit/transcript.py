@@ -466,6 +466,9 @@ def may_have_waited(e: Syscall) -> bool:
     return bool(e.slept) or e.call == "connect"
 
 
+WAKEABLE = frozenset({"connect", "accept", "recv", "send", "close", "shutdown", "epoll_wait"})  # calls a segment ends
+
+
 def waker(trace: Trace, e: Syscall) -> Segment | None:
     """The segment whose arrival ended a call that slept, by what the call waits for: connect() the
     SYN-ACK, recv() the first data, FIN or RST, close() or shutdown() the ACK of its FIN (or an RST),

@@ -44,6 +44,7 @@ from closekit.sandbox.protocol import MAX_SEGMENTS
 from closekit.scenario import Scenario
 from closekit.trace import Segment, Signal, Syscall, Trace, Wait
 from closekit.transcript import (
+    WAKEABLE,
     Told,
     acknowledging,
     causal_times,
@@ -73,7 +74,6 @@ DELAYED_ACK_LATEST = DELACK_MIN + 0.01  # and a tick at HZ=100: a delayed ACK le
 PROBE_BACKOFF = (0.0002, 0.001, 0.004)  # look again whether a running process sleeps after these
 # a connection's first states: met again after later ones, they are a newer connection's on the same 4-tuple
 OPENING = ("SYN_SENT", "SYN_RECEIVED")
-WAKEABLE = frozenset({"connect", "accept", "recv", "send", "close", "shutdown", "epoll_wait"})  # what a segment ends
 
 
 # ---- what the driver feeds in --------------------------------------------------------------------
@@ -335,9 +335,10 @@ class Run:
         setup_late: float = 0.0,
     ) -> tuple[float, Trace]:
         """The run's Trace and how long a busy machine held it up at worst (`disturbance`). Below the
-        tolerance too, a run is disturbed where the wire's lateness (`wire_late`), or a kernel's delayed-ACK
-        timer firing late (`delayed_ack_late`), could have moved a duration the trace's words name into another
-        category (40 ms of a delayed ACK told as ≈ 60 ms)."""
+        tolerance too, a run is disturbed where the wire's and a process's lateness added up after a segment woke
+        it (`woken_late`) could have moved its next line past what the peer did meanwhile, and where the wire's
+        lateness (`wire_late`), or a kernel's delayed-ACK timer firing late (`delayed_ack_late`), could have
+        moved a duration the trace's words name into another category (40 ms of a delayed ACK told as ≈ 60 ms)."""
         held, said = self.disturbance(wire_late, setup_late)
         trace = self.trace(kernel, mode, counters, unobserved, said)
         if said:
